@@ -1,0 +1,158 @@
+/**
+ * The native binding: the one contract between TypeScript and C++.
+ *
+ * Everything here is implemented by `native/binding/*.cc` over the plain C++ API
+ * in `native/include/braintrace/api.h`. Argument checks that users can trigger are
+ * done in TypeScript first (with typed errors); the binding checks again and
+ * throws `TypeError`/`RangeError` or an `Error` whose `code` is one of
+ * {@link NativeErrorCode}, so a wrong call never crashes the process.
+ *
+ * All typed arrays passed to a session must be of the session's dtype
+ * (`Float32Array` for `'float32'`, `Float64Array` for `'float64'`) and of the exact
+ * length of the slot they fill. Results are fresh JS-owned typed arrays
+ * (no external buffers, so Electron's memory cage is respected).
+ */
+
+/** Element type of a plan and of every array of its session. */
+export type NativeDType = 'float32' | 'float64';
+
+/** A typed array in a session's dtype. */
+export type NativeArray = Float32Array | Float64Array;
+
+/** Stable error codes carried by `err.code` on errors thrown by the binding. */
+export type NativeErrorCode =
+  | 'ERR_BRAINTRACE_INVALID_ARGUMENT'
+  | 'ERR_BRAINTRACE_INVALID_PLAN'
+  | 'ERR_BRAINTRACE_OUT_OF_MEMORY'
+  | 'ERR_BRAINTRACE_CUDA'
+  | 'ERR_BRAINTRACE_BUSY'
+  | 'ERR_BRAINTRACE_INTERNAL'
+  | 'ERR_BRAINTRACE_DISPOSED';
+
+/** What the native runtime reports about itself. */
+export interface NativeInfo {
+  /** True when this binary contains CUDA kernels (the cmake-js build with nvcc). */
+  cudaCompiled: boolean;
+  /** CUDA devices that answered the probe (0 when not compiled or no driver). */
+  deviceCount: number;
+  /** CUDA runtime version (e.g. 13000), 0 when not compiled. */
+  cudaRuntimeVersion: number;
+  /** Backend that new sessions use. */
+  backend: 'cpu' | 'cuda';
+  /** Why the backend is 'cpu' ('' when it is 'cuda'). */
+  fallbackReason: string;
+  /** Size of the native CPU thread pool. */
+  threads: number;
+}
+
+/** Native allocation counters (bytes held by sessions' buffers). */
+export interface NativeMemoryStats {
+  liveBytes: number;
+  peakBytes: number;
+  allocations: number;
+}
+
+/** One row of a plan's output table. */
+export interface NativeOutputEntry {
+  /** 0 model output, 1 new state value, 2 loss. */
+  kind: 0 | 1 | 2;
+  /** Output slot (kind 0), state slot (kind 1) or 0 (kind 2). */
+  index: number;
+  shape: number[];
+}
+
+/** Arguments of {@link NativeSession.evaluate}: one step with explicit values. */
+export interface NativeEvalArgs {
+  /** One array per input slot (required). */
+  inputs: NativeArray[];
+  /** One entry per param slot; null (or a missing array) = the stored value. */
+  params?: (NativeArray | null)[];
+  /** One entry per state slot; null = the stored value. */
+  states?: (NativeArray | null)[];
+  /** Forward mode: tangents per slot (null = zero). Give any of the three to request a JVP. */
+  inputTangents?: (NativeArray | null)[];
+  paramTangents?: (NativeArray | null)[];
+  stateTangents?: (NativeArray | null)[];
+  /** Reverse mode: one cotangent per output-table entry (null = zero). */
+  outputCotangents?: (NativeArray | null)[];
+}
+
+/** Result of {@link NativeSession.evaluate}. */
+export interface NativeEvalResult {
+  /** Values of every output-table entry, in table order. */
+  outputs: NativeArray[];
+  /** Present when a JVP was requested: tangents of every output-table entry. */
+  outputTangents?: NativeArray[];
+  /** Present when a VJP was requested: cotangents of every leaf slot. */
+  inputCotangents?: NativeArray[];
+  paramCotangents?: NativeArray[];
+  stateCotangents?: NativeArray[];
+}
+
+/** Arguments of {@link NativeSession.runSequence}. */
+export interface NativeSequenceArgs {
+  /** Number of steps T (>= 1). */
+  steps: number;
+  /** Per input slot: T * numel(slot) values, time-major. */
+  inputs: NativeArray[];
+  /** T weights of the per-step losses in the objective (default all 1). */
+  lossScale?: Float64Array;
+  /** Run reverse mode through all T steps (BPTT) and return gradients. */
+  computeGrads?: boolean;
+}
+
+/** Result of {@link NativeSession.runSequence}. */
+export interface NativeSequenceResult {
+  /** Per model-output slot: T * numel(slot) values, time-major. */
+  outputs: NativeArray[];
+  /** The T per-step losses (empty when the plan has no loss). */
+  losses: Float64Array;
+  /** Per param slot: d objective / d param (only with computeGrads). */
+  paramGrads?: NativeArray[];
+  /** Per state slot: d objective / d initial state (only with computeGrads). */
+  initialStateGrads?: NativeArray[];
+}
+
+/** A validated plan with its stored params and states, living in native memory. */
+export interface NativeSession {
+  readonly dtype: NativeDType;
+  readonly backend: 'cpu' | 'cuda';
+  readonly numInputs: number;
+  readonly numParams: number;
+  readonly numStates: number;
+  readonly numOutputs: number;
+  readonly hasLoss: boolean;
+  inputShape(slot: number): number[];
+  paramShape(slot: number): number[];
+  stateShape(slot: number): number[];
+  outputShape(slot: number): number[];
+  outputEntries(): NativeOutputEntry[];
+
+  setParam(slot: number, data: NativeArray): void;
+  getParam(slot: number): NativeArray;
+  setState(slot: number, data: NativeArray): void;
+  getState(slot: number): NativeArray;
+
+  /** One step; stored values unchanged. Synchronous. */
+  evaluate(args: NativeEvalArgs): NativeEvalResult;
+  /** T steps in one call, synchronous; advances the stored states. */
+  runSequence(args: NativeSequenceArgs): NativeSequenceResult;
+  /** The same on the native thread pool; the session is busy until it settles. */
+  runSequenceAsync(args: NativeSequenceArgs): Promise<NativeSequenceResult>;
+
+  /** Frees native memory now; later calls throw ERR_BRAINTRACE_DISPOSED. Idempotent. */
+  dispose(): void;
+  readonly disposed: boolean;
+}
+
+/** The module exported by the `.node` file. */
+export interface NativeBinding {
+  /** Runtime facts; `preference` is 'auto' | 'cpu' | 'cuda' (default: BRAINTRACE_DEVICE or 'auto'). */
+  info(preference?: string): NativeInfo;
+  /** Names of the ops in native code order (must equal lib/graph/ops.ts OP_NAMES). */
+  opNames(): string[];
+  memoryStats(): NativeMemoryStats;
+  resetPeakMemory(): void;
+  /** Validates and loads a plan; `preference` picks the backend like `info`. */
+  createSession(code: Int32Array, fattr: Float64Array, preference?: string): NativeSession;
+}
