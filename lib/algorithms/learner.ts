@@ -1,0 +1,379 @@
+/**
+ * The learner: a model compiled with an algorithm, owning native sessions.
+ *
+ * A learner keeps the model's weights and states as host tensors (the model's
+ * ParamState / HiddenState values) and one native session per traced graph
+ * (the plain step, and one per loss). Values move between host and sessions
+ * only when they changed (a version counter for weights, an owner for states),
+ * so per-call overhead does not grow with the sequence length.
+ */
+import type { NativeArray, NativeSession } from '../../types/binding';
+import { encodePlan } from '../compiler/plan';
+import type { Module } from '../dsl/module';
+import type { BaseState, ParamState } from '../dsl/state';
+import { traceModel, type TracedModel } from '../dsl/trace';
+import type { DType } from '../graph/ir';
+import { ArgumentError, ShapeError, fmtShape } from '../runtime/errors';
+import { loadBinding, wrapNativeError } from '../runtime/native';
+import { checkDType, checkShape, cloneHost, isHostTensor, numel, tensor, toDType, type HostTensor, type TensorLike } from '../tensor';
+import { prepareTargets, resolveLoss, type Loss, type Reduction } from './losses';
+
+/** Options of {@link compile} shared by every algorithm. */
+export interface CompileOptions {
+  /** Per-sample shape of the model input (the step input is `(B, ...inputShape)`). */
+  inputShape: readonly number[];
+  /** Batch size B (default 1). */
+  batchSize?: number;
+  /** Element type of weights, states and data (default 'float32'). */
+  dtype?: DType;
+  /** Seed of the weight initialisation (default 0): same seed, same weights. */
+  seed?: number;
+}
+
+/** Options of {@link Learner.etraceGrad}. */
+export interface GradOptions {
+  /** Per-step loss: 'mse' | 'sumSquares' | 'crossEntropy' or a traced function (default 'mse'). */
+  loss?: Loss;
+  /** Per-step losses summed over time ('sum', default) or averaged over the T steps ('mean'). */
+  reduction?: Reduction;
+}
+
+/** Result of {@link Learner.etraceGrad}. */
+export interface GradResult {
+  /** Gradient of the objective per weight path, each of the weight's shape. */
+  grads: Record<string, HostTensor>;
+  /** The T per-step loss values (before the time reduction). */
+  losses: Float64Array;
+}
+
+/** A compiled native session and what it was built from. */
+interface SessionEntry {
+  session: NativeSession;
+  traced: TracedModel;
+  /** Weight version last pushed into the session (-1: never). */
+  paramVersion: number;
+}
+
+/** Per-function ids of custom losses, for the session cache key. */
+const lossIds = new WeakMap<object, number>();
+let nextLossId = 1;
+
+function lossKey(loss: Loss, targetShape: readonly number[]): string {
+  let name: string;
+  if (typeof loss === 'function') {
+    let id = lossIds.get(loss);
+    if (id === undefined) {
+      id = nextLossId++;
+      lossIds.set(loss, id);
+    }
+    name = `fn#${id}`;
+  } else {
+    name = loss;
+  }
+  return `${name}|${targetShape.join(',')}`;
+}
+
+/**
+ * Base class of every learner (`bt.compile(model, Algorithm, options)`).
+ * Subclasses implement {@link etraceGrad}.
+ */
+export abstract class Learner {
+  /** The model being trained (its states hold the host values between calls). */
+  readonly model: Module;
+  /** Batch size B. */
+  readonly batchSize: number;
+  /** Element type of every value. */
+  readonly dtype: DType;
+  /** Per-sample input shape. */
+  readonly inputShape: readonly number[];
+  /** Per-sample shape of the model output (without the batch axis). */
+  readonly outputShape: readonly number[];
+
+  /** The traced plain step (no loss). */
+  protected readonly step: TracedModel;
+  private readonly sessions = new Map<string, SessionEntry>();
+  private paramVersion = 0;
+  /** The session holding the newest state values, or null when the host values are newest. */
+  private stateOwner: SessionEntry | null = null;
+  private busy = false;
+  private disposed = false;
+
+  constructor(model: Module, options: CompileOptions) {
+    if (typeof model !== 'object' || model === null || typeof (model as Module).update !== 'function') {
+      throw new ArgumentError(`compile: model must be a Module with an update() method; got ${String(model)}`);
+    }
+    if (typeof options !== 'object' || options === null) {
+      throw new ArgumentError('compile: options { inputShape, batchSize?, dtype?, seed? } are required');
+    }
+    this.model = model;
+    this.inputShape = checkShape(options.inputShape as number[], 'compile: inputShape');
+    this.batchSize = options.batchSize ?? 1;
+    if (!Number.isInteger(this.batchSize) || this.batchSize < 1) {
+      throw new ArgumentError(`compile: batchSize must be an integer >= 1; got ${String(options.batchSize)}`);
+    }
+    this.dtype = checkDType(options.dtype ?? 'float32', 'compile: dtype');
+    model.initStates({ batchSize: this.batchSize, dtype: this.dtype, seed: options.seed ?? 0 });
+    this.step = this.trace();
+    if (this.step.outputShapes.length === 0) {
+      throw new ArgumentError('compile: update() must return at least one output tensor');
+    }
+    this.outputShape = this.step.outputShapes[0].slice(1);
+  }
+
+  /** Traces the model step, optionally with a loss on its first output. */
+  protected trace(loss?: { fn: ReturnType<typeof resolveLoss>; targetShape: readonly number[] }): TracedModel {
+    return traceModel(this.model, {
+      inputShapes: [this.inputShape],
+      batchSize: this.batchSize,
+      dtype: this.dtype,
+      loss,
+    });
+  }
+
+  // ------------------------------------------------------------------ weights and states
+
+  /** A copy of every weight, keyed by path (e.g. 'rnn.wz'). */
+  params(): Record<string, HostTensor> {
+    this.checkUsable('params');
+    const out: Record<string, HostTensor> = {};
+    for (const p of this.step.params) out[p.path] = cloneHost(p.hostValue);
+    return out;
+  }
+
+  /**
+   * Replaces weights. Keys must be weight paths of the model, values of the
+   * weight's shape (any subset of the weights may be given).
+   * @throws ArgumentError for an unknown path, ShapeError for a wrong shape.
+   */
+  setParams(values: Record<string, TensorLike>): void {
+    this.checkUsable('setParams');
+    this.assignByPath('setParams', this.step.params, values);
+    this.paramVersion++;
+  }
+
+  /** A copy of every non-weight state, keyed by path, each `(B, ...)`. */
+  states(): Record<string, HostTensor> {
+    this.checkUsable('states');
+    this.pullStates();
+    const out: Record<string, HostTensor> = {};
+    for (const s of this.step.states) out[s.path] = cloneHost(s.hostValue);
+    return out;
+  }
+
+  /** Replaces state values (any subset), e.g. a non-zero initial state. */
+  setStates(values: Record<string, TensorLike>): void {
+    this.checkUsable('setStates');
+    this.pullStates();
+    this.assignByPath('setStates', this.step.states, values);
+  }
+
+  /** Resets hidden and other states to their initial values (weights are kept). */
+  resetState(): void {
+    this.checkUsable('resetState');
+    this.stateOwner = null;
+    this.model.resetState();
+  }
+
+  /** Frees the native sessions. The learner cannot be used afterwards. Idempotent. */
+  dispose(): void {
+    if (this.disposed) return;
+    if (!this.busy) this.pullStates();
+    for (const e of this.sessions.values()) e.session.dispose();
+    this.sessions.clear();
+    this.stateOwner = null;
+    this.disposed = true;
+  }
+
+  /** Same as {@link dispose}, for `using learner = bt.compile(...)`. */
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  // ------------------------------------------------------------------ running
+
+  /**
+   * One step forward: `x` of shape `(B, ...inputShape)`; returns the output
+   * `(B, ...outputShape)` and advances the states. Synchronous.
+   */
+  update(x: TensorLike): HostTensor {
+    this.checkUsable('update');
+    const xt = this.asData('x', x, [this.batchSize, ...this.inputShape]);
+    const entry = this.session('', () => this.step);
+    this.prepare(entry);
+    const res = this.native(() => entry.session.runSequence({ steps: 1, inputs: [xt.data] }));
+    this.stateOwner = entry;
+    return { data: res.outputs[0], shape: [this.batchSize, ...this.outputShape], dtype: this.dtype };
+  }
+
+  /**
+   * Runs a whole sequence `xs` of shape `(T, B, ...inputShape)` forward in one
+   * native call; returns the outputs `(T, B, ...outputShape)` and advances the states.
+   */
+  async run(xs: TensorLike): Promise<HostTensor> {
+    this.checkUsable('run');
+    const x = this.asSequence('xs', xs);
+    const steps = x.shape[0];
+    const entry = this.session('', () => this.step);
+    const res = await this.runExclusive(entry, () =>
+      entry.session.runSequenceAsync({ steps, inputs: [x.data] }),
+    );
+    return { data: res.outputs[0], shape: [steps, this.batchSize, ...this.outputShape], dtype: this.dtype };
+  }
+
+  /**
+   * Gradients of the loss of a sequence with respect to every weight.
+   * `xs`: `(T, B, ...inputShape)`; `ys`: targets `(T, B, ...)` (see the loss).
+   * Advances the states through the sequence.
+   */
+  abstract etraceGrad(xs: TensorLike, ys: TensorLike, options?: GradOptions): Promise<GradResult>;
+
+  // ------------------------------------------------------------------ helpers for subclasses
+
+  /**
+   * Runs the loss graph of `loss` over a sequence with reverse mode through all
+   * T steps (exact BPTT) in one native call.
+   */
+  protected async bpttGrad(xs: TensorLike, ys: TensorLike, options: GradOptions = {}): Promise<GradResult> {
+    this.checkUsable('etraceGrad');
+    const loss = options.loss ?? 'mse';
+    const fn = resolveLoss(loss);
+    const reduction = options.reduction ?? 'sum';
+    if (reduction !== 'sum' && reduction !== 'mean') {
+      throw new ArgumentError(`etraceGrad: reduction must be 'sum' or 'mean'; got ${JSON.stringify(reduction)}`);
+    }
+    const x = this.asSequence('xs', xs);
+    const steps = x.shape[0];
+    const yRaw = isHostTensor(ys) ? toDType(ys, this.dtype) : tensor(ys, undefined, this.dtype);
+    const y = prepareTargets(loss, yRaw, steps, [this.batchSize, ...this.outputShape]);
+    if (y.shape[1] !== this.batchSize) {
+      throw new ShapeError(`ys: expected batch size ${this.batchSize} on axis 1; got shape ${fmtShape(y.shape)}`);
+    }
+    const targetShape = y.shape.slice(2);
+    const entry = this.session(lossKey(loss, targetShape), () => this.trace({ fn, targetShape }));
+    const lossScale = new Float64Array(steps).fill(reduction === 'mean' ? 1 / steps : 1);
+    const res = await this.runExclusive(entry, () =>
+      entry.session.runSequenceAsync({ steps, inputs: [x.data, y.data], lossScale, computeGrads: true }),
+    );
+    const grads: Record<string, HostTensor> = {};
+    entry.traced.params.forEach((p, i) => {
+      const g = res.paramGrads?.[i];
+      if (g === undefined) throw new ArgumentError(`etraceGrad: the native call returned no gradient for '${p.path}'`);
+      grads[p.path] = { data: g, shape: p.shape.slice(), dtype: this.dtype };
+    });
+    return { grads, losses: res.losses };
+  }
+
+  /** Checks and converts a sequence `(T, B, ...inputShape)`. */
+  protected asSequence(what: string, xs: TensorLike): HostTensor {
+    const t = isHostTensor(xs) ? toDType(xs, this.dtype) : tensor(xs, undefined, this.dtype);
+    const want = [this.batchSize, ...this.inputShape];
+    if (t.shape.length !== want.length + 1 || t.shape[0] < 1 || want.some((d, i) => t.shape[i + 1] !== d)) {
+      throw new ShapeError(
+        `${what}: expected a sequence of shape (T, ${want.join(', ')}) with T >= 1; got ${fmtShape(t.shape)}`,
+      );
+    }
+    return t;
+  }
+
+  private asData(what: string, x: TensorLike, shape: number[]): HostTensor {
+    const t = isHostTensor(x) ? toDType(x, this.dtype) : tensor(x, undefined, this.dtype);
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new ShapeError(`${what}: expected shape ${fmtShape(shape)}; got ${fmtShape(t.shape)}`);
+    }
+    return t;
+  }
+
+  private checkUsable(what: string): void {
+    if (this.disposed) throw new ArgumentError(`${what}: the learner has been disposed`);
+    if (this.busy) {
+      throw new ArgumentError(`${what}: the learner is running another call; await its Promise first`);
+    }
+  }
+
+  private assignByPath(what: string, list: readonly BaseState[], values: Record<string, TensorLike>): void {
+    if (typeof values !== 'object' || values === null) {
+      throw new ArgumentError(`${what}: expected a record of path -> tensor; got ${String(values)}`);
+    }
+    const byPath = new Map(list.map((s) => [s.path, s] as const));
+    // Check everything before assigning anything.
+    const staged: [BaseState, HostTensor][] = [];
+    for (const [path, v] of Object.entries(values)) {
+      const s = byPath.get(path);
+      if (s === undefined) {
+        throw new ArgumentError(`${what}: unknown path '${path}'; expected one of ${[...byPath.keys()].join(', ')}`);
+      }
+      const t = isHostTensor(v) ? toDType(v, this.dtype) : tensor(v, s.hostValue.shape, this.dtype);
+      const want = s.hostValue.shape;
+      if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
+        throw new ShapeError(`${what}: '${path}' expects shape ${fmtShape(want)}; got ${fmtShape(t.shape)}`);
+      }
+      staged.push([s, t]);
+    }
+    for (const [s, t] of staged) s.hostValue = t;
+  }
+
+  private session(key: string, traceFn: () => TracedModel): SessionEntry {
+    let entry = this.sessions.get(key);
+    if (entry === undefined) {
+      const traced = traceFn();
+      const plan = encodePlan(traced.graph);
+      const session = this.native(() => loadBinding().createSession(plan.code, plan.fattr));
+      entry = { session, traced, paramVersion: -1 };
+      this.sessions.set(key, entry);
+    }
+    return entry;
+  }
+
+  /** Brings weights and states of `entry`'s session up to date. */
+  private prepare(entry: SessionEntry): void {
+    if (entry.paramVersion !== this.paramVersion) {
+      entry.traced.params.forEach((p: ParamState, i) => {
+        this.native(() => entry.session.setParam(i, p.hostValue.data as NativeArray));
+      });
+      entry.paramVersion = this.paramVersion;
+    }
+    if (this.stateOwner !== entry) {
+      this.pullStates();
+      entry.traced.states.forEach((s, i) => {
+        this.native(() => entry.session.setState(i, s.hostValue.data as NativeArray));
+      });
+    }
+  }
+
+  /** Copies the newest state values from the owning session into the host model. */
+  private pullStates(): void {
+    const owner = this.stateOwner;
+    if (owner === null) return;
+    owner.traced.states.forEach((s, i) => {
+      const data = this.native(() => owner.session.getState(i));
+      s.hostValue = { data, shape: s.hostValue.shape, dtype: this.dtype };
+    });
+    this.stateOwner = null;
+  }
+
+  /** Runs an async native call with the learner marked busy; the session then owns the states. */
+  private async runExclusive<R>(entry: SessionEntry, call: () => Promise<R>): Promise<R> {
+    this.prepare(entry);
+    this.busy = true;
+    try {
+      const r = await call();
+      this.stateOwner = entry;
+      return r;
+    } catch (e) {
+      throw wrapNativeError(e);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private native<R>(fn: () => R): R {
+    try {
+      return fn();
+    } catch (e) {
+      throw wrapNativeError(e);
+    }
+  }
+}
+
+/** Number of elements of a shape (re-exported for algorithm code). */
+export { numel };

@@ -1,0 +1,52 @@
+/**
+ * braintrace for Node: online training of recurrent and spiking neural
+ * networks by eligibility traces, on a C++ core (CPU, and CUDA when a GPU is
+ * present), from TypeScript.
+ *
+ * The public surface:
+ * - the model DSL: `Module`, `ParamState`, `HiddenState`, `HiddenGroupState`,
+ *   `State`, symbolic `Tensor` ops (`add`, `tanh`, `matmul`, `spike`, ...),
+ *   `init.*` initialisers and `surrogate.*` surrogate gradients;
+ * - host tensors: `tensor`, `zeros`, `HostTensor`;
+ * - learners: `compile(model, BPTT, options)`;
+ * - runtime: `info()`, typed errors.
+ */
+export * from './dsl/index';
+export {
+  tensor,
+  zeros,
+  full,
+  numel,
+  isHostTensor,
+  toDType,
+  cloneHost,
+  type HostTensor,
+  type HostData,
+  type NestedArray,
+  type TensorLike,
+  type DType,
+} from './tensor';
+export {
+  BraintraceError,
+  ShapeError,
+  DTypeError,
+  ArgumentError,
+  NotSupportedError,
+  CompilationError,
+  NativeError,
+  type DiagnosticRecord,
+} from './runtime/errors';
+export { info, type BraintraceInfo } from './runtime/info';
+export { compile, type AlgorithmClass } from './compile';
+export { Learner, type CompileOptions, type GradOptions, type GradResult } from './algorithms/learner';
+export { BPTT } from './algorithms/bptt';
+export {
+  BUILTIN_LOSSES,
+  type Loss,
+  type LossFunction,
+  type LossName,
+  type Reduction,
+} from './algorithms/losses';
+export { OP_NAMES, SURROGATE_NAMES, type OpKind, type SurrogateKind } from './graph/ops';
+export type { Graph, GraphNode, GraphOutput, InputSlot, ParamSlot, StateSlot, StateKind } from './graph/ir';
+export { encodePlan, type EncodedPlan } from './compiler/plan';

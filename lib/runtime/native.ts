@@ -1,0 +1,319 @@
+/**
+ * Loading the native addon and choosing between its two builds.
+ *
+ * braintrace ships (or builds) up to two binaries of the same sources, both
+ * named `braintrace.node`:
+ *
+ * - the **CPU build** (node-gyp, `binding.gyp`): `build/Release/` or
+ *   `prebuilds/<platform>-<arch>/`, found by `node-gyp-build`;
+ * - the **CUDA build** (cmake-js, `CMakeLists.txt`, `npm run build:cuda`):
+ *   `build-cuda/Release/`, or `cuda/prebuilds/<platform>-<arch>/`.
+ *
+ * The environment variable `BRAINTRACE_DEVICE` picks one:
+ *
+ * - `auto` (default): the CUDA build when one is installed **and** a CUDA device
+ *   answers its probe; otherwise the CPU build, and {@link bindingInfo} records why
+ *   ("no CUDA build installed", "CUDA build present but no device: ...").
+ * - `cpu`: the CPU build, never touching the CUDA one.
+ * - `cuda`: the CUDA build even when no device answers (its sessions then run on
+ *   the CPU inside that binary, and `info()` says so); an error when it is absent.
+ *
+ * The choice is made once per process (per module instance) and cached.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+
+import type { NativeBinding } from '../../types/binding';
+import { ArgumentError, NativeError, NotSupportedError } from './errors';
+
+/** A value of `BRAINTRACE_DEVICE`. */
+export type DevicePreference = 'auto' | 'cpu' | 'cuda';
+
+/** Which binary was loaded, from where, and why. */
+export interface BindingFacts {
+  /** The build that was loaded: the node-gyp CPU build or the cmake-js CUDA build. */
+  build: 'cpu' | 'cuda';
+  /** Absolute path of the loaded `.node` file. */
+  path: string;
+  /** The preference it was chosen under (BRAINTRACE_DEVICE, default 'auto'). */
+  preference: DevicePreference;
+  /**
+   * Why the loader did not use the CUDA build ('' when it did, or when the
+   * preference was 'cpu' or 'cuda' and the loader made no fallback decision).
+   */
+  fallbackReason: string;
+}
+
+/** Package root: this file is lib/runtime/native.ts (tests) or dist/runtime/native.js. */
+export const PACKAGE_ROOT = path.join(__dirname, '..', '..');
+
+const BINARY_NAME = 'braintrace.node';
+
+let cached: { binding: NativeBinding; facts: BindingFacts } | undefined;
+
+/**
+ * Reads `BRAINTRACE_DEVICE`: unset or empty means 'auto'.
+ * @throws ArgumentError for any other value than 'auto', 'cpu' or 'cuda'.
+ */
+export function devicePreference(): DevicePreference {
+  const raw = process.env.BRAINTRACE_DEVICE;
+  if (raw === undefined || raw === '') return 'auto';
+  if (raw === 'auto' || raw === 'cpu' || raw === 'cuda') return raw;
+  throw new ArgumentError(`BRAINTRACE_DEVICE must be 'auto', 'cpu' or 'cuda' (got '${raw}')`);
+}
+
+// node-gyp-build has no type declarations; this is the part we use.
+interface NodeGypBuild {
+  (dir: string): unknown;
+  resolve(dir: string): string;
+}
+
+function nodeGypBuild(): NodeGypBuild {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('node-gyp-build') as NodeGypBuild;
+}
+
+function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+interface CudaCandidate {
+  binding?: NativeBinding;
+  path?: string;
+  /** Paths looked at, for error messages. */
+  tried: string[];
+  /** Set when a CUDA build exists but could not be loaded. */
+  loadError?: string;
+}
+
+/** Finds and loads the CUDA build, if any. Never throws. */
+function loadCudaBuild(root: string): CudaCandidate {
+  const dev = path.join(root, 'build-cuda', 'Release', BINARY_NAME);
+  const cudaDir = path.join(root, 'cuda');
+  const prebuildDir = path.join(cudaDir, 'prebuilds', `${process.platform}-${process.arch}`);
+  const tried = [dev, prebuildDir];
+  let file: string | undefined;
+  if (fs.existsSync(dev)) {
+    file = dev;
+  } else if (fs.existsSync(cudaDir)) {
+    try {
+      file = nodeGypBuild().resolve(cudaDir);
+    } catch {
+      file = undefined;
+    }
+  }
+  if (file === undefined) return { tried };
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return { binding: require(file) as NativeBinding, path: file, tried };
+  } catch (e) {
+    return { path: file, tried, loadError: `${file}: ${errorMessage(e)}` };
+  }
+}
+
+/** Loads the CPU build through node-gyp-build (build/Release, then prebuilds/). */
+function loadCpuBuild(root: string): { binding: NativeBinding; path: string } {
+  let file: string;
+  try {
+    file = nodeGypBuild().resolve(root);
+  } catch (e) {
+    throw new NotSupportedError(
+      `no braintrace native build was found for ${process.platform}-${process.arch} ` +
+        `(looked in ${path.join(root, 'build', 'Release')} and ${path.join(root, 'prebuilds')}): ` +
+        `${errorMessage(e).trim()}. Run \`npm rebuild braintrace\` (or \`npm run build:cpu\` in a checkout) ` +
+        `to compile it; this needs a C++17 compiler and Python for node-gyp.`,
+    );
+  }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return { binding: require(file) as NativeBinding, path: file };
+  } catch (e) {
+    throw new NotSupportedError(`the braintrace native build ${file} failed to load: ${errorMessage(e)}`);
+  }
+}
+
+function select(): { binding: NativeBinding; facts: BindingFacts } {
+  const preference = devicePreference();
+  const root = PACKAGE_ROOT;
+
+  if (preference === 'cpu') {
+    const cpu = loadCpuBuild(root);
+    return { binding: cpu.binding, facts: { build: 'cpu', path: cpu.path, preference, fallbackReason: '' } };
+  }
+
+  const cuda = loadCudaBuild(root);
+
+  if (preference === 'cuda') {
+    if (!cuda.binding || !cuda.path) {
+      const why = cuda.loadError
+        ? `the CUDA build failed to load (${cuda.loadError})`
+        : `no CUDA build was found (tried ${cuda.tried.join(' and ')})`;
+      throw new NotSupportedError(
+        `BRAINTRACE_DEVICE is 'cuda' but ${why}. Run \`npm run build:cuda\` (needs nvcc and cmake), ` +
+          `or set BRAINTRACE_DEVICE to 'auto' or 'cpu'.`,
+      );
+    }
+    return { binding: cuda.binding, facts: { build: 'cuda', path: cuda.path, preference, fallbackReason: '' } };
+  }
+
+  // auto
+  let reason: string;
+  if (cuda.binding && cuda.path) {
+    let deviceCount = 0;
+    let probeReason = '';
+    try {
+      const i = cuda.binding.info('auto');
+      deviceCount = i.deviceCount;
+      probeReason = i.fallbackReason;
+    } catch (e) {
+      probeReason = `CUDA probe failed: ${errorMessage(e)}`;
+    }
+    if (deviceCount > 0) {
+      return { binding: cuda.binding, facts: { build: 'cuda', path: cuda.path, preference, fallbackReason: '' } };
+    }
+    reason = `CUDA build present but no device: ${probeReason || 'no CUDA device found'}`;
+    try {
+      const cpu = loadCpuBuild(root);
+      return { binding: cpu.binding, facts: { build: 'cpu', path: cpu.path, preference, fallbackReason: reason } };
+    } catch {
+      // No CPU build: the CUDA binary runs its sessions on the CPU just as well.
+      return {
+        binding: cuda.binding,
+        facts: { build: 'cuda', path: cuda.path, preference, fallbackReason: `${reason} (no CPU build installed)` },
+      };
+    }
+  }
+  reason = cuda.loadError ? `CUDA build present but failed to load: ${cuda.loadError}` : 'no CUDA build installed';
+  const cpu = loadCpuBuild(root);
+  return { binding: cpu.binding, facts: { build: 'cpu', path: cpu.path, preference, fallbackReason: reason } };
+}
+
+/**
+ * The native binding, loaded on first use and cached.
+ * @throws ArgumentError for a bad BRAINTRACE_DEVICE; NotSupportedError when the
+ *   requested build is not installed or does not load.
+ */
+export function loadBinding(): NativeBinding {
+  if (!cached) {
+    const chosen = select();
+    // Under jest (a vm context per test file) or node:vm, objects made by the addon
+    // belong to the context that first loaded it, so `instanceof Float64Array` and
+    // `instanceof Error` are false here. Detect that once and adapt the results.
+    const names = chosen.binding.opNames();
+    const binding = names instanceof Array ? chosen.binding : adaptRealm(chosen.binding);
+    cached = { binding, facts: chosen.facts };
+  }
+  return cached.binding;
+}
+
+// ---- cross-realm adaptation ------------------------------------------------------------------
+
+const toStringTag = (v: unknown): string => Object.prototype.toString.call(v).slice(8, -1);
+
+/** Copies a value made by the addon in another realm into this realm (typed arrays are copied). */
+function localize(v: unknown): unknown {
+  if (v === null || typeof v !== 'object') return v;
+  if (ArrayBuffer.isView(v)) {
+    switch (toStringTag(v)) {
+      case 'Float32Array':
+        return v instanceof Float32Array ? v : new Float32Array(v as unknown as Float32Array);
+      case 'Float64Array':
+        return v instanceof Float64Array ? v : new Float64Array(v as unknown as Float64Array);
+      case 'Int32Array':
+        return v instanceof Int32Array ? v : new Int32Array(v as unknown as Int32Array);
+      default:
+        return v;
+    }
+  }
+  if (Array.isArray(v)) return Array.from(v as unknown[], localize);
+  if (typeof (v as { then?: unknown }).then === 'function') {
+    const p = v as PromiseLike<unknown>;
+    return new Promise((resolve, reject) => {
+      p.then(
+        (r) => resolve(localize(r)),
+        (e) => reject(localizeError(e)),
+      );
+    });
+  }
+  if (typeof (v as { runSequence?: unknown }).runSequence === 'function') return adaptObject(v as object);
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(v)) out[k] = localize((v as Record<string, unknown>)[k]);
+  return out;
+}
+
+/** Re-creates an error of another realm as an error of this realm (name, message, code, stack kept). */
+function localizeError(e: unknown): unknown {
+  if (e instanceof Error || toStringTag(e) !== 'Error') return e;
+  const src = e as Error & { code?: unknown };
+  const Ctor = src.name === 'TypeError' ? TypeError : src.name === 'RangeError' ? RangeError : Error;
+  const err = new Ctor(src.message) as Error & { code?: unknown };
+  if (src.code !== undefined) err.code = src.code;
+  if (typeof src.stack === 'string') err.stack = src.stack;
+  return err;
+}
+
+/** A proxy whose methods and getters return values (and throw errors) of this realm. */
+function adaptObject<T extends object>(target: T): T {
+  const wrapped = new Map<PropertyKey, unknown>();
+  const t = target;
+  // The proxy's own target is a blank stand-in: the addon defines its exports as
+  // non-configurable, and a proxy must return those unchanged from its target.
+  return new Proxy({} as T, {
+    has: (_s, prop) => Reflect.has(t, prop),
+    ownKeys: () => Reflect.ownKeys(t).filter((k) => Reflect.getOwnPropertyDescriptor(t, k)?.configurable !== false),
+    get(_s, prop) {
+      let v: unknown;
+      try {
+        v = Reflect.get(t, prop, t);
+      } catch (e) {
+        throw localizeError(e);
+      }
+      if (typeof v !== 'function') return localize(v);
+      let f = wrapped.get(prop);
+      if (f === undefined) {
+        const fn = v as (...a: unknown[]) => unknown;
+        f = (...args: unknown[]) => {
+          try {
+            return localize(fn.apply(t, args));
+          } catch (e) {
+            throw localizeError(e);
+          }
+        };
+        wrapped.set(prop, f);
+      }
+      return f;
+    },
+  });
+}
+
+function adaptRealm(b: NativeBinding): NativeBinding {
+  return adaptObject(b);
+}
+
+/** Which build {@link loadBinding} chose, from where, and why (loads it if needed). */
+export function bindingInfo(): BindingFacts {
+  loadBinding();
+  return { ...(cached as { facts: BindingFacts }).facts };
+}
+
+/**
+ * Converts an error thrown by the binding into a {@link NativeError} when it
+ * carries a braintrace code (`ERR_BRAINTRACE_*`), keeping code and message (the
+ * original error is kept as `cause`). Other errors, including the binding's
+ * TypeError/RangeError for wrong argument types, are returned unchanged.
+ */
+export function wrapNativeError(e: unknown): Error {
+  if (e instanceof NativeError) return e;
+  if (typeof e === 'object' && e !== null) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && code.startsWith('ERR_BRAINTRACE_')) {
+      const message = String((e as { message?: unknown }).message ?? code);
+      const err = new NativeError(message, code);
+      Object.defineProperty(err, 'cause', { value: e, enumerable: false, writable: true, configurable: true });
+      return err;
+    }
+    // An error of this realm or of another one (the addon's context under jest/vm).
+    if (e instanceof Error || toStringTag(e) === 'Error') return e as Error;
+  }
+  return new Error(String(e));
+}

@@ -1,0 +1,98 @@
+// Module entry of the braintrace addon: info, opNames, memoryStats,
+// resetPeakMemory, createSession (see types/binding.d.ts for the contract).
+#include "binding/binding.h"
+
+namespace btnode {
+
+Addon::Addon(Napi::Env env, Napi::Object exports) {
+  session_ctor = Napi::Persistent(SessionWrap::Define(env));
+  DefineAddon(exports, {
+                           InstanceMethod("info", &Addon::Info),
+                           InstanceMethod("opNames", &Addon::OpNames),
+                           InstanceMethod("memoryStats", &Addon::MemoryStats),
+                           InstanceMethod("resetPeakMemory", &Addon::ResetPeakMemory),
+                           InstanceMethod("createSession", &Addon::CreateSession),
+                       });
+}
+
+Napi::Value Addon::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    const std::string pref = Preference(info, 0);
+    bt::RuntimeInfo ri;
+    ThrowIfError(env, bt::runtime_info(pref, &ri));
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("cudaCompiled", Napi::Boolean::New(env, ri.cuda_compiled));
+    o.Set("deviceCount", Napi::Number::New(env, ri.device_count));
+    o.Set("cudaRuntimeVersion", Napi::Number::New(env, ri.cuda_runtime_version));
+    o.Set("backend", Napi::String::New(env, ri.backend == bt::Backend::Cuda ? "cuda" : "cpu"));
+    o.Set("fallbackReason", Napi::String::New(env, ri.fallback_reason));
+    o.Set("threads", Napi::Number::New(env, ri.threads));
+    return o;
+  });
+}
+
+Napi::Value Addon::OpNames(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    Napi::Array a = Napi::Array::New(env, bt::kOpCount);
+    for (int32_t i = 0; i < bt::kOpCount; ++i) a.Set(static_cast<uint32_t>(i), Napi::String::New(env, bt::kOpNames[i]));
+    return a;
+  });
+}
+
+Napi::Value Addon::MemoryStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    const bt::MemoryStats s = bt::memory_stats();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("liveBytes", Napi::Number::New(env, double(s.live_bytes)));
+    o.Set("peakBytes", Napi::Number::New(env, double(s.peak_bytes)));
+    o.Set("allocations", Napi::Number::New(env, double(s.allocations)));
+    return o;
+  });
+}
+
+Napi::Value Addon::ResetPeakMemory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    bt::reset_peak_memory();
+    return env.Undefined();
+  });
+}
+
+Napi::Value Addon::CreateSession(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    Napi::Int32Array code = CheckInt32Array(env, info[0], "code");
+    Napi::Float64Array fattr = CheckFloat64Array(env, info[1], "fattr");
+    const std::string pref = Preference(info, 2);
+    bt::RuntimeInfo ri;
+    ThrowIfError(env, bt::runtime_info(pref, &ri));
+    static const int32_t kNoCode = 0;
+    static const double kNoFloat = 0;
+    const int32_t* code_data = code.ElementLength() != 0 && code.Data() != nullptr ? code.Data() : &kNoCode;
+    const double* fattr_data = fattr.ElementLength() != 0 && fattr.Data() != nullptr ? fattr.Data() : &kNoFloat;
+    std::unique_ptr<bt::Session> session;
+    ThrowIfError(env, bt::Session::Create(code_data, code.ElementLength(), fattr_data, fattr.ElementLength(),
+                                          ri.backend, &session));
+    if (!session) throw CodeError(env, kCodeInternal, "internal error: Session::Create returned no session");
+    // SessionWrap's constructor takes the session from here (same thread, same call).
+    pending_session = std::move(session);
+    Napi::Object obj;
+    try {
+      obj = session_ctor.New({});
+    } catch (...) {
+      pending_session.reset();
+      throw;
+    }
+    pending_session.reset();
+    return obj;
+  });
+}
+
+}  // namespace btnode
+
+// NODE_API_ADDON pastes the class name into an identifier, so it must be unqualified.
+using btnode::Addon;
+NODE_API_ADDON(Addon)

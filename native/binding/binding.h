@@ -1,0 +1,176 @@
+// The Node-API layer of braintrace: shared declarations of native/binding/*.cc.
+//
+// This layer is thin on purpose. It converts JS values to the plain C++ API of
+// native/include/braintrace/api.h and back, and nothing else:
+//   * argument checks: wrong JS types throw TypeError, wrong lengths or ranges
+//     throw RangeError; the message names the argument, the expected and the
+//     actual value ("inputs[0] must be a Float64Array of length 6 (got
+//     Float32Array of length 4)");
+//   * core statuses become an Error whose `code` is bt::status_code_name(code);
+//     a disposed session throws code ERR_BRAINTRACE_DISPOSED;
+//   * every C++ exception is caught at the boundary (Guard), so nothing escapes
+//     into V8 except Napi::Error;
+//   * results are copied into fresh JS-owned typed arrays (no external buffers:
+//     NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED makes any use a compile error).
+// The addon is context-aware (Napi::Addon<T>): all per-environment state lives in
+// the Addon instance, so it loads in worker threads and Electron renderers.
+#pragma once
+
+#include <napi.h>
+
+#include <cstdint>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "braintrace/api.h"
+
+namespace btnode {
+
+// Error codes of errors raised by the binding itself (the others come from
+// bt::status_code_name).
+constexpr const char* kCodeDisposed = "ERR_BRAINTRACE_DISPOSED";
+constexpr const char* kCodeBusy = "ERR_BRAINTRACE_BUSY";
+constexpr const char* kCodeInvalidArgument = "ERR_BRAINTRACE_INVALID_ARGUMENT";
+constexpr const char* kCodeOutOfMemory = "ERR_BRAINTRACE_OUT_OF_MEMORY";
+constexpr const char* kCodeInternal = "ERR_BRAINTRACE_INTERNAL";
+
+// ---------------------------------------------------------------------------------------------
+// Errors (convert.cc)
+
+// An Error with a `code` property.
+Napi::Error CodeError(Napi::Env env, const char* code, const std::string& message);
+// The Error for a failed core status (code = bt::status_code_name(status.code)).
+Napi::Error StatusError(Napi::Env env, const bt::Status& status);
+// Throws StatusError when !status.ok().
+void ThrowIfError(Napi::Env env, const bt::Status& status);
+
+// Runs f, turning any C++ exception other than Napi::Error into a JS Error
+// with a code (std::bad_alloc: OUT_OF_MEMORY; anything else: INTERNAL).
+template <typename F>
+auto Guard(Napi::Env env, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    throw CodeError(env, kCodeOutOfMemory, "out of memory in the braintrace native binding");
+  } catch (const std::exception& e) {
+    throw CodeError(env, kCodeInternal, std::string("internal error in the braintrace native binding: ") + e.what());
+  } catch (...) {
+    throw CodeError(env, kCodeInternal, "internal error in the braintrace native binding: unknown exception");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Argument conversion (convert.cc)
+
+// "Float32Array of length 4", "Array of length 2", "number 3.5", "undefined", ...
+std::string Describe(const Napi::Value& v);
+// "Float32Array" / "Float64Array" for a dtype.
+const char* ArrayTypeName(bt::DType dtype);
+size_t ElementSize(bt::DType dtype);
+// Product of the dims (1 for a scalar).
+int64_t Numel(const std::vector<int64_t>& shape);
+
+// Checks that v is a typed array of the dtype with exactly `length` elements and
+// returns its data. Wrong type: TypeError; wrong length: RangeError.
+const void* CheckArray(Napi::Env env, const Napi::Value& v, const std::string& name, bt::DType dtype,
+                       size_t length);
+// The same for an Int32Array / Float64Array of any length (plan arrays, lossScale).
+Napi::Int32Array CheckInt32Array(Napi::Env env, const Napi::Value& v, const std::string& name);
+Napi::Float64Array CheckFloat64Array(Napi::Env env, const Napi::Value& v, const std::string& name);
+
+// An integer in [0, count): non-number TypeError, otherwise RangeError.
+int CheckSlot(Napi::Env env, const Napi::Value& v, const std::string& name, int count);
+// A JS Array of exactly `length` entries (TypeError / RangeError).
+Napi::Array CheckArrayOf(Napi::Env env, const Napi::Value& v, const std::string& name, size_t length);
+// undefined/null -> empty optional; otherwise an Array of at most `max_length` entries.
+bool OptionalArray(Napi::Env env, const Napi::Value& v, const std::string& name, size_t max_length,
+                   Napi::Array* out);
+
+// The backend preference: the argument when given (must be a string), else the
+// environment variable BRAINTRACE_DEVICE, else "auto". Checked: auto | cpu | cuda.
+std::string Preference(const Napi::CallbackInfo& info, size_t index);
+
+Napi::Array ShapeToJs(Napi::Env env, const std::vector<int64_t>& shape);
+// Copies a core buffer into a fresh typed array of the dtype.
+Napi::TypedArray BufferToJs(Napi::Env env, const bt::Buffer& buf, bt::DType dtype);
+Napi::Array BuffersToJs(Napi::Env env, const std::vector<bt::Buffer>& bufs, bt::DType dtype);
+Napi::Object SequenceResultToJs(Napi::Env env, const bt::SequenceResult& r, bt::DType dtype,
+                                bool with_grads);
+
+// ---------------------------------------------------------------------------------------------
+// Session (session.cc)
+
+// State shared by a session's JS wrapper and its in-flight async worker, so that
+// neither outlives the native session it uses (the worker keeps it alive even if
+// the wrapper is disposed or garbage-collected while it runs).
+struct SessionCore {
+  std::shared_ptr<bt::Session> session;
+  bool busy = false;  // touched only on the JS thread
+};
+
+class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit SessionWrap(const Napi::CallbackInfo& info);
+  ~SessionWrap() override;
+  void Finalize(Napi::Env env) override;
+
+ private:
+  // The live session for a call; throws DISPOSED (and BUSY unless allow_busy).
+  bt::Session& Live(Napi::Env env, bool allow_busy);
+  void Release(Napi::Env env);
+
+  Napi::Value GetDType(const Napi::CallbackInfo& info);
+  Napi::Value GetBackend(const Napi::CallbackInfo& info);
+  Napi::Value GetNumInputs(const Napi::CallbackInfo& info);
+  Napi::Value GetNumParams(const Napi::CallbackInfo& info);
+  Napi::Value GetNumStates(const Napi::CallbackInfo& info);
+  Napi::Value GetNumOutputs(const Napi::CallbackInfo& info);
+  Napi::Value GetHasLoss(const Napi::CallbackInfo& info);
+  Napi::Value GetDisposed(const Napi::CallbackInfo& info);
+  Napi::Value InputShape(const Napi::CallbackInfo& info);
+  Napi::Value ParamShape(const Napi::CallbackInfo& info);
+  Napi::Value StateShape(const Napi::CallbackInfo& info);
+  Napi::Value OutputShape(const Napi::CallbackInfo& info);
+  Napi::Value OutputEntries(const Napi::CallbackInfo& info);
+  Napi::Value SetParam(const Napi::CallbackInfo& info);
+  Napi::Value GetParam(const Napi::CallbackInfo& info);
+  Napi::Value SetState(const Napi::CallbackInfo& info);
+  Napi::Value GetState(const Napi::CallbackInfo& info);
+  Napi::Value Evaluate(const Napi::CallbackInfo& info);
+  Napi::Value RunSequence(const Napi::CallbackInfo& info);
+  Napi::Value RunSequenceAsync(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<SessionCore> core_;
+  bt::DType dtype_ = bt::DType::F32;
+  int64_t external_bytes_ = 0;  // reported to V8 with AdjustExternalMemory
+  bool disposed_ = false;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The addon instance (addon.cc): one per Node environment (main thread or worker).
+
+class Addon : public Napi::Addon<Addon> {
+ public:
+  Addon(Napi::Env env, Napi::Object exports);
+
+  // Constructor of the session class (not exported: sessions come from createSession).
+  Napi::FunctionReference session_ctor;
+  // Hands a created core session to SessionWrap's constructor (JS thread only).
+  std::unique_ptr<bt::Session> pending_session;
+
+ private:
+  Napi::Value Info(const Napi::CallbackInfo& info);
+  Napi::Value OpNames(const Napi::CallbackInfo& info);
+  Napi::Value MemoryStats(const Napi::CallbackInfo& info);
+  Napi::Value ResetPeakMemory(const Napi::CallbackInfo& info);
+  Napi::Value CreateSession(const Napi::CallbackInfo& info);
+};
+
+}  // namespace btnode

@@ -1,0 +1,238 @@
+// Conversions between JS values and the core API: argument checks with
+// messages that name the argument, errors with codes, results as fresh typed arrays.
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <sstream>
+
+#include "binding/binding.h"
+
+namespace btnode {
+
+namespace {
+
+const char* TypedArrayName(napi_typedarray_type t) {
+  switch (t) {
+    case napi_int8_array: return "Int8Array";
+    case napi_uint8_array: return "Uint8Array";
+    case napi_uint8_clamped_array: return "Uint8ClampedArray";
+    case napi_int16_array: return "Int16Array";
+    case napi_uint16_array: return "Uint16Array";
+    case napi_int32_array: return "Int32Array";
+    case napi_uint32_array: return "Uint32Array";
+    case napi_float32_array: return "Float32Array";
+    case napi_float64_array: return "Float64Array";
+    case napi_bigint64_array: return "BigInt64Array";
+    case napi_biguint64_array: return "BigUint64Array";
+    default: return "TypedArray";
+  }
+}
+
+// A non-null address for empty arrays: the core reads nothing from it, but a
+// null pointer would mean "not given" in some argument lists.
+unsigned char g_empty_data[16];
+
+std::string Expected(const char* type, size_t length) {
+  return std::string(type) + " of length " + std::to_string(length);
+}
+
+}  // namespace
+
+Napi::Error CodeError(Napi::Env env, const char* code, const std::string& message) {
+  Napi::Error err = Napi::Error::New(env, message);
+  err.Set("code", Napi::String::New(env, code));
+  return err;
+}
+
+Napi::Error StatusError(Napi::Env env, const bt::Status& status) {
+  const char* name = bt::status_code_name(status.code);
+  return CodeError(env, name != nullptr ? name : kCodeInternal,
+                   status.message.empty() ? std::string(name != nullptr ? name : "error") : status.message);
+}
+
+void ThrowIfError(Napi::Env env, const bt::Status& status) {
+  if (!status.ok()) throw StatusError(env, status);
+}
+
+std::string Describe(const Napi::Value& v) {
+  if (v.IsEmpty() || v.IsUndefined()) return "undefined";
+  if (v.IsNull()) return "null";
+  if (v.IsTypedArray()) {
+    Napi::TypedArray ta = v.As<Napi::TypedArray>();
+    return std::string(TypedArrayName(ta.TypedArrayType())) + " of length " + std::to_string(ta.ElementLength());
+  }
+  if (v.IsArray()) return "Array of length " + std::to_string(v.As<Napi::Array>().Length());
+  if (v.IsNumber()) {
+    std::ostringstream os;
+    os << "number " << v.As<Napi::Number>().DoubleValue();
+    return os.str();
+  }
+  if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? "boolean true" : "boolean false";
+  if (v.IsString()) {
+    std::string s = v.As<Napi::String>().Utf8Value();
+    if (s.size() > 40) s = s.substr(0, 40) + "...";
+    return "string '" + s + "'";
+  }
+  if (v.IsArrayBuffer()) return "ArrayBuffer";
+  if (v.IsDataView()) return "DataView";
+  if (v.IsFunction()) return "function";
+  if (v.IsBigInt()) return "bigint";
+  if (v.IsSymbol()) return "symbol";
+  return "object";
+}
+
+const char* ArrayTypeName(bt::DType dtype) { return dtype == bt::DType::F64 ? "Float64Array" : "Float32Array"; }
+
+size_t ElementSize(bt::DType dtype) { return dtype == bt::DType::F64 ? sizeof(double) : sizeof(float); }
+
+int64_t Numel(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+const void* CheckArray(Napi::Env env, const Napi::Value& v, const std::string& name, bt::DType dtype,
+                       size_t length) {
+  const char* want = ArrayTypeName(dtype);
+  const napi_typedarray_type want_type = dtype == bt::DType::F64 ? napi_float64_array : napi_float32_array;
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != want_type) {
+    throw Napi::TypeError::New(env, name + " must be a " + Expected(want, length) + " (got " + Describe(v) + ")");
+  }
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  if (ta.ElementLength() != length) {
+    throw Napi::RangeError::New(env, name + " must be a " + Expected(want, length) + " (got " + Describe(v) + ")");
+  }
+  void* data = nullptr;
+  if (dtype == bt::DType::F64) {
+    data = v.As<Napi::Float64Array>().Data();
+  } else {
+    data = v.As<Napi::Float32Array>().Data();
+  }
+  if (data == nullptr) {
+    if (length != 0) {
+      throw Napi::TypeError::New(env, name + " must be a " + Expected(want, length) +
+                                          " (got a typed array whose buffer is detached)");
+    }
+    return g_empty_data;
+  }
+  return data;
+}
+
+Napi::Int32Array CheckInt32Array(Napi::Env env, const Napi::Value& v, const std::string& name) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    throw Napi::TypeError::New(env, name + " must be an Int32Array (got " + Describe(v) + ")");
+  }
+  return v.As<Napi::Int32Array>();
+}
+
+Napi::Float64Array CheckFloat64Array(Napi::Env env, const Napi::Value& v, const std::string& name) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+    throw Napi::TypeError::New(env, name + " must be a Float64Array (got " + Describe(v) + ")");
+  }
+  return v.As<Napi::Float64Array>();
+}
+
+int CheckSlot(Napi::Env env, const Napi::Value& v, const std::string& name, int count) {
+  if (!v.IsNumber()) {
+    throw Napi::TypeError::New(env, name + " must be an integer in [0, " + std::to_string(count) + ") (got " +
+                                        Describe(v) + ")");
+  }
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0) || d >= count || std::floor(d) != d) {
+    throw Napi::RangeError::New(env, name + " must be an integer in [0, " + std::to_string(count) + ") (got " +
+                                         Describe(v) + ")");
+  }
+  return static_cast<int>(d);
+}
+
+Napi::Array CheckArrayOf(Napi::Env env, const Napi::Value& v, const std::string& name, size_t length) {
+  const std::string want = "an Array of length " + std::to_string(length);
+  if (!v.IsArray()) throw Napi::TypeError::New(env, name + " must be " + want + " (got " + Describe(v) + ")");
+  Napi::Array a = v.As<Napi::Array>();
+  if (a.Length() != length) {
+    throw Napi::RangeError::New(env, name + " must be " + want + " (got " + Describe(v) + ")");
+  }
+  return a;
+}
+
+bool OptionalArray(Napi::Env env, const Napi::Value& v, const std::string& name, size_t max_length,
+                   Napi::Array* out) {
+  if (v.IsEmpty() || v.IsUndefined() || v.IsNull()) return false;
+  const std::string want = "an Array of at most " + std::to_string(max_length) + " entries";
+  if (!v.IsArray()) {
+    throw Napi::TypeError::New(env, name + " must be " + want + " or undefined (got " + Describe(v) + ")");
+  }
+  Napi::Array a = v.As<Napi::Array>();
+  if (a.Length() > max_length) {
+    throw Napi::RangeError::New(env, name + " must be " + want + " (got " + Describe(v) + ")");
+  }
+  *out = a;
+  return true;
+}
+
+std::string Preference(const Napi::CallbackInfo& info, size_t index) {
+  Napi::Env env = info.Env();
+  std::string pref;
+  if (index < info.Length() && !info[index].IsUndefined()) {
+    if (!info[index].IsString()) {
+      throw Napi::TypeError::New(env, "preference must be a string ('auto' | 'cpu' | 'cuda') (got " +
+                                          Describe(info[index]) + ")");
+    }
+    pref = info[index].As<Napi::String>().Utf8Value();
+  } else {
+    const char* e = std::getenv("BRAINTRACE_DEVICE");
+    pref = (e != nullptr && e[0] != '\0') ? std::string(e) : std::string("auto");
+  }
+  if (pref != "auto" && pref != "cpu" && pref != "cuda") {
+    Napi::Error err = Napi::RangeError::New(
+        env, "preference (or BRAINTRACE_DEVICE) must be 'auto', 'cpu' or 'cuda' (got '" + pref + "')");
+    err.Set("code", Napi::String::New(env, kCodeInvalidArgument));
+    throw err;
+  }
+  return pref;
+}
+
+Napi::Array ShapeToJs(Napi::Env env, const std::vector<int64_t>& shape) {
+  Napi::Array a = Napi::Array::New(env, shape.size());
+  for (size_t i = 0; i < shape.size(); ++i) a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, double(shape[i])));
+  return a;
+}
+
+Napi::TypedArray BufferToJs(Napi::Env env, const bt::Buffer& buf, bt::DType dtype) {
+  const size_t bytes = buf.numel * ElementSize(dtype);
+  if (buf.bytes.size() < bytes) {
+    throw CodeError(env, kCodeInternal,
+                    "internal error: a result buffer holds " + std::to_string(buf.bytes.size()) +
+                        " bytes for " + std::to_string(buf.numel) + " elements");
+  }
+  if (dtype == bt::DType::F64) {
+    Napi::Float64Array a = Napi::Float64Array::New(env, buf.numel);
+    if (bytes != 0) std::memcpy(a.Data(), buf.bytes.data(), bytes);
+    return a;
+  }
+  Napi::Float32Array a = Napi::Float32Array::New(env, buf.numel);
+  if (bytes != 0) std::memcpy(a.Data(), buf.bytes.data(), bytes);
+  return a;
+}
+
+Napi::Array BuffersToJs(Napi::Env env, const std::vector<bt::Buffer>& bufs, bt::DType dtype) {
+  Napi::Array a = Napi::Array::New(env, bufs.size());
+  for (size_t i = 0; i < bufs.size(); ++i) a.Set(static_cast<uint32_t>(i), BufferToJs(env, bufs[i], dtype));
+  return a;
+}
+
+Napi::Object SequenceResultToJs(Napi::Env env, const bt::SequenceResult& r, bt::DType dtype, bool with_grads) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("outputs", BuffersToJs(env, r.outputs, dtype));
+  Napi::Float64Array losses = Napi::Float64Array::New(env, r.losses.size());
+  if (!r.losses.empty()) std::memcpy(losses.Data(), r.losses.data(), r.losses.size() * sizeof(double));
+  o.Set("losses", losses);
+  if (with_grads) {
+    o.Set("paramGrads", BuffersToJs(env, r.param_grads, dtype));
+    o.Set("initialStateGrads", BuffersToJs(env, r.initial_state_grads, dtype));
+  }
+  return o;
+}
+
+}  // namespace btnode

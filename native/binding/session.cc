@@ -1,0 +1,520 @@
+// The JS session object: a Napi::ObjectWrap over bt::Session, plus the
+// AsyncWorker behind runSequenceAsync.
+//
+// Lifetime and memory: the wrapper reports an estimate of the session's native
+// bytes to V8 (AdjustExternalMemory) so the GC feels the pressure, and gives it
+// back on dispose() or finalization, whichever comes first. The core session is
+// shared with an in-flight worker, which keeps it alive until its Execute() has
+// returned even if the wrapper is disposed or collected meanwhile.
+//
+// Concurrency: a session runs one call at a time. While runSequenceAsync is in
+// flight, calls that touch values (setParam, getParam, evaluate, runSequence, a
+// second runSequenceAsync, ...) fail with code ERR_BRAINTRACE_BUSY; metadata
+// getters (shapes, counts) stay available. dispose() during a run marks the
+// session disposed at once and frees its memory when the run settles.
+#include <cmath>
+#include <cstring>
+#include <functional>
+
+#include "binding/binding.h"
+
+namespace btnode {
+
+namespace {
+
+const char* DTypeName(bt::DType d) { return d == bt::DType::F64 ? "float64" : "float32"; }
+
+// Largest element count we accept for one argument (2^53, exact in a double and
+// beyond any typed array V8 can allocate).
+constexpr double kMaxElements = 9007199254740992.0;
+
+// Parsed arguments of runSequence; with `copy`, the input data is owned here so
+// it can be read on a worker thread after the JS call has returned.
+struct ParsedSequence {
+  bt::SequenceArgs args;
+  std::vector<std::vector<unsigned char>> owned;
+  bool with_grads = false;
+};
+
+void ParseSequence(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt::DType dtype, bool copy,
+                   ParsedSequence* out) {
+  if (!v.IsObject() || v.IsArray() || v.IsTypedArray()) {
+    throw Napi::TypeError::New(env, "args must be an object { steps, inputs, lossScale?, computeGrads? } (got " +
+                                        Describe(v) + ")");
+  }
+  Napi::Object o = v.As<Napi::Object>();
+  Napi::Value steps_v = o.Get("steps");
+  if (!steps_v.IsNumber()) {
+    throw Napi::TypeError::New(env, "steps must be an integer >= 1 (got " + Describe(steps_v) + ")");
+  }
+  const double steps_d = steps_v.As<Napi::Number>().DoubleValue();
+  if (!(steps_d >= 1) || std::floor(steps_d) != steps_d || steps_d > kMaxElements) {
+    throw Napi::RangeError::New(env, "steps must be an integer >= 1 (got " + Describe(steps_v) + ")");
+  }
+  const int64_t steps = static_cast<int64_t>(steps_d);
+  out->args.steps = steps;
+
+  const int n_in = s.num_inputs();
+  Napi::Array inputs = CheckArrayOf(env, o.Get("inputs"), "inputs", static_cast<size_t>(n_in));
+  out->args.inputs.assign(static_cast<size_t>(n_in), nullptr);
+  if (copy) out->owned.resize(static_cast<size_t>(n_in));
+  const size_t esize = ElementSize(dtype);
+  for (int i = 0; i < n_in; ++i) {
+    const double total = double(steps) * double(Numel(s.input_shape(i)));
+    const std::string name = "inputs[" + std::to_string(i) + "]";
+    if (total > kMaxElements) {
+      throw Napi::RangeError::New(env, name + " would need " + std::to_string(total) +
+                                           " elements (steps * numel of the slot): too large");
+    }
+    const size_t len = static_cast<size_t>(total);
+    const void* data = CheckArray(env, inputs.Get(static_cast<uint32_t>(i)), name, dtype, len);
+    if (copy) {
+      std::vector<unsigned char>& buf = out->owned[static_cast<size_t>(i)];
+      buf.resize(len * esize == 0 ? 1 : len * esize);
+      if (len != 0) std::memcpy(buf.data(), data, len * esize);
+      out->args.inputs[static_cast<size_t>(i)] = buf.data();
+    } else {
+      out->args.inputs[static_cast<size_t>(i)] = data;
+    }
+  }
+
+  Napi::Value ls = o.Get("lossScale");
+  if (ls.IsUndefined() || ls.IsNull()) {
+    out->args.loss_scale.assign(static_cast<size_t>(steps), 1.0);
+  } else {
+    if (!ls.IsTypedArray() || ls.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+        ls.As<Napi::TypedArray>().ElementLength() != static_cast<size_t>(steps)) {
+      const std::string msg = "lossScale must be a Float64Array of length " + std::to_string(steps) + " (got " +
+                              Describe(ls) + ")";
+      if (ls.IsTypedArray() && ls.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array) {
+        throw Napi::RangeError::New(env, msg);
+      }
+      throw Napi::TypeError::New(env, msg);
+    }
+    Napi::Float64Array f = ls.As<Napi::Float64Array>();
+    out->args.loss_scale.assign(f.Data(), f.Data() + f.ElementLength());
+  }
+
+  Napi::Value cg = o.Get("computeGrads");
+  if (cg.IsUndefined() || cg.IsNull()) {
+    out->args.compute_grads = false;
+  } else if (cg.IsBoolean()) {
+    out->args.compute_grads = cg.As<Napi::Boolean>().Value();
+  } else {
+    throw Napi::TypeError::New(env, "computeGrads must be a boolean (got " + Describe(cg) + ")");
+  }
+  out->with_grads = out->args.compute_grads;
+}
+
+// Runs run_sequence on the libuv thread pool. The inputs were copied at
+// construction; Execute makes no Node-API call; the promise settles on the JS thread.
+class SequenceWorker : public Napi::AsyncWorker {
+ public:
+  SequenceWorker(Napi::Env env, Napi::Promise::Deferred deferred, std::shared_ptr<SessionCore> core,
+                 ParsedSequence&& parsed, bt::DType dtype)
+      : Napi::AsyncWorker(env, "braintrace:runSequenceAsync"),
+        deferred_(deferred),
+        core_(std::move(core)),
+        session_(core_->session),
+        parsed_(std::move(parsed)),
+        dtype_(dtype) {}
+
+  void Execute() override {
+    try {
+      status_ = session_->run_sequence(parsed_.args, &result_);
+    } catch (const std::bad_alloc&) {
+      status_ = bt::Status::Error(bt::StatusCode::OutOfMemory, "out of memory in runSequenceAsync");
+    } catch (const std::exception& e) {
+      status_ = bt::Status::Error(bt::StatusCode::Internal,
+                                  std::string("internal error in runSequenceAsync: ") + e.what());
+    } catch (...) {
+      status_ = bt::Status::Error(bt::StatusCode::Internal, "internal error in runSequenceAsync: unknown exception");
+    }
+    // Free the copied inputs on the worker thread rather than the JS thread.
+    parsed_.owned.clear();
+    parsed_.owned.shrink_to_fit();
+  }
+
+  void OnOK() override {
+    core_->busy = false;
+    Napi::Env env = Env();
+    if (!status_.ok()) {
+      deferred_.Reject(StatusError(env, status_).Value());
+      return;
+    }
+    try {
+      Napi::Object r = Guard(env, [&] { return SequenceResultToJs(env, result_, dtype_, parsed_.with_grads); });
+      deferred_.Resolve(r);
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    }
+  }
+
+  void OnError(const Napi::Error& e) override {
+    core_->busy = false;
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<SessionCore> core_;
+  std::shared_ptr<bt::Session> session_;
+  ParsedSequence parsed_;
+  bt::DType dtype_;
+  bt::Status status_;
+  bt::SequenceResult result_;
+};
+
+}  // namespace
+
+Napi::Function SessionWrap::Define(Napi::Env env) {
+  return DefineClass(env, "NativeSession",
+                     {
+                         InstanceAccessor("dtype", &SessionWrap::GetDType, nullptr),
+                         InstanceAccessor("backend", &SessionWrap::GetBackend, nullptr),
+                         InstanceAccessor("numInputs", &SessionWrap::GetNumInputs, nullptr),
+                         InstanceAccessor("numParams", &SessionWrap::GetNumParams, nullptr),
+                         InstanceAccessor("numStates", &SessionWrap::GetNumStates, nullptr),
+                         InstanceAccessor("numOutputs", &SessionWrap::GetNumOutputs, nullptr),
+                         InstanceAccessor("hasLoss", &SessionWrap::GetHasLoss, nullptr),
+                         InstanceAccessor("disposed", &SessionWrap::GetDisposed, nullptr),
+                         InstanceMethod("inputShape", &SessionWrap::InputShape),
+                         InstanceMethod("paramShape", &SessionWrap::ParamShape),
+                         InstanceMethod("stateShape", &SessionWrap::StateShape),
+                         InstanceMethod("outputShape", &SessionWrap::OutputShape),
+                         InstanceMethod("outputEntries", &SessionWrap::OutputEntries),
+                         InstanceMethod("setParam", &SessionWrap::SetParam),
+                         InstanceMethod("getParam", &SessionWrap::GetParam),
+                         InstanceMethod("setState", &SessionWrap::SetState),
+                         InstanceMethod("getState", &SessionWrap::GetState),
+                         InstanceMethod("evaluate", &SessionWrap::Evaluate),
+                         InstanceMethod("runSequence", &SessionWrap::RunSequence),
+                         InstanceMethod("runSequenceAsync", &SessionWrap::RunSequenceAsync),
+                         InstanceMethod("dispose", &SessionWrap::Dispose),
+                     });
+}
+
+SessionWrap::SessionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SessionWrap>(info) {
+  Napi::Env env = info.Env();
+  Addon* addon = env.GetInstanceData<Addon>();
+  if (addon == nullptr || !addon->pending_session) {
+    throw Napi::TypeError::New(env, "NativeSession cannot be constructed directly; use createSession(code, fattr)");
+  }
+  core_ = std::make_shared<SessionCore>();
+  core_->session = std::shared_ptr<bt::Session>(std::move(addon->pending_session));
+  const bt::Session& s = *core_->session;
+  dtype_ = s.dtype();
+  // Estimate of the native bytes this session holds: stored params and states
+  // plus one step of inputs and output-table values.
+  int64_t elems = 0;
+  for (int i = 0; i < s.num_params(); ++i) elems += Numel(s.param_shape(i));
+  for (int i = 0; i < s.num_states(); ++i) elems += Numel(s.state_shape(i));
+  for (int i = 0; i < s.num_inputs(); ++i) elems += Numel(s.input_shape(i));
+  for (int e = 0; e < s.num_output_entries(); ++e) elems += Numel(s.output_entry_shape(e));
+  external_bytes_ = elems * static_cast<int64_t>(ElementSize(dtype_));
+  if (external_bytes_ > 0) Napi::MemoryManagement::AdjustExternalMemory(env, external_bytes_);
+}
+
+SessionWrap::~SessionWrap() {
+  // No Node-API calls here; Finalize (or dispose) already gave the bytes back.
+  core_.reset();
+}
+
+void SessionWrap::Finalize(Napi::Env env) { Release(env); }
+
+void SessionWrap::Release(Napi::Env env) {
+  if (external_bytes_ > 0) {
+    Napi::MemoryManagement::AdjustExternalMemory(env, -external_bytes_);
+    external_bytes_ = 0;
+  }
+  // An in-flight worker holds its own reference; the core session is freed when
+  // the last holder lets go.
+  if (core_) core_->session.reset();
+}
+
+bt::Session& SessionWrap::Live(Napi::Env env, bool allow_busy) {
+  if (disposed_ || !core_ || !core_->session) {
+    throw CodeError(env, kCodeDisposed, "the session has been disposed");
+  }
+  if (!allow_busy && core_->busy) {
+    throw CodeError(env, kCodeBusy,
+                    "the session is busy: a runSequenceAsync call is in flight; await it before using the session");
+  }
+  return *core_->session;
+}
+
+// ---- metadata (available while busy) ----------------------------------------------------------
+
+Napi::Value SessionWrap::GetDType(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value { return Napi::String::New(env, DTypeName(Live(env, true).dtype())); });
+}
+
+Napi::Value SessionWrap::GetBackend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    return Napi::String::New(env, Live(env, true).backend() == bt::Backend::Cuda ? "cuda" : "cpu");
+  });
+}
+
+Napi::Value SessionWrap::GetNumInputs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value { return Napi::Number::New(env, Live(env, true).num_inputs()); });
+}
+
+Napi::Value SessionWrap::GetNumParams(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value { return Napi::Number::New(env, Live(env, true).num_params()); });
+}
+
+Napi::Value SessionWrap::GetNumStates(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value { return Napi::Number::New(env, Live(env, true).num_states()); });
+}
+
+Napi::Value SessionWrap::GetNumOutputs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value { return Napi::Number::New(env, Live(env, true).num_outputs()); });
+}
+
+Napi::Value SessionWrap::GetHasLoss(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value { return Napi::Boolean::New(env, Live(env, true).has_loss()); });
+}
+
+Napi::Value SessionWrap::GetDisposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), disposed_);
+}
+
+Napi::Value SessionWrap::InputShape(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    bt::Session& s = Live(env, true);
+    return ShapeToJs(env, s.input_shape(CheckSlot(env, info[0], "slot", s.num_inputs())));
+  });
+}
+
+Napi::Value SessionWrap::ParamShape(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    bt::Session& s = Live(env, true);
+    return ShapeToJs(env, s.param_shape(CheckSlot(env, info[0], "slot", s.num_params())));
+  });
+}
+
+Napi::Value SessionWrap::StateShape(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    bt::Session& s = Live(env, true);
+    return ShapeToJs(env, s.state_shape(CheckSlot(env, info[0], "slot", s.num_states())));
+  });
+}
+
+Napi::Value SessionWrap::OutputShape(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    bt::Session& s = Live(env, true);
+    return ShapeToJs(env, s.output_shape(CheckSlot(env, info[0], "slot", s.num_outputs())));
+  });
+}
+
+Napi::Value SessionWrap::OutputEntries(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    bt::Session& s = Live(env, true);
+    const int n = s.num_output_entries();
+    Napi::Array a = Napi::Array::New(env, static_cast<size_t>(n));
+    for (int e = 0; e < n; ++e) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("kind", Napi::Number::New(env, static_cast<int32_t>(s.output_entry_kind(e))));
+      o.Set("index", Napi::Number::New(env, s.output_entry_index(e)));
+      o.Set("shape", ShapeToJs(env, s.output_entry_shape(e)));
+      a.Set(static_cast<uint32_t>(e), o);
+    }
+    return a;
+  });
+}
+
+// ---- stored values ---------------------------------------------------------------------------
+
+Napi::Value SessionWrap::SetParam(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    bt::Session& s = Live(env, false);
+    const int slot = CheckSlot(env, info[0], "slot", s.num_params());
+    const size_t n = static_cast<size_t>(Numel(s.param_shape(slot)));
+    const void* data = CheckArray(env, info[1], "data", dtype_, n);
+    ThrowIfError(env, s.set_param(slot, data, n));
+    return env.Undefined();
+  });
+}
+
+Napi::Value SessionWrap::SetState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    bt::Session& s = Live(env, false);
+    const int slot = CheckSlot(env, info[0], "slot", s.num_states());
+    const size_t n = static_cast<size_t>(Numel(s.state_shape(slot)));
+    const void* data = CheckArray(env, info[1], "data", dtype_, n);
+    ThrowIfError(env, s.set_state(slot, data, n));
+    return env.Undefined();
+  });
+}
+
+Napi::Value SessionWrap::GetParam(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    bt::Session& s = Live(env, false);
+    const int slot = CheckSlot(env, info[0], "slot", s.num_params());
+    const size_t n = static_cast<size_t>(Numel(s.param_shape(slot)));
+    if (dtype_ == bt::DType::F64) {
+      Napi::Float64Array a = Napi::Float64Array::New(env, n);
+      ThrowIfError(env, s.get_param(slot, n ? static_cast<void*>(a.Data()) : nullptr, n));
+      return a;
+    }
+    Napi::Float32Array a = Napi::Float32Array::New(env, n);
+    ThrowIfError(env, s.get_param(slot, n ? static_cast<void*>(a.Data()) : nullptr, n));
+    return a;
+  });
+}
+
+Napi::Value SessionWrap::GetState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    bt::Session& s = Live(env, false);
+    const int slot = CheckSlot(env, info[0], "slot", s.num_states());
+    const size_t n = static_cast<size_t>(Numel(s.state_shape(slot)));
+    if (dtype_ == bt::DType::F64) {
+      Napi::Float64Array a = Napi::Float64Array::New(env, n);
+      ThrowIfError(env, s.get_state(slot, n ? static_cast<void*>(a.Data()) : nullptr, n));
+      return a;
+    }
+    Napi::Float32Array a = Napi::Float32Array::New(env, n);
+    ThrowIfError(env, s.get_state(slot, n ? static_cast<void*>(a.Data()) : nullptr, n));
+    return a;
+  });
+}
+
+// ---- evaluate --------------------------------------------------------------------------------
+
+Napi::Value SessionWrap::Evaluate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    bt::Session& s = Live(env, false);
+    if (!info[0].IsObject() || info[0].IsArray() || info[0].IsTypedArray()) {
+      throw Napi::TypeError::New(env, "args must be an object { inputs, params?, states?, ... } (got " +
+                                          Describe(info[0]) + ")");
+    }
+    Napi::Object o = info[0].As<Napi::Object>();
+    bt::EvalArgs args;
+
+    const int n_in = s.num_inputs(), n_par = s.num_params(), n_st = s.num_states();
+    const int n_ent = s.num_output_entries();
+    auto input_len = [&](int i) { return static_cast<size_t>(Numel(s.input_shape(i))); };
+    auto param_len = [&](int i) { return static_cast<size_t>(Numel(s.param_shape(i))); };
+    auto state_len = [&](int i) { return static_cast<size_t>(Numel(s.state_shape(i))); };
+    auto entry_len = [&](int i) { return static_cast<size_t>(Numel(s.output_entry_shape(i))); };
+
+    Napi::Array inputs = CheckArrayOf(env, o.Get("inputs"), "inputs", static_cast<size_t>(n_in));
+    args.inputs.resize(static_cast<size_t>(n_in));
+    for (int i = 0; i < n_in; ++i) {
+      args.inputs[static_cast<size_t>(i)] = CheckArray(env, inputs.Get(static_cast<uint32_t>(i)),
+                                                       "inputs[" + std::to_string(i) + "]", dtype_, input_len(i));
+    }
+
+    // An optional list: absent -> false; else `out` gets one pointer per slot,
+    // nullptr for null/undefined/missing entries.
+    auto optional_list = [&](const char* key, int count, const std::function<size_t(int)>& len,
+                             std::vector<const void*>* out) -> bool {
+      Napi::Array a;
+      if (!OptionalArray(env, o.Get(key), key, static_cast<size_t>(count), &a)) return false;
+      out->assign(static_cast<size_t>(count), nullptr);
+      for (uint32_t i = 0; i < a.Length(); ++i) {
+        Napi::Value v = a.Get(i);
+        if (v.IsUndefined() || v.IsNull()) continue;
+        (*out)[i] = CheckArray(env, v, std::string(key) + "[" + std::to_string(i) + "]", dtype_,
+                               len(static_cast<int>(i)));
+      }
+      return true;
+    };
+
+    if (!optional_list("params", n_par, param_len, &args.params)) args.params.assign(size_t(n_par), nullptr);
+    if (!optional_list("states", n_st, state_len, &args.states)) args.states.assign(size_t(n_st), nullptr);
+
+    bool jvp = false;
+    jvp |= optional_list("inputTangents", n_in, input_len, &args.input_tangents);
+    jvp |= optional_list("paramTangents", n_par, param_len, &args.param_tangents);
+    jvp |= optional_list("stateTangents", n_st, state_len, &args.state_tangents);
+    if (jvp) {
+      if (args.input_tangents.empty()) args.input_tangents.assign(size_t(n_in), nullptr);
+      if (args.param_tangents.empty()) args.param_tangents.assign(size_t(n_par), nullptr);
+      if (args.state_tangents.empty()) args.state_tangents.assign(size_t(n_st), nullptr);
+    }
+    const bool vjp = optional_list("outputCotangents", n_ent, entry_len, &args.output_cotangents);
+
+    bt::EvalResult r;
+    ThrowIfError(env, s.evaluate(args, &r));
+
+    Napi::Object res = Napi::Object::New(env);
+    res.Set("outputs", BuffersToJs(env, r.outputs, dtype_));
+    if (jvp) res.Set("outputTangents", BuffersToJs(env, r.output_tangents, dtype_));
+    if (vjp) {
+      res.Set("inputCotangents", BuffersToJs(env, r.input_cotangents, dtype_));
+      res.Set("paramCotangents", BuffersToJs(env, r.param_cotangents, dtype_));
+      res.Set("stateCotangents", BuffersToJs(env, r.state_cotangents, dtype_));
+    }
+    return res;
+  });
+}
+
+// ---- sequences -------------------------------------------------------------------------------
+
+Napi::Value SessionWrap::RunSequence(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    bt::Session& s = Live(env, false);
+    ParsedSequence p;
+    ParseSequence(env, info[0], s, dtype_, /*copy=*/false, &p);
+    bt::SequenceResult r;
+    ThrowIfError(env, s.run_sequence(p.args, &r));
+    return SequenceResultToJs(env, r, dtype_, p.with_grads);
+  });
+}
+
+Napi::Value SessionWrap::RunSequenceAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
+  // Every failure, including a busy or disposed session and bad arguments,
+  // rejects the promise rather than throwing synchronously.
+  try {
+    Guard(env, [&] {
+      bt::Session& s = Live(env, false);
+      ParsedSequence p;
+      ParseSequence(env, info[0], s, dtype_, /*copy=*/true, &p);
+      auto* worker = new SequenceWorker(env, deferred, core_, std::move(p), dtype_);
+      try {
+        worker->Queue();
+      } catch (...) {
+        delete worker;
+        throw;
+      }
+      core_->busy = true;
+    });
+  } catch (const Napi::Error& e) {
+    deferred.Reject(e.Value());
+  }
+  return deferred.Promise();
+}
+
+Napi::Value SessionWrap::Dispose(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    if (!disposed_) {
+      disposed_ = true;
+      Release(env);
+    }
+    return env.Undefined();
+  });
+}
+
+}  // namespace btnode

@@ -1,0 +1,681 @@
+// Session: a validated plan, its buffers and the interpreter (forward, JVP, VJP, and
+// whole sequences with BPTT).
+//
+// Memory layout (allocated once per session, not per step):
+//   persist   values of Param and Const nodes (params copied in at each call)
+//   step      values of every other node for one step; run_sequence with gradients
+//             uses a tape of T step blocks instead (one allocation per call)
+//   tangents / cotangents: one slot per node (all nodes), allocated on first use.
+// A node's tangent or cotangent is "absent" (zero, skipped) until something writes it;
+// cotangent blocks are zeroed lazily on first accumulation.
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "braintrace/api.h"
+#include "core/device_buffer.h"
+#include "core/executor.h"
+#include "core/ops_host.h"
+#include "core/plan.h"
+#include "cpu/thread_pool.h"
+#include "kernels/elementwise.h"
+
+#define BT_RETURN_IF_ERROR(expr)  \
+  do {                            \
+    ::bt::Status _st = (expr);    \
+    if (!_st.ok()) return _st;    \
+  } while (0)
+
+namespace bt {
+namespace {
+
+bool is_leaf(OpCode op) {
+  return op == OpCode::Input || op == OpCode::Param || op == OpCode::State || op == OpCode::Const;
+}
+
+Status invalid(const std::string& m) { return Status::Error(StatusCode::InvalidArgument, m); }
+
+class BusyGuard {
+ public:
+  explicit BusyGuard(std::atomic<bool>& f) : f_(f) {
+    bool expected = false;
+    ok_ = f_.compare_exchange_strong(expected, true);
+  }
+  ~BusyGuard() {
+    if (ok_) f_.store(false);
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  std::atomic<bool>& f_;
+  bool ok_ = false;
+};
+
+Status busy_status(const char* what) {
+  return Status::Error(StatusCode::Busy, std::string(what) + ": the session is running another call");
+}
+
+template <typename F>
+Status guarded(const char* what, F&& f) {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    return Status::Error(StatusCode::OutOfMemory, std::string(what) + ": out of host memory");
+  } catch (const std::exception& e) {
+    return Status::Error(StatusCode::Internal, std::string(what) + ": " + e.what());
+  } catch (...) {
+    return Status::Error(StatusCode::Internal, std::string(what) + ": unknown exception");
+  }
+}
+
+template <typename T>
+class SessionImpl final : public Session {
+ public:
+  SessionImpl(Plan plan, std::unique_ptr<Executor> ex, Backend backend)
+      : plan_(std::move(plan)), ex_(std::move(ex)), backend_(backend) {}
+
+  Status init();
+
+  DType dtype() const override { return plan_.dtype; }
+  Backend backend() const override { return backend_; }
+  int num_inputs() const override { return static_cast<int>(plan_.input_nodes.size()); }
+  int num_params() const override { return static_cast<int>(plan_.param_nodes.size()); }
+  int num_states() const override { return static_cast<int>(plan_.state_nodes.size()); }
+  int num_outputs() const override { return static_cast<int>(plan_.output_slot_entry.size()); }
+  int num_output_entries() const override { return static_cast<int>(plan_.outputs.size()); }
+  bool has_loss() const override { return plan_.loss_entry >= 0; }
+  const std::vector<int64_t>& input_shape(int s) const override { return slot_shape(plan_.input_nodes, s); }
+  const std::vector<int64_t>& param_shape(int s) const override { return slot_shape(plan_.param_nodes, s); }
+  const std::vector<int64_t>& state_shape(int s) const override { return slot_shape(plan_.state_nodes, s); }
+  const std::vector<int64_t>& output_shape(int s) const override {
+    if (s < 0 || s >= num_outputs()) return empty_;
+    return plan_.nodes[plan_.outputs[plan_.output_slot_entry[s]].node].shape;
+  }
+  OutputKind output_entry_kind(int e) const override {
+    return (e < 0 || e >= num_output_entries()) ? OutputKind::Output : plan_.outputs[e].kind;
+  }
+  int output_entry_index(int e) const override {
+    return (e < 0 || e >= num_output_entries()) ? -1 : plan_.outputs[e].index;
+  }
+  const std::vector<int64_t>& output_entry_shape(int e) const override {
+    if (e < 0 || e >= num_output_entries()) return empty_;
+    return plan_.nodes[plan_.outputs[e].node].shape;
+  }
+
+  Status set_param(int slot, const void* data, size_t n) override {
+    return set_stored(param_store_, plan_.param_nodes, "set_param", slot, data, n);
+  }
+  Status get_param(int slot, void* out, size_t n) const override {
+    return get_stored(param_store_, plan_.param_nodes, "get_param", slot, out, n);
+  }
+  Status set_state(int slot, const void* data, size_t n) override {
+    return set_stored(state_store_, plan_.state_nodes, "set_state", slot, data, n);
+  }
+  Status get_state(int slot, void* out, size_t n) const override {
+    return get_stored(state_store_, plan_.state_nodes, "get_state", slot, out, n);
+  }
+
+  Status evaluate(const EvalArgs& args, EvalResult* out) override {
+    BusyGuard guard(busy_);
+    if (!guard.ok()) return busy_status("evaluate");
+    if (out == nullptr) return invalid("evaluate: result pointer is null");
+    return guarded("evaluate", [&] { return evaluate_impl(args, out); });
+  }
+  Status run_sequence(const SequenceArgs& args, SequenceResult* out) override {
+    BusyGuard guard(busy_);
+    if (!guard.ok()) return busy_status("run_sequence");
+    if (out == nullptr) return invalid("run_sequence: result pointer is null");
+    return guarded("run_sequence", [&] { return run_sequence_impl(args, out); });
+  }
+
+ private:
+  const std::vector<int64_t>& slot_shape(const std::vector<int32_t>& nodes, int s) const {
+    if (s < 0 || s >= static_cast<int>(nodes.size())) return empty_;
+    return plan_.nodes[nodes[s]].shape;
+  }
+  int64_t numel(int node) const { return plan_.nodes[node].numel; }
+  size_t nbytes(int node) const { return sizeof(T) * static_cast<size_t>(numel(node)); }
+
+  Status set_stored(std::vector<DeviceBuffer>& store, const std::vector<int32_t>& nodes, const char* what,
+                    int slot, const void* data, size_t n) {
+    BusyGuard guard(busy_);
+    if (!guard.ok()) return busy_status(what);
+    if (slot < 0 || slot >= static_cast<int>(nodes.size()))
+      return invalid(std::string(what) + ": slot must be in [0, " + std::to_string(nodes.size()) + "), got " +
+                     std::to_string(slot));
+    if (n != static_cast<size_t>(numel(nodes[slot])))
+      return invalid(std::string(what) + ": slot " + std::to_string(slot) + " " +
+                     shape_str(plan_.nodes[nodes[slot]].shape) + " needs " + std::to_string(numel(nodes[slot])) +
+                     " values, got " + std::to_string(n));
+    if (data == nullptr && n > 0) return invalid(std::string(what) + ": data is null");
+    BT_RETURN_IF_ERROR(sync());
+    if (n > 0) std::memcpy(store[slot].as<T>(), data, n * sizeof(T));
+    return Status::Ok();
+  }
+  Status get_stored(const std::vector<DeviceBuffer>& store, const std::vector<int32_t>& nodes, const char* what,
+                    int slot, void* out, size_t n) const {
+    BusyGuard guard(busy_);
+    if (!guard.ok()) return busy_status(what);
+    if (slot < 0 || slot >= static_cast<int>(nodes.size()))
+      return invalid(std::string(what) + ": slot must be in [0, " + std::to_string(nodes.size()) + "), got " +
+                     std::to_string(slot));
+    if (n != static_cast<size_t>(numel(nodes[slot])))
+      return invalid(std::string(what) + ": slot " + std::to_string(slot) + " " +
+                     shape_str(plan_.nodes[nodes[slot]].shape) + " has " + std::to_string(numel(nodes[slot])) +
+                     " values, got a buffer for " + std::to_string(n));
+    if (out == nullptr && n > 0) return invalid(std::string(what) + ": out is null");
+    if (n > 0) std::memcpy(out, store[slot].as<T>(), n * sizeof(T));
+    return Status::Ok();
+  }
+
+  // --- executor plumbing -------------------------------------------------------------------
+  Status sync() {
+    if (!dirty_) return Status::Ok();
+    dirty_ = false;
+    return ex_->synchronize();
+  }
+  Status ew(const EwTask<T>& t) {
+    dirty_ = true;
+    return ex_->elementwise(t);
+  }
+  T* value_ptr(int i, T* block) const {
+    return (persist_[i] ? pers_.as<T>() : block) + voff_[i];
+  }
+  void set_value_ptrs(T* block) {
+    for (int i = 0; i < n_; ++i) vp_[i] = value_ptr(i, block);
+  }
+  Status ensure(DeviceBuffer& b, int64_t count, const char* what) {
+    if (b.as<T>() != nullptr) return Status::Ok();
+    return b.allocate(ex_.get(), sizeof(T) * static_cast<size_t>(count), what);
+  }
+  // Cotangent of node j for accumulation, zeroed on first use.
+  Status ctw(int j, T** out) {
+    if (!has_c_[j]) {
+      BT_RETURN_IF_ERROR(sync());
+      std::memset(cp_[j], 0, nbytes(j));
+      has_c_[j] = 1;
+    }
+    *out = cp_[j];
+    return Status::Ok();
+  }
+
+  EwTask<T> ew_task(int i, EwMode mode) const {
+    const PlanNode& n = plan_.nodes[i];
+    EwTask<T> t;
+    t.op = n.op;
+    t.mode = mode;
+    t.attrs = attrs_[i];
+    t.n = n.numel;
+    for (size_t k = 0; k < n.inputs.size(); ++k) t.in[k] = vp_[n.inputs[k]];
+    t.out = vp_[i];
+    return t;
+  }
+
+  // --- one node ----------------------------------------------------------------------------
+  Status forward_node(int i) {
+    const PlanNode& n = plan_.nodes[i];
+    if (is_leaf(n.op)) return Status::Ok();
+    if (ew_arity(n.op) > 0) {
+      EwTask<T> t = ew_task(i, EwMode::Forward);
+      t.out = nullptr;
+      t.result = vp_[i];
+      return ew(t);
+    }
+    BT_RETURN_IF_ERROR(sync());
+    HostOps<T>::forward(plan_, i, vp_);
+    return Status::Ok();
+  }
+
+  Status jvp_node(int i) {
+    const PlanNode& n = plan_.nodes[i];
+    if (is_leaf(n.op)) return Status::Ok();
+    bool any = false;
+    for (size_t k = 0; k < n.inputs.size(); ++k) {
+      if (n.op == OpCode::Where && k == 0) continue;
+      any = any || has_t_[n.inputs[k]];
+    }
+    if (!any || ew_zero_derivative(n.op)) {
+      has_t_[i] = 0;  // zero tangent
+      return Status::Ok();
+    }
+    has_t_[i] = 1;
+    if (ew_arity(n.op) > 0) {
+      tview_[i] = tp_[i];
+      EwTask<T> t = ew_task(i, EwMode::Jvp);
+      for (size_t k = 0; k < n.inputs.size(); ++k) t.tin[k] = has_t_[n.inputs[k]] ? tp_[n.inputs[k]] : nullptr;
+      t.result = tp_[i];
+      return ew(t);
+    }
+    BT_RETURN_IF_ERROR(sync());
+    HostOps<T>::jvp(plan_, i, vp_, tview_, tp_[i]);
+    tview_[i] = tp_[i];
+    return Status::Ok();
+  }
+
+  Status vjp_node(int i) {
+    const PlanNode& n = plan_.nodes[i];
+    if (is_leaf(n.op) || !has_c_[i] || ew_zero_derivative(n.op)) return Status::Ok();
+    std::vector<T*>& gin = gin_;
+    gin.assign(n.inputs.size(), nullptr);
+    bool any = false;
+    for (size_t k = 0; k < n.inputs.size(); ++k) {
+      const int j = n.inputs[k];
+      if (!want_[j] || (n.op == OpCode::Where && k == 0)) continue;
+      BT_RETURN_IF_ERROR(ctw(j, &gin[k]));
+      any = true;
+    }
+    if (!any) return Status::Ok();
+    if (ew_arity(n.op) > 0) {
+      EwTask<T> t = ew_task(i, EwMode::Vjp);
+      t.gout = cp_[i];
+      for (size_t k = 0; k < n.inputs.size(); ++k) t.gin[k] = gin[k];
+      return ew(t);
+    }
+    BT_RETURN_IF_ERROR(sync());
+    HostOps<T>::vjp(plan_, i, vp_, cp_[i], gin);
+    return Status::Ok();
+  }
+
+  Status forward_all() {
+    for (int i = 0; i < n_; ++i) BT_RETURN_IF_ERROR(forward_node(i));
+    return sync();
+  }
+  Status reverse_all() {
+    for (int i = n_ - 1; i >= 0; --i) BT_RETURN_IF_ERROR(vjp_node(i));
+    return sync();
+  }
+
+  void copy_out(Buffer* b, const T* src, int64_t count) {
+    b->bytes.resize(sizeof(T) * static_cast<size_t>(count));
+    b->numel = static_cast<size_t>(count);
+    if (count > 0) std::memcpy(b->bytes.data(), src, sizeof(T) * static_cast<size_t>(count));
+  }
+  void zero_out(Buffer* b, int64_t count) {
+    b->bytes.assign(sizeof(T) * static_cast<size_t>(count), 0);
+    b->numel = static_cast<size_t>(count);
+  }
+  void add_host(T* dst, const T* src, int64_t count) {
+    for (int64_t k = 0; k < count; ++k) dst[k] += src[k];
+  }
+
+  Status check_slot_ptrs(const std::vector<const void*>& v, size_t count, const char* what, bool allow_empty,
+                         bool allow_null) {
+    if (v.empty() && (allow_empty || count == 0)) return Status::Ok();
+    if (v.size() != count)
+      return invalid(std::string(what) + ": expected " + std::to_string(count) + " pointers (one per slot), got " +
+                     std::to_string(v.size()));
+    if (!allow_null)
+      for (size_t s = 0; s < v.size(); ++s)
+        if (v[s] == nullptr) return invalid(std::string(what) + "[" + std::to_string(s) + "] is null");
+    return Status::Ok();
+  }
+
+  Status evaluate_impl(const EvalArgs& a, EvalResult* out);
+  Status run_sequence_impl(const SequenceArgs& a, SequenceResult* out);
+
+  Plan plan_;
+  std::unique_ptr<Executor> ex_;
+  Backend backend_;
+  int n_ = 0;
+  std::vector<char> persist_;
+  std::vector<int64_t> voff_, aoff_, soff_;  // value offset; all-node offset; state staging offset
+  int64_t pers_total_ = 0, step_total_ = 0, all_total_ = 0, state_total_ = 0;
+  std::vector<EwAttrs> attrs_;
+  std::vector<char> dep_any_, dep_ps_;  // depends on a non-Const leaf / on a Param or State
+  DeviceBuffer pers_, step_, tan_, ct_, stage_;
+  std::vector<DeviceBuffer> param_store_, state_store_;
+  std::vector<T*> vp_, tp_, cp_, gin_;
+  std::vector<const T*> tview_;
+  std::vector<char> has_t_, has_c_, want_;
+  bool dirty_ = false;
+  mutable std::atomic<bool> busy_{false};
+  std::vector<int64_t> empty_;
+};
+
+template <typename T>
+Status SessionImpl<T>::init() {
+  n_ = static_cast<int>(plan_.nodes.size());
+  persist_.assign(n_, 0);
+  voff_.assign(n_, 0);
+  aoff_.assign(n_, 0);
+  attrs_.assign(n_, EwAttrs{});
+  dep_any_.assign(n_, 0);
+  dep_ps_.assign(n_, 0);
+  for (int i = 0; i < n_; ++i) {
+    const PlanNode& n = plan_.nodes[i];
+    persist_[i] = (n.op == OpCode::Param || n.op == OpCode::Const) ? 1 : 0;
+    int64_t& total = persist_[i] ? pers_total_ : step_total_;
+    voff_[i] = total;
+    total += n.numel;
+    aoff_[i] = all_total_;
+    all_total_ += n.numel;
+    if (n.op == OpCode::Spike) attrs_[i].surrogate = n.ints[0];
+    for (size_t k = 0; k < n.floats.size() && k < 4 && n.op != OpCode::Const; ++k) attrs_[i].f[k] = n.floats[k];
+    if (n.op == OpCode::Input) dep_any_[i] = 1;
+    if (n.op == OpCode::Param || n.op == OpCode::State) dep_any_[i] = dep_ps_[i] = 1;
+    for (int j : n.inputs) {
+      dep_any_[i] = dep_any_[i] || dep_any_[j];
+      dep_ps_[i] = dep_ps_[i] || dep_ps_[j];
+    }
+  }
+  soff_.assign(plan_.state_nodes.size(), 0);
+  for (size_t s = 0; s < plan_.state_nodes.size(); ++s) {
+    soff_[s] = state_total_;
+    state_total_ += numel(plan_.state_nodes[s]);
+  }
+  Executor* ex = ex_.get();
+  BT_RETURN_IF_ERROR(pers_.allocate(ex, sizeof(T) * pers_total_, "parameter and constant values"));
+  BT_RETURN_IF_ERROR(step_.allocate(ex, sizeof(T) * step_total_, "node values"));
+  BT_RETURN_IF_ERROR(stage_.allocate(ex, sizeof(T) * state_total_, "state staging"));
+  param_store_.resize(plan_.param_nodes.size());
+  state_store_.resize(plan_.state_nodes.size());
+  for (size_t s = 0; s < param_store_.size(); ++s) {
+    BT_RETURN_IF_ERROR(param_store_[s].allocate(ex, nbytes(plan_.param_nodes[s]), "a stored parameter"));
+    std::memset(param_store_[s].as<T>(), 0, nbytes(plan_.param_nodes[s]));
+  }
+  for (size_t s = 0; s < state_store_.size(); ++s) {
+    BT_RETURN_IF_ERROR(state_store_[s].allocate(ex, nbytes(plan_.state_nodes[s]), "a stored state"));
+    std::memset(state_store_[s].as<T>(), 0, nbytes(plan_.state_nodes[s]));
+  }
+  for (int i = 0; i < n_; ++i) {
+    const PlanNode& n = plan_.nodes[i];
+    if (n.op != OpCode::Const) continue;
+    T* dst = pers_.as<T>() + voff_[i];
+    for (int64_t k = 0; k < n.numel; ++k) dst[k] = static_cast<T>(n.floats[k]);
+  }
+  vp_.assign(n_, nullptr);
+  tp_.assign(n_, nullptr);
+  cp_.assign(n_, nullptr);
+  tview_.assign(n_, nullptr);
+  has_t_.assign(n_, 0);
+  has_c_.assign(n_, 0);
+  want_.assign(n_, 0);
+  return Status::Ok();
+}
+
+template <typename T>
+Status SessionImpl<T>::evaluate_impl(const EvalArgs& a, EvalResult* out) {
+  const size_t ni = plan_.input_nodes.size(), np = plan_.param_nodes.size(), ns = plan_.state_nodes.size();
+  BT_RETURN_IF_ERROR(check_slot_ptrs(a.inputs, ni, "evaluate: inputs", false, false));
+  BT_RETURN_IF_ERROR(check_slot_ptrs(a.params, np, "evaluate: params", true, true));
+  BT_RETURN_IF_ERROR(check_slot_ptrs(a.states, ns, "evaluate: states", true, true));
+  const bool jvp = !a.input_tangents.empty() || !a.param_tangents.empty() || !a.state_tangents.empty();
+  if (jvp) {
+    BT_RETURN_IF_ERROR(check_slot_ptrs(a.input_tangents, ni, "evaluate: input_tangents", true, true));
+    BT_RETURN_IF_ERROR(check_slot_ptrs(a.param_tangents, np, "evaluate: param_tangents", true, true));
+    BT_RETURN_IF_ERROR(check_slot_ptrs(a.state_tangents, ns, "evaluate: state_tangents", true, true));
+  }
+  const bool vjp = !a.output_cotangents.empty();
+  if (vjp && a.output_cotangents.size() != plan_.outputs.size())
+    return invalid("evaluate: output_cotangents: expected " + std::to_string(plan_.outputs.size()) +
+                   " pointers (one per output-table row), got " + std::to_string(a.output_cotangents.size()));
+
+  BT_RETURN_IF_ERROR(sync());
+  T* block = step_.as<T>();
+  for (size_t s = 0; s < np; ++s) {
+    const int node = plan_.param_nodes[s];
+    const void* src = (!a.params.empty() && a.params[s]) ? a.params[s] : param_store_[s].as<T>();
+    std::memcpy(value_ptr(node, block), src, nbytes(node));
+  }
+  for (size_t s = 0; s < ns; ++s) {
+    const int node = plan_.state_nodes[s];
+    const void* src = (!a.states.empty() && a.states[s]) ? a.states[s] : state_store_[s].as<T>();
+    std::memcpy(value_ptr(node, block), src, nbytes(node));
+  }
+  for (size_t s = 0; s < ni; ++s) {
+    const int node = plan_.input_nodes[s];
+    std::memcpy(value_ptr(node, block), a.inputs[s], nbytes(node));
+  }
+  set_value_ptrs(block);
+  BT_RETURN_IF_ERROR(forward_all());
+  const size_t ne = plan_.outputs.size();
+  out->outputs.assign(ne, Buffer{});
+  for (size_t e = 0; e < ne; ++e) copy_out(&out->outputs[e], vp_[plan_.outputs[e].node], numel(plan_.outputs[e].node));
+
+  out->output_tangents.clear();
+  if (jvp) {
+    BT_RETURN_IF_ERROR(ensure(tan_, all_total_, "tangents"));
+    for (int i = 0; i < n_; ++i) tp_[i] = tan_.as<T>() + aoff_[i];
+    has_t_.assign(n_, 0);
+    tview_.assign(n_, nullptr);
+    auto seed = [&](const std::vector<const void*>& v, const std::vector<int32_t>& nodes) {
+      for (size_t s = 0; s < v.size(); ++s) {
+        if (!v[s]) continue;
+        std::memcpy(tp_[nodes[s]], v[s], nbytes(nodes[s]));
+        has_t_[nodes[s]] = 1;
+        tview_[nodes[s]] = tp_[nodes[s]];
+      }
+    };
+    seed(a.input_tangents, plan_.input_nodes);
+    seed(a.param_tangents, plan_.param_nodes);
+    seed(a.state_tangents, plan_.state_nodes);
+    for (int i = 0; i < n_; ++i) BT_RETURN_IF_ERROR(jvp_node(i));
+    BT_RETURN_IF_ERROR(sync());
+    out->output_tangents.assign(ne, Buffer{});
+    for (size_t e = 0; e < ne; ++e) {
+      const int node = plan_.outputs[e].node;
+      if (has_t_[node]) copy_out(&out->output_tangents[e], tp_[node], numel(node));
+      else zero_out(&out->output_tangents[e], numel(node));
+    }
+  }
+
+  out->input_cotangents.clear();
+  out->param_cotangents.clear();
+  out->state_cotangents.clear();
+  if (vjp) {
+    BT_RETURN_IF_ERROR(ensure(ct_, all_total_, "cotangents"));
+    for (int i = 0; i < n_; ++i) cp_[i] = ct_.as<T>() + aoff_[i];
+    has_c_.assign(n_, 0);
+    want_ = dep_any_;
+    for (size_t e = 0; e < ne; ++e) {
+      const int node = plan_.outputs[e].node;
+      if (!a.output_cotangents[e] || !want_[node]) continue;
+      T* c = nullptr;
+      BT_RETURN_IF_ERROR(ctw(node, &c));
+      add_host(c, static_cast<const T*>(a.output_cotangents[e]), numel(node));
+    }
+    BT_RETURN_IF_ERROR(reverse_all());
+    auto collect = [&](std::vector<Buffer>* dst, const std::vector<int32_t>& nodes) {
+      dst->assign(nodes.size(), Buffer{});
+      for (size_t s = 0; s < nodes.size(); ++s) {
+        if (has_c_[nodes[s]]) copy_out(&(*dst)[s], cp_[nodes[s]], numel(nodes[s]));
+        else zero_out(&(*dst)[s], numel(nodes[s]));
+      }
+    };
+    collect(&out->input_cotangents, plan_.input_nodes);
+    collect(&out->param_cotangents, plan_.param_nodes);
+    collect(&out->state_cotangents, plan_.state_nodes);
+  }
+  return Status::Ok();
+}
+
+template <typename T>
+Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* out) {
+  const size_t ni = plan_.input_nodes.size(), np = plan_.param_nodes.size(), ns = plan_.state_nodes.size();
+  const int64_t steps = a.steps;
+  if (steps < 1) return invalid("run_sequence: steps must be >= 1, got " + std::to_string(steps));
+  BT_RETURN_IF_ERROR(check_slot_ptrs(a.inputs, ni, "run_sequence: inputs", false, false));
+  if (!a.loss_scale.empty() && static_cast<int64_t>(a.loss_scale.size()) != steps)
+    return invalid("run_sequence: loss_scale must be empty or have one weight per step: expected " +
+                   std::to_string(steps) + ", got " + std::to_string(a.loss_scale.size()));
+  // Sizes below are products with T: refuse any that would overflow (never a short buffer).
+  {
+    int64_t per_step = a.compute_grads ? step_total_ : 0;
+    for (int s = 0; s < num_outputs(); ++s) per_step = std::max<int64_t>(per_step, numel(plan_.outputs[plan_.output_slot_entry[s]].node));
+    if (per_step > 0 && steps > (int64_t(1) << 50) / per_step)
+      return Status::Error(StatusCode::OutOfMemory, "run_sequence: " + std::to_string(steps) +
+                                                        " steps of " + std::to_string(per_step) +
+                                                        " values do not fit in memory");
+  }
+
+  const int nouts = num_outputs();
+  out->outputs.assign(nouts, Buffer{});
+  for (int s = 0; s < nouts; ++s) {
+    const int node = plan_.outputs[plan_.output_slot_entry[s]].node;
+    out->outputs[s].bytes.assign(sizeof(T) * static_cast<size_t>(numel(node) * steps), 0);
+    out->outputs[s].numel = static_cast<size_t>(numel(node) * steps);
+  }
+  out->losses.assign(has_loss() ? static_cast<size_t>(steps) : 0, 0.0);
+  out->param_grads.clear();
+  out->initial_state_grads.clear();
+
+  BT_RETURN_IF_ERROR(sync());
+  for (size_t s = 0; s < np; ++s) {
+    const int node = plan_.param_nodes[s];
+    std::memcpy(value_ptr(node, nullptr) , param_store_[s].as<T>(), nbytes(node));
+  }
+
+  // Per-step bookkeeping shared by both modes.
+  auto load_inputs = [&](T* block, int64_t t) {
+    for (size_t s = 0; s < ni; ++s) {
+      const int node = plan_.input_nodes[s];
+      const T* src = static_cast<const T*>(a.inputs[s]) + t * numel(node);
+      std::memcpy(value_ptr(node, block), src, nbytes(node));
+    }
+  };
+  auto store_results = [&](int64_t t) {
+    for (int s = 0; s < nouts; ++s) {
+      const int node = plan_.outputs[plan_.output_slot_entry[s]].node;
+      std::memcpy(out->outputs[s].bytes.data() + sizeof(T) * static_cast<size_t>(t * numel(node)), vp_[node],
+                  nbytes(node));
+    }
+    if (has_loss()) out->losses[t] = static_cast<double>(vp_[plan_.outputs[plan_.loss_entry].node][0]);
+  };
+  // Pointer to the value state slot s has after the step whose values are in `block`.
+  auto new_state_ptr = [&](size_t s, T* block) -> T* {
+    const int e = plan_.state_new_entry[s];
+    return value_ptr(e >= 0 ? plan_.outputs[e].node : plan_.state_nodes[s], block);
+  };
+
+  if (!a.compute_grads) {
+    T* block = step_.as<T>();
+    for (size_t s = 0; s < ns; ++s)
+      std::memcpy(value_ptr(plan_.state_nodes[s], block), state_store_[s].as<T>(), nbytes(plan_.state_nodes[s]));
+    set_value_ptrs(block);
+    for (int64_t t = 0; t < steps; ++t) {
+      load_inputs(block, t);
+      BT_RETURN_IF_ERROR(forward_all());
+      store_results(t);
+      // Stage all new states before writing any: a StateNew row may name another state's leaf.
+      T* stage = stage_.as<T>();
+      for (size_t s = 0; s < ns; ++s)
+        std::memcpy(stage + soff_[s], new_state_ptr(s, block), nbytes(plan_.state_nodes[s]));
+      for (size_t s = 0; s < ns; ++s)
+        std::memcpy(value_ptr(plan_.state_nodes[s], block), stage + soff_[s], nbytes(plan_.state_nodes[s]));
+    }
+    for (size_t s = 0; s < ns; ++s)
+      std::memcpy(state_store_[s].as<T>(), value_ptr(plan_.state_nodes[s], block), nbytes(plan_.state_nodes[s]));
+    return Status::Ok();
+  }
+
+  // BPTT: forward over all steps into a tape (one allocation), then a reverse sweep.
+  DeviceBuffer tape;
+  BT_RETURN_IF_ERROR(tape.allocate(ex_.get(), sizeof(T) * static_cast<size_t>(step_total_) * static_cast<size_t>(steps),
+                                   "the BPTT tape"));
+  auto block_at = [&](int64_t t) { return tape.as<T>() + t * step_total_; };
+  for (int64_t t = 0; t < steps; ++t) {
+    T* block = block_at(t);
+    for (size_t s = 0; s < ns; ++s) {
+      const int node = plan_.state_nodes[s];
+      const T* src = t == 0 ? state_store_[s].as<T>() : new_state_ptr(s, block_at(t - 1));
+      std::memcpy(value_ptr(node, block), src, nbytes(node));
+    }
+    load_inputs(block, t);
+    set_value_ptrs(block);
+    BT_RETURN_IF_ERROR(forward_all());
+    store_results(t);
+  }
+  T* stage = stage_.as<T>();  // final states, written back after the sweep succeeds
+  for (size_t s = 0; s < ns; ++s)
+    std::memcpy(stage + soff_[s], new_state_ptr(s, block_at(steps - 1)), nbytes(plan_.state_nodes[s]));
+
+  BT_RETURN_IF_ERROR(ensure(ct_, all_total_, "cotangents"));
+  DeviceBuffer carry;
+  BT_RETURN_IF_ERROR(carry.allocate(ex_.get(), sizeof(T) * state_total_, "state cotangents"));
+  std::vector<char> has_carry(ns, 0);
+  for (int i = 0; i < n_; ++i) cp_[i] = ct_.as<T>() + aoff_[i];
+  has_c_.assign(n_, 0);
+  want_ = dep_ps_;
+  const int loss_node = has_loss() ? plan_.outputs[plan_.loss_entry].node : -1;
+  for (int64_t t = steps - 1; t >= 0; --t) {
+    set_value_ptrs(block_at(t));
+    for (int i = 0; i < n_; ++i)
+      if (plan_.nodes[i].op != OpCode::Param) has_c_[i] = 0;  // param cotangents accumulate over steps
+    if (loss_node >= 0 && want_[loss_node]) {
+      T* c = nullptr;
+      BT_RETURN_IF_ERROR(ctw(loss_node, &c));
+      c[0] += static_cast<T>(a.loss_scale.empty() ? 1.0 : a.loss_scale[t]);
+    }
+    for (size_t s = 0; s < ns; ++s) {
+      if (!has_carry[s]) continue;
+      // The state leaf at step t+1 is this step's StateNew value (or, without a
+      // StateNew row, this step's own leaf).
+      const int e = plan_.state_new_entry[s];
+      const int target = e >= 0 ? plan_.outputs[e].node : plan_.state_nodes[s];
+      if (!want_[target]) continue;
+      T* c = nullptr;
+      BT_RETURN_IF_ERROR(ctw(target, &c));
+      add_host(c, carry.as<T>() + soff_[s], numel(plan_.state_nodes[s]));
+    }
+    BT_RETURN_IF_ERROR(reverse_all());
+    for (size_t s = 0; s < ns; ++s) {
+      const int leaf = plan_.state_nodes[s];
+      has_carry[s] = has_c_[leaf];
+      if (has_carry[s]) std::memcpy(carry.as<T>() + soff_[s], cp_[leaf], nbytes(leaf));
+    }
+  }
+  out->param_grads.assign(np, Buffer{});
+  for (size_t s = 0; s < np; ++s) {
+    const int node = plan_.param_nodes[s];
+    if (has_c_[node]) copy_out(&out->param_grads[s], cp_[node], numel(node));
+    else zero_out(&out->param_grads[s], numel(node));
+  }
+  out->initial_state_grads.assign(ns, Buffer{});
+  for (size_t s = 0; s < ns; ++s) {
+    const int node = plan_.state_nodes[s];
+    if (has_carry[s]) copy_out(&out->initial_state_grads[s], carry.as<T>() + soff_[s], numel(node));
+    else zero_out(&out->initial_state_grads[s], numel(node));
+  }
+  for (size_t s = 0; s < ns; ++s)
+    std::memcpy(state_store_[s].as<T>(), stage + soff_[s], nbytes(plan_.state_nodes[s]));
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status Session::Create(const int32_t* code, size_t code_len, const double* fattr, size_t fattr_len,
+                       Backend backend, std::unique_ptr<Session>* out) {
+  if (out == nullptr) return invalid("Session::Create: out is null");
+  return guarded("Session::Create", [&]() -> Status {
+    Plan plan;
+    BT_RETURN_IF_ERROR(decode_plan(code, code_len, fattr, fattr_len, &plan));
+    std::unique_ptr<Executor> ex;
+    if (backend == Backend::Cpu) {
+      ex = make_cpu_executor();
+    } else if (backend == Backend::Cuda) {
+      Status st;
+      ex = make_cuda_executor(&st);
+      if (!ex) {
+        if (st.ok()) st = Status::Error(StatusCode::Internal, "make_cuda_executor returned no executor");
+        return st;
+      }
+    } else {
+      return invalid("Session::Create: unknown backend " + std::to_string(static_cast<int>(backend)));
+    }
+    if (!ex) return Status::Error(StatusCode::Internal, "could not create an executor");
+    if (plan.dtype == DType::F32) {
+      std::unique_ptr<SessionImpl<float>> s(new SessionImpl<float>(std::move(plan), std::move(ex), backend));
+      BT_RETURN_IF_ERROR(s->init());
+      *out = std::move(s);
+    } else {
+      std::unique_ptr<SessionImpl<double>> s(new SessionImpl<double>(std::move(plan), std::move(ex), backend));
+      BT_RETURN_IF_ERROR(s->init());
+      *out = std::move(s);
+    }
+    return Status::Ok();
+  });
+}
+
+}  // namespace bt

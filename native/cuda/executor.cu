@@ -1,0 +1,177 @@
+// The CUDA backend: an Executor whose element-wise tasks run on the GPU.
+//
+// Memory is CUDA managed memory (cudaMallocManaged), so the host loops of the
+// interpreter (ops without a CUDA path yet) can read and write the same buffers
+// after synchronize(). Element-wise tasks run the single shared body
+// bt::ew_apply (native/kernels/elementwise.h) in a grid-stride kernel; there is
+// no CUDA-specific copy of any formula.
+//
+// Every CUDA error becomes a Status with StatusCode::Cuda whose message holds
+// cudaGetErrorName and cudaGetErrorString; nothing here throws or aborts.
+// The CUDA runtime is linked statically; the driver is loaded at the first call,
+// and without one cudaGetDeviceCount returns cudaErrorInsufficientDriver, which
+// cuda_probe reports as the reason for the CPU fallback.
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "core/executor.h"
+#include "cuda/launch.h"
+#include "kernels/elementwise.h"
+
+namespace bt {
+
+namespace {
+
+std::string cuda_error_text(cudaError_t err) {
+  return std::string(cudaGetErrorName(err)) + ": " + cudaGetErrorString(err);
+}
+
+Status cuda_status(cudaError_t err, const char* what) {
+  if (err == cudaSuccess) return Status::Ok();
+  return Status::Error(StatusCode::Cuda, std::string(what) + " failed: " + cuda_error_text(err));
+}
+
+// Element-wise kernel: the task is passed by value (it is plain data: pointers,
+// sizes and attributes) and each thread strides over the elements.
+template <typename T>
+__global__ void ew_kernel(EwTask<T> task) {
+  const int64_t tid = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t nthreads = int64_t(gridDim.x) * blockDim.x;
+  cuda_launch::grid_stride_range(tid, nthreads, task.n, [&](int64_t i) { ew_apply(task, i); });
+}
+
+class CudaExecutor final : public Executor {
+ public:
+  CudaExecutor(int device, int sm_count) : device_(device), sm_count_(sm_count) {}
+
+  Backend kind() const override { return Backend::Cuda; }
+
+  void* alloc(size_t bytes) override {
+    if (cudaSetDevice(device_) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return nullptr;
+    }
+    void* p = nullptr;
+    // cudaMallocManaged rejects a size of 0; hand out a minimal block instead
+    // so that "nullptr" keeps meaning "failed".
+    const size_t n = bytes == 0 ? 256 : bytes;
+    const cudaError_t err = cudaMallocManaged(&p, n, cudaMemAttachGlobal);
+    if (err != cudaSuccess) {
+      (void)cudaGetLastError();  // clear the (non-sticky) error so later calls are not confused
+      return nullptr;
+    }
+    return p;
+  }
+
+  void free(void* p) override {
+    if (p == nullptr) return;
+    if (cudaFree(p) != cudaSuccess) (void)cudaGetLastError();
+  }
+
+  Status synchronize() override {
+    Status s = cuda_status(cudaSetDevice(device_), "cudaSetDevice");
+    if (!s.ok()) return s;
+    return cuda_status(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  }
+
+  Status elementwise(const EwTask<float>& task) override { return launch(task); }
+  Status elementwise(const EwTask<double>& task) override { return launch(task); }
+
+ private:
+  template <typename T>
+  Status launch(const EwTask<T>& task) {
+    const cuda_launch::Geometry g = cuda_launch::geometry_for(task.n, sm_count_);
+    if (g.blocks == 0) return Status::Ok();
+    // The current device is per host thread (AsyncWorker threads included).
+    Status s = cuda_status(cudaSetDevice(device_), "cudaSetDevice");
+    if (!s.ok()) return s;
+    ew_kernel<T><<<g.blocks, g.threads>>>(task);
+    s = cuda_status(cudaGetLastError(), "element-wise kernel launch");
+    if (!s.ok()) return s;
+    // The interpreter may read the result from the host right after this call.
+    return cuda_status(cudaDeviceSynchronize(), "element-wise kernel");
+  }
+
+  int device_;
+  int sm_count_;
+};
+
+struct ProbeResult {
+  int runtime_version = 0;
+  int device_count = 0;
+  std::string reason;
+};
+
+// Probed once per process: with a driver, the first CUDA call initialises it
+// (costly); without one, it fails quickly and the failure is remembered.
+const ProbeResult& probe_once() {
+  static ProbeResult result;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    int version = 0;
+    if (cudaRuntimeGetVersion(&version) == cudaSuccess) result.runtime_version = version;
+    int count = 0;
+    const cudaError_t err = cudaGetDeviceCount(&count);
+    if (err != cudaSuccess) {
+      (void)cudaGetLastError();
+      result.device_count = 0;
+      result.reason = cuda_error_text(err);
+    } else if (count <= 0) {
+      result.device_count = 0;
+      result.reason = "no CUDA device found";
+    } else {
+      result.device_count = count;
+    }
+  });
+  return result;
+}
+
+}  // namespace
+
+std::unique_ptr<Executor> make_cuda_executor(Status* status) {
+  try {
+    const ProbeResult& p = probe_once();
+    if (p.device_count <= 0) {
+      if (status) *status = Status::Error(StatusCode::Cuda, "no usable CUDA device: " + p.reason);
+      return nullptr;
+    }
+    const int device = 0;
+    Status s = cuda_status(cudaSetDevice(device), "cudaSetDevice");
+    if (!s.ok()) {
+      if (status) *status = s;
+      return nullptr;
+    }
+    int sm_count = 0;
+    if (cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+      (void)cudaGetLastError();
+      sm_count = 0;  // unknown: geometry_for caps the grid at 65535 blocks
+    }
+    if (status) *status = Status::Ok();
+    return std::unique_ptr<Executor>(new CudaExecutor(device, sm_count));
+  } catch (const std::bad_alloc&) {
+    if (status) *status = Status::Error(StatusCode::OutOfMemory, "out of host memory creating the CUDA executor");
+    return nullptr;
+  } catch (...) {
+    if (status) *status = Status::Error(StatusCode::Internal, "unexpected exception creating the CUDA executor");
+    return nullptr;
+  }
+}
+
+void cuda_probe(bool* cuda_compiled, int* device_count, int* runtime_version, std::string* reason) {
+  if (cuda_compiled) *cuda_compiled = true;
+  try {
+    const ProbeResult& p = probe_once();
+    if (device_count) *device_count = p.device_count;
+    if (runtime_version) *runtime_version = p.runtime_version;
+    if (reason) *reason = p.reason;
+  } catch (...) {
+    if (device_count) *device_count = 0;
+    if (runtime_version) *runtime_version = 0;
+    if (reason) *reason = "CUDA probe failed with an unexpected exception";
+  }
+}
+
+}  // namespace bt
