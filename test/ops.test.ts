@@ -257,7 +257,7 @@ const CASES: OpCase[] = [
   {
     name: 'stack+sliceAxis+select',
     shapes: [S, S],
-    fn: (a, b) => bt.add(bt.sliceAxis(bt.stack([a, b], 0), 2, 1, 3), bt.select(bt.stack([b, a], 0), 0, 0)),
+    fn: (a, b) => bt.add(bt.sliceAxis(bt.stack([a, b], 0), 2, 1, 3), bt.sliceAxis(bt.select(bt.stack([b, a], 0), 0, 0), 1, 1, 3)),
     ref: (a, b) => { const o: number[] = []; for (let s = 0; s < 2; s++) { const m = s === 0 ? a : b; for (let r = 0; r < 2; r++) for (let c = 1; c < 3; c++) o.push(m[r * 3 + c] + b[r * 3 + c]); } return o; },
   },
   // ---- products
