@@ -61,6 +61,31 @@ export interface NativeOutputEntry {
   shape: number[];
 }
 
+/** A member of a hidden group: its State leaf, the node of its new value, its width. */
+export interface NativeGroupMember {
+  leafNode: number;
+  newNode: number;
+  /** 1 for a HiddenState, S_m for a HiddenGroupState. */
+  width: number;
+}
+
+/**
+ * A per-position Jacobian of one step (see JacobianRequest in api.h).
+ * kind 'hid2hid': D (P, S, S), D[p, a, b] = d h_a^t[p] / d h_b^{t-1}[p].
+ * kind 'df': df (P, S), df[p, a] = d h_a^t[p] / d y[p] for the ETP output `yNode`.
+ */
+export interface NativeJacobianRequest {
+  kind: 'hid2hid' | 'df';
+  members: NativeGroupMember[];
+  yNode?: number;
+  /** Nodes whose tangent is forced to zero. */
+  blocked?: number[];
+  /** Probe one position at a time (exact blocks when positions couple). */
+  probePositions?: boolean;
+  /** P = B * prod(varshape). */
+  positions: number;
+}
+
 /** Arguments of {@link NativeSession.evaluate}: one step with explicit values. */
 export interface NativeEvalArgs {
   /** One array per input slot (required). */
@@ -75,6 +100,12 @@ export interface NativeEvalArgs {
   stateTangents?: (NativeArray | null)[];
   /** Reverse mode: one cotangent per output-table entry (null = zero). */
   outputCotangents?: (NativeArray | null)[];
+  /** Node ids whose forward values are returned in `fetchedValues`. */
+  fetchValues?: number[];
+  /** With a VJP: node ids whose complete cotangents are returned in `fetchedCotangents`. */
+  fetchCotangents?: number[];
+  /** Per-position Jacobians of this step, returned in `jacobians`. */
+  jacobians?: NativeJacobianRequest[];
 }
 
 /** Result of {@link NativeSession.evaluate}. */
@@ -87,6 +118,12 @@ export interface NativeEvalResult {
   inputCotangents?: NativeArray[];
   paramCotangents?: NativeArray[];
   stateCotangents?: NativeArray[];
+  /** Per fetchValues entry. */
+  fetchedValues?: NativeArray[];
+  /** Per fetchCotangents entry (VJP only). */
+  fetchedCotangents?: NativeArray[];
+  /** Per jacobians entry: P*S*S ('hid2hid') or P*S ('df') values. */
+  jacobians?: NativeArray[];
 }
 
 /** Arguments of {@link NativeSession.runSequence}. */
@@ -99,6 +136,10 @@ export interface NativeSequenceArgs {
   lossScale?: Float64Array;
   /** Run reverse mode through all T steps (BPTT) and return gradients. */
   computeGrads?: boolean;
+  /** Per step: node values, stacked (T * numel). */
+  fetchValues?: number[];
+  /** Per step: per-position Jacobians, stacked (T * P*S*S or T * P*S). */
+  jacobians?: NativeJacobianRequest[];
 }
 
 /** Result of {@link NativeSession.runSequence}. */
@@ -111,6 +152,10 @@ export interface NativeSequenceResult {
   paramGrads?: NativeArray[];
   /** Per state slot: d objective / d initial state (only with computeGrads). */
   initialStateGrads?: NativeArray[];
+  /** Per fetchValues entry: T * numel(node). */
+  fetchedValues?: NativeArray[];
+  /** Per jacobians entry, stacked over the T steps. */
+  jacobians?: NativeArray[];
 }
 
 /** A validated plan with its stored params and states, living in native memory. */

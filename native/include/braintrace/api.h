@@ -81,6 +81,44 @@ struct Buffer {
   size_t numel = 0;
 };
 
+// ---------------------------------------------------------------------------------------------
+// Eligibility-trace pieces (issue 3: the ETraceVjpGraphExecutor).
+//
+// Positions: a hidden group with per-sample shape varshape and batch B has
+// P = B * prod(varshape) positions, flat row-major over (B, *varshape). Each member
+// of the group is a State leaf whose value is (B, *varshape) (width 1) or
+// (B, *varshape, width); S = sum of widths; the group's state vector at position p
+// is the members' values at p concatenated in member order.
+
+struct GroupMember {
+  int32_t leaf_node = -1;  // the State leaf (value at the start of the step)
+  int32_t new_node = -1;   // the node holding the member's new value (its stateNew row)
+  int32_t width = 1;       // 1 for a HiddenState, S_m for a HiddenGroupState
+};
+
+// A per-position Jacobian of one step, computed by forward-mode passes over the
+// whole batch at once (no loop over positions unless `probe_positions`).
+struct JacobianRequest {
+  enum class Kind : int32_t {
+    // D[p, a, b] = d h_a^t[p] / d h_b^{t-1}[p]: result P * S * S values (rows a, cols b).
+    Hid2Hid = 0,
+    // df[p, a] = d h_a^t[p] / d y[p] for the ETP output node y: result P * S values.
+    // y has P values (batched) or P / B values (an unbatched weight-shaped y, e.g.
+    // EtpElementWise; then y position q feeds h positions q, q + P/B, ...).
+    Df = 1,
+  };
+  Kind kind = Kind::Hid2Hid;
+  std::vector<GroupMember> members;
+  int32_t y_node = -1;              // Df only
+  std::vector<int32_t> blocked;     // nodes whose tangent is forced to zero (excluded ops)
+  // false: one pass per input state b (Hid2Hid) or one pass (Df) with the seed on every
+  // position at once: exact when the step never couples positions (the compiler checks).
+  // true: seeds one position at a time (P*S passes, or P/B for an unbatched y): the
+  // exact diagonal blocks even when positions couple; cross-position terms are dropped.
+  bool probe_positions = false;
+  int64_t positions = 0;            // P
+};
+
 // One step with explicit values (op tests, the executor). Stored values are not modified.
 struct EvalArgs {
   // One pointer per slot of each leaf kind. inputs must all be non-null; a null
@@ -92,12 +130,21 @@ struct EvalArgs {
   // Reverse-mode: empty for no VJP; otherwise one entry per output-table entry
   // (in table order), nullptr meaning a zero cotangent.
   std::vector<const void*> output_cotangents;
+  // Values of these nodes after the forward pass (any node ids).
+  std::vector<int32_t> fetch_values;
+  // With a VJP: the complete cotangent of these nodes (all same-step consumers summed).
+  std::vector<int32_t> fetch_cotangents;
+  // Per-position Jacobians at this step (independent of the JVP tangents above).
+  std::vector<JacobianRequest> jacobians;
 };
 
 struct EvalResult {
   std::vector<Buffer> outputs;          // per output-table entry, in table order
   std::vector<Buffer> output_tangents;  // per output-table entry (JVP only)
   std::vector<Buffer> input_cotangents, param_cotangents, state_cotangents;  // VJP only
+  std::vector<Buffer> fetched_values;      // per fetch_values entry
+  std::vector<Buffer> fetched_cotangents;  // per fetch_cotangents entry (VJP only)
+  std::vector<Buffer> jacobians;           // per JacobianRequest
 };
 
 // A whole sequence in one call: T steps, states carried from step to step,
@@ -107,6 +154,9 @@ struct SequenceArgs {
   std::vector<const void*> inputs;     // per input slot: T * numel(slot) values, time-major
   std::vector<double> loss_scale;      // T weights: objective = sum_t loss_scale[t] * loss_t
   bool compute_grads = false;          // reverse mode through all T steps (BPTT)
+  // Per step: node values and Jacobians as in EvalArgs, stacked with a leading T axis.
+  std::vector<int32_t> fetch_values;
+  std::vector<JacobianRequest> jacobians;
 };
 
 struct SequenceResult {
@@ -114,6 +164,8 @@ struct SequenceResult {
   std::vector<double> losses;              // T per-step losses (empty when the plan has no loss)
   std::vector<Buffer> param_grads;         // per param slot, d objective / d param (compute_grads)
   std::vector<Buffer> initial_state_grads; // per state slot, d objective / d initial state
+  std::vector<Buffer> fetched_values;      // per fetch_values entry: T * numel(node)
+  std::vector<Buffer> jacobians;           // per JacobianRequest: T * (P*S*S or P*S)
 };
 
 class Session {
