@@ -50,3 +50,26 @@ export {
 export { OP_NAMES, SURROGATE_NAMES, type OpKind, type SurrogateKind } from './graph/ops';
 export type { Graph, GraphNode, GraphOutput, InputSlot, ParamSlot, StateSlot, StateKind } from './graph/ir';
 export { encodePlan, type EncodedPlan } from './compiler/plan';
+export {
+  ETraceGraph,
+  analyseEtraceGraph,
+  type HiddenGroup,
+  type GroupMember,
+  type Relation,
+  type PathClass,
+  type Diagnostic,
+  type DiagnosticKind,
+  type EtraceCompileOptions,
+} from './compiler/etrace';
+export {
+  ETraceVjpGraphExecutor,
+  compileEtraceGraph,
+  type CompileEtraceGraphOptions,
+  type ExecutorOptions,
+  type VjpMethod,
+  type Hid2Weight,
+  type H2wH2hResult,
+  type H2wH2hL2hResult,
+  type L2hOptions,
+} from './executor/executor';
+export { SingleStepData, MultiStepData, hasMultiStepData, type StepArg } from './executor/data';

@@ -16,7 +16,7 @@ import type { DType } from '../graph/ir';
 import { ArgumentError, ShapeError, fmtShape } from '../runtime/errors';
 import { loadBinding, wrapNativeError } from '../runtime/native';
 import { checkDType, checkShape, cloneHost, isHostTensor, numel, tensor, toDType, type HostTensor, type TensorLike } from '../tensor';
-import { prepareTargets, resolveLoss, type Loss, type Reduction } from './losses';
+import { lossCacheKey, prepareTargets, resolveLoss, type Loss, type Reduction } from './losses';
 
 /** Options of {@link compile} shared by every algorithm. */
 export interface CompileOptions {
@@ -52,25 +52,6 @@ interface SessionEntry {
   traced: TracedModel;
   /** Weight version last pushed into the session (-1: never). */
   paramVersion: number;
-}
-
-/** Per-function ids of custom losses, for the session cache key. */
-const lossIds = new WeakMap<object, number>();
-let nextLossId = 1;
-
-function lossKey(loss: Loss, targetShape: readonly number[]): string {
-  let name: string;
-  if (typeof loss === 'function') {
-    let id = lossIds.get(loss);
-    if (id === undefined) {
-      id = nextLossId++;
-      lossIds.set(loss, id);
-    }
-    name = `fn#${id}`;
-  } else {
-    name = loss;
-  }
-  return `${name}|${targetShape.join(',')}`;
 }
 
 /**
@@ -249,7 +230,7 @@ export abstract class Learner {
       throw new ShapeError(`ys: expected batch size ${this.batchSize} on axis 1; got shape ${fmtShape(y.shape)}`);
     }
     const targetShape = y.shape.slice(2);
-    const entry = this.session(lossKey(loss, targetShape), () => this.trace({ fn, targetShape }));
+    const entry = this.session(lossCacheKey(loss, targetShape), () => this.trace({ fn, targetShape }));
     const lossScale = new Float64Array(steps).fill(reduction === 'mean' ? 1 / steps : 1);
     const res = await this.runExclusive(entry, () =>
       entry.session.runSequenceAsync({ steps, inputs: [x.data, y.data], lossScale, computeGrads: true }),

@@ -98,3 +98,26 @@ export function prepareTargets(
   }
   return ys;
 }
+
+/** Per-function ids of custom losses (for cache keys). */
+const lossIds = new WeakMap<object, number>();
+let nextLossId = 1;
+
+/**
+ * A cache key for a traced (model + loss) graph: the loss name, or an id unique
+ * to the function object, and the per-sample target shape.
+ */
+export function lossCacheKey(loss: Loss, targetShape: readonly number[]): string {
+  let name: string;
+  if (typeof loss === 'function') {
+    let id = lossIds.get(loss);
+    if (id === undefined) {
+      id = nextLossId++;
+      lossIds.set(loss, id);
+    }
+    name = `fn#${id}`;
+  } else {
+    name = loss;
+  }
+  return `${name}|${targetShape.join(',')}`;
+}
