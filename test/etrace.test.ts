@@ -325,7 +325,7 @@ describe('executor: x, df and D against hand-derived values and finite differenc
     expectClose(data(r.hid2hid.hidden_group_0), z.map((v) => 1 - v), 1e-14);
     expectClose(data(r.hid2weight.dfs['wz@0->hidden_group_0']), z.map((v, p) => v * (1 - v) * (c[p] - h[p])), 1e-14);
     expectClose(data(r.hid2weight.dfs['wh@0->hidden_group_0']), z.map((v, p) => v * (1 - c[p] * c[p])), 1e-14);
-    expect(data(r.hid2weight.xs['wh@0'])).toEqual(xrh.map((v) => v));
+    expectClose(data(r.hid2weight.xs['wh@0']), xrh, 1e-14);
     const fdD = h.map((_, p) => fdColumn((u) => step(u, yz, yh), h, p)[p]);
     const fdZ = h.map((_, p) => fdColumn((u) => step(h, u, yh), yz, p)[p]);
     const fdH = h.map((_, p) => fdColumn((u) => step(h, yz, u), yh, p)[p]);

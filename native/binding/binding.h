@@ -99,8 +99,30 @@ Napi::Array ShapeToJs(Napi::Env env, const std::vector<int64_t>& shape);
 // Copies a core buffer into a fresh typed array of the dtype.
 Napi::TypedArray BufferToJs(Napi::Env env, const bt::Buffer& buf, bt::DType dtype);
 Napi::Array BuffersToJs(Napi::Env env, const std::vector<bt::Buffer>& bufs, bt::DType dtype);
+// Which optional fields a sequence result carries (the ones the call asked for).
+struct SequenceResultFields {
+  bool grads = false;          // paramGrads, initialStateGrads
+  bool fetched_values = false; // fetchedValues
+  bool jacobians = false;      // jacobians
+};
 Napi::Object SequenceResultToJs(Napi::Env env, const bt::SequenceResult& r, bt::DType dtype,
-                                bool with_grads);
+                                const SequenceResultFields& fields);
+
+// Eligibility-trace request fields (evaluate and runSequence). Only numbers are read and
+// they are copied into C++ structs, so the result can be used on a worker thread.
+//
+// A node id: a non-negative integer (number) below 2^31. Not a number: TypeError;
+// otherwise RangeError ("jacobians[1].members[0].leafNode must be an integer node id (got -1)").
+// The upper bound (the plan's node count) is checked by the core (INVALID_ARGUMENT).
+int32_t CheckNodeId(Napi::Env env, const Napi::Value& v, const std::string& name);
+// undefined/null -> false; otherwise an Array of node ids, copied into *out.
+bool OptionalNodeIds(Napi::Env env, const Napi::Value& v, const std::string& name,
+                     std::vector<int32_t>* out);
+// undefined/null -> false; otherwise an Array of NativeJacobianRequest objects
+// ({ kind: 'hid2hid' | 'df', members: [{ leafNode, newNode, width }], yNode?, blocked?,
+// probePositions?, positions }), copied into *out.
+bool OptionalJacobians(Napi::Env env, const Napi::Value& v, const std::string& name,
+                       std::vector<bt::JacobianRequest>* out);
 
 // ---------------------------------------------------------------------------------------------
 // Session (session.cc)

@@ -222,17 +222,149 @@ Napi::Array BuffersToJs(Napi::Env env, const std::vector<bt::Buffer>& bufs, bt::
   return a;
 }
 
-Napi::Object SequenceResultToJs(Napi::Env env, const bt::SequenceResult& r, bt::DType dtype, bool with_grads) {
+Napi::Object SequenceResultToJs(Napi::Env env, const bt::SequenceResult& r, bt::DType dtype,
+                                const SequenceResultFields& fields) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("outputs", BuffersToJs(env, r.outputs, dtype));
   Napi::Float64Array losses = Napi::Float64Array::New(env, r.losses.size());
   if (!r.losses.empty()) std::memcpy(losses.Data(), r.losses.data(), r.losses.size() * sizeof(double));
   o.Set("losses", losses);
-  if (with_grads) {
+  if (fields.grads) {
     o.Set("paramGrads", BuffersToJs(env, r.param_grads, dtype));
     o.Set("initialStateGrads", BuffersToJs(env, r.initial_state_grads, dtype));
   }
+  if (fields.fetched_values) o.Set("fetchedValues", BuffersToJs(env, r.fetched_values, dtype));
+  if (fields.jacobians) o.Set("jacobians", BuffersToJs(env, r.jacobians, dtype));
   return o;
+}
+
+// ---- eligibility-trace requests ----------------------------------------------------------------
+
+namespace {
+
+// Most entries accepted in one request list (node ids, members, blocked nodes, requests).
+constexpr size_t kMaxListLength = size_t(1) << 24;
+
+// "-1" for a number, Describe() otherwise.
+std::string GotValue(const Napi::Value& v) {
+  if (v.IsNumber()) {
+    std::ostringstream os;
+    os << v.As<Napi::Number>().DoubleValue();
+    return os.str();
+  }
+  return Describe(v);
+}
+
+// An Array (TypeError otherwise) of at most kMaxListLength entries (RangeError).
+Napi::Array CheckList(Napi::Env env, const Napi::Value& v, const std::string& name, const char* of) {
+  if (!v.IsArray()) {
+    throw Napi::TypeError::New(env, name + " must be an Array of " + of + " (got " + Describe(v) + ")");
+  }
+  Napi::Array a = v.As<Napi::Array>();
+  if (a.Length() > kMaxListLength) {
+    throw Napi::RangeError::New(env, name + " must be an Array of at most " + std::to_string(kMaxListLength) + " " +
+                                         of + " (got " + Describe(v) + ")");
+  }
+  return a;
+}
+
+// A plain object (not an Array or typed array): TypeError otherwise.
+Napi::Object CheckObject(Napi::Env env, const Napi::Value& v, const std::string& name, const char* what) {
+  if (!v.IsObject() || v.IsArray() || v.IsTypedArray() || v.IsFunction()) {
+    throw Napi::TypeError::New(env, name + " must be " + what + " (got " + Describe(v) + ")");
+  }
+  return v.As<Napi::Object>();
+}
+
+// An integer in [lo, hi] (number: TypeError otherwise; RangeError outside).
+int64_t CheckInteger(Napi::Env env, const Napi::Value& v, const std::string& name, const std::string& what, double lo,
+                     double hi) {
+  if (!v.IsNumber()) throw Napi::TypeError::New(env, name + " must be " + what + " (got " + GotValue(v) + ")");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= lo && d <= hi) || std::floor(d) != d) {
+    throw Napi::RangeError::New(env, name + " must be " + what + " (got " + GotValue(v) + ")");
+  }
+  return static_cast<int64_t>(d);
+}
+
+}  // namespace
+
+int32_t CheckNodeId(Napi::Env env, const Napi::Value& v, const std::string& name) {
+  return static_cast<int32_t>(
+      CheckInteger(env, v, name, "an integer node id", 0, double(std::numeric_limits<int32_t>::max())));
+}
+
+bool OptionalNodeIds(Napi::Env env, const Napi::Value& v, const std::string& name, std::vector<int32_t>* out) {
+  out->clear();
+  if (v.IsEmpty() || v.IsUndefined() || v.IsNull()) return false;
+  Napi::Array a = CheckList(env, v, name, "node ids");
+  out->reserve(a.Length());
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    out->push_back(CheckNodeId(env, a.Get(i), name + "[" + std::to_string(i) + "]"));
+  }
+  return true;
+}
+
+bool OptionalJacobians(Napi::Env env, const Napi::Value& v, const std::string& name,
+                       std::vector<bt::JacobianRequest>* out) {
+  out->clear();
+  if (v.IsEmpty() || v.IsUndefined() || v.IsNull()) return false;
+  Napi::Array list = CheckList(env, v, name, "Jacobian requests");
+  out->resize(list.Length());
+  for (uint32_t i = 0; i < list.Length(); ++i) {
+    const std::string rn = name + "[" + std::to_string(i) + "]";
+    Napi::Object o = CheckObject(env, list.Get(i), rn,
+                                 "a Jacobian request { kind, members, yNode?, blocked?, probePositions?, positions }");
+    bt::JacobianRequest& r = (*out)[i];
+
+    Napi::Value kind = o.Get("kind");
+    const std::string kind_s = kind.IsString() ? kind.As<Napi::String>().Utf8Value() : std::string();
+    if (kind_s == "hid2hid") {
+      r.kind = bt::JacobianRequest::Kind::Hid2Hid;
+    } else if (kind_s == "df") {
+      r.kind = bt::JacobianRequest::Kind::Df;
+    } else {
+      throw Napi::TypeError::New(env, rn + ".kind must be 'hid2hid' or 'df' (got " + Describe(kind) + ")");
+    }
+
+    Napi::Array members = CheckList(env, o.Get("members"), rn + ".members", "group members { leafNode, newNode, width }");
+    if (members.Length() == 0) {
+      throw Napi::RangeError::New(env, rn + ".members must be a non-empty Array of group members (got an empty Array)");
+    }
+    r.members.resize(members.Length());
+    for (uint32_t m = 0; m < members.Length(); ++m) {
+      const std::string mn = rn + ".members[" + std::to_string(m) + "]";
+      Napi::Object mo = CheckObject(env, members.Get(m), mn, "a group member { leafNode, newNode, width }");
+      r.members[m].leaf_node = CheckNodeId(env, mo.Get("leafNode"), mn + ".leafNode");
+      r.members[m].new_node = CheckNodeId(env, mo.Get("newNode"), mn + ".newNode");
+      r.members[m].width = static_cast<int32_t>(CheckInteger(env, mo.Get("width"), mn + ".width", "an integer >= 1", 1,
+                                                             double(std::numeric_limits<int32_t>::max())));
+    }
+
+    Napi::Value y = o.Get("yNode");
+    if (r.kind == bt::JacobianRequest::Kind::Df) {
+      if (y.IsUndefined() || y.IsNull()) {
+        throw Napi::TypeError::New(env, rn + ".yNode must be an integer node id for kind 'df' (got " + Describe(y) + ")");
+      }
+      r.y_node = CheckNodeId(env, y, rn + ".yNode");
+    } else if (!y.IsUndefined() && !y.IsNull()) {
+      r.y_node = CheckNodeId(env, y, rn + ".yNode");  // unused by 'hid2hid', but must be well-formed
+    }
+
+    OptionalNodeIds(env, o.Get("blocked"), rn + ".blocked", &r.blocked);
+
+    Napi::Value pp = o.Get("probePositions");
+    if (pp.IsUndefined() || pp.IsNull()) {
+      r.probe_positions = false;
+    } else if (pp.IsBoolean()) {
+      r.probe_positions = pp.As<Napi::Boolean>().Value();
+    } else {
+      throw Napi::TypeError::New(env, rn + ".probePositions must be a boolean (got " + Describe(pp) + ")");
+    }
+
+    r.positions = CheckInteger(env, o.Get("positions"), rn + ".positions", "an integer >= 1", 1, 9007199254740992.0);
+  }
+  return true;
 }
 
 }  // namespace btnode

@@ -33,13 +33,13 @@ constexpr double kMaxElements = 9007199254740992.0;
 struct ParsedSequence {
   bt::SequenceArgs args;
   std::vector<std::vector<unsigned char>> owned;
-  bool with_grads = false;
+  SequenceResultFields fields;  // optional result fields the call asked for
 };
 
 void ParseSequence(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt::DType dtype, bool copy,
                    ParsedSequence* out) {
   if (!v.IsObject() || v.IsArray() || v.IsTypedArray()) {
-    throw Napi::TypeError::New(env, "args must be an object { steps, inputs, lossScale?, computeGrads? } (got " +
+    throw Napi::TypeError::New(env, "args must be an object { steps, inputs, lossScale?, computeGrads?, fetchValues?, jacobians? } (got " +
                                         Describe(v) + ")");
   }
   Napi::Object o = v.As<Napi::Object>();
@@ -103,7 +103,10 @@ void ParseSequence(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt
   } else {
     throw Napi::TypeError::New(env, "computeGrads must be a boolean (got " + Describe(cg) + ")");
   }
-  out->with_grads = out->args.compute_grads;
+  out->fields.grads = out->args.compute_grads;
+  // Numbers only, copied into the args (safe for the async worker).
+  out->fields.fetched_values = OptionalNodeIds(env, o.Get("fetchValues"), "fetchValues", &out->args.fetch_values);
+  out->fields.jacobians = OptionalJacobians(env, o.Get("jacobians"), "jacobians", &out->args.jacobians);
 }
 
 // Runs run_sequence on the libuv thread pool. The inputs were copied at
@@ -143,7 +146,7 @@ class SequenceWorker : public Napi::AsyncWorker {
       return;
     }
     try {
-      Napi::Object r = Guard(env, [&] { return SequenceResultToJs(env, result_, dtype_, parsed_.with_grads); });
+      Napi::Object r = Guard(env, [&] { return SequenceResultToJs(env, result_, dtype_, parsed_.fields); });
       deferred_.Resolve(r);
     } catch (const Napi::Error& e) {
       deferred_.Reject(e.Value());
@@ -451,6 +454,10 @@ Napi::Value SessionWrap::Evaluate(const Napi::CallbackInfo& info) {
       if (args.state_tangents.empty()) args.state_tangents.assign(size_t(n_st), nullptr);
     }
     const bool vjp = optional_list("outputCotangents", n_ent, entry_len, &args.output_cotangents);
+    const bool want_values = OptionalNodeIds(env, o.Get("fetchValues"), "fetchValues", &args.fetch_values);
+    const bool want_cotangents =
+        OptionalNodeIds(env, o.Get("fetchCotangents"), "fetchCotangents", &args.fetch_cotangents);
+    const bool want_jacobians = OptionalJacobians(env, o.Get("jacobians"), "jacobians", &args.jacobians);
 
     bt::EvalResult r;
     ThrowIfError(env, s.evaluate(args, &r));
@@ -463,6 +470,9 @@ Napi::Value SessionWrap::Evaluate(const Napi::CallbackInfo& info) {
       res.Set("paramCotangents", BuffersToJs(env, r.param_cotangents, dtype_));
       res.Set("stateCotangents", BuffersToJs(env, r.state_cotangents, dtype_));
     }
+    if (want_values) res.Set("fetchedValues", BuffersToJs(env, r.fetched_values, dtype_));
+    if (want_cotangents) res.Set("fetchedCotangents", BuffersToJs(env, r.fetched_cotangents, dtype_));
+    if (want_jacobians) res.Set("jacobians", BuffersToJs(env, r.jacobians, dtype_));
     return res;
   });
 }
@@ -477,7 +487,7 @@ Napi::Value SessionWrap::RunSequence(const Napi::CallbackInfo& info) {
     ParseSequence(env, info[0], s, dtype_, /*copy=*/false, &p);
     bt::SequenceResult r;
     ThrowIfError(env, s.run_sequence(p.args, &r));
-    return SequenceResultToJs(env, r, dtype_, p.with_grads);
+    return SequenceResultToJs(env, r, dtype_, p.fields);
   });
 }
 

@@ -496,4 +496,87 @@ Status decode_plan(const int32_t* code, size_t code_len, const double* fattr, si
   return Status::Ok();
 }
 
+// ---------------------------------------------------------------------------------------------
+// Request validation
+
+namespace {
+
+Status arg_error(const std::string& msg) { return Status::Error(StatusCode::InvalidArgument, msg); }
+
+}  // namespace
+
+Status check_node_ids(const Plan& plan, const std::string& what, const char* field,
+                      const std::vector<int32_t>& ids) {
+  const size_t n = plan.nodes.size();
+  for (size_t k = 0; k < ids.size(); ++k) {
+    if (ids[k] < 0 || static_cast<size_t>(ids[k]) >= n)
+      return arg_error(what + ": " + field + "[" + std::to_string(k) + "] must be a node id in [0, " +
+                       std::to_string(n) + "), got " + std::to_string(ids[k]));
+  }
+  return Status::Ok();
+}
+
+Status check_jacobian_request(const Plan& plan, const std::string& what, size_t index,
+                              const JacobianRequest& r, int64_t* values) {
+  const std::string pre = what + ": jacobians[" + std::to_string(index) + "]";
+  const int64_t nn = static_cast<int64_t>(plan.nodes.size());
+  auto valid_id = [&](int32_t id) { return id >= 0 && id < nn; };
+  auto node_desc = [&](int32_t id) { return node_tag(id, plan.nodes[id].op) + " " + shape_str(plan.nodes[id].shape); };
+  if (r.kind != JacobianRequest::Kind::Hid2Hid && r.kind != JacobianRequest::Kind::Df)
+    return arg_error(pre + ".kind must be Hid2Hid (0) or Df (1), got " + std::to_string(static_cast<int>(r.kind)));
+  if (r.positions < 1)
+    return arg_error(pre + ".positions must be >= 1, got " + std::to_string(r.positions));
+  if (r.members.empty()) return arg_error(pre + ".members must not be empty");
+  const int64_t P = r.positions;
+  int64_t S = 0;
+  for (size_t m = 0; m < r.members.size(); ++m) {
+    const GroupMember& g = r.members[m];
+    const std::string mp = pre + ".members[" + std::to_string(m) + "]";
+    if (!valid_id(g.leaf_node))
+      return arg_error(mp + ".leaf_node must be a node id in [0, " + std::to_string(nn) + "), got " +
+                       std::to_string(g.leaf_node));
+    if (plan.nodes[g.leaf_node].op != OpCode::State)
+      return arg_error(mp + ".leaf_node must be a State leaf, got " + node_desc(g.leaf_node));
+    if (!valid_id(g.new_node))
+      return arg_error(mp + ".new_node must be a node id in [0, " + std::to_string(nn) + "), got " +
+                       std::to_string(g.new_node));
+    if (g.width < 1) return arg_error(mp + ".width must be >= 1, got " + std::to_string(g.width));
+    if (P > kMaxNumel / g.width)
+      return arg_error(mp + ": positions * width = " + std::to_string(P) + " * " + std::to_string(g.width) +
+                       " exceeds every node size");
+    const int64_t want = P * g.width;
+    if (plan.nodes[g.leaf_node].numel != want)
+      return arg_error(mp + ".leaf_node: expected positions * width = " + std::to_string(P) + " * " +
+                       std::to_string(g.width) + " = " + std::to_string(want) + " values, got " +
+                       node_desc(g.leaf_node) + " with " + std::to_string(plan.nodes[g.leaf_node].numel) + " values");
+    if (plan.nodes[g.new_node].numel != want)
+      return arg_error(mp + ".new_node: expected positions * width = " + std::to_string(P) + " * " +
+                       std::to_string(g.width) + " = " + std::to_string(want) + " values, got " +
+                       node_desc(g.new_node) + " with " + std::to_string(plan.nodes[g.new_node].numel) + " values");
+    S += g.width;
+  }
+  if (r.kind == JacobianRequest::Kind::Df) {
+    if (!valid_id(r.y_node))
+      return arg_error(pre + ".y_node must be a node id in [0, " + std::to_string(nn) + ") for a Df request, got " +
+                       std::to_string(r.y_node));
+    const int64_t ny = plan.nodes[r.y_node].numel;
+    if (ny < 1 || (ny != P && P % ny != 0))
+      return arg_error(pre + ".y_node: expected positions = " + std::to_string(P) +
+                       " values (batched y) or a divisor of it (unbatched y), got " + node_desc(r.y_node) +
+                       " with " + std::to_string(ny) + " values");
+  }
+  for (size_t k = 0; k < r.blocked.size(); ++k) {
+    if (!valid_id(r.blocked[k]))
+      return arg_error(pre + ".blocked[" + std::to_string(k) + "] must be a node id in [0, " + std::to_string(nn) +
+                       "), got " + std::to_string(r.blocked[k]));
+  }
+  const double size = r.kind == JacobianRequest::Kind::Hid2Hid ? double(P) * double(S) * double(S)
+                                                               : double(P) * double(S);
+  if (size > double(int64_t(1) << 50))
+    return Status::Error(StatusCode::OutOfMemory, pre + ": the result would have " + std::to_string(size) +
+                                                      " values: too large");
+  if (values != nullptr) *values = static_cast<int64_t>(size);
+  return Status::Ok();
+}
+
 }  // namespace bt

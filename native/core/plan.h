@@ -51,4 +51,20 @@ Status decode_plan(const int32_t* code, size_t code_len, const double* fattr, si
 // "[2, 3]"
 std::string shape_str(const std::vector<int64_t>& s);
 
+// --- request validation (eligibility-trace pieces of EvalArgs / SequenceArgs) ---------------
+// All return InvalidArgument with a message that starts with `what` ("evaluate",
+// "run_sequence") and names the list, the index, the field, the expected and the actual value.
+
+// Every id in `ids` is a node of the plan; `field` is "fetch_values" / "fetch_cotangents".
+Status check_node_ids(const Plan& plan, const std::string& what, const char* field,
+                      const std::vector<int32_t>& ids);
+
+// One Jacobian request (index = its position in the list): kind, positions >= 1, members
+// non-empty with State leaves and any new node, widths >= 1, numel(leaf) == numel(new) ==
+// positions * width; Df: y_node a node with numel(y) == positions or positions a multiple of
+// numel(y); blocked ids valid. On success *values = the result size per step
+// (P*S*S or P*S); sizes beyond 2^50 values are refused with OutOfMemory.
+Status check_jacobian_request(const Plan& plan, const std::string& what, size_t index,
+                              const JacobianRequest& r, int64_t* values);
+
 }  // namespace bt

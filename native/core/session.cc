@@ -230,6 +230,12 @@ class SessionImpl final : public Session {
 
   Status jvp_node(int i) {
     const PlanNode& n = plan_.nodes[i];
+    if (jac_active_ && jmark_[i] == kBlocked) {
+      // Jacobian passes: a blocked node (an excluded op) has a zero tangent.
+      has_t_[i] = 0;
+      tview_[i] = nullptr;
+      return Status::Ok();
+    }
     if (is_leaf(n.op)) return Status::Ok();
     bool any = false;
     for (size_t k = 0; k < n.inputs.size(); ++k) {
@@ -238,6 +244,7 @@ class SessionImpl final : public Session {
     }
     if (!any || ew_zero_derivative(n.op)) {
       has_t_[i] = 0;  // zero tangent
+      tview_[i] = nullptr;
       return Status::Ok();
     }
     has_t_[i] = 1;
@@ -315,6 +322,28 @@ class SessionImpl final : public Session {
   Status evaluate_impl(const EvalArgs& a, EvalResult* out);
   Status run_sequence_impl(const SequenceArgs& a, SequenceResult* out);
 
+  // --- eligibility-trace pieces: node fetches and per-position Jacobians (forward-mode
+  // passes of the interpreter's JVP) ------------------------------------------------------
+  static constexpr char kBlocked = 1;
+  // Checks fetch_values and the Jacobian requests; *jac_sizes gets each request's
+  // per-step result size.
+  Status check_requests(const std::string& what, const std::vector<int32_t>& fetch_values,
+                        const std::vector<JacobianRequest>& jacobians, std::vector<int64_t>* jac_sizes) {
+    BT_RETURN_IF_ERROR(check_node_ids(plan_, what, "fetch_values", fetch_values));
+    jac_sizes->assign(jacobians.size(), 0);
+    for (size_t r = 0; r < jacobians.size(); ++r)
+      BT_RETURN_IF_ERROR(check_jacobian_request(plan_, what, r, jacobians[r], &(*jac_sizes)[r]));
+    return Status::Ok();
+  }
+  // One forward-mode pass: every tangent cleared, `seed` writes the tangent of seed_node
+  // (a leaf, or a non-leaf whose propagated tangent it replaces), then the JVP runs over
+  // (seed_node, end]: nodes before the seed have no tangent, nodes after `end` are not read.
+  template <typename Seed>
+  Status jac_pass(int seed_node, int end, Seed&& seed);
+  // Writes the request's per-position Jacobian of the current step (values in vp_) to dst
+  // (P*S*S or P*S values).
+  Status jacobian(const JacobianRequest& r, T* dst);
+
   Plan plan_;
   std::unique_ptr<Executor> ex_;
   Backend backend_;
@@ -329,6 +358,8 @@ class SessionImpl final : public Session {
   std::vector<T*> vp_, tp_, cp_, gin_;
   std::vector<const T*> tview_;
   std::vector<char> has_t_, has_c_, want_;
+  std::vector<char> jmark_;    // per node during Jacobian passes: 0 or kBlocked
+  bool jac_active_ = false;    // jvp_node honours jmark_ only while set
   bool dirty_ = false;
   mutable std::atomic<bool> busy_{false};
   std::vector<int64_t> empty_;
@@ -392,6 +423,110 @@ Status SessionImpl<T>::init() {
   has_t_.assign(n_, 0);
   has_c_.assign(n_, 0);
   want_.assign(n_, 0);
+  jmark_.assign(n_, 0);
+  return Status::Ok();
+}
+
+template <typename T>
+template <typename Seed>
+Status SessionImpl<T>::jac_pass(int seed_node, int end, Seed&& seed) {
+  BT_RETURN_IF_ERROR(sync());  // the previous pass's tasks may still read the seed buffer
+  std::fill(has_t_.begin(), has_t_.end(), 0);
+  std::fill(tview_.begin(), tview_.end(), nullptr);
+  seed(tp_[seed_node]);
+  has_t_[seed_node] = 1;
+  tview_[seed_node] = tp_[seed_node];
+  for (int i = seed_node + 1; i <= end; ++i) BT_RETURN_IF_ERROR(jvp_node(i));
+  return sync();
+}
+
+template <typename T>
+Status SessionImpl<T>::jacobian(const JacobianRequest& r, T* dst) {
+  BT_RETURN_IF_ERROR(ensure(tan_, all_total_, "tangents"));
+  for (int i = 0; i < n_; ++i) tp_[i] = tan_.as<T>() + aoff_[i];
+  const int64_t P = r.positions;
+  const size_t nm = r.members.size();
+  std::vector<int64_t> off(nm, 0);
+  int64_t S = 0;
+  int end = 0;
+  for (size_t m = 0; m < nm; ++m) {
+    off[m] = S;
+    S += r.members[m].width;
+    end = std::max(end, static_cast<int>(r.members[m].new_node));
+  }
+  // Blocked marks of this request; cleared on every exit. A seed is never blocked: the
+  // pass starts after it.
+  struct MarkGuard {
+    SessionImpl* s;
+    ~MarkGuard() {
+      s->jac_active_ = false;
+      std::fill(s->jmark_.begin(), s->jmark_.end(), 0);
+    }
+  } guard{this};
+  std::fill(jmark_.begin(), jmark_.end(), 0);
+  for (int32_t b : r.blocked) jmark_[b] = kBlocked;
+  jac_active_ = true;
+
+  // Copies the tangents of every member's new node at positions [p0, p1) into
+  // the result: Hid2Hid column `col` (D[p, a, col]) or Df rows (df[p, a]).
+  auto read = [&](int64_t p0, int64_t p1, int64_t col) {
+    for (size_t m = 0; m < nm; ++m) {
+      const int node = r.members[m].new_node;
+      const int64_t w = r.members[m].width;
+      const T* t = has_t_[node] ? tp_[node] : nullptr;
+      for (int64_t p = p0; p < p1; ++p)
+        for (int64_t j = 0; j < w; ++j) {
+          const T v = t ? t[p * w + j] : T(0);
+          if (col >= 0) dst[(p * S + off[m] + j) * S + col] = v;
+          else dst[p * S + off[m] + j] = v;
+        }
+    }
+  };
+
+  // Every entry of dst is written by `read` below (all p, a for each column b; all rows for Df).
+  if (r.kind == JacobianRequest::Kind::Hid2Hid) {
+    for (size_t m = 0; m < nm; ++m) {
+      const int leaf = r.members[m].leaf_node;
+      const int64_t w = r.members[m].width;
+      for (int64_t j = 0; j < w; ++j) {
+        const int64_t b = off[m] + j;
+        if (!r.probe_positions) {
+          // One pass per input state b: 1 at (p, j) for every position p.
+          BT_RETURN_IF_ERROR(jac_pass(leaf, end, [&](T* t) {
+            std::fill(t, t + P * w, T(0));
+            for (int64_t p = 0; p < P; ++p) t[p * w + j] = T(1);
+          }));
+          read(0, P, b);
+        } else {
+          for (int64_t p = 0; p < P; ++p) {
+            BT_RETURN_IF_ERROR(jac_pass(leaf, end, [&](T* t) {
+              std::fill(t, t + P * w, T(0));
+              t[p * w + j] = T(1);
+            }));
+            read(p, p + 1, b);
+          }
+        }
+      }
+    }
+    return Status::Ok();
+  }
+
+  // Df: seed the ETP output y.
+  const int y = r.y_node;
+  const int64_t ny = numel(y);
+  const int64_t reps = P / ny;  // 1 for a batched y; B for an unbatched one
+  if (!r.probe_positions) {
+    BT_RETURN_IF_ERROR(jac_pass(y, end, [&](T* t) { std::fill(t, t + ny, T(1)); }));
+    read(0, P, -1);
+    return Status::Ok();
+  }
+  for (int64_t q = 0; q < ny; ++q) {
+    BT_RETURN_IF_ERROR(jac_pass(y, end, [&](T* t) {
+      std::fill(t, t + ny, T(0));
+      t[q] = T(1);
+    }));
+    for (int64_t k = 0; k < reps; ++k) read(q + k * ny, q + k * ny + 1, -1);
+  }
   return Status::Ok();
 }
 
@@ -411,6 +546,12 @@ Status SessionImpl<T>::evaluate_impl(const EvalArgs& a, EvalResult* out) {
   if (vjp && a.output_cotangents.size() != plan_.outputs.size())
     return invalid("evaluate: output_cotangents: expected " + std::to_string(plan_.outputs.size()) +
                    " pointers (one per output-table row), got " + std::to_string(a.output_cotangents.size()));
+  std::vector<int64_t> jac_sizes;
+  BT_RETURN_IF_ERROR(check_requests("evaluate", a.fetch_values, a.jacobians, &jac_sizes));
+  BT_RETURN_IF_ERROR(check_node_ids(plan_, "evaluate", "fetch_cotangents", a.fetch_cotangents));
+  if (!a.fetch_cotangents.empty() && !vjp)
+    return invalid("evaluate: fetch_cotangents needs a VJP: give output_cotangents (one per output-table row, " +
+                   std::to_string(plan_.outputs.size()) + " rows), got none");
 
   BT_RETURN_IF_ERROR(sync());
   T* block = step_.as<T>();
@@ -433,6 +574,9 @@ Status SessionImpl<T>::evaluate_impl(const EvalArgs& a, EvalResult* out) {
   const size_t ne = plan_.outputs.size();
   out->outputs.assign(ne, Buffer{});
   for (size_t e = 0; e < ne; ++e) copy_out(&out->outputs[e], vp_[plan_.outputs[e].node], numel(plan_.outputs[e].node));
+  out->fetched_values.assign(a.fetch_values.size(), Buffer{});
+  for (size_t k = 0; k < a.fetch_values.size(); ++k)
+    copy_out(&out->fetched_values[k], vp_[a.fetch_values[k]], numel(a.fetch_values[k]));
 
   out->output_tangents.clear();
   if (jvp) {
@@ -469,6 +613,16 @@ Status SessionImpl<T>::evaluate_impl(const EvalArgs& a, EvalResult* out) {
     for (int i = 0; i < n_; ++i) cp_[i] = ct_.as<T>() + aoff_[i];
     has_c_.assign(n_, 0);
     want_ = dep_any_;
+    if (!a.fetch_cotangents.empty()) {
+      // A fetched node needs a cotangent even when it depends on Consts only: so do the
+      // nodes between it and the outputs.
+      std::vector<char> down(n_, 0);
+      for (int32_t id : a.fetch_cotangents) down[id] = 1;
+      for (int i = 0; i < n_; ++i) {
+        for (int j : plan_.nodes[i].inputs) down[i] = down[i] || down[j];
+        want_[i] = want_[i] || down[i];
+      }
+    }
     for (size_t e = 0; e < ne; ++e) {
       const int node = plan_.outputs[e].node;
       if (!a.output_cotangents[e] || !want_[node]) continue;
@@ -487,6 +641,19 @@ Status SessionImpl<T>::evaluate_impl(const EvalArgs& a, EvalResult* out) {
     collect(&out->input_cotangents, plan_.input_nodes);
     collect(&out->param_cotangents, plan_.param_nodes);
     collect(&out->state_cotangents, plan_.state_nodes);
+    // A node's cotangent is complete once the sweep reaches it (all its consumers have larger
+    // ids) and the sweep never writes it again, so the final buffer is that value.
+    collect(&out->fetched_cotangents, a.fetch_cotangents);
+  } else {
+    out->fetched_cotangents.clear();
+  }
+
+  out->jacobians.assign(a.jacobians.size(), Buffer{});
+  for (size_t r = 0; r < a.jacobians.size(); ++r) {
+    Buffer& b = out->jacobians[r];
+    b.bytes.assign(sizeof(T) * static_cast<size_t>(jac_sizes[r]), 0);
+    b.numel = static_cast<size_t>(jac_sizes[r]);
+    BT_RETURN_IF_ERROR(jacobian(a.jacobians[r], reinterpret_cast<T*>(b.bytes.data())));
   }
   return Status::Ok();
 }
@@ -500,10 +667,14 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
   if (!a.loss_scale.empty() && static_cast<int64_t>(a.loss_scale.size()) != steps)
     return invalid("run_sequence: loss_scale must be empty or have one weight per step: expected " +
                    std::to_string(steps) + ", got " + std::to_string(a.loss_scale.size()));
+  std::vector<int64_t> jac_sizes;
+  BT_RETURN_IF_ERROR(check_requests("run_sequence", a.fetch_values, a.jacobians, &jac_sizes));
   // Sizes below are products with T: refuse any that would overflow (never a short buffer).
   {
     int64_t per_step = a.compute_grads ? step_total_ : 0;
     for (int s = 0; s < num_outputs(); ++s) per_step = std::max<int64_t>(per_step, numel(plan_.outputs[plan_.output_slot_entry[s]].node));
+    for (int32_t id : a.fetch_values) per_step = std::max<int64_t>(per_step, numel(id));
+    for (int64_t js : jac_sizes) per_step = std::max<int64_t>(per_step, js);
     if (per_step > 0 && steps > (int64_t(1) << 50) / per_step)
       return Status::Error(StatusCode::OutOfMemory, "run_sequence: " + std::to_string(steps) +
                                                         " steps of " + std::to_string(per_step) +
@@ -520,6 +691,18 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
   out->losses.assign(has_loss() ? static_cast<size_t>(steps) : 0, 0.0);
   out->param_grads.clear();
   out->initial_state_grads.clear();
+  out->fetched_values.assign(a.fetch_values.size(), Buffer{});
+  for (size_t k = 0; k < a.fetch_values.size(); ++k) {
+    const int64_t count = numel(a.fetch_values[k]) * steps;
+    out->fetched_values[k].bytes.assign(sizeof(T) * static_cast<size_t>(count), 0);
+    out->fetched_values[k].numel = static_cast<size_t>(count);
+  }
+  out->jacobians.assign(a.jacobians.size(), Buffer{});
+  for (size_t r = 0; r < a.jacobians.size(); ++r) {
+    const int64_t count = jac_sizes[r] * steps;
+    out->jacobians[r].bytes.assign(sizeof(T) * static_cast<size_t>(count), 0);
+    out->jacobians[r].numel = static_cast<size_t>(count);
+  }
 
   BT_RETURN_IF_ERROR(sync());
   for (size_t s = 0; s < np; ++s) {
@@ -543,6 +726,20 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
     }
     if (has_loss()) out->losses[t] = static_cast<double>(vp_[plan_.outputs[plan_.loss_entry].node][0]);
   };
+  // Node values and Jacobians of step t, from the values in vp_ (the step block, or the
+  // tape's block with compute_grads). The passes reuse the session's tangent buffer.
+  auto store_requests = [&](int64_t t) -> Status {
+    for (size_t k = 0; k < a.fetch_values.size(); ++k) {
+      const int node = a.fetch_values[k];
+      std::memcpy(out->fetched_values[k].bytes.data() + sizeof(T) * static_cast<size_t>(t * numel(node)), vp_[node],
+                  nbytes(node));
+    }
+    for (size_t r = 0; r < a.jacobians.size(); ++r) {
+      T* dst = reinterpret_cast<T*>(out->jacobians[r].bytes.data()) + t * jac_sizes[r];
+      BT_RETURN_IF_ERROR(jacobian(a.jacobians[r], dst));
+    }
+    return Status::Ok();
+  };
   // Pointer to the value state slot s has after the step whose values are in `block`.
   auto new_state_ptr = [&](size_t s, T* block) -> T* {
     const int e = plan_.state_new_entry[s];
@@ -558,6 +755,7 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
       load_inputs(block, t);
       BT_RETURN_IF_ERROR(forward_all());
       store_results(t);
+      BT_RETURN_IF_ERROR(store_requests(t));
       // Stage all new states before writing any: a StateNew row may name another state's leaf.
       T* stage = stage_.as<T>();
       for (size_t s = 0; s < ns; ++s)
@@ -586,6 +784,7 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
     set_value_ptrs(block);
     BT_RETURN_IF_ERROR(forward_all());
     store_results(t);
+    BT_RETURN_IF_ERROR(store_requests(t));
   }
   T* stage = stage_.as<T>();  // final states, written back after the sweep succeeds
   for (size_t s = 0; s < ns; ++s)
