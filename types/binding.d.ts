@@ -158,6 +158,70 @@ export interface NativeSequenceResult {
   jacobians?: NativeArray[];
 }
 
+/** A hidden group as configured for online learning (see native/include/braintrace/online.h). */
+export interface NativeOnlineGroup {
+  members: NativeGroupMember[];
+  positions: number;
+  zeroRecurrence: boolean;
+  probePositions: boolean;
+}
+
+/** A relation as configured for online learning. */
+export interface NativeOnlineRelation {
+  kind: 'dense' | 'elementWise';
+  /** Dense: the EtpMatMul's x input node; omitted for elementWise. */
+  xNode?: number;
+  yNode: number;
+  weightSlot: number;
+  /** Param slot of the bias, or -1 / omitted. */
+  biasSlot?: number;
+  groups: number[];
+  /** Per target group: probe df one position at a time. */
+  tailProbe: boolean[];
+}
+
+/** Configuration of the eligibility traces of a session. */
+export interface NativeOnlineConfig {
+  algorithm: 'd_rtrl' | 'pp_prop';
+  /** pp_prop decays in [0, 1). */
+  decayX?: number;
+  decayF?: number;
+  groups: NativeOnlineGroup[];
+  relations: NativeOnlineRelation[];
+  blockedTransition: number[];
+  etpNodes: number[];
+  nonTemporalSlots: number[];
+}
+
+/** Arguments of {@link NativeSession.runOnline}. */
+export interface NativeOnlineArgs {
+  steps: number;
+  /** Per input slot (targets included): T * numel, time-major. */
+  inputs: NativeArray[];
+  /** T loss weights (0 masks a step); default all 1. */
+  lossScale?: Float64Array;
+  /** false: evolve states and traces only. Default true. */
+  computeGrads?: boolean;
+  /** 1 (default) single-step; k >= 2 windows of k steps (T % k == 0). */
+  chunk?: number;
+}
+
+/** Result of {@link NativeSession.runOnline}. */
+export interface NativeOnlineResult {
+  /** Per model-output slot: T * numel. */
+  outputs: NativeArray[];
+  /** T per-step losses (empty without computeGrads). */
+  losses: Float64Array;
+  /** Per param slot (computeGrads only). */
+  paramGrads?: NativeArray[];
+}
+
+/** One trace buffer. */
+export interface NativeTraceInfo {
+  name: string;
+  shape: number[];
+}
+
 /** A validated plan with its stored params and states, living in native memory. */
 export interface NativeSession {
   readonly dtype: NativeDType;
@@ -184,6 +248,22 @@ export interface NativeSession {
   runSequence(args: NativeSequenceArgs): NativeSequenceResult;
   /** The same on the native thread pool; the session is busy until it settles. */
   runSequenceAsync(args: NativeSequenceArgs): Promise<NativeSequenceResult>;
+
+  /** Configures (and zeroes) the eligibility traces. */
+  configureOnline(config: NativeOnlineConfig): void;
+  /** T steps of online learning in one call, synchronous. */
+  runOnline(args: NativeOnlineArgs): NativeOnlineResult;
+  /** The same on the native thread pool. */
+  runOnlineAsync(args: NativeOnlineArgs): Promise<NativeOnlineResult>;
+  /** Zeroes the traces and the trace step counter. */
+  resetTraces(): void;
+  /** Names and shapes of the trace buffers. */
+  traceInfo(): NativeTraceInfo[];
+  getTrace(index: number): NativeArray;
+  setTrace(index: number, data: NativeArray): void;
+  /** Trace steps taken since configuration / reset (pp_prop's bias-correction counter). */
+  traceSteps(): number;
+  setTraceSteps(n: number): void;
 
   /** Frees native memory now; later calls throw ERR_BRAINTRACE_DISPOSED. Idempotent. */
   dispose(): void;

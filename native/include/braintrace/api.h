@@ -201,6 +201,23 @@ class Session {
 
   virtual Status evaluate(const EvalArgs& args, EvalResult* out) = 0;
   virtual Status run_sequence(const SequenceArgs& args, SequenceResult* out) = 0;
+
+  // Online learning (braintrace/online.h). configure_online validates the config
+  // against the plan, allocates the traces (zeroed) and resets the trace step
+  // counter; calling it again replaces the configuration.
+  virtual Status configure_online(const struct OnlineConfig& config) = 0;
+  // T steps (or T / chunk windows) forward in time; advances states and traces.
+  virtual Status run_online(const struct OnlineArgs& args, struct OnlineResult* out) = 0;
+  // Zeroes every trace and the trace step counter.
+  virtual Status reset_traces() = 0;
+  // Names and shapes of the trace buffers, in a fixed order.
+  virtual Status trace_info(std::vector<struct TraceInfo>* out) const = 0;
+  // Copies trace `index` (layout as in trace_info) out of / into the session.
+  virtual Status get_trace(int index, void* out, size_t n) const = 0;
+  virtual Status set_trace(int index, const void* data, size_t n) = 0;
+  // Number of trace steps taken since configure_online / reset_traces (pp_prop's n).
+  virtual int64_t trace_steps() const = 0;
+  virtual Status set_trace_steps(int64_t n) = 0;
 };
 
 }  // namespace bt

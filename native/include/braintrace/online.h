@@ -41,6 +41,8 @@
 #include <cstdint>
 #include <vector>
 
+#include <string>
+
 #include "braintrace/api.h"
 
 namespace bt {
