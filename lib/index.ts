@@ -73,3 +73,16 @@ export {
   type L2hOptions,
 } from './executor/executor';
 export { SingleStepData, MultiStepData, hasMultiStepData, type StepArg } from './executor/data';
+export {
+  OnlineLearner,
+  ParamDimVjpAlgorithm,
+  IODimVjpAlgorithm,
+  D_RTRL,
+  ES_D_RTRL,
+  pp_prop,
+  decayOf,
+  type OnlineOptions,
+  type OnlineGradOptions,
+  type EvolveOptions,
+  type PpPropOptions,
+} from './algorithms/online';

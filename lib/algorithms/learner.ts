@@ -46,8 +46,8 @@ export interface GradResult {
   losses: Float64Array;
 }
 
-/** A compiled native session and what it was built from. */
-interface SessionEntry {
+/** A compiled native session and what it was built from (for subclasses). */
+export interface SessionEntry {
   session: NativeSession;
   traced: TracedModel;
   /** Weight version last pushed into the session (-1: never). */
@@ -153,6 +153,7 @@ export abstract class Learner {
     this.checkUsable('resetState');
     this.stateOwner = null;
     this.model.resetState();
+    this.onReset();
   }
 
   /** Frees the native sessions. The learner cannot be used afterwards. Idempotent. */
@@ -182,7 +183,7 @@ export abstract class Learner {
     const entry = this.session('', () => this.step);
     this.prepare(entry);
     const res = this.native(() => entry.session.runSequence({ steps: 1, inputs: [xt.data] }));
-    this.stateOwner = entry;
+    this.markOwner(entry);
     return { data: res.outputs[0], shape: [this.batchSize, ...this.outputShape], dtype: this.dtype };
   }
 
@@ -214,6 +215,15 @@ export abstract class Learner {
    * Runs the loss graph of `loss` over a sequence with reverse mode through all
    * T steps (exact BPTT) in one native call.
    */
+  /** Called after a session is created (e.g. to configure traces). */
+  protected onCreate(_entry: SessionEntry): void {}
+  /** Called when `owner` hands the newest values back to the host (copy extras out). */
+  protected onPull(_owner: SessionEntry): void {}
+  /** Called when `entry` receives the newest values from the host (copy extras in). */
+  protected onPush(_entry: SessionEntry): void {}
+  /** Called by resetState() after the states were reset. */
+  protected onReset(): void {}
+
   protected async bpttGrad(xs: TensorLike, ys: TensorLike, options: GradOptions = {}): Promise<GradResult> {
     this.checkUsable('etraceGrad');
     const loss = options.loss ?? 'mse';
@@ -256,7 +266,7 @@ export abstract class Learner {
     return t;
   }
 
-  private asData(what: string, x: TensorLike, shape: number[]): HostTensor {
+  protected asData(what: string, x: TensorLike, shape: number[]): HostTensor {
     const t = isHostTensor(x) ? toDType(x, this.dtype) : tensor(x, undefined, this.dtype);
     if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
       throw new ShapeError(`${what}: expected shape ${fmtShape(shape)}; got ${fmtShape(t.shape)}`);
@@ -264,7 +274,7 @@ export abstract class Learner {
     return t;
   }
 
-  private checkUsable(what: string): void {
+  protected checkUsable(what: string): void {
     if (this.disposed) throw new ArgumentError(`${what}: the learner has been disposed`);
     if (this.busy) {
       throw new ArgumentError(`${what}: the learner is running another call; await its Promise first`);
@@ -293,7 +303,7 @@ export abstract class Learner {
     for (const [s, t] of staged) s.hostValue = t;
   }
 
-  private session(key: string, traceFn: () => TracedModel): SessionEntry {
+  protected session(key: string, traceFn: () => TracedModel): SessionEntry {
     let entry = this.sessions.get(key);
     if (entry === undefined) {
       const traced = traceFn();
@@ -301,12 +311,13 @@ export abstract class Learner {
       const session = this.native(() => loadBinding().createSession(plan.code, plan.fattr));
       entry = { session, traced, paramVersion: -1 };
       this.sessions.set(key, entry);
+      this.onCreate(entry);
     }
     return entry;
   }
 
   /** Brings weights and states of `entry`'s session up to date. */
-  private prepare(entry: SessionEntry): void {
+  protected prepare(entry: SessionEntry): void {
     if (entry.paramVersion !== this.paramVersion) {
       entry.traced.params.forEach((p: ParamState, i) => {
         this.native(() => entry.session.setParam(i, p.hostValue.data as NativeArray));
@@ -318,22 +329,29 @@ export abstract class Learner {
       entry.traced.states.forEach((s, i) => {
         this.native(() => entry.session.setState(i, s.hostValue.data as NativeArray));
       });
+      this.onPush(entry);
     }
   }
 
+  /** Records that `entry`'s session now holds the newest states (after a synchronous call). */
+  protected markOwner(entry: SessionEntry): void {
+    this.stateOwner = entry;
+  }
+
   /** Copies the newest state values from the owning session into the host model. */
-  private pullStates(): void {
+  protected pullStates(): void {
     const owner = this.stateOwner;
     if (owner === null) return;
     owner.traced.states.forEach((s, i) => {
       const data = this.native(() => owner.session.getState(i));
       s.hostValue = { data, shape: s.hostValue.shape, dtype: this.dtype };
     });
+    this.onPull(owner);
     this.stateOwner = null;
   }
 
   /** Runs an async native call with the learner marked busy; the session then owns the states. */
-  private async runExclusive<R>(entry: SessionEntry, call: () => Promise<R>): Promise<R> {
+  protected async runExclusive<R>(entry: SessionEntry, call: () => Promise<R>): Promise<R> {
     this.prepare(entry);
     this.busy = true;
     try {
@@ -347,7 +365,7 @@ export abstract class Learner {
     }
   }
 
-  private native<R>(fn: () => R): R {
+  protected native<R>(fn: () => R): R {
     try {
       return fn();
     } catch (e) {

@@ -1,0 +1,332 @@
+/**
+ * Online learning by eligibility traces: D_RTRL (`ParamDimVjpAlgorithm`) and
+ * ES_D_RTRL / pp_prop (`IODimVjpAlgorithm`). The learners compile the model's
+ * eligibility-trace graph, hand its groups and relations to the native session,
+ * and run whole sequences (or windows) forward in time in one native call; the
+ * traces (whose size does not depend on the sequence length) live in native
+ * memory. Equations: native/include/braintrace/online.h and docs/online.md.
+ */
+import type { NativeArray, NativeOnlineConfig } from '../../types/binding';
+import { analyseEtraceGraph, type ETraceGraph } from '../compiler/etrace';
+import type { Module } from '../dsl/module';
+import type { VjpMethod } from '../executor/executor';
+import { ArgumentError, NotSupportedError, ShapeError, fmtShape } from '../runtime/errors';
+import { isHostTensor, tensor, toDType, type HostTensor, type TensorLike } from '../tensor';
+import { Learner, type CompileOptions, type GradOptions, type GradResult, type SessionEntry } from './learner';
+import { lossCacheKey, prepareTargets, resolveLoss } from './losses';
+
+/** Options of the online algorithms (in `bt.compile(model, Algorithm, options)`). */
+export interface OnlineOptions extends CompileOptions {
+  /**
+   * 'single-step' (default): the learning signal of step t is dL^t/dh^t, contracted with
+   * the trace after step t. 'multi-step': windows of `chunkSize` steps, exact inside
+   * the window, traces carried between windows.
+   */
+  vjpMethod?: VjpMethod;
+}
+
+/** Options of {@link OnlineLearner.etraceGrad}. */
+export interface OnlineGradOptions extends GradOptions {
+  /** Per-step weights of the loss, length T (0 masks a step); the model and traces still advance. */
+  mask?: ArrayLike<number>;
+  /** 1 (default): step by step. k >= 2: windows of k steps (needs vjpMethod 'multi-step', T % k == 0). */
+  chunkSize?: number;
+}
+
+/** Options of {@link OnlineLearner.etraceEvolve}. */
+export interface EvolveOptions {
+  /** Window length (only changes how the call is split; states and traces advance the same). */
+  chunkSize?: number;
+}
+
+/** The algorithm-specific part of the native configuration. */
+interface TraceAlgorithmConfig {
+  algorithm: NativeOnlineConfig['algorithm'];
+  decayX?: number;
+  decayF?: number;
+}
+
+/** Host copy of traces while no session holds them. */
+interface TraceSnapshot {
+  data: NativeArray[];
+  steps: number;
+}
+
+/**
+ * Base of the online learners. Gradients of `etraceGrad` are sums over the
+ * steps (or windows) of the per-step (per-window) online gradients; the model's
+ * states and the traces advance through the sequence and persist across calls.
+ */
+export abstract class OnlineLearner extends Learner {
+  /** The VJP method (see {@link OnlineOptions}). */
+  readonly vjpMethod: VjpMethod;
+  /** The compiled eligibility-trace graph of the model step (groups, relations, diagnostics). */
+  readonly graph: ETraceGraph;
+  private snapshot: TraceSnapshot | null = null;
+
+  constructor(model: Module, options: OnlineOptions) {
+    super(model, options);
+    const m = options.vjpMethod ?? 'single-step';
+    if (m !== 'single-step' && m !== 'multi-step') {
+      throw new ArgumentError(`compile: vjpMethod must be 'single-step' or 'multi-step'; got ${JSON.stringify(m)}`);
+    }
+    this.vjpMethod = m;
+    this.graph = analyseEtraceGraph(this.step.graph, { batchSize: this.batchSize });
+    for (const r of this.graph.relations) {
+      if (r.weightTransformed) {
+        throw new NotSupportedError(
+          `compile: relation ${r.key} uses a transformed weight of '${r.weightPath}' (a mask or function of the ParamState); ` +
+            'online algorithms need the raw ParamState as the matmul weight for now',
+        );
+      }
+    }
+  }
+
+  /** The algorithm's native trace rule and its coefficients. */
+  protected abstract traceAlgorithm(): TraceAlgorithmConfig;
+
+  /**
+   * One step forward in time: returns the output `(B, ...)` and advances the
+   * states and the eligibility traces (no loss, no gradient).
+   */
+  override update(x: TensorLike): HostTensor {
+    this.checkUsable('update');
+    const xt = this.asData('x', x, [this.batchSize, ...this.inputShape]);
+    const entry = this.session('', () => this.step);
+    this.prepare(entry);
+    const res = this.native(() => entry.session.runOnline({ steps: 1, inputs: [xt.data as NativeArray], computeGrads: false }));
+    this.markOwner(entry);
+    return { data: res.outputs[0], shape: [this.batchSize, ...this.outputShape], dtype: this.dtype };
+  }
+
+  /** Runs a sequence forward (states and traces advance); returns the outputs `(T, B, ...)`. */
+  override run(xs: TensorLike): Promise<HostTensor> {
+    return this.etraceEvolve(xs);
+  }
+
+  /**
+   * Advances states and traces through `xs` `(T, B, ...inputShape)` without a
+   * loss, in one native call; returns the outputs `(T, B, ...outputShape)`.
+   */
+  async etraceEvolve(xs: TensorLike, options: EvolveOptions = {}): Promise<HostTensor> {
+    this.checkUsable('etraceEvolve');
+    const x = this.asSequence('xs', xs);
+    const steps = x.shape[0];
+    const chunk = this.chunkOf(options.chunkSize, steps, false);
+    const entry = this.session('', () => this.step);
+    const res = await this.runExclusive(entry, () =>
+      entry.session.runOnlineAsync({ steps, inputs: [x.data as NativeArray], computeGrads: false, chunk }),
+    );
+    return { data: res.outputs[0], shape: [steps, this.batchSize, ...this.outputShape], dtype: this.dtype };
+  }
+
+  /**
+   * Online gradients of the loss over the sequence: `xs` `(T, B, ...inputShape)`,
+   * `ys` targets `(T, B, ...)` (see the losses). Each step's (or window's)
+   * gradient is computed forward in time from the traces and summed; with
+   * `reduction: 'mean'` the sum is divided by the (masked) number of steps.
+   * Advances states and traces.
+   * @returns `{ grads, losses }`: a gradient per weight path, and the T per-step losses.
+   */
+  async etraceGrad(xs: TensorLike, ys: TensorLike, options: OnlineGradOptions = {}): Promise<GradResult> {
+    this.checkUsable('etraceGrad');
+    const loss = options.loss ?? 'mse';
+    const fn = resolveLoss(loss);
+    const reduction = options.reduction ?? 'sum';
+    if (reduction !== 'sum' && reduction !== 'mean') {
+      throw new ArgumentError(`etraceGrad: reduction must be 'sum' or 'mean'; got ${JSON.stringify(reduction)}`);
+    }
+    const x = this.asSequence('xs', xs);
+    const steps = x.shape[0];
+    const chunk = this.chunkOf(options.chunkSize, steps, true);
+    const yRaw = isHostTensor(ys) ? toDType(ys, this.dtype) : tensor(ys, undefined, this.dtype);
+    const y = prepareTargets(loss, yRaw, steps, [this.batchSize, ...this.outputShape]);
+    if (y.shape[1] !== this.batchSize) {
+      throw new ShapeError(`ys: expected batch size ${this.batchSize} on axis 1; got shape ${fmtShape(y.shape)}`);
+    }
+    const lossScale = new Float64Array(steps).fill(1);
+    if (options.mask !== undefined) {
+      const mask = options.mask;
+      if (mask.length !== steps) {
+        throw new ShapeError(`etraceGrad: mask must have T = ${steps} entries; got ${mask.length}`);
+      }
+      for (let t = 0; t < steps; t++) {
+        if (!Number.isFinite(mask[t]) || mask[t] < 0) {
+          throw new ArgumentError(`etraceGrad: mask[${t}] must be a finite number >= 0; got ${mask[t]}`);
+        }
+        lossScale[t] = mask[t];
+      }
+    }
+    if (reduction === 'mean') {
+      const total = lossScale.reduce((s, v) => s + v, 0);
+      const div = Math.max(total, 1);
+      for (let t = 0; t < steps; t++) lossScale[t] /= div;
+    }
+    const targetShape = y.shape.slice(2);
+    const entry = this.session(lossCacheKey(loss, targetShape), () => this.trace({ fn, targetShape }));
+    const res = await this.runExclusive(entry, () =>
+      entry.session.runOnlineAsync({
+        steps,
+        inputs: [x.data as NativeArray, y.data as NativeArray],
+        lossScale,
+        computeGrads: true,
+        chunk,
+      }),
+    );
+    const grads: Record<string, HostTensor> = {};
+    entry.traced.params.forEach((p, i) => {
+      grads[p.path] = { data: res.paramGrads![i], shape: p.shape.slice(), dtype: this.dtype };
+    });
+    return { grads, losses: res.losses };
+  }
+
+  /**
+   * A copy of every eligibility trace, by name (`r<k>/g<g>/weight` (B, I, O, S),
+   * `r<k>/g<g>/bias` (B, O, S), `r<k>/g<g>/elementwise` (B, O, S) for D_RTRL;
+   * `r<k>/xbar` (B, I) and `r<k>/g<g>/epsf` (B, O, S) for pp_prop), where k is
+   * the relation's index in `graph.relations` and g the group's index.
+   */
+  traces(): Record<string, HostTensor> {
+    this.checkUsable('traces');
+    const entry = this.session('', () => this.step);
+    this.prepare(entry);
+    this.markOwner(entry);
+    const out: Record<string, HostTensor> = {};
+    this.native(() => entry.session.traceInfo()).forEach((info, i) => {
+      out[info.name] = { data: this.native(() => entry.session.getTrace(i)), shape: info.shape, dtype: this.dtype };
+    });
+    return out;
+  }
+
+  protected override onCreate(entry: SessionEntry): void {
+    const g = analyseEtraceGraph(entry.traced.graph, { batchSize: this.batchSize });
+    const nodes = entry.traced.graph.nodes;
+    const nonTemporal = new Set(g.nonTemporalParams);
+    const config: NativeOnlineConfig = {
+      ...this.traceAlgorithm(),
+      groups: g.groups.map((grp) => ({
+        members: grp.members.map((m) => ({ leafNode: m.leafNode, newNode: m.newNode, width: m.width })),
+        positions: grp.positions,
+        zeroRecurrence: grp.zeroRecurrence,
+        probePositions: grp.coupled,
+      })),
+      relations: g.relations.map((r) => ({
+        kind: r.op === 'EtpMatMul' ? 'dense' : 'elementWise',
+        ...(r.xNode !== null ? { xNode: r.xNode } : {}),
+        yNode: r.yNode,
+        weightSlot: r.weightSlot,
+        biasSlot: r.biasSlot ?? -1,
+        groups: r.groups,
+        tailProbe: r.groups.map((gi) => r.tailCoupled[gi]),
+      })),
+      blockedTransition: nodes.filter((n) => n.op === 'EtpMatMul' || n.op === 'MatMul').map((n) => n.id),
+      etpNodes: nodes.filter((n) => n.op === 'EtpMatMul').map((n) => n.id),
+      nonTemporalSlots: entry.traced.graph.params.map((p, i) => (nonTemporal.has(p.path) ? i : -1)).filter((i) => i >= 0),
+    };
+    this.native(() => entry.session.configureOnline(config));
+  }
+
+  protected override onPull(owner: SessionEntry): void {
+    const n = this.native(() => owner.session.traceInfo()).length;
+    this.snapshot = {
+      data: Array.from({ length: n }, (_, i) => this.native(() => owner.session.getTrace(i))),
+      steps: this.native(() => owner.session.traceSteps()),
+    };
+  }
+
+  protected override onPush(entry: SessionEntry): void {
+    const snap = this.snapshot;
+    if (snap === null) {
+      this.native(() => entry.session.resetTraces());
+      return;
+    }
+    snap.data.forEach((d, i) => this.native(() => entry.session.setTrace(i, d)));
+    this.native(() => entry.session.setTraceSteps(snap.steps));
+  }
+
+  protected override onReset(): void {
+    this.snapshot = null; // the next session to run starts from zero traces
+  }
+
+  private chunkOf(chunkSize: number | undefined, steps: number, grads: boolean): number {
+    const chunk = chunkSize ?? 1;
+    if (!Number.isInteger(chunk) || chunk < 1) {
+      throw new ArgumentError(`chunkSize must be an integer >= 1; got ${String(chunkSize)}`);
+    }
+    if (chunk >= 2 && grads && this.vjpMethod !== 'multi-step') {
+      throw new NotSupportedError(
+        `etraceGrad: chunkSize ${chunk} needs windows, but the learner uses the 'single-step' VJP method; ` +
+          "compile with { vjpMethod: 'multi-step' } or use chunkSize 1",
+      );
+    }
+    if (steps % chunk !== 0) {
+      throw new ArgumentError(`chunkSize ${chunk} must divide the number of steps T = ${steps}`);
+    }
+    return chunk;
+  }
+}
+
+/**
+ * D_RTRL: one eligibility trace per (relation, hidden group) and per weight
+ * element, `eps = D·eps + df ⊗ x` for each batch element; the gradient of a
+ * step is Σ over batch and state of the learning signal times the trace.
+ * Exact (equal to BPTT) when every hidden group's Jacobian is exactly diagonal
+ * and each weight feeds hidden states only through element-wise tails.
+ * Memory O(B·Nθ·S). `bt.compile(model, bt.D_RTRL, { inputShape, ... })`.
+ */
+export class ParamDimVjpAlgorithm extends OnlineLearner {
+  /** Creates a D_RTRL learner (prefer `bt.compile`). */
+  constructor(model: Module, options: OnlineOptions) {
+    super(model, options);
+  }
+  protected traceAlgorithm(): TraceAlgorithmConfig {
+    return { algorithm: 'd_rtrl' };
+  }
+}
+
+/** Options of {@link IODimVjpAlgorithm}. */
+export interface PpPropOptions extends OnlineOptions {
+  /**
+   * A decay α in [0, 1), or an integer rank r >= 1 with α = (r − 1) / (r + 1)
+   * (rank 1: α = 0, no smoothing). Required.
+   */
+  decayOrRank: number;
+}
+
+/** Resolves decayOrRank to α (see {@link PpPropOptions}). */
+export function decayOf(decayOrRank: unknown): number {
+  if (typeof decayOrRank !== 'number' || !Number.isFinite(decayOrRank)) {
+    throw new ArgumentError(`compile: decayOrRank must be a decay in [0, 1) or an integer rank >= 1; got ${String(decayOrRank)}`);
+  }
+  if (decayOrRank >= 0 && decayOrRank < 1) return decayOrRank;
+  if (Number.isInteger(decayOrRank) && decayOrRank >= 1) return (decayOrRank - 1) / (decayOrRank + 1);
+  throw new ArgumentError(`compile: decayOrRank must be a decay in [0, 1) or an integer rank >= 1; got ${decayOrRank}`);
+}
+
+/**
+ * ES_D_RTRL / pp_prop: traces factorised over the input and output dimensions,
+ * `xbar = α·xbar + x`, `epsf = α·(D·epsf) + (1 − α)·df`, gradient
+ * `xbar ⊗ (Σ_s g ⊙ epsf) / c` with `c = 1 − α^(n+1)` and n counting trace steps
+ * (the reference counts calls, which is wrong for windows). Memory O(B·(I + O·S)).
+ * `bt.compile(model, bt.pp_prop, { inputShape, decayOrRank, ... })`.
+ */
+export class IODimVjpAlgorithm extends OnlineLearner {
+  /** The decay α. */
+  readonly decay: number;
+  /** Creates a pp_prop learner (prefer `bt.compile`). */
+  constructor(model: Module, options: PpPropOptions) {
+    const decay = decayOf(options?.decayOrRank);
+    super(model, options);
+    this.decay = decay;
+  }
+  protected traceAlgorithm(): TraceAlgorithmConfig {
+    return { algorithm: 'pp_prop', decayX: this.decay, decayF: this.decay };
+  }
+}
+
+/** Alias of {@link ParamDimVjpAlgorithm}. */
+export const D_RTRL = ParamDimVjpAlgorithm;
+/** Alias of {@link IODimVjpAlgorithm}. */
+export const ES_D_RTRL = IODimVjpAlgorithm;
+/** Alias of {@link IODimVjpAlgorithm}. */
+export const pp_prop = IODimVjpAlgorithm;

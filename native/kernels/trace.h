@@ -1,0 +1,178 @@
+// Eligibility-trace update and gradient contraction bodies (D_RTRL, pp_prop), shared by
+// the CPU driver (native/cpu/trace_cpu.cc) and any device driver. See
+// braintrace/online.h for the equations, shapes and timing rules.
+//
+// Shapes (row-major): D (B, O, S, S) with D[b,k,a,c] = d h_a[b,k] / d h_c[b,k] (null: a
+// zero-recurrence group, D == 0); df (B, O, S); x (B, I); g (B, O, S); dense trace
+// eps (B, I, O, S); bias / element-wise / pp_prop output traces (B, O, S).
+//
+// Every body below owns one output row of the parameter gradient (one i of dW, or one k
+// of db / dw) and loops over the batch inside, so a driver that splits the rows over
+// threads (or blocks) has exactly one writer per gradient element and needs no atomics.
+#pragma once
+
+#include <stdint.h>
+
+#include "kernels/hd.h"
+
+namespace bt {
+
+// Plain-data description of one dense D_RTRL trace step (one relation, one target group).
+template <typename T>
+struct DenseTraceTask {
+  int64_t B = 0, I = 0, O = 0, S = 1;
+  T* eps = nullptr;        // (B, I, O, S), updated in place when `update`
+  const T* D = nullptr;    // (B, O, S, S) or null (D == 0)
+  const T* df = nullptr;   // (B, O, S)
+  const T* x = nullptr;    // (B, I)
+  const T* g = nullptr;    // (B, O, S) learning signal, or null: no contraction
+  T* dW = nullptr;         // (I, O) gradient accumulator (read only when g is set)
+  bool update = true;      // false: contraction only (multi-step windows, trace at entry)
+};
+
+// One vector trace (B, O, S) step: eps <- alpha (D eps) + beta df, and optionally
+// dp[k] += scale * sum_b sum_a g[b,k,a] eps[b,k,a] with the NEW eps.
+// D_RTRL bias / element-wise: alpha = beta = 1, scale = 1.
+// pp_prop output trace: alpha = decay_f, beta = 1 - decay_f; its contraction is done
+// separately (pp_project) because it is weighted by the input trace.
+template <typename T>
+struct VecTraceTask {
+  int64_t B = 0, O = 0, S = 1;
+  T* eps = nullptr;
+  const T* D = nullptr;
+  const T* df = nullptr;
+  T alpha = T(1), beta = T(1);
+  const T* g = nullptr;    // null: no contraction
+  T* dp = nullptr;         // (O)
+  T scale = T(1);
+  bool update = true;
+};
+
+// Recurrent + instant term of one (b, k) position of a trace with S states:
+//   row[a] <- alpha * sum_c Dk[a, c] row[c] + beta * dfk[a]
+// `tmp` holds S values (the old row must be read whole before it is overwritten).
+template <typename T>
+BT_HD void trace_position_update(int64_t S, const T* Dk, const T* dfk, T alpha, T beta, T* row, T* tmp) {
+  if (S == 1) {
+    const T r = Dk ? Dk[0] * row[0] : T(0);
+    row[0] = alpha * r + beta * dfk[0];
+    return;
+  }
+  for (int64_t a = 0; a < S; ++a) {
+    T acc = T(0);
+    if (Dk)
+      for (int64_t c = 0; c < S; ++c) acc += Dk[a * S + c] * row[c];
+    tmp[a] = alpha * acc + beta * dfk[a];
+  }
+  for (int64_t a = 0; a < S; ++a) row[a] = tmp[a];
+}
+
+// Dense D_RTRL, one row i of the weight (every b, k, a):
+//   eps[b,i,k,a] <- sum_c D[b,k,a,c] eps[b,i,k,c] + x[b,i] df[b,k,a]
+//   dW[i,k]      += sum_b sum_a g[b,k,a] eps[b,i,k,a]       (new eps)
+// The trace row eps[b, i, :, :] is read once and written once.
+template <typename T>
+BT_HD void drtrl_dense_row(const DenseTraceTask<T>& t, int64_t i, T* tmp) {
+  const int64_t O = t.O, S = t.S, OS = t.O * t.S;
+  T* dWi = t.g ? t.dW + i * O : nullptr;
+  for (int64_t b = 0; b < t.B; ++b) {
+    T* e = t.eps + (b * t.I + i) * OS;
+    const T* gb = t.g ? t.g + b * OS : nullptr;
+    if (S == 1) {
+      // The common case (one state per position): a broadcast multiply-add that vectorises.
+      if (t.update) {
+        const T xi = t.x[b * t.I + i];
+        const T* dfb = t.df + b * O;
+        if (t.D) {
+          const T* Db = t.D + b * O;
+          if (gb) {
+            for (int64_t k = 0; k < O; ++k) {
+              const T v = Db[k] * e[k] + xi * dfb[k];
+              e[k] = v;
+              dWi[k] += gb[k] * v;
+            }
+          } else {
+            for (int64_t k = 0; k < O; ++k) e[k] = Db[k] * e[k] + xi * dfb[k];
+          }
+        } else {
+          if (gb) {
+            for (int64_t k = 0; k < O; ++k) {
+              const T v = xi * dfb[k];
+              e[k] = v;
+              dWi[k] += gb[k] * v;
+            }
+          } else {
+            for (int64_t k = 0; k < O; ++k) e[k] = xi * dfb[k];
+          }
+        }
+      } else if (gb) {
+        for (int64_t k = 0; k < O; ++k) dWi[k] += gb[k] * e[k];
+      }
+      continue;
+    }
+    const T xi = t.update ? t.x[b * t.I + i] : T(0);
+    for (int64_t k = 0; k < O; ++k) {
+      T* row = e + k * S;
+      if (t.update)
+        trace_position_update(S, t.D ? t.D + ((b * O + k) * S) * S : nullptr, t.df + (b * O + k) * S, T(1), xi,
+                              row, tmp);
+      if (gb) {
+        T acc = T(0);
+        for (int64_t a = 0; a < S; ++a) acc += gb[k * S + a] * row[a];
+        dWi[k] += acc;
+      }
+    }
+  }
+}
+
+// Vector trace, one output position k (every b, a): see VecTraceTask.
+template <typename T>
+BT_HD void vec_trace_col(const VecTraceTask<T>& t, int64_t k, T* tmp) {
+  const int64_t O = t.O, S = t.S;
+  T acc = T(0);
+  for (int64_t b = 0; b < t.B; ++b) {
+    const int64_t p = b * O + k;
+    T* row = t.eps + p * S;
+    if (t.update) trace_position_update(S, t.D ? t.D + p * S * S : nullptr, t.df + p * S, t.alpha, t.beta, row, tmp);
+    if (t.g)
+      for (int64_t a = 0; a < S; ++a) acc += t.g[p * S + a] * row[a];
+  }
+  if (t.g) t.dp[k] += t.scale * acc;
+}
+
+// pp_prop input trace, one element: xbar <- decay_x xbar + x.
+template <typename T>
+BT_HD void pp_input_update(T* xbar, const T* x, T decay_x, int64_t n) {
+  xbar[n] = decay_x * xbar[n] + x[n];
+}
+
+// pp_prop learning-signal projection, one position p = (b, k):
+//   q[p] = sum_a g[p, a] epsf[p, a] / c
+template <typename T>
+BT_HD void pp_project(const T* g, const T* epsf, int64_t S, T inv_c, T* q, int64_t p) {
+  T acc = T(0);
+  for (int64_t a = 0; a < S; ++a) acc += g[p * S + a] * epsf[p * S + a];
+  q[p] = acc * inv_c;
+}
+
+// pp_prop dense gradient, one row i: dW[i,k] += sum_b xbar[b,i] q[b,k] (a rank-B update;
+// the per-step cost is B*I*O multiply-adds over data of size B*(I+O)).
+template <typename T>
+BT_HD void pp_dense_row(const T* xbar, const T* q, int64_t B, int64_t I, int64_t O, T* dW, int64_t i) {
+  T* dWi = dW + i * O;
+  for (int64_t b = 0; b < B; ++b) {
+    const T xb = xbar[b * I + i];
+    const T* qb = q + b * O;
+    for (int64_t k = 0; k < O; ++k) dWi[k] += xb * qb[k];
+  }
+}
+
+// pp_prop bias / element-wise gradient, one k: dp[k] += sum_b q[b,k].
+template <typename T>
+BT_HD void pp_vec_col(const T* q, int64_t B, int64_t O, T* dp, int64_t k) {
+  T acc = T(0);
+  for (int64_t b = 0; b < B; ++b) acc += q[b * O + k];
+  dp[k] += acc;
+}
+
+}  // namespace bt

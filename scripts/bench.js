@@ -1,0 +1,186 @@
+#!/usr/bin/env node
+// Benchmark: per-step time and peak native memory of BPTT, D_RTRL and pp_prop on a
+// 3-layer LIF network and on a GRU for T in {50, 100, 200, 400, 1000}, plus the
+// achieved bandwidth of the D_RTRL trace step next to a STREAM-like copy measured in
+// the same run. Prints a table and writes bench-results/bench.json.
+// Run: npm run bench   (builds the TypeScript first). Options: --quick (T up to 200).
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const bt = require('..');
+const { loadBinding } = require('../dist/runtime/native');
+
+const quick = process.argv.includes('--quick');
+const Ts = quick ? [50, 100, 200] : [50, 100, 200, 400, 1000];
+const B = 16;
+const IN = 32;
+const H = 64;
+
+class LIFLayer extends bt.Module {
+  constructor(nIn, n) {
+    super();
+    this.w = new bt.ParamState(bt.init.kaimingNormal(), [nIn, n]);
+    this.i = new bt.HiddenState([n]);
+    this.v = new bt.HiddenState([n]);
+  }
+  step(x) {
+    const s = bt.spike(bt.sub(this.v.value, 1), bt.surrogate.arctan());
+    const iNew = bt.add(bt.mul(this.i.value, 0.8), bt.matmul(x, this.w));
+    this.i.value = iNew;
+    this.v.value = bt.sub(bt.add(bt.mul(this.v.value, 0.9), bt.mul(iNew, 0.5)), s);
+    return bt.spike(bt.sub(this.v.value, 1), bt.surrogate.arctan());
+  }
+}
+
+class LIF3 extends bt.Module {
+  constructor() {
+    super();
+    this.layers = [new LIFLayer(IN, H), new LIFLayer(H, H), new LIFLayer(H, H)];
+    this.ro = new bt.ParamState(bt.init.xavierNormal(), [H, 4]);
+  }
+  update(x) {
+    let s = x;
+    for (const l of this.layers) s = l.step(s);
+    return bt.matmul(this.layers[2].v.value, this.ro.value);
+  }
+}
+
+class GRU extends bt.Module {
+  constructor() {
+    super();
+    this.wz = new bt.ParamState(bt.init.xavierNormal(), [IN + H, H]);
+    this.wr = new bt.ParamState(bt.init.xavierNormal(), [IN + H, H]);
+    this.wh = new bt.ParamState(bt.init.xavierNormal(), [IN + H, H]);
+    this.ro = new bt.ParamState(bt.init.xavierNormal(), [H, 4]);
+    this.h = new bt.HiddenState([H]);
+  }
+  update(x) {
+    const h = this.h.value;
+    const xh = bt.concat([x, h], -1);
+    const z = bt.sigmoid(bt.matmul(xh, this.wz));
+    const r = bt.sigmoid(bt.matmul(xh, this.wr));
+    const c = bt.tanh(bt.matmul(bt.concat([x, bt.mul(r, h)], -1), this.wh));
+    this.h.value = bt.add(bt.mul(bt.sub(1, z), h), bt.mul(z, c));
+    return bt.matmul(this.h.value, this.ro.value);
+  }
+}
+
+function randomSeq(T, width, seed) {
+  let a = seed >>> 0;
+  const rnd = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return { data: Float32Array.from({ length: T * B * width }, () => rnd() * 1.5), shape: [T, B, width], dtype: 'float32' };
+}
+
+async function measure(make, algo, opts, T) {
+  const binding = loadBinding();
+  const learner = bt.compile(make(), algo, { inputShape: [IN], batchSize: B, seed: 0, ...opts });
+  const xs = randomSeq(T, IN, 1);
+  const ys = randomSeq(T, 4, 2);
+  await learner.etraceGrad(randomSeq(2, IN, 3), randomSeq(2, 4, 4)); // warm-up: sessions built
+  learner.resetState();
+  const before = binding.memoryStats().liveBytes;
+  binding.resetPeakMemory();
+  const t0 = process.hrtime.bigint();
+  await learner.etraceGrad(xs, ys);
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  const peak = binding.memoryStats().peakBytes - before;
+  learner.dispose();
+  return { msPerStep: ms / T, peakExtraBytes: peak, residentBytes: before };
+}
+
+/** STREAM-like copy bandwidth (GB/s, read + write) of a typed-array memcpy. */
+function copyBandwidth(bytes) {
+  const a = new Float32Array(bytes / 4).fill(1);
+  const b = new Float32Array(bytes / 4);
+  let best = Infinity;
+  for (let r = 0; r < 20; r++) {
+    const t0 = process.hrtime.bigint();
+    b.set(a);
+    best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e9);
+  }
+  return (2 * bytes) / best / 1e9;
+}
+
+/** D_RTRL trace step: a leaky layer with I = O = 256, B = 64, float32; GB/s of trace traffic. */
+async function traceBandwidth() {
+  const I = 256;
+  const O = 256;
+  const BB = 64;
+  class Leaky extends bt.Module {
+    constructor() {
+      super();
+      this.w = new bt.ParamState(bt.init.normal({ std: 0.05 }), [I, O]);
+      this.h = new bt.HiddenState([O]);
+    }
+    update(x) {
+      this.h.value = bt.add(bt.mul(this.h.value, 0.9), bt.matmul(x, this.w));
+      return this.h.value;
+    }
+  }
+  const learner = bt.compile(new Leaky(), bt.D_RTRL, { inputShape: [I], batchSize: BB });
+  const T = 20;
+  const xs = { data: new Float32Array(T * BB * I).fill(0.01), shape: [T, BB, I], dtype: 'float32' };
+  const ys = { data: new Float32Array(T * BB * O), shape: [T, BB, O], dtype: 'float32' };
+  await learner.etraceGrad(xs, ys);
+  let best = Infinity;
+  for (let r = 0; r < 3; r++) {
+    const t0 = process.hrtime.bigint();
+    await learner.etraceGrad(xs, ys);
+    best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e9 / T);
+  }
+  learner.dispose();
+  const traceBytes = BB * I * O * 4;
+  return { secondsPerStep: best, traceBytes, gbPerSecond: (2 * traceBytes) / best / 1e9 };
+}
+
+async function main() {
+  const info = bt.info();
+  const models = [
+    ['lif3', () => new LIF3()],
+    ['gru', () => new GRU()],
+  ];
+  const algos = [
+    ['BPTT', bt.BPTT, {}],
+    ['D_RTRL', bt.D_RTRL, {}],
+    ['pp_prop', bt.pp_prop, { decayOrRank: 0.9 }],
+  ];
+  const rows = [];
+  console.log(`backend ${info.backend}, threads ${info.threads}, B = ${B}, input ${IN}, hidden ${H}, float32`);
+  console.log('model   algorithm    T     ms/step   peak extra native memory (KiB)');
+  for (const [mname, make] of models) {
+    for (const [aname, algo, opts] of algos) {
+      for (const T of Ts) {
+        const r = await measure(make, algo, opts, T);
+        rows.push({ model: mname, algorithm: aname, T, ...r });
+        console.log(
+          `${mname.padEnd(7)} ${aname.padEnd(10)} ${String(T).padStart(5)} ${r.msPerStep.toFixed(3).padStart(10)} ${(r.peakExtraBytes / 1024)
+            .toFixed(1)
+            .padStart(12)}`,
+        );
+      }
+    }
+  }
+  const copy = copyBandwidth(64 << 20);
+  const trace = await traceBandwidth();
+  console.log(`STREAM-like copy: ${copy.toFixed(1)} GB/s`);
+  console.log(
+    `D_RTRL trace step (B 64, I = O = 256, float32, ${(trace.traceBytes / 2 ** 20).toFixed(0)} MiB trace): ` +
+      `${(trace.secondsPerStep * 1e3).toFixed(3)} ms/step, ${trace.gbPerSecond.toFixed(1)} GB/s ` +
+      `(${((100 * trace.gbPerSecond) / copy).toFixed(0)}% of the copy)`,
+  );
+  const out = { date: new Date().toISOString(), info, B, input: IN, hidden: H, rows, copyGBs: copy, traceStep: trace };
+  fs.mkdirSync(path.join(__dirname, '..', 'bench-results'), { recursive: true });
+  fs.writeFileSync(path.join(__dirname, '..', 'bench-results', 'bench.json'), JSON.stringify(out, null, 2));
+  console.log('wrote bench-results/bench.json');
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
