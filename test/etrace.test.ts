@@ -481,6 +481,18 @@ describe('executor: windows and learning signals', () => {
     ex.dispose();
   });
 
+  test('single-step signal holds the other hidden states fixed (LIF: i feeds v in the same step)', () => {
+    const m = new LIF();
+    const { ex, rnd } = setup(m, 2, 12);
+    ex.compileGraph(bt.zeros([2, 3], 'float64'));
+    const t = rand([2, 4], rnd);
+    const r = ex.solveH2wH2hL2hJacobian([rand([2, 3], rnd)], t, { loss: 'mse' });
+    const v = data(r.hiddenStates.v);
+    const expected = v.flatMap((vp, p) => [0, (2 / 8) * (vp - t.data[p])]);
+    expectClose(data(r.learningSignals.hidden_group_0), expected, 1e-14);
+    ex.dispose();
+  });
+
   test('multi-step: signal at the window entry and within-window gradients equal finite differences', () => {
     const m = new GRU();
     const { ex, rnd } = setup(m, 2, 10, 'multi-step');

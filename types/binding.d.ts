@@ -104,6 +104,8 @@ export interface NativeEvalArgs {
   fetchValues?: number[];
   /** With a VJP: node ids whose complete cotangents are returned in `fetchedCotangents`. */
   fetchCotangents?: number[];
+  /** With a VJP: nodes the reverse sweep does not propagate through (their cotangent is still fetchable). */
+  stopCotangents?: number[];
   /** Per-position Jacobians of this step, returned in `jacobians`. */
   jacobians?: NativeJacobianRequest[];
 }

@@ -69,7 +69,9 @@ export interface H2wH2hResult {
 export interface H2wH2hL2hResult extends H2wH2hResult {
   /**
    * Per group key: the learning signal, shape `(B, *varshape, S)`.
-   * Single-step: dL^t/dh^t (every same-step consumer of h^t counted).
+   * Single-step: ∂L^t/∂h^t, every same-step consumer of h^t counted except the other
+   * hidden states' new values, which are held fixed (a state computed from another
+   * state of the same step reaches the loss through its own signal and its trace).
    * Multi-step: dL/dh at the window's entry (the state before its first step).
    */
   learningSignals: Record<string, HostTensor>;
@@ -308,6 +310,7 @@ export class ETraceVjpGraphExecutor {
           jacobians: c!.requests,
           outputCotangents: cot,
           fetchCotangents: memberNodes,
+          stopCotangents: memberNodes,
         }),
       );
       const base = this.assemble(c, r.outputs, r.fetchedValues ?? [], r.jacobians ?? [], null);

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "braintrace/api.h"
+#include "braintrace/online.h"
 
 namespace btnode {
 
@@ -124,6 +125,15 @@ bool OptionalNodeIds(Napi::Env env, const Napi::Value& v, const std::string& nam
 bool OptionalJacobians(Napi::Env env, const Napi::Value& v, const std::string& name,
                        std::vector<bt::JacobianRequest>* out);
 
+// Online learning (online.cc). NativeOnlineConfig -> bt::OnlineConfig (numbers only,
+// copied). Wrong types: TypeError; out-of-range numbers: RangeError; consistency with
+// the plan is checked by the core (INVALID_ARGUMENT).
+void ParseOnlineConfig(Napi::Env env, const Napi::Value& v, bt::OnlineConfig* out);
+// NativeOnlineArgs; with `copy` the inputs are copied into `owned` (async workers).
+void ParseOnlineArgs(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt::DType dtype, bool copy,
+                     bt::OnlineArgs* out, std::vector<std::vector<unsigned char>>* owned);
+Napi::Object OnlineResultToJs(Napi::Env env, const bt::OnlineResult& r, bt::DType dtype, bool grads);
+
 // ---------------------------------------------------------------------------------------------
 // Session (session.cc)
 
@@ -167,6 +177,15 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
   Napi::Value Evaluate(const Napi::CallbackInfo& info);
   Napi::Value RunSequence(const Napi::CallbackInfo& info);
   Napi::Value RunSequenceAsync(const Napi::CallbackInfo& info);
+  Napi::Value ConfigureOnline(const Napi::CallbackInfo& info);
+  Napi::Value RunOnline(const Napi::CallbackInfo& info);
+  Napi::Value RunOnlineAsync(const Napi::CallbackInfo& info);
+  Napi::Value ResetTraces(const Napi::CallbackInfo& info);
+  Napi::Value TraceInfo(const Napi::CallbackInfo& info);
+  Napi::Value GetTrace(const Napi::CallbackInfo& info);
+  Napi::Value SetTrace(const Napi::CallbackInfo& info);
+  Napi::Value TraceSteps(const Napi::CallbackInfo& info);
+  Napi::Value SetTraceSteps(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   std::shared_ptr<SessionCore> core_;

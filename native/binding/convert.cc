@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 #include <sstream>
+#include <utility>
 
 #include "binding/binding.h"
 
@@ -365,6 +366,178 @@ bool OptionalJacobians(Napi::Env env, const Napi::Value& v, const std::string& n
     r.positions = CheckInteger(env, o.Get("positions"), rn + ".positions", "an integer >= 1", 1, 9007199254740992.0);
   }
   return true;
+}
+
+// ---- online learning -----------------------------------------------------------------------------
+
+namespace {
+
+bool OptionalBool(Napi::Env env, const Napi::Value& v, const std::string& name, bool dflt) {
+  if (v.IsEmpty() || v.IsUndefined() || v.IsNull()) return dflt;
+  if (!v.IsBoolean()) throw Napi::TypeError::New(env, name + " must be a boolean (got " + Describe(v) + ")");
+  return v.As<Napi::Boolean>().Value();
+}
+
+double OptionalNumber(Napi::Env env, const Napi::Value& v, const std::string& name, double dflt) {
+  if (v.IsEmpty() || v.IsUndefined() || v.IsNull()) return dflt;
+  if (!v.IsNumber()) throw Napi::TypeError::New(env, name + " must be a number (got " + Describe(v) + ")");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+std::vector<int32_t> SlotList(Napi::Env env, const Napi::Value& v, const std::string& name, const char* what) {
+  Napi::Array a = CheckList(env, v, name, what);
+  std::vector<int32_t> out(a.Length());
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    out[i] = static_cast<int32_t>(CheckInteger(env, a.Get(i), name + "[" + std::to_string(i) + "]",
+                                               "an integer >= 0", 0, double(std::numeric_limits<int32_t>::max())));
+  }
+  return out;
+}
+
+}  // namespace
+
+void ParseOnlineConfig(Napi::Env env, const Napi::Value& v, bt::OnlineConfig* out) {
+  Napi::Object o = CheckObject(env, v, "config",
+                               "an object { algorithm, decayX?, decayF?, groups, relations, blockedTransition, "
+                               "etpNodes, nonTemporalSlots }");
+  Napi::Value alg = o.Get("algorithm");
+  const std::string alg_s = alg.IsString() ? alg.As<Napi::String>().Utf8Value() : std::string();
+  if (alg_s == "d_rtrl") {
+    out->algorithm = bt::TraceAlgorithm::DRtrl;
+  } else if (alg_s == "pp_prop") {
+    out->algorithm = bt::TraceAlgorithm::PpProp;
+  } else {
+    throw Napi::TypeError::New(env, "config.algorithm must be 'd_rtrl' or 'pp_prop' (got " + Describe(alg) + ")");
+  }
+  out->decay_x = OptionalNumber(env, o.Get("decayX"), "config.decayX", 0.0);
+  out->decay_f = OptionalNumber(env, o.Get("decayF"), "config.decayF", 0.0);
+  const std::pair<const char*, double> decays[] = {{"decayX", out->decay_x}, {"decayF", out->decay_f}};
+  for (const auto& d : decays) {
+    if (!(d.second >= 0.0 && d.second < 1.0)) {
+      throw Napi::RangeError::New(env, std::string("config.") + d.first + " must be in [0, 1) (got " +
+                                           GotValue(o.Get(d.first)) + ")");
+    }
+  }
+
+  Napi::Array groups = CheckList(env, o.Get("groups"), "config.groups", "groups { members, positions, ... }");
+  out->groups.resize(groups.Length());
+  for (uint32_t g = 0; g < groups.Length(); ++g) {
+    const std::string gn = "config.groups[" + std::to_string(g) + "]";
+    Napi::Object go = CheckObject(env, groups.Get(g), gn, "a group { members, positions, zeroRecurrence, probePositions }");
+    bt::OnlineGroup& og = out->groups[g];
+    Napi::Array members = CheckList(env, go.Get("members"), gn + ".members", "group members { leafNode, newNode, width }");
+    if (members.Length() == 0) {
+      throw Napi::RangeError::New(env, gn + ".members must be a non-empty Array of group members (got an empty Array)");
+    }
+    og.members.resize(members.Length());
+    for (uint32_t m = 0; m < members.Length(); ++m) {
+      const std::string mn = gn + ".members[" + std::to_string(m) + "]";
+      Napi::Object mo = CheckObject(env, members.Get(m), mn, "a group member { leafNode, newNode, width }");
+      og.members[m].leaf_node = CheckNodeId(env, mo.Get("leafNode"), mn + ".leafNode");
+      og.members[m].new_node = CheckNodeId(env, mo.Get("newNode"), mn + ".newNode");
+      og.members[m].width = static_cast<int32_t>(CheckInteger(env, mo.Get("width"), mn + ".width", "an integer >= 1", 1,
+                                                              double(std::numeric_limits<int32_t>::max())));
+    }
+    og.positions = CheckInteger(env, go.Get("positions"), gn + ".positions", "an integer >= 1", 1, 9007199254740992.0);
+    og.zero_recurrence = OptionalBool(env, go.Get("zeroRecurrence"), gn + ".zeroRecurrence", false);
+    og.probe_positions = OptionalBool(env, go.Get("probePositions"), gn + ".probePositions", false);
+  }
+
+  Napi::Array rels = CheckList(env, o.Get("relations"), "config.relations", "relations");
+  out->relations.resize(rels.Length());
+  for (uint32_t r = 0; r < rels.Length(); ++r) {
+    const std::string rn = "config.relations[" + std::to_string(r) + "]";
+    Napi::Object ro = CheckObject(env, rels.Get(r), rn,
+                                  "a relation { kind, xNode?, yNode, weightSlot, biasSlot?, groups, tailProbe }");
+    bt::OnlineRelation& rel = out->relations[r];
+    Napi::Value kind = ro.Get("kind");
+    const std::string ks = kind.IsString() ? kind.As<Napi::String>().Utf8Value() : std::string();
+    if (ks == "dense") {
+      rel.kind = bt::RelationKind::Dense;
+      rel.x_node = CheckNodeId(env, ro.Get("xNode"), rn + ".xNode");
+    } else if (ks == "elementWise") {
+      rel.kind = bt::RelationKind::ElementWise;
+      Napi::Value xn = ro.Get("xNode");
+      rel.x_node = (xn.IsUndefined() || xn.IsNull()) ? -1 : CheckNodeId(env, xn, rn + ".xNode");
+    } else {
+      throw Napi::TypeError::New(env, rn + ".kind must be 'dense' or 'elementWise' (got " + Describe(kind) + ")");
+    }
+    rel.y_node = CheckNodeId(env, ro.Get("yNode"), rn + ".yNode");
+    rel.weight_slot = static_cast<int32_t>(CheckInteger(env, ro.Get("weightSlot"), rn + ".weightSlot",
+                                                        "an integer param slot", 0,
+                                                        double(std::numeric_limits<int32_t>::max())));
+    Napi::Value bs = ro.Get("biasSlot");
+    rel.bias_slot = (bs.IsUndefined() || bs.IsNull())
+                        ? -1
+                        : static_cast<int32_t>(CheckInteger(env, bs, rn + ".biasSlot", "-1 or an integer param slot", -1,
+                                                            double(std::numeric_limits<int32_t>::max())));
+    rel.groups = SlotList(env, ro.Get("groups"), rn + ".groups", "group indices");
+    Napi::Value tp = ro.Get("tailProbe");
+    rel.tail_probe.clear();
+    if (!tp.IsUndefined() && !tp.IsNull()) {
+      Napi::Array ta = CheckList(env, tp, rn + ".tailProbe", "booleans");
+      for (uint32_t i = 0; i < ta.Length(); ++i) {
+        rel.tail_probe.push_back(OptionalBool(env, ta.Get(i), rn + ".tailProbe[" + std::to_string(i) + "]", false) ? 1 : 0);
+      }
+    }
+  }
+  out->blocked_transition = SlotList(env, o.Get("blockedTransition"), "config.blockedTransition", "node ids");
+  out->etp_nodes = SlotList(env, o.Get("etpNodes"), "config.etpNodes", "node ids");
+  out->non_temporal_slots = SlotList(env, o.Get("nonTemporalSlots"), "config.nonTemporalSlots", "param slots");
+}
+
+void ParseOnlineArgs(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt::DType dtype, bool copy,
+                     bt::OnlineArgs* out, std::vector<std::vector<unsigned char>>* owned) {
+  Napi::Object o = CheckObject(env, v, "args", "an object { steps, inputs, lossScale?, computeGrads?, chunk? }");
+  const int64_t steps = CheckInteger(env, o.Get("steps"), "steps", "an integer >= 1", 1, 9007199254740992.0);
+  out->steps = steps;
+  const int n_in = s.num_inputs();
+  Napi::Array inputs = CheckArrayOf(env, o.Get("inputs"), "inputs", static_cast<size_t>(n_in));
+  out->inputs.assign(static_cast<size_t>(n_in), nullptr);
+  if (copy) owned->assign(static_cast<size_t>(n_in), {});
+  const size_t esize = ElementSize(dtype);
+  for (int i = 0; i < n_in; ++i) {
+    const double total = double(steps) * double(Numel(s.input_shape(i)));
+    const std::string name = "inputs[" + std::to_string(i) + "]";
+    if (total > 9007199254740992.0) {
+      throw Napi::RangeError::New(env, name + " would need " + std::to_string(total) +
+                                           " elements (steps * numel of the slot): too large");
+    }
+    const size_t len = static_cast<size_t>(total);
+    const void* data = CheckArray(env, inputs.Get(static_cast<uint32_t>(i)), name, dtype, len);
+    if (copy) {
+      std::vector<unsigned char>& buf = (*owned)[static_cast<size_t>(i)];
+      buf.resize(len * esize == 0 ? 1 : len * esize);
+      if (len != 0) std::memcpy(buf.data(), data, len * esize);
+      out->inputs[static_cast<size_t>(i)] = buf.data();
+    } else {
+      out->inputs[static_cast<size_t>(i)] = data;
+    }
+  }
+  Napi::Value ls = o.Get("lossScale");
+  out->loss_scale.clear();
+  if (!ls.IsUndefined() && !ls.IsNull()) {
+    Napi::Float64Array f = CheckFloat64Array(env, ls, "lossScale");
+    if (f.ElementLength() != static_cast<size_t>(steps)) {
+      throw Napi::RangeError::New(env, "lossScale must be a Float64Array of length " + std::to_string(steps) + " (got " +
+                                           Describe(ls) + ")");
+    }
+    out->loss_scale.assign(f.Data(), f.Data() + f.ElementLength());
+  }
+  out->compute_grads = OptionalBool(env, o.Get("computeGrads"), "computeGrads", true);
+  Napi::Value ch = o.Get("chunk");
+  out->chunk = (ch.IsUndefined() || ch.IsNull()) ? 1
+                                                 : CheckInteger(env, ch, "chunk", "an integer >= 1", 1, 9007199254740992.0);
+}
+
+Napi::Object OnlineResultToJs(Napi::Env env, const bt::OnlineResult& r, bt::DType dtype, bool grads) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("outputs", BuffersToJs(env, r.outputs, dtype));
+  Napi::Float64Array losses = Napi::Float64Array::New(env, r.losses.size());
+  if (!r.losses.empty()) std::memcpy(losses.Data(), r.losses.data(), r.losses.size() * sizeof(double));
+  o.Set("losses", losses);
+  if (grads) o.Set("paramGrads", BuffersToJs(env, r.param_grads, dtype));
+  return o;
 }
 
 }  // namespace btnode

@@ -168,6 +168,64 @@ class SequenceWorker : public Napi::AsyncWorker {
   bt::SequenceResult result_;
 };
 
+// Runs run_online on the libuv thread pool; inputs copied at construction (as SequenceWorker).
+class OnlineWorker : public Napi::AsyncWorker {
+ public:
+  OnlineWorker(Napi::Env env, Napi::Promise::Deferred deferred, std::shared_ptr<SessionCore> core,
+               bt::OnlineArgs&& args, std::vector<std::vector<unsigned char>>&& owned, bt::DType dtype)
+      : Napi::AsyncWorker(env, "braintrace:runOnlineAsync"),
+        deferred_(deferred),
+        core_(std::move(core)),
+        session_(core_->session),
+        args_(std::move(args)),
+        owned_(std::move(owned)),
+        dtype_(dtype) {}
+
+  void Execute() override {
+    try {
+      status_ = session_->run_online(args_, &result_);
+    } catch (const std::bad_alloc&) {
+      status_ = bt::Status::Error(bt::StatusCode::OutOfMemory, "out of memory in runOnlineAsync");
+    } catch (const std::exception& e) {
+      status_ = bt::Status::Error(bt::StatusCode::Internal, std::string("internal error in runOnlineAsync: ") + e.what());
+    } catch (...) {
+      status_ = bt::Status::Error(bt::StatusCode::Internal, "internal error in runOnlineAsync: unknown exception");
+    }
+    owned_.clear();
+    owned_.shrink_to_fit();
+  }
+
+  void OnOK() override {
+    core_->busy = false;
+    Napi::Env env = Env();
+    if (!status_.ok()) {
+      deferred_.Reject(StatusError(env, status_).Value());
+      return;
+    }
+    try {
+      Napi::Object r = Guard(env, [&] { return OnlineResultToJs(env, result_, dtype_, args_.compute_grads); });
+      deferred_.Resolve(r);
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    }
+  }
+
+  void OnError(const Napi::Error& e) override {
+    core_->busy = false;
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<SessionCore> core_;
+  std::shared_ptr<bt::Session> session_;
+  bt::OnlineArgs args_;
+  std::vector<std::vector<unsigned char>> owned_;
+  bt::DType dtype_;
+  bt::Status status_;
+  bt::OnlineResult result_;
+};
+
 }  // namespace
 
 Napi::Function SessionWrap::Define(Napi::Env env) {
@@ -193,6 +251,15 @@ Napi::Function SessionWrap::Define(Napi::Env env) {
                          InstanceMethod("evaluate", &SessionWrap::Evaluate),
                          InstanceMethod("runSequence", &SessionWrap::RunSequence),
                          InstanceMethod("runSequenceAsync", &SessionWrap::RunSequenceAsync),
+                         InstanceMethod("configureOnline", &SessionWrap::ConfigureOnline),
+                         InstanceMethod("runOnline", &SessionWrap::RunOnline),
+                         InstanceMethod("runOnlineAsync", &SessionWrap::RunOnlineAsync),
+                         InstanceMethod("resetTraces", &SessionWrap::ResetTraces),
+                         InstanceMethod("traceInfo", &SessionWrap::TraceInfo),
+                         InstanceMethod("getTrace", &SessionWrap::GetTrace),
+                         InstanceMethod("setTrace", &SessionWrap::SetTrace),
+                         InstanceMethod("traceSteps", &SessionWrap::TraceSteps),
+                         InstanceMethod("setTraceSteps", &SessionWrap::SetTraceSteps),
                          InstanceMethod("dispose", &SessionWrap::Dispose),
                      });
 }
@@ -241,7 +308,7 @@ bt::Session& SessionWrap::Live(Napi::Env env, bool allow_busy) {
   }
   if (!allow_busy && core_->busy) {
     throw CodeError(env, kCodeBusy,
-                    "the session is busy: a runSequenceAsync call is in flight; await it before using the session");
+                    "the session is busy: a runSequenceAsync or runOnlineAsync call is in flight; await it before using the session");
   }
   return *core_->session;
 }
@@ -457,6 +524,7 @@ Napi::Value SessionWrap::Evaluate(const Napi::CallbackInfo& info) {
     const bool want_values = OptionalNodeIds(env, o.Get("fetchValues"), "fetchValues", &args.fetch_values);
     const bool want_cotangents =
         OptionalNodeIds(env, o.Get("fetchCotangents"), "fetchCotangents", &args.fetch_cotangents);
+        OptionalNodeIds(env, o.Get("stopCotangents"), "stopCotangents", &args.stop_cotangents);
     const bool want_jacobians = OptionalJacobians(env, o.Get("jacobians"), "jacobians", &args.jacobians);
 
     bt::EvalResult r;
@@ -514,6 +582,137 @@ Napi::Value SessionWrap::RunSequenceAsync(const Napi::CallbackInfo& info) {
     deferred.Reject(e.Value());
   }
   return deferred.Promise();
+}
+
+// ---- online learning -----------------------------------------------------------------------------
+
+Napi::Value SessionWrap::ConfigureOnline(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    bt::Session& s = Live(env, false);
+    bt::OnlineConfig config;
+    ParseOnlineConfig(env, info[0], &config);
+    ThrowIfError(env, s.configure_online(config));
+    return env.Undefined();
+  });
+}
+
+Napi::Value SessionWrap::RunOnline(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    bt::Session& s = Live(env, false);
+    bt::OnlineArgs args;
+    ParseOnlineArgs(env, info[0], s, dtype_, /*copy=*/false, &args, nullptr);
+    bt::OnlineResult r;
+    ThrowIfError(env, s.run_online(args, &r));
+    return OnlineResultToJs(env, r, dtype_, args.compute_grads);
+  });
+}
+
+Napi::Value SessionWrap::RunOnlineAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
+  try {
+    Guard(env, [&] {
+      bt::Session& s = Live(env, false);
+      bt::OnlineArgs args;
+      std::vector<std::vector<unsigned char>> owned;
+      ParseOnlineArgs(env, info[0], s, dtype_, /*copy=*/true, &args, &owned);
+      auto* worker = new OnlineWorker(env, deferred, core_, std::move(args), std::move(owned), dtype_);
+      try {
+        worker->Queue();
+      } catch (...) {
+        delete worker;
+        throw;
+      }
+      core_->busy = true;
+    });
+  } catch (const Napi::Error& e) {
+    deferred.Reject(e.Value());
+  }
+  return deferred.Promise();
+}
+
+Napi::Value SessionWrap::ResetTraces(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    ThrowIfError(env, Live(env, false).reset_traces());
+    return env.Undefined();
+  });
+}
+
+Napi::Value SessionWrap::TraceInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    std::vector<bt::TraceInfo> list;
+    ThrowIfError(env, Live(env, false).trace_info(&list));
+    Napi::Array a = Napi::Array::New(env, list.size());
+    for (size_t i = 0; i < list.size(); ++i) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("name", Napi::String::New(env, list[i].name));
+      o.Set("shape", ShapeToJs(env, list[i].shape));
+      a.Set(static_cast<uint32_t>(i), o);
+    }
+    return a;
+  });
+}
+
+namespace {
+// Index and element count of a trace, from trace_info (TypeError / RangeError on a bad index).
+size_t TraceNumel(Napi::Env env, bt::Session& s, const Napi::Value& v, int* index) {
+  std::vector<bt::TraceInfo> list;
+  ThrowIfError(env, s.trace_info(&list));
+  *index = CheckSlot(env, v, "index", static_cast<int>(list.size()));
+  return static_cast<size_t>(Numel(list[static_cast<size_t>(*index)].shape));
+}
+}  // namespace
+
+Napi::Value SessionWrap::GetTrace(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    bt::Session& s = Live(env, false);
+    int index = 0;
+    const size_t n = TraceNumel(env, s, info[0], &index);
+    if (dtype_ == bt::DType::F64) {
+      Napi::Float64Array a = Napi::Float64Array::New(env, n);
+      ThrowIfError(env, s.get_trace(index, n ? static_cast<void*>(a.Data()) : nullptr, n));
+      return a;
+    }
+    Napi::Float32Array a = Napi::Float32Array::New(env, n);
+    ThrowIfError(env, s.get_trace(index, n ? static_cast<void*>(a.Data()) : nullptr, n));
+    return a;
+  });
+}
+
+Napi::Value SessionWrap::SetTrace(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    bt::Session& s = Live(env, false);
+    int index = 0;
+    const size_t n = TraceNumel(env, s, info[0], &index);
+    const void* data = CheckArray(env, info[1], "data", dtype_, n);
+    ThrowIfError(env, s.set_trace(index, data, n));
+    return env.Undefined();
+  });
+}
+
+Napi::Value SessionWrap::TraceSteps(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value { return Napi::Number::New(env, double(Live(env, false).trace_steps())); });
+}
+
+Napi::Value SessionWrap::SetTraceSteps(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    bt::Session& s = Live(env, false);
+    if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "n must be an integer >= 0 (got " + Describe(info[0]) + ")");
+    const double d = info[0].As<Napi::Number>().DoubleValue();
+    if (!(d >= 0 && d <= 9007199254740992.0) || std::floor(d) != d) {
+      throw Napi::RangeError::New(env, "n must be an integer >= 0 (got " + Describe(info[0]) + ")");
+    }
+    ThrowIfError(env, s.set_trace_steps(static_cast<int64_t>(d)));
+    return env.Undefined();
+  });
 }
 
 Napi::Value SessionWrap::Dispose(const Napi::CallbackInfo& info) {

@@ -10,16 +10,20 @@
 // cotangent blocks are zeroed lazily on first accumulation.
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <new>
 #include <string>
 
 #include "braintrace/api.h"
 #include "core/device_buffer.h"
+#include "braintrace/online.h"
 #include "core/executor.h"
+#include "core/online_plan.h"
 #include "core/ops_host.h"
 #include "core/plan.h"
 #include "cpu/thread_pool.h"
+#include "cpu/trace_cpu.h"
 #include "kernels/elementwise.h"
 
 #define BT_RETURN_IF_ERROR(expr)  \
@@ -129,6 +133,25 @@ class SessionImpl final : public Session {
     if (out == nullptr) return invalid("run_sequence: result pointer is null");
     return guarded("run_sequence", [&] { return run_sequence_impl(args, out); });
   }
+
+  // --- online learning (braintrace/online.h; definitions after run_sequence_impl) ----------
+  Status configure_online(const OnlineConfig& config) override {
+    BusyGuard guard(busy_);
+    if (!guard.ok()) return busy_status("configure_online");
+    return guarded("configure_online", [&] { return configure_online_impl(config); });
+  }
+  Status run_online(const OnlineArgs& args, OnlineResult* out) override {
+    BusyGuard guard(busy_);
+    if (!guard.ok()) return busy_status("run_online");
+    if (out == nullptr) return invalid("run_online: result pointer is null");
+    return guarded("run_online", [&] { return run_online_impl(args, out); });
+  }
+  Status reset_traces() override;
+  Status trace_info(std::vector<TraceInfo>* out) const override;
+  Status get_trace(int index, void* out, size_t n) const override;
+  Status set_trace(int index, const void* data, size_t n) override;
+  int64_t trace_steps() const override { return trace_n_.load(); }
+  Status set_trace_steps(int64_t n) override;
 
  private:
   const std::vector<int64_t>& slot_shape(const std::vector<int32_t>& nodes, int s) const {
@@ -264,6 +287,8 @@ class SessionImpl final : public Session {
   Status vjp_node(int i) {
     const PlanNode& n = plan_.nodes[i];
     if (is_leaf(n.op) || !has_c_[i] || ew_zero_derivative(n.op)) return Status::Ok();
+    // Online learning signal: the cotangent stops at the hidden states' new values.
+    if (vstop_active_ && vstop_[i]) return Status::Ok();
     std::vector<T*>& gin = gin_;
     gin.assign(n.inputs.size(), nullptr);
     bool any = false;
@@ -321,6 +346,23 @@ class SessionImpl final : public Session {
 
   Status evaluate_impl(const EvalArgs& a, EvalResult* out);
   Status run_sequence_impl(const SequenceArgs& a, SequenceResult* out);
+  Status configure_online_impl(const OnlineConfig& c);
+  Status run_online_impl(const OnlineArgs& a, OnlineResult* out);
+  // Online pieces of the step whose values are in vp_: D per group, df per (relation, target).
+  Status online_pieces();
+  // The VJP of the step in vp_ with the loss cotangent `scale`: learning signals g per used
+  // group into on_g_ (partial derivatives: the sweep stops at the new hidden values), exact
+  // instantaneous cotangents of the non-temporal params added to grads.
+  Status online_vjp(double scale, std::vector<Buffer>* grads);
+  // update: advance every trace by the pieces in on_D_ / on_df_ / vp_ (and contract the NEW
+  // trace with on_g_ when `contract`); !update: contract the current traces only. `n_c` is
+  // the trace count entering pp_prop's bias correction c = 1 - decay_f^n_c (0: skip).
+  Status online_trace_step(bool update, bool contract, int64_t n_c, std::vector<Buffer>* grads);
+  Status online_check(const char* what) const {
+    if (!online_)
+      return invalid(std::string(what) + ": the session has no online configuration: call configure_online first");
+    return Status::Ok();
+  }
 
   // --- eligibility-trace pieces: node fetches and per-position Jacobians (forward-mode
   // passes of the interpreter's JVP) ------------------------------------------------------
@@ -363,6 +405,20 @@ class SessionImpl final : public Session {
   bool dirty_ = false;
   mutable std::atomic<bool> busy_{false};
   std::vector<int64_t> empty_;
+
+  // Online learning: configuration, traces (allocated once by configure_online) and the
+  // per-step scratch (D per group, df per (relation, target), learning signal per group,
+  // pp_prop's projection q, the window state carry and its cotangent).
+  bool online_ = false;
+  ResolvedOnline on_;
+  std::vector<DeviceBuffer> traces_;
+  std::atomic<int64_t> trace_n_{0};
+  std::vector<DeviceBuffer> on_D_, on_g_;
+  std::vector<char> vstop_;        // per node: a group member's new value (online_vjp stops there)
+  bool vstop_active_ = false;      // vjp_node honours vstop_ only while set
+  bool nt_through_h_ = false;      // a non-temporal param reaches a member's new value
+  std::vector<std::vector<DeviceBuffer>> on_df_;
+  DeviceBuffer on_q_, on_state_, on_carry_;
 };
 
 template <typename T>
@@ -549,6 +605,9 @@ Status SessionImpl<T>::evaluate_impl(const EvalArgs& a, EvalResult* out) {
   std::vector<int64_t> jac_sizes;
   BT_RETURN_IF_ERROR(check_requests("evaluate", a.fetch_values, a.jacobians, &jac_sizes));
   BT_RETURN_IF_ERROR(check_node_ids(plan_, "evaluate", "fetch_cotangents", a.fetch_cotangents));
+  BT_RETURN_IF_ERROR(check_node_ids(plan_, "evaluate", "stop_cotangents", a.stop_cotangents));
+  if (!a.stop_cotangents.empty() && !vjp)
+    return invalid("evaluate: stop_cotangents needs a VJP: give output_cotangents");
   if (!a.fetch_cotangents.empty() && !vjp)
     return invalid("evaluate: fetch_cotangents needs a VJP: give output_cotangents (one per output-table row, " +
                    std::to_string(plan_.outputs.size()) + " rows), got none");
@@ -630,7 +689,21 @@ Status SessionImpl<T>::evaluate_impl(const EvalArgs& a, EvalResult* out) {
       BT_RETURN_IF_ERROR(ctw(node, &c));
       add_host(c, static_cast<const T*>(a.output_cotangents[e]), numel(node));
     }
-    BT_RETURN_IF_ERROR(reverse_all());
+    if (a.stop_cotangents.empty()) {
+      BT_RETURN_IF_ERROR(reverse_all());
+    } else {
+      // Temporarily stop the sweep at the requested nodes (the online configuration's own
+      // stop set, if any, is restored afterwards).
+      std::vector<char> stops(n_, 0);
+      for (int32_t id : a.stop_cotangents) stops[id] = 1;
+      std::swap(stops, vstop_);
+      const bool was_active = vstop_active_;
+      vstop_active_ = true;
+      const Status st = reverse_all();
+      vstop_active_ = was_active;
+      std::swap(stops, vstop_);
+      BT_RETURN_IF_ERROR(st);
+    }
     auto collect = [&](std::vector<Buffer>* dst, const std::vector<int32_t>& nodes) {
       dst->assign(nodes.size(), Buffer{});
       for (size_t s = 0; s < nodes.size(); ++s) {
@@ -839,6 +912,465 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
   }
   for (size_t s = 0; s < ns; ++s)
     std::memcpy(state_store_[s].as<T>(), stage + soff_[s], nbytes(plan_.state_nodes[s]));
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Online learning (braintrace/online.h)
+
+template <typename T>
+Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
+  ResolvedOnline r;
+  BT_RETURN_IF_ERROR(resolve_online(plan_, c, &r));
+  // Allocate into fresh buffers; the old configuration stays in place until all succeed.
+  Executor* ex = ex_.get();
+  BT_RETURN_IF_ERROR(sync());
+  std::vector<DeviceBuffer> traces(r.traces.size());
+  for (size_t k = 0; k < r.traces.size(); ++k) {
+    const size_t bytes = sizeof(T) * static_cast<size_t>(r.traces[k].numel);
+    BT_RETURN_IF_ERROR(traces[k].allocate(ex, bytes, "an eligibility trace"));
+    std::memset(traces[k].template as<T>(), 0, bytes);
+  }
+  std::vector<DeviceBuffer> dbuf(r.groups.size()), gbuf(r.groups.size());
+  int64_t q_values = 1;
+  for (size_t g = 0; g < r.groups.size(); ++g) {
+    const ResolvedGroup& rg = r.groups[g];
+    if (rg.need_d)
+      BT_RETURN_IF_ERROR(dbuf[g].allocate(ex, sizeof(T) * static_cast<size_t>(rg.P * rg.S * rg.S), "a group Jacobian"));
+    if (rg.used)
+      BT_RETURN_IF_ERROR(gbuf[g].allocate(ex, sizeof(T) * static_cast<size_t>(rg.P * rg.S), "a learning signal"));
+    q_values = std::max(q_values, rg.P);
+  }
+  std::vector<std::vector<DeviceBuffer>> dfbuf(r.relations.size());
+  for (size_t ri = 0; ri < r.relations.size(); ++ri) {
+    dfbuf[ri].resize(r.relations[ri].targets.size());
+    for (size_t k = 0; k < r.relations[ri].targets.size(); ++k) {
+      const ResolvedGroup& rg = r.groups[static_cast<size_t>(r.relations[ri].targets[k].group)];
+      BT_RETURN_IF_ERROR(dfbuf[ri][k].allocate(ex, sizeof(T) * static_cast<size_t>(rg.P * rg.S), "a df Jacobian"));
+    }
+  }
+  DeviceBuffer q, st, carry;
+  BT_RETURN_IF_ERROR(q.allocate(ex, sizeof(T) * static_cast<size_t>(q_values), "the pp_prop projection"));
+  BT_RETURN_IF_ERROR(st.allocate(ex, sizeof(T) * static_cast<size_t>(state_total_), "the window states"));
+  BT_RETURN_IF_ERROR(carry.allocate(ex, sizeof(T) * static_cast<size_t>(state_total_), "the window state cotangents"));
+  // Interpreter buffers the runs use, allocated now so that a run allocates nothing that
+  // outlives it (memory after configure == memory after any run).
+  BT_RETURN_IF_ERROR(ensure(tan_, all_total_, "tangents"));
+  BT_RETURN_IF_ERROR(ensure(ct_, all_total_, "cotangents"));
+
+  // The learning signal is the partial derivative of the step's loss with respect to the new
+  // hidden values (all members of all groups held fixed): the reverse sweep stops at them.
+  // A non-temporal param that reaches one of them needs a second, unstopped sweep for its
+  // exact instantaneous gradient.
+  std::vector<char> stop(n_, 0);
+  for (const OnlineGroup& g : r.config.groups)
+    for (const GroupMember& m : g.members) stop[m.new_node] = 1;
+  bool nt_through = false;
+  {
+    std::vector<char> from_nt(n_, 0);
+    for (size_t sl = 0; sl < plan_.param_nodes.size(); ++sl)
+      if (r.non_temporal[sl]) from_nt[plan_.param_nodes[sl]] = 1;
+    for (int i = 0; i < n_; ++i) {
+      for (int j : plan_.nodes[i].inputs) from_nt[i] = from_nt[i] || from_nt[j];
+      if (stop[i] && from_nt[i]) nt_through = true;
+    }
+  }
+
+  vstop_ = std::move(stop);
+  nt_through_h_ = nt_through;
+  on_ = std::move(r);
+  traces_ = std::move(traces);
+  on_D_ = std::move(dbuf);
+  on_g_ = std::move(gbuf);
+  on_df_ = std::move(dfbuf);
+  on_q_ = std::move(q);
+  on_state_ = std::move(st);
+  on_carry_ = std::move(carry);
+  trace_n_ = 0;
+  online_ = true;
+  return Status::Ok();
+}
+
+template <typename T>
+Status SessionImpl<T>::reset_traces() {
+  BusyGuard guard(busy_);
+  if (!guard.ok()) return busy_status("reset_traces");
+  BT_RETURN_IF_ERROR(online_check("reset_traces"));
+  BT_RETURN_IF_ERROR(sync());
+  for (size_t k = 0; k < traces_.size(); ++k)
+    std::memset(traces_[k].template as<T>(), 0, sizeof(T) * static_cast<size_t>(on_.traces[k].numel));
+  trace_n_ = 0;
+  return Status::Ok();
+}
+
+template <typename T>
+Status SessionImpl<T>::trace_info(std::vector<TraceInfo>* out) const {
+  BusyGuard guard(busy_);
+  if (!guard.ok()) return busy_status("trace_info");
+  if (out == nullptr) return invalid("trace_info: out is null");
+  out->clear();
+  if (!online_) return Status::Ok();
+  for (const TraceSpec& t : on_.traces) out->push_back(TraceInfo{t.name, t.shape});
+  return Status::Ok();
+}
+
+template <typename T>
+Status SessionImpl<T>::get_trace(int index, void* out, size_t n) const {
+  BusyGuard guard(busy_);
+  if (!guard.ok()) return busy_status("get_trace");
+  BT_RETURN_IF_ERROR(online_check("get_trace"));
+  if (index < 0 || index >= static_cast<int>(traces_.size()))
+    return invalid("get_trace: index must be in [0, " + std::to_string(traces_.size()) + "), got " +
+                   std::to_string(index));
+  const TraceSpec& t = on_.traces[static_cast<size_t>(index)];
+  if (n != static_cast<size_t>(t.numel))
+    return invalid("get_trace: trace " + t.name + " " + shape_str(t.shape) + " has " + std::to_string(t.numel) +
+                   " values, got a buffer for " + std::to_string(n));
+  if (out == nullptr && n > 0) return invalid("get_trace: out is null");
+  if (n > 0) std::memcpy(out, traces_[static_cast<size_t>(index)].template as<T>(), n * sizeof(T));
+  return Status::Ok();
+}
+
+template <typename T>
+Status SessionImpl<T>::set_trace(int index, const void* data, size_t n) {
+  BusyGuard guard(busy_);
+  if (!guard.ok()) return busy_status("set_trace");
+  BT_RETURN_IF_ERROR(online_check("set_trace"));
+  if (index < 0 || index >= static_cast<int>(traces_.size()))
+    return invalid("set_trace: index must be in [0, " + std::to_string(traces_.size()) + "), got " +
+                   std::to_string(index));
+  const TraceSpec& t = on_.traces[static_cast<size_t>(index)];
+  if (n != static_cast<size_t>(t.numel))
+    return invalid("set_trace: trace " + t.name + " " + shape_str(t.shape) + " needs " + std::to_string(t.numel) +
+                   " values, got " + std::to_string(n));
+  if (data == nullptr && n > 0) return invalid("set_trace: data is null");
+  BT_RETURN_IF_ERROR(sync());
+  if (n > 0) std::memcpy(traces_[static_cast<size_t>(index)].template as<T>(), data, n * sizeof(T));
+  return Status::Ok();
+}
+
+template <typename T>
+Status SessionImpl<T>::set_trace_steps(int64_t n) {
+  BusyGuard guard(busy_);
+  if (!guard.ok()) return busy_status("set_trace_steps");
+  BT_RETURN_IF_ERROR(online_check("set_trace_steps"));
+  if (n < 0) return invalid("set_trace_steps: n must be >= 0, got " + std::to_string(n));
+  trace_n_ = n;
+  return Status::Ok();
+}
+
+template <typename T>
+Status SessionImpl<T>::online_pieces() {
+  for (size_t g = 0; g < on_.groups.size(); ++g)
+    if (on_.groups[g].need_d) BT_RETURN_IF_ERROR(jacobian(on_.groups[g].d_request, on_D_[g].template as<T>()));
+  for (size_t ri = 0; ri < on_.relations.size(); ++ri)
+    for (size_t k = 0; k < on_.relations[ri].targets.size(); ++k)
+      BT_RETURN_IF_ERROR(jacobian(on_.relations[ri].targets[k].df_request, on_df_[ri][k].template as<T>()));
+  return Status::Ok();
+}
+
+template <typename T>
+Status SessionImpl<T>::online_vjp(double scale, std::vector<Buffer>* grads) {
+  const int loss_node = has_loss() ? plan_.outputs[plan_.loss_entry].node : -1;
+  // One reverse sweep from the loss (cotangent `scale`); `stop`: not through the new hidden values.
+  auto sweep = [&](bool stop) -> Status {
+    BT_RETURN_IF_ERROR(sync());
+    for (int i = 0; i < n_; ++i) cp_[i] = ct_.as<T>() + aoff_[i];
+    has_c_.assign(n_, 0);
+    want_ = dep_ps_;
+    if (loss_node >= 0 && want_[loss_node]) {
+      T* c = nullptr;
+      BT_RETURN_IF_ERROR(ctw(loss_node, &c));
+      c[0] += static_cast<T>(scale);
+    }
+    struct StopGuard {
+      bool& flag;
+      ~StopGuard() { flag = false; }
+    } guard{vstop_active_};
+    vstop_active_ = stop;
+    return reverse_all();
+  };
+  auto add_non_temporal = [&]() {
+    for (size_t s = 0; s < plan_.param_nodes.size(); ++s) {
+      const int node = plan_.param_nodes[s];
+      if (on_.non_temporal[s] && has_c_[node])
+        add_host(reinterpret_cast<T*>((*grads)[s].bytes.data()), cp_[node], numel(node));
+    }
+  };
+  BT_RETURN_IF_ERROR(sweep(true));
+  // g[p, off_m + j] = complete cotangent of member m's new value at (p, j).
+  for (size_t g = 0; g < on_.groups.size(); ++g) {
+    const ResolvedGroup& rg = on_.groups[g];
+    if (!rg.used) continue;
+    T* dst = on_g_[g].template as<T>();
+    const std::vector<GroupMember>& mem = on_.config.groups[g].members;
+    for (size_t m = 0; m < mem.size(); ++m) {
+      const int node = mem[m].new_node;
+      const int64_t w = mem[m].width;
+      const T* src = has_c_[node] ? cp_[node] : nullptr;
+      for (int64_t p = 0; p < rg.P; ++p)
+        for (int64_t j = 0; j < w; ++j) dst[p * rg.S + rg.member_off[m] + j] = src ? src[p * w + j] : T(0);
+    }
+  }
+  if (nt_through_h_) BT_RETURN_IF_ERROR(sweep(false));
+  add_non_temporal();
+  return Status::Ok();
+}
+
+template <typename T>
+Status SessionImpl<T>::online_trace_step(bool update, bool contract, int64_t n_c, std::vector<Buffer>* grads) {
+  BT_RETURN_IF_ERROR(sync());
+  const OnlineConfig& c = on_.config;
+  auto grad = [&](int32_t slot) -> T* {
+    return (contract && slot >= 0) ? reinterpret_cast<T*>((*grads)[static_cast<size_t>(slot)].bytes.data()) : nullptr;
+  };
+  for (size_t ri = 0; ri < on_.relations.size(); ++ri) {
+    const ResolvedRelation& rr = on_.relations[ri];
+    const T* x = rr.kind == RelationKind::Dense ? vp_[rr.x_node] : nullptr;
+    T* xbar = rr.xbar_trace >= 0 ? traces_[static_cast<size_t>(rr.xbar_trace)].template as<T>() : nullptr;
+    if (update && xbar) cpu_pp_input(xbar, x, static_cast<T>(c.decay_x), rr.B * rr.I);
+    for (size_t k = 0; k < rr.targets.size(); ++k) {
+      const ResolvedTarget& t = rr.targets[k];
+      const ResolvedGroup& rg = on_.groups[static_cast<size_t>(t.group)];
+      const T* D = rg.need_d ? on_D_[static_cast<size_t>(t.group)].template as<T>() : nullptr;
+      const T* df = on_df_[ri][k].template as<T>();
+      const T* g = contract ? on_g_[static_cast<size_t>(t.group)].template as<T>() : nullptr;
+      if (!update && !contract) continue;
+      if (c.algorithm == TraceAlgorithm::DRtrl) {
+        if (rr.kind == RelationKind::Dense) {
+          DenseTraceTask<T> d;
+          d.B = rr.B;
+          d.I = rr.I;
+          d.O = rr.O;
+          d.S = rg.S;
+          d.eps = traces_[static_cast<size_t>(t.weight_trace)].template as<T>();
+          d.D = D;
+          d.df = df;
+          d.x = x;
+          d.g = g;
+          d.dW = grad(rr.weight_slot);
+          d.update = update;
+          cpu_drtrl_dense(d);
+        }
+        for (int which : {rr.kind == RelationKind::ElementWise ? t.weight_trace : -1, t.bias_trace}) {
+          if (which < 0) continue;
+          VecTraceTask<T> v;
+          v.B = rg.B;
+          v.O = rg.O;
+          v.S = rg.S;
+          v.eps = traces_[static_cast<size_t>(which)].template as<T>();
+          v.D = D;
+          v.df = df;
+          v.g = g;
+          v.dp = grad(which == t.bias_trace ? rr.bias_slot : rr.weight_slot);
+          v.update = update;
+          cpu_vec_trace(v);
+        }
+      } else {
+        T* epsf = traces_[static_cast<size_t>(t.epsf_trace)].template as<T>();
+        if (update) {
+          VecTraceTask<T> v;
+          v.B = rg.B;
+          v.O = rg.O;
+          v.S = rg.S;
+          v.eps = epsf;
+          v.D = D;
+          v.df = df;
+          v.alpha = static_cast<T>(c.decay_f);
+          v.beta = static_cast<T>(1.0 - c.decay_f);
+          cpu_vec_trace(v);
+        }
+        if (contract && n_c >= 1) {
+          // Bias correction of the output trace after n_c steps (the reference counts calls: F-30).
+          const double corr = std::max(1.0 - std::pow(c.decay_f, static_cast<double>(n_c)), 1e-8);
+          const bool dense = rr.kind == RelationKind::Dense;
+          cpu_pp_grad(g, epsf, xbar, rg.B, rr.I, rg.O, rg.S, static_cast<T>(1.0 / corr), on_q_.template as<T>(),
+                      dense ? grad(rr.weight_slot) : nullptr, dense ? grad(rr.bias_slot) : grad(rr.weight_slot),
+                      static_cast<T*>(nullptr));
+        }
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+template <typename T>
+Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
+  BT_RETURN_IF_ERROR(online_check("run_online"));
+  const size_t ni = plan_.input_nodes.size(), np = plan_.param_nodes.size(), ns = plan_.state_nodes.size();
+  const int64_t steps = a.steps;
+  if (steps < 1) return invalid("run_online: steps must be >= 1, got " + std::to_string(steps));
+  if (a.chunk < 1) return invalid("run_online: chunk must be >= 1, got " + std::to_string(a.chunk));
+  if (steps % a.chunk != 0)
+    return invalid("run_online: chunk must divide steps: steps = " + std::to_string(steps) + ", chunk = " +
+                   std::to_string(a.chunk) + " (remainder " + std::to_string(steps % a.chunk) + ")");
+  BT_RETURN_IF_ERROR(check_slot_ptrs(a.inputs, ni, "run_online: inputs", false, false));
+  if (!a.loss_scale.empty() && static_cast<int64_t>(a.loss_scale.size()) != steps)
+    return invalid("run_online: loss_scale must be empty or have one weight per step: expected " +
+                   std::to_string(steps) + ", got " + std::to_string(a.loss_scale.size()));
+  const bool windows = a.compute_grads && a.chunk >= 2;
+  {
+    int64_t per_step = 0;
+    for (int s = 0; s < num_outputs(); ++s)
+      per_step = std::max<int64_t>(per_step, numel(plan_.outputs[plan_.output_slot_entry[s]].node));
+    if ((per_step > 0 && steps > (int64_t(1) << 50) / per_step) ||
+        (windows && a.chunk > (int64_t(1) << 50) / std::max<int64_t>(1, step_total_)))
+      return Status::Error(StatusCode::OutOfMemory, "run_online: " + std::to_string(steps) + " steps (chunk " +
+                                                        std::to_string(a.chunk) + ") do not fit in memory");
+  }
+  const int nouts = num_outputs();
+  out->outputs.assign(nouts, Buffer{});
+  for (int s = 0; s < nouts; ++s) {
+    const int node = plan_.outputs[plan_.output_slot_entry[s]].node;
+    zero_out(&out->outputs[s], numel(node) * steps);
+  }
+  out->losses.assign((a.compute_grads && has_loss()) ? static_cast<size_t>(steps) : 0, 0.0);
+  out->param_grads.clear();
+  if (a.compute_grads) {
+    out->param_grads.assign(np, Buffer{});
+    for (size_t s = 0; s < np; ++s) zero_out(&out->param_grads[s], numel(plan_.param_nodes[s]));
+  }
+  auto scale_at = [&](int64_t t) { return a.loss_scale.empty() ? 1.0 : a.loss_scale[static_cast<size_t>(t)]; };
+
+  BT_RETURN_IF_ERROR(sync());
+  for (size_t s = 0; s < np; ++s) {
+    const int node = plan_.param_nodes[s];
+    std::memcpy(value_ptr(node, nullptr), param_store_[s].as<T>(), nbytes(node));
+  }
+  auto load_inputs = [&](T* block, int64_t t) {
+    for (size_t s = 0; s < ni; ++s) {
+      const int node = plan_.input_nodes[s];
+      std::memcpy(value_ptr(node, block), static_cast<const T*>(a.inputs[s]) + t * numel(node), nbytes(node));
+    }
+  };
+  auto store_results = [&](int64_t t) {
+    for (int s = 0; s < nouts; ++s) {
+      const int node = plan_.outputs[plan_.output_slot_entry[s]].node;
+      std::memcpy(out->outputs[s].bytes.data() + sizeof(T) * static_cast<size_t>(t * numel(node)), vp_[node],
+                  nbytes(node));
+    }
+    if (!out->losses.empty()) out->losses[t] = static_cast<double>(vp_[plan_.outputs[plan_.loss_entry].node][0]);
+  };
+  auto new_state_ptr = [&](size_t s, T* block) -> T* {
+    const int e = plan_.state_new_entry[s];
+    return value_ptr(e >= 0 ? plan_.outputs[e].node : plan_.state_nodes[s], block);
+  };
+
+  if (!windows) {
+    // Single-step: forward, pieces, learning signal, fused trace update + contraction.
+    T* block = step_.as<T>();
+    for (size_t s = 0; s < ns; ++s)
+      std::memcpy(value_ptr(plan_.state_nodes[s], block), state_store_[s].as<T>(), nbytes(plan_.state_nodes[s]));
+    set_value_ptrs(block);
+    for (int64_t t = 0; t < steps; ++t) {
+      load_inputs(block, t);
+      BT_RETURN_IF_ERROR(forward_all());
+      store_results(t);
+      BT_RETURN_IF_ERROR(online_pieces());
+      // A masked step (scale 0) has no learning signal: skip its VJP and contraction.
+      const bool contract = a.compute_grads && scale_at(t) != 0.0;
+      if (contract) BT_RETURN_IF_ERROR(online_vjp(scale_at(t), &out->param_grads));
+      const int64_t n = trace_n_.load();
+      BT_RETURN_IF_ERROR(online_trace_step(true, contract, n + 1, &out->param_grads));
+      trace_n_ = n + 1;
+      T* stage = stage_.as<T>();
+      for (size_t s = 0; s < ns; ++s)
+        std::memcpy(stage + soff_[s], new_state_ptr(s, block), nbytes(plan_.state_nodes[s]));
+      for (size_t s = 0; s < ns; ++s)
+        std::memcpy(value_ptr(plan_.state_nodes[s], block), stage + soff_[s], nbytes(plan_.state_nodes[s]));
+    }
+    for (size_t s = 0; s < ns; ++s)
+      std::memcpy(state_store_[s].as<T>(), value_ptr(plan_.state_nodes[s], block), nbytes(plan_.state_nodes[s]));
+    return Status::Ok();
+  }
+
+  // Multi-step windows of k steps: a k-step tape (freed at the end of the call).
+  const int64_t k = a.chunk;
+  DeviceBuffer tape;
+  BT_RETURN_IF_ERROR(tape.allocate(ex_.get(), sizeof(T) * static_cast<size_t>(step_total_) * static_cast<size_t>(k),
+                                   "the window tape"));
+  auto block_at = [&](int64_t j) { return tape.as<T>() + j * step_total_; };
+  T* cur = on_state_.as<T>();
+  T* carry = on_carry_.as<T>();
+  for (size_t s = 0; s < ns; ++s)
+    std::memcpy(cur + soff_[s], state_store_[s].as<T>(), nbytes(plan_.state_nodes[s]));
+  const int loss_node = has_loss() ? plan_.outputs[plan_.loss_entry].node : -1;
+  std::vector<char> has_carry(ns, 0);
+  for (int64_t t0 = 0; t0 < steps; t0 += k) {
+    for (int64_t j = 0; j < k; ++j) {
+      T* block = block_at(j);
+      for (size_t s = 0; s < ns; ++s) {
+        const int node = plan_.state_nodes[s];
+        const T* src = j == 0 ? cur + soff_[s] : new_state_ptr(s, block_at(j - 1));
+        std::memcpy(value_ptr(node, block), src, nbytes(node));
+      }
+      load_inputs(block, t0 + j);
+      set_value_ptrs(block);
+      BT_RETURN_IF_ERROR(forward_all());
+      store_results(t0 + j);
+    }
+    // Reverse sweep through the window (as run_sequence): exact within-window gradients and
+    // the cotangent of the window-entry states.
+    for (int i = 0; i < n_; ++i) cp_[i] = ct_.as<T>() + aoff_[i];
+    has_c_.assign(n_, 0);
+    want_ = dep_ps_;
+    std::fill(has_carry.begin(), has_carry.end(), 0);
+    for (int64_t j = k - 1; j >= 0; --j) {
+      set_value_ptrs(block_at(j));
+      for (int i = 0; i < n_; ++i)
+        if (plan_.nodes[i].op != OpCode::Param) has_c_[i] = 0;
+      if (loss_node >= 0 && want_[loss_node]) {
+        T* c = nullptr;
+        BT_RETURN_IF_ERROR(ctw(loss_node, &c));
+        c[0] += static_cast<T>(scale_at(t0 + j));
+      }
+      for (size_t s = 0; s < ns; ++s) {
+        if (!has_carry[s]) continue;
+        const int e = plan_.state_new_entry[s];
+        const int target = e >= 0 ? plan_.outputs[e].node : plan_.state_nodes[s];
+        if (!want_[target]) continue;
+        T* c = nullptr;
+        BT_RETURN_IF_ERROR(ctw(target, &c));
+        add_host(c, carry + soff_[s], numel(plan_.state_nodes[s]));
+      }
+      BT_RETURN_IF_ERROR(reverse_all());
+      for (size_t s = 0; s < ns; ++s) {
+        const int leaf = plan_.state_nodes[s];
+        has_carry[s] = has_c_[leaf];
+        if (has_carry[s]) std::memcpy(carry + soff_[s], cp_[leaf], nbytes(leaf));
+      }
+    }
+    for (size_t s = 0; s < np; ++s) {
+      const int node = plan_.param_nodes[s];
+      if (has_c_[node]) add_host(reinterpret_cast<T*>(out->param_grads[s].bytes.data()), cp_[node], numel(node));
+    }
+    // Learning signal at the entry: g[p, off_m + j] = dL_window / d h_m^entry at (p, j).
+    for (size_t g = 0; g < on_.groups.size(); ++g) {
+      const ResolvedGroup& rg = on_.groups[g];
+      if (!rg.used) continue;
+      T* dst = on_g_[g].template as<T>();
+      const std::vector<GroupMember>& mem = on_.config.groups[g].members;
+      for (size_t m = 0; m < mem.size(); ++m) {
+        const size_t s = static_cast<size_t>(rg.member_slot[m]);
+        const int64_t w = mem[m].width;
+        const T* src = has_carry[s] ? carry + soff_[s] : nullptr;
+        for (int64_t p = 0; p < rg.P; ++p)
+          for (int64_t jj = 0; jj < w; ++jj) dst[p * rg.S + rg.member_off[m] + jj] = src ? src[p * w + jj] : T(0);
+      }
+    }
+    // contract(dL_window / dh^entry, eps^entry), then advance the traces through the window.
+    BT_RETURN_IF_ERROR(online_trace_step(false, true, trace_n_.load(), &out->param_grads));
+    for (int64_t j = 0; j < k; ++j) {
+      set_value_ptrs(block_at(j));
+      BT_RETURN_IF_ERROR(online_pieces());
+      BT_RETURN_IF_ERROR(online_trace_step(true, false, 0, &out->param_grads));
+      trace_n_ = trace_n_.load() + 1;
+    }
+    for (size_t s = 0; s < ns; ++s)
+      std::memcpy(cur + soff_[s], new_state_ptr(s, block_at(k - 1)), nbytes(plan_.state_nodes[s]));
+  }
+  for (size_t s = 0; s < ns; ++s)
+    std::memcpy(state_store_[s].as<T>(), cur + soff_[s], nbytes(plan_.state_nodes[s]));
   return Status::Ok();
 }
 

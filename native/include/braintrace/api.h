@@ -134,6 +134,10 @@ struct EvalArgs {
   std::vector<int32_t> fetch_values;
   // With a VJP: the complete cotangent of these nodes (all same-step consumers summed).
   std::vector<int32_t> fetch_cotangents;
+  // With a VJP: the reverse sweep does not propagate through these nodes (their own
+  // cotangent is still accumulated and can be fetched). Used for the learning signal
+  // with the other hidden states' new values held fixed.
+  std::vector<int32_t> stop_cotangents;
   // Per-position Jacobians at this step (independent of the JVP tangents above).
   std::vector<JacobianRequest> jacobians;
 };
