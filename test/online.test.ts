@@ -373,8 +373,12 @@ describe('learner behaviour', () => {
       }
     }
     const exact = await learner.etraceGrad(d.xs, ys3, { loss: custom });
+    // BPTT's own mask gives the same gradients
+    learner.setStates(d.h0);
+    const bpttMasked = await learner.etraceGrad(d.xs, d.ys, { loss: 'mse', mask: [0, 0, 0, 1, 1, 1] });
     learner.dispose();
     expect(relErr(masked, exact.grads)).toBeLessThan(1e-9);
+    expect(relErr(bpttMasked.grads, exact.grads)).toBeLessThan(1e-12);
   });
 
   test('trace memory does not grow with T (native allocation counters)', async () => {

@@ -16,7 +16,7 @@ import type { DType } from '../graph/ir';
 import { ArgumentError, ShapeError, fmtShape } from '../runtime/errors';
 import { loadBinding, wrapNativeError } from '../runtime/native';
 import { checkDType, checkShape, cloneHost, isHostTensor, numel, tensor, toDType, type HostTensor, type TensorLike } from '../tensor';
-import { lossCacheKey, prepareTargets, resolveLoss, type Loss, type Reduction } from './losses';
+import { lossCacheKey, lossScaleOf, prepareTargets, resolveLoss, type Loss, type Reduction } from './losses';
 
 /** Options of {@link compile} shared by every algorithm. */
 export interface CompileOptions {
@@ -34,8 +34,10 @@ export interface CompileOptions {
 export interface GradOptions {
   /** Per-step loss: 'mse' | 'sumSquares' | 'crossEntropy' or a traced function (default 'mse'). */
   loss?: Loss;
-  /** Per-step losses summed over time ('sum', default) or averaged over the T steps ('mean'). */
+  /** Per-step losses summed over time ('sum', default) or averaged over the (masked) steps ('mean'). */
   reduction?: Reduction;
+  /** Per-step weights of the loss, length T (0 drops a step's loss); the model still advances. */
+  mask?: ArrayLike<number>;
 }
 
 /** Result of {@link Learner.etraceGrad}. */
@@ -228,10 +230,6 @@ export abstract class Learner {
     this.checkUsable('etraceGrad');
     const loss = options.loss ?? 'mse';
     const fn = resolveLoss(loss);
-    const reduction = options.reduction ?? 'sum';
-    if (reduction !== 'sum' && reduction !== 'mean') {
-      throw new ArgumentError(`etraceGrad: reduction must be 'sum' or 'mean'; got ${JSON.stringify(reduction)}`);
-    }
     const x = this.asSequence('xs', xs);
     const steps = x.shape[0];
     const yRaw = isHostTensor(ys) ? toDType(ys, this.dtype) : tensor(ys, undefined, this.dtype);
@@ -241,7 +239,7 @@ export abstract class Learner {
     }
     const targetShape = y.shape.slice(2);
     const entry = this.session(lossCacheKey(loss, targetShape), () => this.trace({ fn, targetShape }));
-    const lossScale = new Float64Array(steps).fill(reduction === 'mean' ? 1 / steps : 1);
+    const lossScale = lossScaleOf(steps, options.mask, options.reduction ?? 'sum', 'etraceGrad');
     const res = await this.runExclusive(entry, () =>
       entry.session.runSequenceAsync({ steps, inputs: [x.data, y.data], lossScale, computeGrads: true }),
     );

@@ -121,3 +121,30 @@ export function lossCacheKey(loss: Loss, targetShape: readonly number[]): string
   }
   return `${name}|${targetShape.join(',')}`;
 }
+
+/**
+ * Per-step weights of the objective Σ_t w_t · loss_t: `mask[t]` (default 1; 0 drops a
+ * step's loss), divided by the (masked) number of steps, at least 1, for 'mean'.
+ * @throws ShapeError when the mask does not have T entries; ArgumentError for a
+ *   negative or non-finite entry or an unknown reduction.
+ */
+export function lossScaleOf(steps: number, mask: ArrayLike<number> | undefined, reduction: Reduction, what: string): Float64Array {
+  if (reduction !== 'sum' && reduction !== 'mean') {
+    throw new ArgumentError(`${what}: reduction must be 'sum' or 'mean'; got ${JSON.stringify(reduction)}`);
+  }
+  const scale = new Float64Array(steps).fill(1);
+  if (mask !== undefined) {
+    if (mask.length !== steps) throw new ShapeError(`${what}: mask must have T = ${steps} entries; got ${mask.length}`);
+    for (let t = 0; t < steps; t++) {
+      if (!Number.isFinite(mask[t]) || mask[t] < 0) {
+        throw new ArgumentError(`${what}: mask[${t}] must be a finite number >= 0; got ${mask[t]}`);
+      }
+      scale[t] = mask[t];
+    }
+  }
+  if (reduction === 'mean') {
+    const div = Math.max(scale.reduce((s, v) => s + v, 0), 1);
+    for (let t = 0; t < steps; t++) scale[t] /= div;
+  }
+  return scale;
+}

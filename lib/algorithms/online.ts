@@ -13,7 +13,7 @@ import type { VjpMethod } from '../executor/executor';
 import { ArgumentError, NotSupportedError, ShapeError, fmtShape } from '../runtime/errors';
 import { isHostTensor, tensor, toDType, type HostTensor, type TensorLike } from '../tensor';
 import { Learner, type CompileOptions, type GradOptions, type GradResult, type SessionEntry } from './learner';
-import { lossCacheKey, prepareTargets, resolveLoss } from './losses';
+import { lossCacheKey, lossScaleOf, prepareTargets, resolveLoss } from './losses';
 
 /** Options of the online algorithms (in `bt.compile(model, Algorithm, options)`). */
 export interface OnlineOptions extends CompileOptions {
@@ -27,8 +27,6 @@ export interface OnlineOptions extends CompileOptions {
 
 /** Options of {@link OnlineLearner.etraceGrad}. */
 export interface OnlineGradOptions extends GradOptions {
-  /** Per-step weights of the loss, length T (0 masks a step); the model and traces still advance. */
-  mask?: ArrayLike<number>;
   /** 1 (default): step by step. k >= 2: windows of k steps (needs vjpMethod 'multi-step', T % k == 0). */
   chunkSize?: number;
 }
@@ -132,10 +130,6 @@ export abstract class OnlineLearner extends Learner {
     this.checkUsable('etraceGrad');
     const loss = options.loss ?? 'mse';
     const fn = resolveLoss(loss);
-    const reduction = options.reduction ?? 'sum';
-    if (reduction !== 'sum' && reduction !== 'mean') {
-      throw new ArgumentError(`etraceGrad: reduction must be 'sum' or 'mean'; got ${JSON.stringify(reduction)}`);
-    }
     const x = this.asSequence('xs', xs);
     const steps = x.shape[0];
     const chunk = this.chunkOf(options.chunkSize, steps, true);
@@ -144,24 +138,7 @@ export abstract class OnlineLearner extends Learner {
     if (y.shape[1] !== this.batchSize) {
       throw new ShapeError(`ys: expected batch size ${this.batchSize} on axis 1; got shape ${fmtShape(y.shape)}`);
     }
-    const lossScale = new Float64Array(steps).fill(1);
-    if (options.mask !== undefined) {
-      const mask = options.mask;
-      if (mask.length !== steps) {
-        throw new ShapeError(`etraceGrad: mask must have T = ${steps} entries; got ${mask.length}`);
-      }
-      for (let t = 0; t < steps; t++) {
-        if (!Number.isFinite(mask[t]) || mask[t] < 0) {
-          throw new ArgumentError(`etraceGrad: mask[${t}] must be a finite number >= 0; got ${mask[t]}`);
-        }
-        lossScale[t] = mask[t];
-      }
-    }
-    if (reduction === 'mean') {
-      const total = lossScale.reduce((s, v) => s + v, 0);
-      const div = Math.max(total, 1);
-      for (let t = 0; t < steps; t++) lossScale[t] /= div;
-    }
+    const lossScale = lossScaleOf(steps, options.mask, options.reduction ?? 'sum', 'etraceGrad');
     const targetShape = y.shape.slice(2);
     const entry = this.session(lossCacheKey(loss, targetShape), () => this.trace({ fn, targetShape }));
     const res = await this.runExclusive(entry, () =>
