@@ -86,3 +86,4 @@ export {
   type EvolveOptions,
   type PpPropOptions,
 } from './algorithms/online';
+export * as nn from './nn/index';
