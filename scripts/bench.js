@@ -166,15 +166,49 @@ async function main() {
       }
     }
   }
+  const binding = loadBinding();
   const copy = copyBandwidth(64 << 20);
+  const gbs = (bytes, seconds) => bytes / seconds / 1e9;
+  // Native copies on the thread pool: 64 MiB (out of cache, STREAM's rule) and the size of
+  // the trace (16 MiB, which may stay in a large last-level cache, as the trace does).
+  const nCopy = binding.benchmarkCopy(64 << 20, 20);
+  const nCopyTrace = binding.benchmarkCopy(16 << 20, 50);
+  const nativeCopy = gbs(nCopy.bytesMoved, nCopy.secondsPerRep);
+  const nativeCopyTrace = gbs(nCopyTrace.bytesMoved, nCopyTrace.secondsPerRep);
+  const kern = binding.benchmarkTraceStep({ batch: 64, inputs: 256, outputs: 256, states: 1, dtype: 'float32', reps: 50 });
+  const kernel = gbs(kern.bytesMoved, kern.secondsPerStep);
   const trace = await traceBandwidth();
-  console.log(`STREAM-like copy: ${copy.toFixed(1)} GB/s`);
+  const pct = (a, b) => `${((100 * a) / b).toFixed(0)}%`;
+  console.log(`STREAM-like copy (JS TypedArray.set, 64 MiB, 1 thread): ${copy.toFixed(1)} GB/s`);
   console.log(
-    `D_RTRL trace step (B 64, I = O = 256, float32, ${(trace.traceBytes / 2 ** 20).toFixed(0)} MiB trace): ` +
-      `${(trace.secondsPerStep * 1e3).toFixed(3)} ms/step, ${trace.gbPerSecond.toFixed(1)} GB/s ` +
-      `(${((100 * trace.gbPerSecond) / copy).toFixed(0)}% of the copy)`,
+    `STREAM-like copy (native, ${info.threads} threads): 64 MiB ${nativeCopy.toFixed(1)} GB/s, ` +
+      `16 MiB ${nativeCopyTrace.toFixed(1)} GB/s`,
   );
-  const out = { date: new Date().toISOString(), info, B, input: IN, hidden: H, rows, copyGBs: copy, traceStep: trace };
+  console.log(
+    `D_RTRL trace kernel (benchmarkTraceStep, B 64, I = O = 256, S 1, float32, 16 MiB trace): ` +
+      `${(kern.secondsPerStep * 1e3).toFixed(3)} ms/step, ${kernel.toFixed(1)} GB/s = ` +
+      `${pct(kernel, nativeCopy)} of the native 64 MiB copy, ${pct(kernel, nativeCopyTrace)} of the native 16 MiB copy, ` +
+      `${pct(kernel, copy)} of the JS copy`,
+  );
+  console.log(
+    `D_RTRL full online step (etraceGrad, same model, ${(trace.traceBytes / 2 ** 20).toFixed(0)} MiB trace): ` +
+      `${(trace.secondsPerStep * 1e3).toFixed(3)} ms/step, ${trace.gbPerSecond.toFixed(1)} GB/s of trace traffic ` +
+      `(${pct(trace.gbPerSecond, copy)} of the JS copy, ${pct(trace.gbPerSecond, nativeCopy)} of the native 64 MiB copy)`,
+  );
+  const out = {
+    date: new Date().toISOString(),
+    info,
+    B,
+    input: IN,
+    hidden: H,
+    rows,
+    copyGBs: copy,
+    nativeCopyGBs: nativeCopy,
+    nativeCopyTraceSizeGBs: nativeCopyTrace,
+    traceKernel: { secondsPerStep: kern.secondsPerStep, bytesMoved: kern.bytesMoved, gbPerSecond: kernel },
+    traceKernelRatio: kernel / nativeCopy,
+    traceStep: trace,
+  };
   fs.mkdirSync(path.join(__dirname, '..', 'bench-results'), { recursive: true });
   fs.writeFileSync(path.join(__dirname, '..', 'bench-results', 'bench.json'), JSON.stringify(out, null, 2));
   console.log('wrote bench-results/bench.json');

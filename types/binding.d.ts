@@ -282,4 +282,38 @@ export interface NativeBinding {
   resetPeakMemory(): void;
   /** Validates and loads a plan; `preference` picks the backend like `info`. */
   createSession(code: Int32Array, fattr: Float64Array, preference?: string): NativeSession;
+  /**
+   * STREAM-like copy benchmark: copies `bytes` bytes between two native buffers, split in
+   * contiguous chunks over the native thread pool (the same `parallel_for` the kernels
+   * use), `reps` times after one warm-up copy. Returns the best time of one copy and the
+   * bytes it moves (`2 * bytes`: read + write), so the bandwidth is
+   * `bytesMoved / secondsPerRep`. Runs synchronously on the calling thread.
+   *
+   * `bytes`: integer in [1, 2^53 - 1]; `reps`: integer in [1, 1e6]. A non-number throws
+   * TypeError, an out-of-range value RangeError (naming the argument). Buffers that cannot
+   * be allocated, or that together exceed half the physical memory, throw an Error with
+   * code ERR_BRAINTRACE_OUT_OF_MEMORY.
+   */
+  benchmarkCopy(bytes: number, reps: number): { secondsPerRep: number; bytesMoved: number };
+  /**
+   * Times the fused dense D_RTRL trace step (eps <- D eps + x (x) df, then
+   * dW += sum_b sum_a g eps with the new trace; the kernel `runOnline` uses on the CPU) on
+   * synthetic D (B, O, S, S), df (B, O, S), x (B, I), g (B, O, S) and trace (B, I, O, S).
+   * Returns the best of `reps` steps (after one warm-up step) and the trace bytes a step
+   * moves, `2 * B*I*O*S * sizeof(dtype)` (read once, written once; the small D, df, x, g
+   * and dW are not counted). Runs synchronously on the calling thread.
+   *
+   * `batch` (B), `inputs` (I), `outputs` (O), `states` (S): integers >= 1; `dtype`:
+   * 'float32' | 'float64'; `reps`: integer in [1, 1e6]. Wrong types throw TypeError,
+   * out-of-range values RangeError (naming the field, e.g. `opts.batch`); sizes that cannot
+   * be allocated or exceed half the physical memory throw ERR_BRAINTRACE_OUT_OF_MEMORY.
+   */
+  benchmarkTraceStep(opts: {
+    batch: number;
+    inputs: number;
+    outputs: number;
+    states: number;
+    dtype: 'float32' | 'float64';
+    reps: number;
+  }): { secondsPerStep: number; bytesMoved: number };
 }

@@ -1,6 +1,10 @@
 // Module entry of the braintrace addon: info, opNames, memoryStats,
-// resetPeakMemory, createSession (see types/binding.d.ts for the contract).
+// resetPeakMemory, createSession, benchmarkCopy, benchmarkTraceStep (see
+// types/binding.d.ts for the contract).
+#include <cmath>
+
 #include "binding/binding.h"
+#include "core/bench.h"
 
 namespace btnode {
 
@@ -12,6 +16,8 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
                            InstanceMethod("memoryStats", &Addon::MemoryStats),
                            InstanceMethod("resetPeakMemory", &Addon::ResetPeakMemory),
                            InstanceMethod("createSession", &Addon::CreateSession),
+                           InstanceMethod("benchmarkCopy", &Addon::BenchmarkCopy),
+                           InstanceMethod("benchmarkTraceStep", &Addon::BenchmarkTraceStep),
                        });
 }
 
@@ -88,6 +94,69 @@ Napi::Value Addon::CreateSession(const Napi::CallbackInfo& info) {
     }
     pending_session.reset();
     return obj;
+  });
+}
+
+namespace {
+
+// Largest integer a benchmark argument may take (Number.MAX_SAFE_INTEGER).
+constexpr double kMaxSafeInteger = 9007199254740991.0;
+
+// A positive integer in [1, max]: not a number TypeError, otherwise RangeError.
+int64_t CheckPositiveInteger(Napi::Env env, const Napi::Value& v, const std::string& name, double max) {
+  const std::string want = "an integer in [1, " + std::to_string(static_cast<int64_t>(max)) + "]";
+  if (!v.IsNumber()) throw Napi::TypeError::New(env, name + " must be " + want + " (got " + Describe(v) + ")");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 1) || d > max || std::floor(d) != d)
+    throw Napi::RangeError::New(env, name + " must be " + want + " (got " + Describe(v) + ")");
+  return static_cast<int64_t>(d);
+}
+
+constexpr double kMaxReps = 1e6;
+
+}  // namespace
+
+Napi::Value Addon::BenchmarkCopy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    const int64_t bytes = CheckPositiveInteger(env, info[0], "bytes", kMaxSafeInteger);
+    const int64_t reps = CheckPositiveInteger(env, info[1], "reps", kMaxReps);
+    bt::CopyBenchResult r;
+    ThrowIfError(env, bt::benchmark_copy(bytes, reps, &r));
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("secondsPerRep", Napi::Number::New(env, r.seconds_per_rep));
+    o.Set("bytesMoved", Napi::Number::New(env, r.bytes_moved));
+    return o;
+  });
+}
+
+Napi::Value Addon::BenchmarkTraceStep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    const Napi::Value ov = info[0];
+    if (!ov.IsObject() || ov.IsArray() || ov.IsFunction() || ov.IsTypedArray())
+      throw Napi::TypeError::New(env, "opts must be an object { batch, inputs, outputs, states, dtype, reps } (got " +
+                                          Describe(ov) + ")");
+    Napi::Object o = ov.As<Napi::Object>();
+    bt::TraceBenchArgs a;
+    a.batch = CheckPositiveInteger(env, o.Get("batch"), "opts.batch", kMaxSafeInteger);
+    a.inputs = CheckPositiveInteger(env, o.Get("inputs"), "opts.inputs", kMaxSafeInteger);
+    a.outputs = CheckPositiveInteger(env, o.Get("outputs"), "opts.outputs", kMaxSafeInteger);
+    a.states = CheckPositiveInteger(env, o.Get("states"), "opts.states", kMaxSafeInteger);
+    const Napi::Value dt = o.Get("dtype");
+    if (!dt.IsString())
+      throw Napi::TypeError::New(env, "opts.dtype must be 'float32' or 'float64' (got " + Describe(dt) + ")");
+    const std::string dts = dt.As<Napi::String>().Utf8Value();
+    if (dts == "float32") a.dtype = bt::DType::F32;
+    else if (dts == "float64") a.dtype = bt::DType::F64;
+    else throw Napi::RangeError::New(env, "opts.dtype must be 'float32' or 'float64' (got \"" + dts + "\")");
+    a.reps = CheckPositiveInteger(env, o.Get("reps"), "opts.reps", kMaxReps);
+    bt::TraceBenchResult r;
+    ThrowIfError(env, bt::benchmark_trace_step(a, &r));
+    Napi::Object res = Napi::Object::New(env);
+    res.Set("secondsPerStep", Napi::Number::New(env, r.seconds_per_step));
+    res.Set("bytesMoved", Napi::Number::New(env, r.bytes_moved));
+    return res;
   });
 }
 

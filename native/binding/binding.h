@@ -212,6 +212,8 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value MemoryStats(const Napi::CallbackInfo& info);
   Napi::Value ResetPeakMemory(const Napi::CallbackInfo& info);
   Napi::Value CreateSession(const Napi::CallbackInfo& info);
+  Napi::Value BenchmarkCopy(const Napi::CallbackInfo& info);
+  Napi::Value BenchmarkTraceStep(const Napi::CallbackInfo& info);
 };
 
 }  // namespace btnode

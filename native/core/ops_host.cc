@@ -164,7 +164,8 @@ void HostOps<T>::forward(const Plan& p, int id, const std::vector<T*>& v) {
     case OpCode::Transpose:
     case OpCode::Slice:
     case OpCode::Concat: {
-      std::vector<const T*> x(n.inputs.size());
+      thread_local std::vector<const T*> x;  // grown once: no allocation per step
+      x.resize(n.inputs.size());
       for (size_t k = 0; k < x.size(); ++k) x[k] = v[n.inputs[k]];
       layout_apply(p, n, x, y);
       return;
@@ -219,7 +220,8 @@ void HostOps<T>::jvp(const Plan& p, int id, const std::vector<T*>& v, const std:
     case OpCode::Transpose:
     case OpCode::Slice:
     case OpCode::Concat: {
-      std::vector<const T*> x(n.inputs.size());
+      thread_local std::vector<const T*> x;  // grown once: no allocation per step
+      x.resize(n.inputs.size());
       for (size_t k = 0; k < x.size(); ++k) x[k] = t[n.inputs[k]];
       layout_apply(p, n, x, dy);
       return;

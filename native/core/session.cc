@@ -417,6 +417,12 @@ class SessionImpl final : public Session {
   std::vector<char> vstop_;        // per node: a group member's new value (online_vjp stops there)
   bool vstop_active_ = false;      // vjp_node honours vstop_ only while set
   bool nt_through_h_ = false;      // a non-temporal param reaches a member's new value
+  // online_vjp's want_ masks (configure_online): the stopped sweep needs cotangents only on
+  // nodes that depend on a member's new value or on a non-temporal param (the learning
+  // signal and the instantaneous gradients); the unstopped one only on nodes that depend on
+  // a non-temporal param. Relation weights (and inputs, old states) get none: no dW GEMM.
+  std::vector<char> want_on_stop_, want_on_nt_;
+  std::vector<int64_t> jac_off_;   // jacobian(): member offsets (no allocation per step)
   std::vector<std::vector<DeviceBuffer>> on_df_;
   DeviceBuffer on_q_, on_state_, on_carry_;
 };
@@ -502,7 +508,8 @@ Status SessionImpl<T>::jacobian(const JacobianRequest& r, T* dst) {
   for (int i = 0; i < n_; ++i) tp_[i] = tan_.as<T>() + aoff_[i];
   const int64_t P = r.positions;
   const size_t nm = r.members.size();
-  std::vector<int64_t> off(nm, 0);
+  std::vector<int64_t>& off = jac_off_;  // kept between calls: no allocation per step
+  off.assign(nm, 0);
   int64_t S = 0;
   int end = 0;
   for (size_t m = 0; m < nm; ++m) {
@@ -966,18 +973,25 @@ Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
   for (const OnlineGroup& g : r.config.groups)
     for (const GroupMember& m : g.members) stop[m.new_node] = 1;
   bool nt_through = false;
-  {
-    std::vector<char> from_nt(n_, 0);
-    for (size_t sl = 0; sl < plan_.param_nodes.size(); ++sl)
-      if (r.non_temporal[sl]) from_nt[plan_.param_nodes[sl]] = 1;
-    for (int i = 0; i < n_; ++i) {
-      for (int j : plan_.nodes[i].inputs) from_nt[i] = from_nt[i] || from_nt[j];
-      if (stop[i] && from_nt[i]) nt_through = true;
-    }
+  std::vector<char> from_nt(n_, 0), want_stop(n_, 0);
+  for (size_t sl = 0; sl < plan_.param_nodes.size(); ++sl)
+    if (r.non_temporal[sl]) from_nt[plan_.param_nodes[sl]] = 1;
+  for (int i = 0; i < n_; ++i) {
+    for (int j : plan_.nodes[i].inputs) from_nt[i] = from_nt[i] || from_nt[j];
+    if (stop[i] && from_nt[i]) nt_through = true;
+  }
+  for (int i = 0; i < n_; ++i) {
+    want_stop[i] = (stop[i] || from_nt[i]) ? 1 : 0;
+    for (int j : plan_.nodes[i].inputs) want_stop[i] = want_stop[i] || want_stop[j];
+    // The sweeps only ever propagate through nodes that depend on a Param or State.
+    want_stop[i] = want_stop[i] && dep_ps_[i];
+    from_nt[i] = from_nt[i] && dep_ps_[i];
   }
 
   vstop_ = std::move(stop);
   nt_through_h_ = nt_through;
+  want_on_stop_ = std::move(want_stop);
+  want_on_nt_ = std::move(from_nt);
   on_ = std::move(r);
   traces_ = std::move(traces);
   on_D_ = std::move(dbuf);
@@ -1077,7 +1091,7 @@ Status SessionImpl<T>::online_vjp(double scale, std::vector<Buffer>* grads) {
     BT_RETURN_IF_ERROR(sync());
     for (int i = 0; i < n_; ++i) cp_[i] = ct_.as<T>() + aoff_[i];
     has_c_.assign(n_, 0);
-    want_ = dep_ps_;
+    want_ = stop ? want_on_stop_ : want_on_nt_;  // same size: copies, no allocation
     if (loss_node >= 0 && want_[loss_node]) {
       T* c = nullptr;
       BT_RETURN_IF_ERROR(ctw(loss_node, &c));

@@ -16,18 +16,25 @@ void gemm(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* C) {
     return;
   }
   // Prefer whole row blocks (each packs op(B) once per block); with fewer rows than
-  // about 4 per thread, split columns instead.
+  // about 4 per thread, split columns instead. The lambdas capture one pointer (to `job`),
+  // so std::function stores them inline: no allocation per product.
+  struct Job {
+    const GemmDims* d;
+    T alpha, beta;
+    const T* A;
+    const T* B;
+    T* C;
+  } job{&d, alpha, beta, A, B, C};
+  const Job* j = &job;
   if (d.M >= int64_t(threads) * 8) {
-    const int64_t rows = 8;  // rows per grain; parallel_for groups grains into chunks
-    const int64_t blocks = (d.M + rows - 1) / rows;
-    parallel_for(blocks, 1, [&](int64_t b, int64_t e) {
-      gemm_tile(d, alpha, A, B, beta, C, b * rows, std::min(d.M, e * rows), 0, d.N);
+    parallel_for((d.M + 7) / 8, 1, [j](int64_t b, int64_t e) {
+      const int64_t rows = 8;  // rows per grain; parallel_for groups grains into chunks
+      gemm_tile(*j->d, j->alpha, j->A, j->B, j->beta, j->C, b * rows, std::min(j->d->M, e * rows), 0, j->d->N);
     });
   } else {
-    const int64_t cols = 64;
-    const int64_t blocks = (d.N + cols - 1) / cols;
-    parallel_for(blocks, 1, [&](int64_t b, int64_t e) {
-      gemm_tile(d, alpha, A, B, beta, C, 0, d.M, b * cols, std::min(d.N, e * cols));
+    parallel_for((d.N + 63) / 64, 1, [j](int64_t b, int64_t e) {
+      const int64_t cols = 64;
+      gemm_tile(*j->d, j->alpha, j->A, j->B, j->beta, j->C, 0, j->d->M, b * cols, std::min(j->d->N, e * cols));
     });
   }
 }

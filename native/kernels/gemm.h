@@ -51,7 +51,10 @@ void gemm_tile(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* C,
 
   const int64_t nc_max = std::min<int64_t>(kNC, n1 - n0);
   const int64_t kc_max = std::min<int64_t>(kKC, d.K);
-  std::vector<T> packed(static_cast<size_t>(nc_max * kc_max));
+  // Per-thread packing buffer, grown once (at most kKC * kNC values): no allocation per
+  // product in steady state.
+  thread_local std::vector<T> packed;
+  if (packed.size() < static_cast<size_t>(nc_max * kc_max)) packed.resize(static_cast<size_t>(nc_max * kc_max));
   T* __restrict bp = packed.data();
 
   auto a_at = [&](int64_t i, int64_t k) -> T {

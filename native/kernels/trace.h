@@ -67,62 +67,78 @@ BT_HD void trace_position_update(int64_t S, const T* Dk, const T* dfk, T alpha, 
   for (int64_t a = 0; a < S; ++a) row[a] = tmp[a];
 }
 
-// Dense D_RTRL, one row i of the weight (every b, k, a):
+// Dense D_RTRL, one trace segment: batch row b, weight row i (all k, a), the single body
+// of the dense update + contraction:
 //   eps[b,i,k,a] <- sum_c D[b,k,a,c] eps[b,i,k,c] + x[b,i] df[b,k,a]
-//   dW[i,k]      += sum_b sum_a g[b,k,a] eps[b,i,k,a]       (new eps)
-// The trace row eps[b, i, :, :] is read once and written once.
+//   dW[i,k]      += sum_a g[b,k,a] eps[b,i,k,a]            (new eps)
+// The segment eps[b, i, :, :] (O*S contiguous values) is read once and written once; a
+// driver owns dW row i while it runs segments of that row (no atomics). `tmp` holds S
+// values (S >= 2 only).
+namespace trace_detail {
+
+// S == 1: contiguous, branch-free inner loops the compiler vectorises (the flags are
+// compile-time, the pointers restrict-qualified: e, dw are written, everything else read).
+template <typename T, bool kD, bool kG>
+BT_HD void dense_s1_update(int64_t O, T* __restrict e, const T* __restrict D, const T* __restrict df, T xi,
+                           const T* __restrict g, T* __restrict dw) {
+  for (int64_t k = 0; k < O; ++k) {
+    const T v = kD ? D[k] * e[k] + xi * df[k] : xi * df[k];
+    e[k] = v;
+    if (kG) dw[k] += g[k] * v;
+  }
+}
+
 template <typename T>
-BT_HD void drtrl_dense_row(const DenseTraceTask<T>& t, int64_t i, T* tmp) {
+BT_HD void dense_s1_contract(int64_t O, const T* __restrict e, const T* __restrict g, T* __restrict dw) {
+  for (int64_t k = 0; k < O; ++k) dw[k] += g[k] * e[k];
+}
+
+}  // namespace trace_detail
+
+template <typename T>
+BT_HD void drtrl_dense_segment(const DenseTraceTask<T>& t, int64_t b, int64_t i, T* tmp) {
   const int64_t O = t.O, S = t.S, OS = t.O * t.S;
+  T* e = t.eps + (b * t.I + i) * OS;
+  const T* gb = t.g ? t.g + b * OS : nullptr;
   T* dWi = t.g ? t.dW + i * O : nullptr;
-  for (int64_t b = 0; b < t.B; ++b) {
-    T* e = t.eps + (b * t.I + i) * OS;
-    const T* gb = t.g ? t.g + b * OS : nullptr;
-    if (S == 1) {
-      // The common case (one state per position): a broadcast multiply-add that vectorises.
-      if (t.update) {
-        const T xi = t.x[b * t.I + i];
-        const T* dfb = t.df + b * O;
-        if (t.D) {
-          const T* Db = t.D + b * O;
-          if (gb) {
-            for (int64_t k = 0; k < O; ++k) {
-              const T v = Db[k] * e[k] + xi * dfb[k];
-              e[k] = v;
-              dWi[k] += gb[k] * v;
-            }
-          } else {
-            for (int64_t k = 0; k < O; ++k) e[k] = Db[k] * e[k] + xi * dfb[k];
-          }
-        } else {
-          if (gb) {
-            for (int64_t k = 0; k < O; ++k) {
-              const T v = xi * dfb[k];
-              e[k] = v;
-              dWi[k] += gb[k] * v;
-            }
-          } else {
-            for (int64_t k = 0; k < O; ++k) e[k] = xi * dfb[k];
-          }
-        }
-      } else if (gb) {
-        for (int64_t k = 0; k < O; ++k) dWi[k] += gb[k] * e[k];
-      }
-      continue;
+  if (S == 1) {
+    if (!t.update) {
+      if (gb) trace_detail::dense_s1_contract(O, e, gb, dWi);
+      return;
     }
-    const T xi = t.update ? t.x[b * t.I + i] : T(0);
-    for (int64_t k = 0; k < O; ++k) {
-      T* row = e + k * S;
-      if (t.update)
-        trace_position_update(S, t.D ? t.D + ((b * O + k) * S) * S : nullptr, t.df + (b * O + k) * S, T(1), xi,
-                              row, tmp);
-      if (gb) {
-        T acc = T(0);
-        for (int64_t a = 0; a < S; ++a) acc += gb[k * S + a] * row[a];
-        dWi[k] += acc;
-      }
+    const T xi = t.x[b * t.I + i];
+    const T* dfb = t.df + b * O;
+    if (t.D) {
+      const T* Db = t.D + b * O;
+      if (gb) trace_detail::dense_s1_update<T, true, true>(O, e, Db, dfb, xi, gb, dWi);
+      else trace_detail::dense_s1_update<T, true, false>(O, e, Db, dfb, xi, gb, dWi);
+    } else {
+      if (gb) trace_detail::dense_s1_update<T, false, true>(O, e, nullptr, dfb, xi, gb, dWi);
+      else trace_detail::dense_s1_update<T, false, false>(O, e, nullptr, dfb, xi, gb, dWi);
+    }
+    return;
+  }
+  const T xi = t.update ? t.x[b * t.I + i] : T(0);
+  for (int64_t k = 0; k < O; ++k) {
+    T* row = e + k * S;
+    if (t.update)
+      trace_position_update(S, t.D ? t.D + ((b * O + k) * S) * S : nullptr, t.df + (b * O + k) * S, T(1), xi, row,
+                            tmp);
+    if (gb) {
+      T acc = T(0);
+      for (int64_t a = 0; a < S; ++a) acc += gb[k * S + a] * row[a];
+      dWi[k] += acc;
     }
   }
+}
+
+// Dense D_RTRL, one row i of the weight (every b): the segments of row i in batch order.
+// A driver that gives each thread (or block) whole rows has one writer per dW element.
+// (The CPU driver walks rows [i0, i1) inside each b instead, which streams the trace in
+// contiguous runs; the result is the same, segment by segment.)
+template <typename T>
+BT_HD void drtrl_dense_row(const DenseTraceTask<T>& t, int64_t i, T* tmp) {
+  for (int64_t b = 0; b < t.B; ++b) drtrl_dense_segment(t, b, i, tmp);
 }
 
 // Vector trace, one output position k (every b, a): see VecTraceTask.
