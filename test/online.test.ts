@@ -316,6 +316,30 @@ describe('chunked windows (multi-step)', () => {
   });
 });
 
+/** Two stacked states: h1 (leaky, driven by x W1) feeds r (memoryless copy layer r = h1' W2) within the step. */
+class Stacked extends bt.Module {
+  w1 = new bt.ParamState(bt.init.normal(), [4, 4]);
+  w2 = new bt.ParamState(bt.init.normal(), [4, 3]);
+  ro = new bt.ParamState(bt.init.xavierNormal(), [3, 2]);
+  h1 = new bt.HiddenState([4]);
+  r = new bt.HiddenState([3]);
+  update(x: Tensor): Tensor {
+    this.h1.value = bt.add(bt.mul(this.h1.value, 0.5), bt.matmul(x, this.w1));
+    this.r.value = bt.tanh(bt.matmul(this.h1.value, this.w2));
+    return bt.matmul(this.r.value, this.ro.value);
+  }
+}
+
+describe('stacked layers: the signal runs through another group within the step', () => {
+  test('D_RTRL equals BPTT when the upper layer has no memory (T = 12)', async () => {
+    const make = () => new Stacked();
+    const d = data(make, 12, 80);
+    const g = await grads(make, DRTRL, d);
+    expect(Array.from(g.w1.data).some((v) => v !== 0)).toBe(true);
+    expect(relErr(g, await grads(make, BPTT, d))).toBeLessThan(1e-9);
+  });
+});
+
 describe('negative controls (GRU)', () => {
   test('D_RTRL and pp_prop differ from BPTT; D_RTRL stays aligned with it', async () => {
     const make = () => new GRU();

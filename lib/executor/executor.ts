@@ -69,9 +69,10 @@ export interface H2wH2hResult {
 export interface H2wH2hL2hResult extends H2wH2hResult {
   /**
    * Per group key: the learning signal, shape `(B, *varshape, S)`.
-   * Single-step: ∂L^t/∂h^t, every same-step consumer of h^t counted except the other
-   * hidden states' new values, which are held fixed (a state computed from another
-   * state of the same step reaches the loss through its own signal and its trace).
+   * Single-step: ∂L^t/∂h^t, every same-step consumer of h^t counted (readouts, other
+   * groups' updates) except the new values of the group's other members, which are held
+   * fixed (a member computed from another member of the same step reaches the loss through
+   * its own signal and the group's traces).
    * Multi-step: dL/dh at the window's entry (the state before its first step).
    */
   learningSignals: Record<string, HostTensor>;
@@ -297,32 +298,37 @@ export class ETraceVjpGraphExecutor {
       this.withLoss.set(key, c);
     }
     const lossEntry = this.lossEntryIndex(c);
-    const memberNodes = c.etg.groups.flatMap((g) => g.members.map((m) => m.newNode));
     if (!multi) {
-      const entries = c.session.outputEntries();
-      const cot = entries.map((_, i) => (i === lossEntry ? this.array([1]) : null));
-      const r = this.native(() =>
+      const base = this.native(() =>
         c!.session.evaluate({
           inputs: [...inputs, tgt.data as NativeArray],
           params: this.paramArrays(c!),
           states: this.stateArrays(c!),
           fetchValues: c!.xFetch.map((f) => f.node),
           jacobians: c!.requests,
-          outputCotangents: cot,
-          fetchCotangents: memberNodes,
-          stopCotangents: memberNodes,
         }),
       );
-      const base = this.assemble(c, r.outputs, r.fetchedValues ?? [], r.jacobians ?? [], null);
-      const cots = r.fetchedCotangents ?? [];
-      let k = 0;
+      const result = this.assemble(c, base.outputs, base.fetchedValues ?? [], base.jacobians ?? [], null);
+      // One reverse pass per group: the sweep stops at the group's own members' new values
+      // (they are held fixed), but runs through other groups' new values (stacked layers).
+      const cot = c.session.outputEntries().map((_, i) => (i === lossEntry ? this.array([1]) : null));
       const learningSignals: Record<string, HostTensor> = {};
       for (const g of c.etg.groups) {
-        const parts = g.members.map(() => cots[k++]);
-        learningSignals[g.key] = this.stackMembers(g, parts);
+        const members = g.members.map((m) => m.newNode);
+        const r = this.native(() =>
+          c!.session.evaluate({
+            inputs: [...inputs, tgt.data as NativeArray],
+            params: this.paramArrays(c!),
+            states: this.stateArrays(c!),
+            outputCotangents: cot,
+            fetchCotangents: members,
+            stopCotangents: members,
+          }),
+        );
+        learningSignals[g.key] = this.stackMembers(g, r.fetchedCotangents ?? []);
       }
-      const lossValue = Number(r.outputs[lossEntry][0]);
-      return { ...base, learningSignals, losses: Float64Array.of(lossValue) };
+      const lossValue = Number(base.outputs[lossEntry][0]);
+      return { ...result, learningSignals, losses: Float64Array.of(lossValue) };
     }
     this.pushStored(c);
     const lossScale = new Float64Array(steps).fill(reduction === 'mean' ? 1 / steps : 1);

@@ -415,6 +415,10 @@ class SessionImpl final : public Session {
   std::atomic<int64_t> trace_n_{0};
   std::vector<DeviceBuffer> on_D_, on_g_;
   std::vector<char> vstop_;        // per node: a group member's new value (online_vjp stops there)
+  // When a group's new value feeds another group's new value within the step (stacked
+  // layers), each group's signal needs its own sweep that stops only at its own members:
+  // group_stop_[g] is that stop set (empty when one sweep with all stops serves every group).
+  std::vector<std::vector<char>> group_stop_;
   bool vstop_active_ = false;      // vjp_node honours vstop_ only while set
   bool nt_through_h_ = false;      // a non-temporal param reaches a member's new value
   // online_vjp's want_ masks (configure_online): the stopped sweep needs cotangents only on
@@ -988,7 +992,36 @@ Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
     from_nt[i] = from_nt[i] && dep_ps_[i];
   }
 
+  // Does a member's new value of one group feed a member's new value of another group?
+  std::vector<int> group_of(n_, -1);
+  for (size_t g = 0; g < r.config.groups.size(); ++g)
+    for (const GroupMember& m : r.config.groups[g].members) group_of[m.new_node] = static_cast<int>(g);
+  bool cross = false;
+  {
+    // upstream[i]: bitset-free scan: for each node, the set of groups whose new values it depends on,
+    // kept as a small sorted vector (groups are few).
+    std::vector<std::vector<int>> up(n_);
+    for (int i = 0; i < n_ && !cross; ++i) {
+      for (int j : plan_.nodes[i].inputs) {
+        for (int gg : up[j])
+          if (std::find(up[i].begin(), up[i].end(), gg) == up[i].end()) up[i].push_back(gg);
+      }
+      if (group_of[i] >= 0) {
+        for (int gg : up[i])
+          if (gg != group_of[i]) cross = true;
+        if (std::find(up[i].begin(), up[i].end(), group_of[i]) == up[i].end()) up[i].push_back(group_of[i]);
+      }
+    }
+  }
+  std::vector<std::vector<char>> group_stop;
+  if (cross) {
+    group_stop.assign(r.config.groups.size(), std::vector<char>(n_, 0));
+    for (size_t g = 0; g < r.config.groups.size(); ++g)
+      for (const GroupMember& m : r.config.groups[g].members) group_stop[g][m.new_node] = 1;
+  }
+
   vstop_ = std::move(stop);
+  group_stop_ = std::move(group_stop);
   nt_through_h_ = nt_through;
   want_on_stop_ = std::move(want_stop);
   want_on_nt_ = std::move(from_nt);
@@ -1111,11 +1144,20 @@ Status SessionImpl<T>::online_vjp(double scale, std::vector<Buffer>* grads) {
         add_host(reinterpret_cast<T*>((*grads)[s].bytes.data()), cp_[node], numel(node));
     }
   };
-  BT_RETURN_IF_ERROR(sweep(true));
-  // g[p, off_m + j] = complete cotangent of member m's new value at (p, j).
+  // g[p, off_m + j] = cotangent of member m's new value at (p, j), with the new values of the
+  // group's other members held fixed (the sweep stops at them). One sweep serves all groups
+  // unless one group's new value feeds another's within the step; then one sweep per group.
+  const bool per_group = !group_stop_.empty();
+  if (!per_group) BT_RETURN_IF_ERROR(sweep(true));
   for (size_t g = 0; g < on_.groups.size(); ++g) {
     const ResolvedGroup& rg = on_.groups[g];
     if (!rg.used) continue;
+    if (per_group) {
+      std::swap(vstop_, group_stop_[g]);
+      const Status st = sweep(true);
+      std::swap(vstop_, group_stop_[g]);
+      BT_RETURN_IF_ERROR(st);
+    }
     T* dst = on_g_[g].template as<T>();
     const std::vector<GroupMember>& mem = on_.config.groups[g].members;
     for (size_t m = 0; m < mem.size(); ++m) {

@@ -29,10 +29,11 @@
 // Learning signal and timing (as the reference's single-step / multi-step VJP):
 //   chunk == 1 (single-step): at step t the trace is first updated with step t's
 //     (D, df, x); then g = dL^t / dh^t is contracted with the NEW trace, where g is
-//     the partial derivative with the new values of all hidden states held fixed
-//     (the reverse sweep stops at them): a state computed from another state of the
-//     same step (i' feeding v') reaches the loss through its own signal and through
-//     the total derivatives in the traces, so counting it in g too would double it. Parameters without a relation (readouts,
+//     the partial derivative with the new values of the group's other members held
+//     fixed (the reverse sweep stops at them; it does run through other groups' new
+//     values, e.g. a stacked layer): a member computed from another member of the same
+//     step (i' feeding v') reaches the loss through its own signal and through the
+//     total derivatives in the group's traces, so counting it in g too would double it. Parameters without a relation (readouts,
 //     weight-to-weight) get their exact instantaneous gradient dL^t/dtheta.
 //   chunk == k >= 2 (multi-step windows of k steps, T % k == 0): per window,
 //     every parameter gets the exact within-window gradient (reverse mode through
