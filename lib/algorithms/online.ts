@@ -175,6 +175,46 @@ export abstract class OnlineLearner extends Learner {
     return out;
   }
 
+  /**
+   * Replaces traces (any subset, by the names of {@link traces}, each of its shape) and,
+   * when given, the trace step counter (pp_prop's bias correction). For checkpoints.
+   * @throws ArgumentError for an unknown name, ShapeError for a wrong shape.
+   */
+  setTraces(values: Record<string, TensorLike>, steps?: number): void {
+    this.checkUsable('setTraces');
+    const entry = this.session('', () => this.step);
+    this.prepare(entry);
+    this.markOwner(entry);
+    const info = this.native(() => entry.session.traceInfo());
+    const byName = new Map(info.map((t, i) => [t.name, { ...t, index: i }] as const));
+    const staged: [number, NativeArray][] = [];
+    for (const [name, v] of Object.entries(values)) {
+      const t = byName.get(name);
+      if (t === undefined) {
+        throw new ArgumentError(`setTraces: unknown trace '${name}'; expected one of ${[...byName.keys()].join(', ')}`);
+      }
+      const h = isHostTensor(v) ? toDType(v, this.dtype) : tensor(v, t.shape, this.dtype);
+      if (h.shape.length !== t.shape.length || h.shape.some((d, i) => d !== t.shape[i])) {
+        throw new ShapeError(`setTraces: '${name}' expects shape ${fmtShape(t.shape)}; got ${fmtShape(h.shape)}`);
+      }
+      staged.push([t.index, h.data as NativeArray]);
+    }
+    if (steps !== undefined && (!Number.isSafeInteger(steps) || steps < 0)) {
+      throw new ArgumentError(`setTraces: steps must be an integer >= 0; got ${String(steps)}`);
+    }
+    for (const [i, d] of staged) this.native(() => entry.session.setTrace(i, d));
+    if (steps !== undefined) this.native(() => entry.session.setTraceSteps(steps));
+  }
+
+  /** Trace steps taken since the traces were last reset (pp_prop's n). */
+  traceSteps(): number {
+    this.checkUsable('traceSteps');
+    const entry = this.session('', () => this.step);
+    this.prepare(entry);
+    this.markOwner(entry);
+    return this.native(() => entry.session.traceSteps());
+  }
+
   protected override onCreate(entry: SessionEntry): void {
     const g = analyseEtraceGraph(entry.traced.graph, { batchSize: this.batchSize });
     const nodes = entry.traced.graph.nodes;
