@@ -1,3 +1,4 @@
+#include "core/status_util.h"
 #include "core/bench.h"
 
 #include <algorithm>
@@ -16,16 +17,10 @@
 #include <unistd.h>
 #endif
 
-#define BT_BENCH_RETURN_IF_ERROR(expr) \
-  do {                                 \
-    ::bt::Status _st = (expr);         \
-    if (!_st.ok()) return _st;         \
-  } while (0)
 
 namespace bt {
 namespace {
 
-Status invalid(const std::string& m) { return Status::Error(StatusCode::InvalidArgument, m); }
 
 // Physical memory in bytes, 0 when unknown.
 double physical_memory() {
@@ -99,14 +94,14 @@ Status trace_step(const TraceBenchArgs& a, TraceBenchResult* out) {
   const double n_eps = double(B) * double(I) * double(O) * double(S);
   const double n_small = double(B) * double(O) * double(S) * double(S) + 2.0 * double(B) * double(O) * double(S) +
                          double(B) * double(I) + double(I) * double(O);
-  BT_BENCH_RETURN_IF_ERROR(check_total((n_eps + n_small) * sizeof(T), "benchmarkTraceStep"));
+  BT_RETURN_IF_ERROR(check_total((n_eps + n_small) * sizeof(T), "benchmarkTraceStep"));
   HostBuf eps, D, df, x, g, dW;
-  BT_BENCH_RETURN_IF_ERROR(eps.allocate(sizeof(T) * size_t(B * I * O * S), "the benchmark trace"));
-  BT_BENCH_RETURN_IF_ERROR(D.allocate(sizeof(T) * size_t(B * O * S * S), "the benchmark D"));
-  BT_BENCH_RETURN_IF_ERROR(df.allocate(sizeof(T) * size_t(B * O * S), "the benchmark df"));
-  BT_BENCH_RETURN_IF_ERROR(x.allocate(sizeof(T) * size_t(B * I), "the benchmark x"));
-  BT_BENCH_RETURN_IF_ERROR(g.allocate(sizeof(T) * size_t(B * O * S), "the benchmark g"));
-  BT_BENCH_RETURN_IF_ERROR(dW.allocate(sizeof(T) * size_t(I * O), "the benchmark dW"));
+  BT_RETURN_IF_ERROR(eps.allocate(sizeof(T) * size_t(B * I * O * S), "the benchmark trace"));
+  BT_RETURN_IF_ERROR(D.allocate(sizeof(T) * size_t(B * O * S * S), "the benchmark D"));
+  BT_RETURN_IF_ERROR(df.allocate(sizeof(T) * size_t(B * O * S), "the benchmark df"));
+  BT_RETURN_IF_ERROR(x.allocate(sizeof(T) * size_t(B * I), "the benchmark x"));
+  BT_RETURN_IF_ERROR(g.allocate(sizeof(T) * size_t(B * O * S), "the benchmark g"));
+  BT_RETURN_IF_ERROR(dW.allocate(sizeof(T) * size_t(I * O), "the benchmark dW"));
   // Bounded values: D's rows sum to 0.9 / S (a contraction), so the trace stays finite and
   // normal however many steps run; every page is touched here, before timing.
   fill(eps.as<T>(), B * I * O * S, T(0.01));
@@ -151,10 +146,10 @@ Status benchmark_copy(int64_t bytes, int64_t reps, CopyBenchResult* out) {
   if (bytes < 1) return invalid("benchmark_copy: bytes must be >= 1, got " + std::to_string(bytes));
   if (reps < 1) return invalid("benchmark_copy: reps must be >= 1, got " + std::to_string(reps));
   return guarded("benchmark_copy", [&]() -> Status {
-    BT_BENCH_RETURN_IF_ERROR(check_total(2.0 * double(bytes), "benchmarkCopy"));
+    BT_RETURN_IF_ERROR(check_total(2.0 * double(bytes), "benchmarkCopy"));
     HostBuf src, dst;
-    BT_BENCH_RETURN_IF_ERROR(src.allocate(size_t(bytes), "the benchmark copy source"));
-    BT_BENCH_RETURN_IF_ERROR(dst.allocate(size_t(bytes), "the benchmark copy destination"));
+    BT_RETURN_IF_ERROR(src.allocate(size_t(bytes), "the benchmark copy source"));
+    BT_RETURN_IF_ERROR(dst.allocate(size_t(bytes), "the benchmark copy destination"));
     char* s = src.as<char>();
     char* d = dst.as<char>();
     // Work in 64-byte lines so chunk edges are cache-line aligned (no false sharing).

@@ -15,6 +15,7 @@
 #include <new>
 #include <string>
 
+#include "core/status_util.h"
 #include "braintrace/api.h"
 #include "core/device_buffer.h"
 #include "braintrace/online.h"
@@ -26,11 +27,6 @@
 #include "cpu/trace_cpu.h"
 #include "kernels/elementwise.h"
 
-#define BT_RETURN_IF_ERROR(expr)  \
-  do {                            \
-    ::bt::Status _st = (expr);    \
-    if (!_st.ok()) return _st;    \
-  } while (0)
 
 namespace bt {
 namespace {
@@ -39,7 +35,6 @@ bool is_leaf(OpCode op) {
   return op == OpCode::Input || op == OpCode::Param || op == OpCode::State || op == OpCode::Const;
 }
 
-Status invalid(const std::string& m) { return Status::Error(StatusCode::InvalidArgument, m); }
 
 class BusyGuard {
  public:
