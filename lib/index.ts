@@ -87,3 +87,27 @@ export {
   type PpPropOptions,
 } from './algorithms/online';
 export * as nn from './nn/index';
+export * as optim from './optim/index';
+export type { Optimizer } from './optim/index';
+export {
+  fit,
+  streamStep,
+  saveCheckpoint,
+  loadCheckpoint,
+  readCheckpoint,
+  restoreCheckpoint,
+  CheckpointError,
+  type FitBatch,
+  type FitData,
+  type FitOptions,
+  type FitProgress,
+  type FitResult,
+  type UpdateEvery,
+  type StreamStepOptions,
+  type StreamStepResult,
+  type Checkpoint,
+  type CheckpointErrorReason,
+  type SaveCheckpointOptions,
+  type RestoreCheckpointOptions,
+} from './train/index';
+export { load } from './train/load';

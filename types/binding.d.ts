@@ -272,6 +272,78 @@ export interface NativeSession {
   readonly disposed: boolean;
 }
 
+/** Kinds of {@link NativeBinding.createOptimizer}. */
+export type NativeOptimizerKind = 'sgd' | 'adam' | 'adamw' | 'rmsprop';
+
+/**
+ * Hyper-parameters of {@link NativeBinding.createOptimizer} (PyTorch semantics; a kind
+ * ignores the fields it does not use; unknown fields throw TypeError). Every number must
+ * be finite; the binding throws RangeError naming the field otherwise.
+ */
+export interface NativeOptimizerHyper {
+  /** SGD / RMSProp momentum μ >= 0 (default 0: no momentum buffer). */
+  momentum?: number;
+  /** SGD dampening in [0, 1] (default 0). */
+  dampening?: number;
+  /** L2 penalty >= 0 added to the gradient (SGD, Adam, RMSProp) or decoupled decay p -= lr·wd·p (AdamW). Default 0. */
+  weightDecay?: number;
+  /** SGD Nesterov momentum (requires momentum > 0 and dampening 0). Default false. */
+  nesterov?: boolean;
+  /** Adam/AdamW β1, β2 in [0, 1) (defaults 0.9, 0.999). */
+  beta1?: number;
+  beta2?: number;
+  /** Adam/AdamW/RMSProp ε >= 0, added outside the square root (default 1e-8). */
+  eps?: number;
+  /** RMSProp smoothing α in [0, 1] (default 0.99). */
+  alpha?: number;
+  /** RMSProp: normalise by the centred second moment (an estimate of the variance). Default false. */
+  centered?: boolean;
+}
+
+/**
+ * A native optimizer (see native/core/optim.h). It owns per-parameter state buffers in
+ * native memory (counted in {@link NativeBinding.memoryStats}), allocated zero-filled by
+ * the first {@link NativeOptimizer.step} (which fixes the number of parameters and their
+ * element counts) or by {@link NativeOptimizer.setStateBuffers}.
+ */
+export interface NativeOptimizer {
+  readonly kind: NativeOptimizerKind;
+  readonly dtype: NativeDType;
+  /**
+   * Names of the K state buffers kept per parameter, in order:
+   * sgd `[]` or `['momentum']` (momentum > 0); adam / adamw `['m', 'v']`;
+   * rmsprop `['squareAvg']`, then `'momentum'` (momentum > 0), then `'gradAvg'` (centered).
+   */
+  readonly stateNames: string[];
+  /** Steps taken (Adam's bias-correction t; the next step uses t + 1). Settable (integer >= 0). */
+  stepCount: number;
+  /**
+   * One update, synchronous and in place: `params[i]` (typed arrays of the dtype) are
+   * overwritten with their new values from `grads[i]` (same length; not modified).
+   * `lr`: finite >= 0. `maxNorm` > 0 clips by global norm: every gradient is scaled by
+   * min(1, maxNorm / (norm + 1e-6)) before the update; 0 (or omitted) does not clip.
+   * Returns the global L2 norm of all gradients before clipping (accumulated in double,
+   * in a fixed order). The first call fixes the count and lengths; later calls must
+   * match them. Wrong types throw TypeError, wrong lengths or values RangeError, naming
+   * the argument (`params[1] must be a Float64Array of length 12 (got ...)`).
+   */
+  step(params: NativeArray[], grads: NativeArray[], lr: number, maxNorm?: number): number;
+  /**
+   * Copies of the state buffers, parameter-major: entry `i * K + k` is state
+   * `stateNames[k]` of parameter i (K = stateNames.length). Empty before the first step.
+   */
+  stateBuffers(): NativeArray[];
+  /**
+   * Replaces the state buffers (same order as {@link stateBuffers}; values are copied).
+   * After the first step the length and every buffer length must match; before it, the
+   * list fixes the parameter sizes (for a kind with K = 0 it must be empty).
+   */
+  setStateBuffers(list: NativeArray[]): void;
+  /** Frees the native state now; later calls throw ERR_BRAINTRACE_DISPOSED. Idempotent. */
+  dispose(): void;
+  readonly disposed: boolean;
+}
+
 /** The module exported by the `.node` file. */
 export interface NativeBinding {
   /** Runtime facts; `preference` is 'auto' | 'cpu' | 'cuda' (default: BRAINTRACE_DEVICE or 'auto'). */
@@ -282,6 +354,12 @@ export interface NativeBinding {
   resetPeakMemory(): void;
   /** Validates and loads a plan; `preference` picks the backend like `info`. */
   createSession(code: Int32Array, fattr: Float64Array, preference?: string): NativeSession;
+  /**
+   * A native optimizer of `kind` with `hyper` for parameters of `dtype` (default
+   * 'float32'); the update runs on the CPU thread pool. Bad kind / dtype / hyper types
+   * throw TypeError, bad values RangeError (naming the field, e.g. `hyper.beta1`).
+   */
+  createOptimizer(kind: NativeOptimizerKind, hyper: NativeOptimizerHyper, dtype?: NativeDType): NativeOptimizer;
   /**
    * STREAM-like copy benchmark: copies `bytes` bytes between two native buffers, split in
    * contiguous chunks over the native thread pool (the same `parallel_for` the kernels

@@ -13,9 +13,13 @@ import type { Module } from '../dsl/module';
 import type { BaseState, ParamState } from '../dsl/state';
 import { traceModel, type TracedModel } from '../dsl/trace';
 import type { DType } from '../graph/ir';
+import type { Optimizer, StepResult } from '../optim/optimizers';
 import { ArgumentError, ShapeError, fmtShape } from '../runtime/errors';
 import { loadBinding, wrapNativeError } from '../runtime/native';
 import { checkDType, checkShape, cloneHost, isHostTensor, numel, tensor, toDType, type HostTensor, type TensorLike } from '../tensor';
+import type { FitData, FitOptions, FitResult } from '../train/fit';
+import type { StreamStepOptions, StreamStepResult } from '../train/stream';
+import type { Checkpoint, RestoreCheckpointOptions, SaveCheckpointOptions } from '../train/checkpoint';
 import { lossCacheKey, lossScaleOf, prepareTargets, resolveLoss, type Loss, type Reduction } from './losses';
 
 /** Options of {@link compile} shared by every algorithm. */
@@ -46,6 +50,8 @@ export interface GradResult {
   grads: Record<string, HostTensor>;
   /** The T per-step loss values (before the time reduction). */
   losses: Float64Array;
+  /** The model's first output at every step, `(T, B, ...outputShape)`. */
+  outputs: HostTensor;
 }
 
 /** A compiled native session and what it was built from (for subclasses). */
@@ -73,7 +79,7 @@ export abstract class Learner {
   readonly outputShape: readonly number[];
 
   /** The traced plain step (no loss). */
-  protected readonly step: TracedModel;
+  protected readonly stepTrace: TracedModel;
   private readonly sessions = new Map<string, SessionEntry>();
   private paramVersion = 0;
   /** The session holding the newest state values, or null when the host values are newest. */
@@ -96,11 +102,11 @@ export abstract class Learner {
     }
     this.dtype = checkDType(options.dtype ?? 'float32', 'compile: dtype');
     model.initStates({ batchSize: this.batchSize, dtype: this.dtype, seed: options.seed ?? 0 });
-    this.step = this.trace();
-    if (this.step.outputShapes.length === 0) {
+    this.stepTrace = this.trace();
+    if (this.stepTrace.outputShapes.length === 0) {
       throw new ArgumentError('compile: update() must return at least one output tensor');
     }
-    this.outputShape = this.step.outputShapes[0].slice(1);
+    this.outputShape = this.stepTrace.outputShapes[0].slice(1);
   }
 
   /** Traces the model step, optionally with a loss on its first output. */
@@ -119,7 +125,7 @@ export abstract class Learner {
   params(): Record<string, HostTensor> {
     this.checkUsable('params');
     const out: Record<string, HostTensor> = {};
-    for (const p of this.step.params) out[p.path] = cloneHost(p.hostValue);
+    for (const p of this.stepTrace.params) out[p.path] = cloneHost(p.hostValue);
     return out;
   }
 
@@ -130,8 +136,70 @@ export abstract class Learner {
    */
   setParams(values: Record<string, TensorLike>): void {
     this.checkUsable('setParams');
-    this.assignByPath('setParams', this.step.params, values);
+    this.assignByPath('setParams', this.stepTrace.params, values);
     this.paramVersion++;
+  }
+
+  /**
+   * Applies one optimizer step to the model's weights: `optimizer.step(weights, grads)`
+   * on the learner's own weight tensors (updated in place, natively), then marks the
+   * weights changed so every session receives them on its next call.
+   *
+   * `grads`: one gradient per weight path, of the weight's shape and the learner's dtype
+   * (e.g. `(await learner.etraceGrad(xs, ys)).grads`). The optimizer binds to this
+   * learner's paths at its first step; use one optimizer per learner.
+   * @returns the learning rate used and the global gradient norm (before clipping).
+   * @throws ArgumentError / ShapeError / DTypeError from the optimizer (paths, shapes, dtypes).
+   */
+  applyGradients(grads: Record<string, HostTensor>, optimizer: Optimizer): StepResult {
+    this.checkUsable('applyGradients');
+    if (typeof optimizer !== 'object' || optimizer === null || typeof optimizer.step !== 'function') {
+      throw new ArgumentError(`applyGradients: optimizer must be a bt.optim optimizer; got ${String(optimizer)}`);
+    }
+    const weights: Record<string, HostTensor> = {};
+    for (const p of this.stepTrace.params) weights[p.path] = p.hostValue;
+    const result = optimizer.step(weights, grads);
+    this.paramVersion++;
+    return result;
+  }
+
+  /**
+   * Trains on batches of sequences: see `fit` in lib/train/fit.ts (updateEvery
+   * 'sequence' | 'step' | k, progress, AbortSignal). Keeps the event loop free.
+   */
+  async fit(data: FitData, options: FitOptions): Promise<FitResult> {
+    const { fit } = await import('../train/fit');
+    return fit(this, data, options);
+  }
+
+  /**
+   * Streaming learning from one observation: `x` `(B, ...inputShape)`, `y` its
+   * target; one online gradient step, then the optimizer's update (constant memory).
+   * See `streamStep` in lib/train/stream.ts.
+   */
+  async step(x: TensorLike, y: TensorLike, options: StreamStepOptions): Promise<StreamStepResult> {
+    const { streamStep } = await import('../train/stream');
+    return streamStep(this, x, y, options);
+  }
+
+  /**
+   * Writes a checkpoint (weights, states, traces, optimizer state when given) to
+   * `path` atomically, in the versioned, checksummed format of docs/training.md.
+   */
+  async save(path: string, options: SaveCheckpointOptions = {}): Promise<void> {
+    const { saveCheckpoint } = await import('../train/checkpoint');
+    return saveCheckpoint(this, path, options);
+  }
+
+  /**
+   * Restores a checkpoint (a path, or what `bt.load(path)` returned) into this
+   * learner and, when given, the optimizer; training then continues bit-for-bit.
+   * @throws CheckpointError for a damaged file or one that does not fit this learner.
+   */
+  async load(checkpoint: string | Checkpoint, options: RestoreCheckpointOptions = {}): Promise<void> {
+    const { readCheckpoint, restoreCheckpoint } = await import('../train/checkpoint');
+    const ck = typeof checkpoint === 'string' ? await readCheckpoint(checkpoint) : checkpoint;
+    restoreCheckpoint(this, ck, options);
   }
 
   /** A copy of every non-weight state, keyed by path, each `(B, ...)`. */
@@ -139,7 +207,7 @@ export abstract class Learner {
     this.checkUsable('states');
     this.pullStates();
     const out: Record<string, HostTensor> = {};
-    for (const s of this.step.states) out[s.path] = cloneHost(s.hostValue);
+    for (const s of this.stepTrace.states) out[s.path] = cloneHost(s.hostValue);
     return out;
   }
 
@@ -147,7 +215,7 @@ export abstract class Learner {
   setStates(values: Record<string, TensorLike>): void {
     this.checkUsable('setStates');
     this.pullStates();
-    this.assignByPath('setStates', this.step.states, values);
+    this.assignByPath('setStates', this.stepTrace.states, values);
   }
 
   /** Resets hidden and other states to their initial values (weights are kept). */
@@ -182,7 +250,7 @@ export abstract class Learner {
   update(x: TensorLike): HostTensor {
     this.checkUsable('update');
     const xt = this.asData('x', x, [this.batchSize, ...this.inputShape]);
-    const entry = this.session('', () => this.step);
+    const entry = this.session('', () => this.stepTrace);
     this.prepare(entry);
     const res = this.native(() => entry.session.runSequence({ steps: 1, inputs: [xt.data] }));
     this.markOwner(entry);
@@ -197,7 +265,7 @@ export abstract class Learner {
     this.checkUsable('run');
     const x = this.asSequence('xs', xs);
     const steps = x.shape[0];
-    const entry = this.session('', () => this.step);
+    const entry = this.session('', () => this.stepTrace);
     const res = await this.runExclusive(entry, () =>
       entry.session.runSequenceAsync({ steps, inputs: [x.data] }),
     );
@@ -249,7 +317,12 @@ export abstract class Learner {
       if (g === undefined) throw new ArgumentError(`etraceGrad: the native call returned no gradient for '${p.path}'`);
       grads[p.path] = { data: g, shape: p.shape.slice(), dtype: this.dtype };
     });
-    return { grads, losses: res.losses };
+    return { grads, losses: res.losses, outputs: this.sequenceOutput(res.outputs[0], steps) };
+  }
+
+  /** Wraps a native `(T, B, ...out)` output array as a host tensor. */
+  protected sequenceOutput(data: NativeArray, steps: number): HostTensor {
+    return { data, shape: [steps, this.batchSize, ...this.outputShape], dtype: this.dtype };
   }
 
   /** Checks and converts a sequence `(T, B, ...inputShape)`. */

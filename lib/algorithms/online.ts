@@ -69,7 +69,7 @@ export abstract class OnlineLearner extends Learner {
       throw new ArgumentError(`compile: vjpMethod must be 'single-step' or 'multi-step'; got ${JSON.stringify(m)}`);
     }
     this.vjpMethod = m;
-    this.graph = analyseEtraceGraph(this.step.graph, { batchSize: this.batchSize });
+    this.graph = analyseEtraceGraph(this.stepTrace.graph, { batchSize: this.batchSize });
     for (const r of this.graph.relations) {
       if (r.weightTransformed) {
         throw new NotSupportedError(
@@ -90,7 +90,7 @@ export abstract class OnlineLearner extends Learner {
   override update(x: TensorLike): HostTensor {
     this.checkUsable('update');
     const xt = this.asData('x', x, [this.batchSize, ...this.inputShape]);
-    const entry = this.session('', () => this.step);
+    const entry = this.session('', () => this.stepTrace);
     this.prepare(entry);
     const res = this.native(() => entry.session.runOnline({ steps: 1, inputs: [xt.data as NativeArray], computeGrads: false }));
     this.markOwner(entry);
@@ -111,7 +111,7 @@ export abstract class OnlineLearner extends Learner {
     const x = this.asSequence('xs', xs);
     const steps = x.shape[0];
     const chunk = this.chunkOf(options.chunkSize, steps, false);
-    const entry = this.session('', () => this.step);
+    const entry = this.session('', () => this.stepTrace);
     const res = await this.runExclusive(entry, () =>
       entry.session.runOnlineAsync({ steps, inputs: [x.data as NativeArray], computeGrads: false, chunk }),
     );
@@ -154,7 +154,7 @@ export abstract class OnlineLearner extends Learner {
     entry.traced.params.forEach((p, i) => {
       grads[p.path] = { data: res.paramGrads![i], shape: p.shape.slice(), dtype: this.dtype };
     });
-    return { grads, losses: res.losses };
+    return { grads, losses: res.losses, outputs: this.sequenceOutput(res.outputs[0], steps) };
   }
 
   /**
@@ -165,7 +165,7 @@ export abstract class OnlineLearner extends Learner {
    */
   traces(): Record<string, HostTensor> {
     this.checkUsable('traces');
-    const entry = this.session('', () => this.step);
+    const entry = this.session('', () => this.stepTrace);
     this.prepare(entry);
     this.markOwner(entry);
     const out: Record<string, HostTensor> = {};
@@ -182,7 +182,7 @@ export abstract class OnlineLearner extends Learner {
    */
   setTraces(values: Record<string, TensorLike>, steps?: number): void {
     this.checkUsable('setTraces');
-    const entry = this.session('', () => this.step);
+    const entry = this.session('', () => this.stepTrace);
     this.prepare(entry);
     this.markOwner(entry);
     const info = this.native(() => entry.session.traceInfo());
@@ -209,7 +209,7 @@ export abstract class OnlineLearner extends Learner {
   /** Trace steps taken since the traces were last reset (pp_prop's n). */
   traceSteps(): number {
     this.checkUsable('traceSteps');
-    const entry = this.session('', () => this.step);
+    const entry = this.session('', () => this.stepTrace);
     this.prepare(entry);
     this.markOwner(entry);
     return this.native(() => entry.session.traceSteps());

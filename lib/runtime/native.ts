@@ -235,7 +235,8 @@ function localize(v: unknown): unknown {
       );
     });
   }
-  if (typeof (v as { runSequence?: unknown }).runSequence === 'function') return adaptObject(v as object);
+  // Instances of the addon's classes (sessions, optimizers) all have dispose(): proxy them.
+  if (typeof (v as { dispose?: unknown }).dispose === 'function') return adaptObject(v as object);
   const out: Record<string, unknown> = {};
   for (const k of Object.keys(v)) out[k] = localize((v as Record<string, unknown>)[k]);
   return out;
@@ -260,6 +261,13 @@ function adaptObject<T extends object>(target: T): T {
   // non-configurable, and a proxy must return those unchanged from its target.
   return new Proxy({} as T, {
     has: (_s, prop) => Reflect.has(t, prop),
+    set: (_s, prop, value) => {
+      try {
+        return Reflect.set(t, prop, value, t);
+      } catch (e) {
+        throw localizeError(e);
+      }
+    },
     ownKeys: () => Reflect.ownKeys(t).filter((k) => Reflect.getOwnPropertyDescriptor(t, k)?.configurable !== false),
     get(_s, prop) {
       let v: unknown;

@@ -1,5 +1,5 @@
 // Module entry of the braintrace addon: info, opNames, memoryStats,
-// resetPeakMemory, createSession, benchmarkCopy, benchmarkTraceStep (see
+// resetPeakMemory, createSession, createOptimizer, benchmarkCopy, benchmarkTraceStep (see
 // types/binding.d.ts for the contract).
 #include <cmath>
 
@@ -10,12 +10,14 @@ namespace btnode {
 
 Addon::Addon(Napi::Env env, Napi::Object exports) {
   session_ctor = Napi::Persistent(SessionWrap::Define(env));
+  optimizer_ctor = Napi::Persistent(DefineOptimizer(env));
   DefineAddon(exports, {
                            InstanceMethod("info", &Addon::Info),
                            InstanceMethod("opNames", &Addon::OpNames),
                            InstanceMethod("memoryStats", &Addon::MemoryStats),
                            InstanceMethod("resetPeakMemory", &Addon::ResetPeakMemory),
                            InstanceMethod("createSession", &Addon::CreateSession),
+                           InstanceMethod("createOptimizer", &Addon::CreateOptimizer),
                            InstanceMethod("benchmarkCopy", &Addon::BenchmarkCopy),
                            InstanceMethod("benchmarkTraceStep", &Addon::BenchmarkTraceStep),
                        });

@@ -195,6 +195,10 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
 };
 
 // ---------------------------------------------------------------------------------------------
+// Optimizer (optim.cc): the class of createOptimizer's objects (NativeOptimizer).
+Napi::Function DefineOptimizer(Napi::Env env);
+
+// ---------------------------------------------------------------------------------------------
 // The addon instance (addon.cc): one per Node environment (main thread or worker).
 
 class Addon : public Napi::Addon<Addon> {
@@ -205,6 +209,8 @@ class Addon : public Napi::Addon<Addon> {
   Napi::FunctionReference session_ctor;
   // Hands a created core session to SessionWrap's constructor (JS thread only).
   std::unique_ptr<bt::Session> pending_session;
+  // Constructor of the optimizer class (not exported: optimizers come from createOptimizer).
+  Napi::FunctionReference optimizer_ctor;
 
  private:
   Napi::Value Info(const Napi::CallbackInfo& info);
@@ -212,6 +218,7 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value MemoryStats(const Napi::CallbackInfo& info);
   Napi::Value ResetPeakMemory(const Napi::CallbackInfo& info);
   Napi::Value CreateSession(const Napi::CallbackInfo& info);
+  Napi::Value CreateOptimizer(const Napi::CallbackInfo& info);  // optim.cc
   Napi::Value BenchmarkCopy(const Napi::CallbackInfo& info);
   Napi::Value BenchmarkTraceStep(const Napi::CallbackInfo& info);
 };

@@ -1,0 +1,681 @@
+/**
+ * Checkpoints: parameters, optimizer state, hidden states and eligibility
+ * traces of a learner in one versioned, checksummed binary file, written
+ * atomically. Layout (all integers little-endian):
+ *
+ * | offset        | size | content                                                   |
+ * |---------------|------|-----------------------------------------------------------|
+ * | 0             | 4    | magic `BTCK`                                              |
+ * | 4             | 4    | u32 format version (1)                                    |
+ * | 8             | 8    | u64 H, byte length of the header (a multiple of 8)        |
+ * | 16            | 8    | u64 P, byte length of the payload                         |
+ * | 24            | H    | header: UTF-8 JSON, padded with spaces                    |
+ * | 24 + H        | P    | payload: the arrays, little-endian, each 8-byte aligned   |
+ * | 24 + H + P    | 32   | SHA-256 of bytes [0, 24 + H + P)                           |
+ *
+ * See docs/training.md for the header fields.
+ */
+import { createHash, randomBytes } from 'crypto';
+import * as fs from 'fs';
+import { endianness } from 'os';
+import * as path from 'path';
+
+import type { Learner } from '../algorithms/learner';
+import { BPTT } from '../algorithms/bptt';
+import { IODimVjpAlgorithm, OnlineLearner, ParamDimVjpAlgorithm } from '../algorithms/online';
+import type { VjpMethod } from '../executor/executor';
+import { ArgumentError, BraintraceError, fmtShape } from '../runtime/errors';
+import { cloneHost, numel, type DType, type HostTensor } from '../tensor';
+import { withLearnerLock, type OptimizerLike } from './common';
+
+/** The magic bytes at the start of every checkpoint. */
+export const CHECKPOINT_MAGIC = 'BTCK';
+/** The format version this braintrace writes (and the only one it reads). */
+export const CHECKPOINT_VERSION = 1;
+
+const PREAMBLE = 24;
+const DIGEST = 32;
+const LITTLE_ENDIAN_HOST = endianness() === 'LE';
+
+/** Why a checkpoint could not be read or restored. */
+export type CheckpointErrorReason =
+  | 'not-a-checkpoint'
+  | 'unsupported-version'
+  | 'truncated'
+  | 'checksum-mismatch'
+  | 'corrupt'
+  | 'mismatch';
+
+/**
+ * A checkpoint file could not be read ('not-a-checkpoint', 'unsupported-version',
+ * 'truncated', 'checksum-mismatch', 'corrupt') or does not fit the learner it is
+ * restored into ('mismatch': `field`, `expected` (the learner's) and `actual`
+ * (the checkpoint's) say what differs). The message names the file.
+ */
+export class CheckpointError extends BraintraceError {
+  readonly reason: CheckpointErrorReason;
+  /** The file (or '<memory>' for a buffer). */
+  readonly file: string;
+  /** For 'mismatch': the field that differs, e.g. 'dtype', 'params.w.shape'. */
+  readonly field?: string;
+  /** For 'mismatch': the learner's value. */
+  readonly expected?: unknown;
+  /** For 'mismatch': the checkpoint's value. */
+  readonly actual?: unknown;
+  constructor(
+    reason: CheckpointErrorReason,
+    file: string,
+    message: string,
+    detail: { field?: string; expected?: unknown; actual?: unknown } = {},
+  ) {
+    super(`checkpoint '${file}': ${message}`);
+    this.reason = reason;
+    this.file = file;
+    if (detail.field !== undefined) {
+      this.field = detail.field;
+      this.expected = detail.expected;
+      this.actual = detail.actual;
+    }
+  }
+}
+
+/** The algorithm names a checkpoint records. */
+export type CheckpointAlgorithm = 'BPTT' | 'D_RTRL' | 'pp_prop';
+
+/** A checkpoint in memory (what {@link loadCheckpoint} returns). */
+export interface Checkpoint {
+  /** Format version of the file it was read from (CHECKPOINT_VERSION for a new one). */
+  formatVersion: number;
+  /** The learner's algorithm. */
+  algorithm: CheckpointAlgorithm;
+  /** pp_prop's decay α (null for the others). */
+  decay: number | null;
+  /** The online learners' VJP method (null for BPTT). */
+  vjpMethod: VjpMethod | null;
+  dtype: DType;
+  batchSize: number;
+  inputShape: number[];
+  outputShape: number[];
+  /** Weights by path. */
+  params: Record<string, HostTensor>;
+  /** Non-weight states by path, each (B, ...). */
+  states: Record<string, HostTensor>;
+  /** Eligibility traces by name (online learners), null for BPTT. */
+  traces: Record<string, HostTensor> | null;
+  /** Trace steps (pp_prop's bias-correction counter), null for BPTT. */
+  traceSteps: number | null;
+  /** The optimizer's state() (typed arrays restored), null when saved without one. */
+  optimizer: unknown;
+  /** User data given to saveCheckpoint (JSON plus typed arrays), null when none. */
+  meta: unknown;
+  /** Where it was read from ('<memory>' when not from a file). */
+  source: string;
+}
+
+/** Options of {@link saveCheckpoint} and {@link captureCheckpoint}. */
+export interface SaveCheckpointOptions {
+  /** Saves this optimizer's state too. */
+  optimizer?: OptimizerLike;
+  /** User data stored with the checkpoint: JSON values and typed arrays. */
+  meta?: unknown;
+  /**
+   * Testing hooks (not for normal use): `beforeRename(tmpPath)` runs after the
+   * temporary file is written and fsynced, before it replaces the target; a
+   * throw simulates a crash at that point (the temporary file is removed and
+   * the target left untouched).
+   * @internal
+   */
+  hooks?: { beforeRename?: (tmpPath: string) => void | Promise<void> };
+}
+
+/** Options of {@link restoreCheckpoint}. */
+export interface RestoreCheckpointOptions {
+  /** Loads the checkpoint's optimizer state into this optimizer (the checkpoint must have one). */
+  optimizer?: OptimizerLike;
+}
+
+// ---------------------------------------------------------------------- capture
+
+function algorithmOf(learner: Learner): { algorithm: CheckpointAlgorithm; decay: number | null; vjpMethod: VjpMethod | null } {
+  if (learner instanceof IODimVjpAlgorithm) return { algorithm: 'pp_prop', decay: learner.decay, vjpMethod: learner.vjpMethod };
+  if (learner instanceof ParamDimVjpAlgorithm) return { algorithm: 'D_RTRL', decay: null, vjpMethod: learner.vjpMethod };
+  if (learner instanceof BPTT) return { algorithm: 'BPTT', decay: null, vjpMethod: null };
+  throw new ArgumentError(
+    `checkpoint: unsupported learner ${learner?.constructor?.name ?? String(learner)}; expected a BPTT, D_RTRL or pp_prop learner`,
+  );
+}
+
+/**
+ * A consistent in-memory snapshot of `learner` (weights, states, traces and
+ * the optimizer's state), taken synchronously. Arrays are copies.
+ */
+export function captureCheckpoint(learner: Learner, options: SaveCheckpointOptions = {}): Checkpoint {
+  const algo = algorithmOf(learner);
+  const params = learner.params();
+  const states = learner.states();
+  let traces: Record<string, HostTensor> | null = null;
+  let traceSteps: number | null = null;
+  if (learner instanceof OnlineLearner) {
+    traces = learner.traces();
+    traceSteps = learner.traceSteps();
+  }
+  return {
+    formatVersion: CHECKPOINT_VERSION,
+    ...algo,
+    dtype: learner.dtype,
+    batchSize: learner.batchSize,
+    inputShape: learner.inputShape.slice(),
+    outputShape: learner.outputShape.slice(),
+    params,
+    states,
+    traces,
+    traceSteps,
+    optimizer: options.optimizer === undefined ? null : options.optimizer.state(),
+    meta: options.meta ?? null,
+    source: '<memory>',
+  };
+}
+
+// ---------------------------------------------------------------------- encoding
+
+type ArrayKind = 'float32' | 'float64' | 'int8' | 'uint8' | 'uint8c' | 'int16' | 'uint16' | 'int32' | 'uint32' | 'bigint64' | 'biguint64';
+type AnyTyped =
+  | Float32Array
+  | Float64Array
+  | Int8Array
+  | Uint8Array
+  | Uint8ClampedArray
+  | Int16Array
+  | Uint16Array
+  | Int32Array
+  | Uint32Array
+  | BigInt64Array
+  | BigUint64Array;
+
+const KINDS: Record<ArrayKind, { ctor: { new (b: ArrayBuffer): AnyTyped; BYTES_PER_ELEMENT: number } }> = {
+  float32: { ctor: Float32Array },
+  float64: { ctor: Float64Array },
+  int8: { ctor: Int8Array },
+  uint8: { ctor: Uint8Array },
+  uint8c: { ctor: Uint8ClampedArray },
+  int16: { ctor: Int16Array },
+  uint16: { ctor: Uint16Array },
+  int32: { ctor: Int32Array },
+  uint32: { ctor: Uint32Array },
+  bigint64: { ctor: BigInt64Array },
+  biguint64: { ctor: BigUint64Array },
+};
+
+function kindOf(a: ArrayBufferView): ArrayKind | null {
+  if (a instanceof Float32Array) return 'float32';
+  if (a instanceof Float64Array) return 'float64';
+  if (a instanceof Int8Array) return 'int8';
+  if (a instanceof Uint8ClampedArray) return 'uint8c';
+  if (a instanceof Uint8Array) return 'uint8'; // Buffer included
+  if (a instanceof Int16Array) return 'int16';
+  if (a instanceof Uint16Array) return 'uint16';
+  if (a instanceof Int32Array) return 'int32';
+  if (a instanceof Uint32Array) return 'uint32';
+  if (a instanceof BigInt64Array) return 'bigint64';
+  if (a instanceof BigUint64Array) return 'biguint64';
+  return null;
+}
+
+/** Collects arrays into the payload (8-byte aligned) while the header is built. */
+class PayloadWriter {
+  readonly parts: { offset: number; bytes: Uint8Array; width: number }[] = [];
+  size = 0;
+  add(a: ArrayBufferView & { BYTES_PER_ELEMENT?: number }): number {
+    const offset = this.size;
+    // Copy now: the snapshot must not change if the caller mutates its arrays later.
+    const bytes = new Uint8Array(a.byteLength);
+    bytes.set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+    this.parts.push({ offset, bytes, width: a.BYTES_PER_ELEMENT ?? 1 });
+    this.size = offset + Math.ceil(a.byteLength / 8) * 8;
+    return offset;
+  }
+}
+
+function swapInPlace(b: Buffer, width: number): void {
+  if (width === 2) b.swap16();
+  else if (width === 4) b.swap32();
+  else if (width === 8) b.swap64();
+}
+
+/** JSON encoding of optimizer state and meta: typed arrays go to the payload. */
+function encodeValue(v: unknown, w: PayloadWriter, where: string, seen: Set<unknown>): unknown {
+  if (v === null || typeof v === 'boolean' || typeof v === 'string') return v;
+  if (typeof v === 'number') {
+    if (Number.isNaN(v)) return { $number: 'NaN' };
+    if (v === Infinity) return { $number: 'Infinity' };
+    if (v === -Infinity) return { $number: '-Infinity' };
+    if (Object.is(v, -0)) return { $number: '-0' };
+    return v;
+  }
+  if (typeof v === 'bigint') return { $bigint: v.toString() };
+  if (typeof v !== 'object') {
+    throw new ArgumentError(`saveCheckpoint: ${where} holds a ${typeof v}, which a checkpoint cannot store`);
+  }
+  if (ArrayBuffer.isView(v)) {
+    const kind = kindOf(v);
+    if (kind === null) throw new ArgumentError(`saveCheckpoint: ${where} is a DataView; store a typed array instead`);
+    const length = (v as AnyTyped).length;
+    return { $array: { dtype: kind, offset: w.add(v), length } };
+  }
+  if (seen.has(v)) throw new ArgumentError(`saveCheckpoint: ${where} is a circular reference`);
+  seen.add(v);
+  try {
+    if (Array.isArray(v)) return v.map((x, i) => (x === undefined ? null : encodeValue(x, w, `${where}[${i}]`, seen)));
+    const proto = Object.getPrototypeOf(v);
+    if (proto !== Object.prototype && proto !== null) {
+      throw new ArgumentError(
+        `saveCheckpoint: ${where} is a ${proto?.constructor?.name ?? 'non-plain object'}; only plain objects, arrays, numbers, strings, booleans, null and typed arrays are stored`,
+      );
+    }
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) {
+      if (x === undefined) continue;
+      out[k.startsWith('$') ? `$${k}` : k] = encodeValue(x, w, `${where}.${k}`, seen);
+    }
+    return out;
+  } finally {
+    seen.delete(v);
+  }
+}
+
+interface TensorEntry {
+  name: string;
+  shape: number[];
+  offset: number;
+}
+
+function tensorEntries(what: string, rec: Record<string, HostTensor>, dtype: DType, w: PayloadWriter): TensorEntry[] {
+  return Object.keys(rec).map((name) => {
+    const t = rec[name];
+    const want = dtype === 'float64' ? Float64Array : Float32Array;
+    if (!(t.data instanceof want) || t.data.length !== numel(t.shape)) {
+      throw new ArgumentError(`saveCheckpoint: ${what} '${name}' must be a ${dtype} tensor of shape ${fmtShape(t.shape)}`);
+    }
+    return { name, shape: t.shape.slice(), offset: w.add(t.data) };
+  });
+}
+
+/** Encodes a checkpoint into the bytes of a file (see the module comment for the layout). */
+export function encodeCheckpoint(ck: Checkpoint): Buffer {
+  const w = new PayloadWriter();
+  const header = {
+    algorithm: ck.algorithm,
+    decay: ck.decay,
+    vjpMethod: ck.vjpMethod,
+    dtype: ck.dtype,
+    batchSize: ck.batchSize,
+    inputShape: ck.inputShape,
+    outputShape: ck.outputShape,
+    params: tensorEntries('param', ck.params, ck.dtype, w),
+    states: tensorEntries('state', ck.states, ck.dtype, w),
+    traces: ck.traces === null ? null : tensorEntries('trace', ck.traces, ck.dtype, w),
+    traceSteps: ck.traceSteps,
+    optimizer: ck.optimizer === null || ck.optimizer === undefined ? null : encodeValue(ck.optimizer, w, 'optimizer state', new Set()),
+    meta: ck.meta === null || ck.meta === undefined ? null : encodeValue(ck.meta, w, 'meta', new Set()),
+  };
+  let json = Buffer.from(JSON.stringify(header), 'utf8');
+  const padded = Math.ceil(json.length / 8) * 8;
+  if (padded !== json.length) json = Buffer.concat([json, Buffer.alloc(padded - json.length, 0x20)]);
+  const H = json.length;
+  const P = w.size;
+  const total = PREAMBLE + H + P + DIGEST;
+  const out = Buffer.alloc(total);
+  out.write(CHECKPOINT_MAGIC, 0, 'latin1');
+  out.writeUInt32LE(CHECKPOINT_VERSION, 4);
+  out.writeBigUInt64LE(BigInt(H), 8);
+  out.writeBigUInt64LE(BigInt(P), 16);
+  json.copy(out, PREAMBLE);
+  const base = PREAMBLE + H;
+  for (const p of w.parts) {
+    out.set(p.bytes, base + p.offset);
+    if (!LITTLE_ENDIAN_HOST) swapInPlace(out.subarray(base + p.offset, base + p.offset + p.bytes.length), p.width);
+  }
+  createHash('sha256').update(out.subarray(0, base + P)).digest().copy(out, base + P);
+  return out;
+}
+
+// ---------------------------------------------------------------------- decoding
+
+function corrupt(file: string, message: string): CheckpointError {
+  return new CheckpointError('corrupt', file, message);
+}
+
+function isRecord(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+function isShape(x: unknown): x is number[] {
+  return Array.isArray(x) && x.every((d) => Number.isSafeInteger(d) && d >= 0);
+}
+
+class PayloadReader {
+  constructor(
+    private readonly payload: Buffer,
+    private readonly file: string,
+  ) {}
+  read(kind: ArrayKind, offset: unknown, length: unknown, what: string): AnyTyped {
+    const k = KINDS[kind];
+    if (k === undefined) throw corrupt(this.file, `${what}: unknown array type ${JSON.stringify(kind)}`);
+    const width = k.ctor.BYTES_PER_ELEMENT;
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || (offset as number) < 0 || (length as number) < 0) {
+      throw corrupt(this.file, `${what}: bad array offset/length ${String(offset)}/${String(length)}`);
+    }
+    const off = offset as number;
+    const n = (length as number) * width;
+    if (off % 8 !== 0 || off + n > this.payload.length) {
+      throw corrupt(this.file, `${what}: array [${off}, ${off + n}) lies outside the payload of ${this.payload.length} bytes or is misaligned`);
+    }
+    const ab = new ArrayBuffer(n);
+    const bytes = Buffer.from(ab);
+    this.payload.copy(bytes, 0, off, off + n);
+    if (!LITTLE_ENDIAN_HOST) swapInPlace(bytes, width);
+    return new k.ctor(ab);
+  }
+}
+
+function decodeValue(v: unknown, r: PayloadReader, where: string, file: string): unknown {
+  if (v === null || typeof v !== 'object') return v;
+  if (Array.isArray(v)) return v.map((x, i) => decodeValue(x, r, `${where}[${i}]`, file));
+  const keys = Object.keys(v);
+  const o = v as Record<string, unknown>;
+  if (keys.length === 1 && keys[0] === '$array') {
+    const a = o.$array;
+    if (!isRecord(a)) throw corrupt(file, `${where}: bad array reference`);
+    return r.read(a.dtype as ArrayKind, a.offset, a.length, where);
+  }
+  if (keys.length === 1 && keys[0] === '$number') {
+    const s = o.$number;
+    if (s === 'NaN') return NaN;
+    if (s === 'Infinity') return Infinity;
+    if (s === '-Infinity') return -Infinity;
+    if (s === '-0') return -0;
+    throw corrupt(file, `${where}: bad number ${JSON.stringify(s)}`);
+  }
+  if (keys.length === 1 && keys[0] === '$bigint') {
+    try {
+      return BigInt(o.$bigint as string);
+    } catch {
+      throw corrupt(file, `${where}: bad bigint ${JSON.stringify(o.$bigint)}`);
+    }
+  }
+  const out: Record<string, unknown> = {};
+  for (const k of keys) {
+    if (k.startsWith('$') && !k.startsWith('$$')) throw corrupt(file, `${where}: unknown tag '${k}'`);
+    const name = k.startsWith('$') ? k.slice(1) : k;
+    out[name] = decodeValue(o[k], r, `${where}.${name}`, file);
+  }
+  return out;
+}
+
+function readTensors(
+  entries: unknown,
+  what: string,
+  dtype: DType,
+  r: PayloadReader,
+  file: string,
+): Record<string, HostTensor> {
+  if (!Array.isArray(entries)) throw corrupt(file, `header field '${what}' must be an array`);
+  const out: Record<string, HostTensor> = {};
+  entries.forEach((e, i) => {
+    if (!isRecord(e) || typeof e.name !== 'string' || !isShape(e.shape) || e.name in out) {
+      throw corrupt(file, `header ${what}[${i}] is not a { name, shape, offset } entry (or repeats a name)`);
+    }
+    const data = r.read(dtype, e.offset, numel(e.shape), `${what} '${e.name}'`) as Float32Array | Float64Array;
+    out[e.name] = { data, shape: e.shape.slice(), dtype };
+  });
+  return out;
+}
+
+/**
+ * Decodes the bytes of a checkpoint file.
+ * @param source the file name used in error messages.
+ * @throws CheckpointError ('not-a-checkpoint' | 'unsupported-version' | 'truncated' | 'checksum-mismatch' | 'corrupt').
+ */
+export function decodeCheckpoint(buf: Uint8Array, source = '<memory>'): Checkpoint {
+  const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const magic = Buffer.from(CHECKPOINT_MAGIC, 'latin1');
+  if (b.length < magic.length) {
+    if (magic.subarray(0, b.length).equals(b)) {
+      throw new CheckpointError('truncated', source, `the file has only ${b.length} bytes (no complete header)`);
+    }
+    throw new CheckpointError('not-a-checkpoint', source, `not a braintrace checkpoint (no '${CHECKPOINT_MAGIC}' magic)`);
+  }
+  if (!b.subarray(0, 4).equals(magic)) {
+    throw new CheckpointError(
+      'not-a-checkpoint',
+      source,
+      `not a braintrace checkpoint: starts with ${JSON.stringify(b.subarray(0, 4).toString('latin1'))}, expected '${CHECKPOINT_MAGIC}'`,
+    );
+  }
+  if (b.length < 8) throw new CheckpointError('truncated', source, `the file ends inside the preamble (${b.length} bytes)`);
+  const version = b.readUInt32LE(4);
+  if (version !== CHECKPOINT_VERSION) {
+    throw new CheckpointError(
+      'unsupported-version',
+      source,
+      `format version ${version} is not supported; this braintrace reads version ${CHECKPOINT_VERSION}` +
+        (version > CHECKPOINT_VERSION ? ' (the file was written by a newer braintrace)' : ''),
+    );
+  }
+  if (b.length < PREAMBLE) throw new CheckpointError('truncated', source, `the file ends inside the preamble (${b.length} bytes)`);
+  const H64 = b.readBigUInt64LE(8);
+  const P64 = b.readBigUInt64LE(16);
+  if (H64 > BigInt(Number.MAX_SAFE_INTEGER) || P64 > BigInt(Number.MAX_SAFE_INTEGER) || H64 % 8n !== 0n) {
+    throw corrupt(source, `bad section lengths (header ${H64}, payload ${P64})`);
+  }
+  const H = Number(H64);
+  const P = Number(P64);
+  const expected = PREAMBLE + H + P + DIGEST;
+  if (b.length < expected) {
+    throw new CheckpointError('truncated', source, `the file has ${b.length} bytes, its preamble announces ${expected}`);
+  }
+  if (b.length > expected) {
+    throw corrupt(source, `${b.length - expected} unexpected bytes after the checksum (the file should have ${expected})`);
+  }
+  const end = PREAMBLE + H + P;
+  const digest = createHash('sha256').update(b.subarray(0, end)).digest();
+  if (!digest.equals(b.subarray(end, end + DIGEST))) {
+    throw new CheckpointError('checksum-mismatch', source, 'SHA-256 checksum mismatch: the file is damaged');
+  }
+  let header: unknown;
+  try {
+    header = JSON.parse(b.subarray(PREAMBLE, PREAMBLE + H).toString('utf8'));
+  } catch (e) {
+    throw corrupt(source, `the header is not valid JSON (${(e as Error).message})`);
+  }
+  if (!isRecord(header)) throw corrupt(source, 'the header is not a JSON object');
+  const h = header;
+  const algorithm = h.algorithm;
+  if (algorithm !== 'BPTT' && algorithm !== 'D_RTRL' && algorithm !== 'pp_prop') {
+    throw corrupt(source, `unknown algorithm ${JSON.stringify(algorithm)}`);
+  }
+  const dtype = h.dtype;
+  if (dtype !== 'float32' && dtype !== 'float64') throw corrupt(source, `bad dtype ${JSON.stringify(dtype)}`);
+  if (!Number.isSafeInteger(h.batchSize) || (h.batchSize as number) < 1) throw corrupt(source, 'bad batchSize');
+  if (!isShape(h.inputShape) || !isShape(h.outputShape)) throw corrupt(source, 'bad inputShape or outputShape');
+  if (h.decay !== null && typeof h.decay !== 'number') throw corrupt(source, 'bad decay');
+  if (h.vjpMethod !== null && h.vjpMethod !== 'single-step' && h.vjpMethod !== 'multi-step') throw corrupt(source, 'bad vjpMethod');
+  if (h.traceSteps !== null && !(Number.isSafeInteger(h.traceSteps) && (h.traceSteps as number) >= 0)) {
+    throw corrupt(source, 'bad traceSteps');
+  }
+  if ((h.traces === null) !== (algorithm === 'BPTT')) throw corrupt(source, `traces do not fit the algorithm ${algorithm}`);
+  const r = new PayloadReader(b.subarray(PREAMBLE + H, end), source);
+  return {
+    formatVersion: version,
+    algorithm,
+    decay: h.decay as number | null,
+    vjpMethod: h.vjpMethod as VjpMethod | null,
+    dtype,
+    batchSize: h.batchSize as number,
+    inputShape: h.inputShape.slice(),
+    outputShape: h.outputShape.slice(),
+    params: readTensors(h.params, 'params', dtype, r, source),
+    states: readTensors(h.states, 'states', dtype, r, source),
+    traces: h.traces === null ? null : readTensors(h.traces, 'traces', dtype, r, source),
+    traceSteps: h.traceSteps as number | null,
+    optimizer: h.optimizer === null ? null : decodeValue(h.optimizer, r, 'optimizer', source),
+    meta: h.meta === null || h.meta === undefined ? null : decodeValue(h.meta, r, 'meta', source),
+    source,
+  };
+}
+
+// ---------------------------------------------------------------------- files
+
+async function fsyncDirectory(dir: string): Promise<void> {
+  let fh: fs.promises.FileHandle | undefined;
+  try {
+    fh = await fs.promises.open(dir, 'r');
+    await fh.sync();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    // Platforms (Windows) and file systems without directory fsync.
+    if (code !== 'EISDIR' && code !== 'EPERM' && code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EBADF' && code !== 'EACCES') {
+      throw e;
+    }
+  } finally {
+    await fh?.close().catch(() => undefined);
+  }
+}
+
+/**
+ * Writes `data` to `target` atomically: a temporary file
+ * `${target}.tmp-<pid>-<random>` in the same directory, fsynced, renamed over
+ * the target, then the directory fsynced. On failure the temporary file is
+ * removed and the target is untouched.
+ */
+export async function writeFileAtomic(
+  target: string,
+  data: Uint8Array,
+  hooks: SaveCheckpointOptions['hooks'] = {},
+): Promise<void> {
+  const tmp = `${target}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+  let fh: fs.promises.FileHandle | undefined = await fs.promises.open(tmp, 'wx', 0o666);
+  try {
+    let off = 0;
+    while (off < data.length) {
+      const { bytesWritten } = await fh.write(data, off, data.length - off, off);
+      if (bytesWritten <= 0) throw new Error(`saveCheckpoint: short write to ${tmp}`);
+      off += bytesWritten;
+    }
+    await fh.sync();
+    await fh.close();
+    fh = undefined;
+    if (hooks.beforeRename !== undefined) await hooks.beforeRename(tmp);
+    await fs.promises.rename(tmp, target);
+  } catch (e) {
+    await fh?.close().catch(() => undefined);
+    await fs.promises.unlink(tmp).catch(() => undefined);
+    throw e;
+  }
+  await fsyncDirectory(path.dirname(path.resolve(target)));
+}
+
+/**
+ * Saves `learner` (weights, states, traces and trace steps, and the optimizer's
+ * state when given) to `file`, atomically: a crash mid-write leaves the previous
+ * file in place. The snapshot is taken when no other locked training call
+ * (fit chunk, streamStep) is running on the learner, so it is consistent.
+ */
+export async function saveCheckpoint(learner: Learner, file: string, options: SaveCheckpointOptions = {}): Promise<void> {
+  if (typeof file !== 'string' || file === '') throw new ArgumentError(`saveCheckpoint: path must be a non-empty string; got ${String(file)}`);
+  const bytes = await withLearnerLock(learner, () => encodeCheckpoint(captureCheckpoint(learner, options)));
+  await writeFileAtomic(file, bytes, options.hooks);
+}
+
+/**
+ * Reads and verifies a checkpoint file (synchronously).
+ * @throws CheckpointError naming the file; I/O errors (ENOENT, ...) as thrown by fs.
+ */
+export function loadCheckpoint(file: string): Checkpoint {
+  return decodeCheckpoint(fs.readFileSync(file), file);
+}
+
+/** {@link loadCheckpoint} without blocking the event loop while reading. */
+export async function readCheckpoint(file: string): Promise<Checkpoint> {
+  return decodeCheckpoint(await fs.promises.readFile(file), file);
+}
+
+// ---------------------------------------------------------------------- restore
+
+function cloneAll(rec: Record<string, HostTensor>): Record<string, HostTensor> {
+  const out: Record<string, HostTensor> = {};
+  for (const [k, t] of Object.entries(rec)) out[k] = cloneHost(t);
+  return out;
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+function mismatch(ck: Checkpoint, field: string, expected: unknown, actual: unknown, show = JSON.stringify): CheckpointError {
+  return new CheckpointError(
+    'mismatch',
+    ck.source,
+    `does not fit the learner: ${field} is ${show(actual)} in the checkpoint, the learner has ${show(expected)}`,
+    { field, expected, actual },
+  );
+}
+
+function checkTensors(ck: Checkpoint, what: string, learner: Record<string, HostTensor>, saved: Record<string, HostTensor>): void {
+  const lk = Object.keys(learner).sort();
+  const sk = Object.keys(saved).sort();
+  if (lk.length !== sk.length || lk.some((k, i) => k !== sk[i])) throw mismatch(ck, what, lk, sk);
+  for (const k of lk) {
+    if (!sameShape(learner[k].shape, saved[k].shape)) {
+      throw mismatch(ck, `${what}.${k}.shape`, learner[k].shape, saved[k].shape, (s) => fmtShape(s as number[]));
+    }
+    if (saved[k].dtype !== learner[k].dtype) throw mismatch(ck, `${what}.${k}.dtype`, learner[k].dtype, saved[k].dtype);
+  }
+}
+
+/**
+ * Restores a checkpoint into `learner` (and the optimizer state into
+ * `options.optimizer`). Everything is checked first: algorithm (and pp_prop's
+ * decay, the VJP method), dtype, batch size, input and output shapes, weight,
+ * state and trace names and shapes; a difference throws CheckpointError
+ * 'mismatch' naming the field, and nothing is changed. Then: the optimizer
+ * state, the weights, the states, the traces and the trace step counter.
+ * Training then continues exactly as it would have from the saved point.
+ */
+export function restoreCheckpoint(learner: Learner, ck: Checkpoint, options: RestoreCheckpointOptions = {}): void {
+  if (typeof ck !== 'object' || ck === null || typeof ck.params !== 'object') {
+    throw new ArgumentError(`restoreCheckpoint: expected a Checkpoint (from loadCheckpoint); got ${String(ck)}`);
+  }
+  const algo = algorithmOf(learner);
+  if (algo.algorithm !== ck.algorithm) throw mismatch(ck, 'algorithm', algo.algorithm, ck.algorithm);
+  if (algo.decay !== ck.decay) throw mismatch(ck, 'decay', algo.decay, ck.decay);
+  if (algo.vjpMethod !== ck.vjpMethod) throw mismatch(ck, 'vjpMethod', algo.vjpMethod, ck.vjpMethod);
+  if (learner.dtype !== ck.dtype) throw mismatch(ck, 'dtype', learner.dtype, ck.dtype);
+  if (learner.batchSize !== ck.batchSize) throw mismatch(ck, 'batchSize', learner.batchSize, ck.batchSize);
+  const fmt = (s: unknown): string => fmtShape(s as number[]);
+  if (!sameShape(learner.inputShape, ck.inputShape)) throw mismatch(ck, 'inputShape', learner.inputShape.slice(), ck.inputShape, fmt);
+  if (!sameShape(learner.outputShape, ck.outputShape)) throw mismatch(ck, 'outputShape', learner.outputShape.slice(), ck.outputShape, fmt);
+  checkTensors(ck, 'params', learner.params(), ck.params);
+  checkTensors(ck, 'states', learner.states(), ck.states);
+  const online = learner instanceof OnlineLearner ? learner : null;
+  if (online !== null) {
+    if (ck.traces === null || ck.traceSteps === null) throw mismatch(ck, 'traces', 'traces', null);
+    checkTensors(ck, 'traces', online.traces(), ck.traces);
+  }
+  const opt = options.optimizer;
+  if (opt !== undefined) {
+    if (ck.optimizer === null || ck.optimizer === undefined) {
+      throw mismatch(ck, 'optimizer', 'an optimizer state', null, String);
+    }
+    const have = (opt.state() as { kind?: unknown } | null)?.kind;
+    const saved = (ck.optimizer as { kind?: unknown } | null)?.kind;
+    if (typeof have === 'string' && typeof saved === 'string' && have !== saved) {
+      throw mismatch(ck, 'optimizer.kind', have, saved);
+    }
+    // Copies, so that neither side aliases the other's arrays (the checkpoint can be restored again).
+    opt.loadState(structuredClone(ck.optimizer));
+  }
+  learner.setParams(cloneAll(ck.params));
+  learner.setStates(cloneAll(ck.states));
+  if (online !== null) online.setTraces(cloneAll(ck.traces!), ck.traceSteps!);
+}
