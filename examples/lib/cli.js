@@ -1,0 +1,50 @@
+// Command-line options shared by the examples: --quick (fewer iterations, a weaker but
+// still checked target, for the tests), --plot <file.svg>, --seed <n>, --iters <n>.
+'use strict';
+
+function parseArgs(argv = process.argv.slice(2)) {
+  const o = { quick: false, plot: null, seed: null, iters: null };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const val = () => {
+      if (a.includes('=')) return a.slice(a.indexOf('=') + 1);
+      if (i + 1 >= argv.length) usage(`${a} needs a value`);
+      return argv[++i];
+    };
+    const key = a.split('=')[0];
+    if (key === '--quick') o.quick = true;
+    else if (key === '--plot') o.plot = val();
+    else if (key === '--seed') o.seed = int(val(), '--seed');
+    else if (key === '--iters') o.iters = int(val(), '--iters');
+    else if (key === '--help' || key === '-h') usage(null);
+    else usage(`unknown option ${a}`);
+  }
+  return o;
+}
+
+function int(s, what) {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 0) usage(`${what} must be a non-negative integer; got ${s}`);
+  return n;
+}
+
+function usage(err) {
+  const msg = 'options: --quick  --plot <out.svg>  --seed <n>  --iters <n>';
+  if (err) {
+    console.error(`${err}\n${msg}`);
+    process.exit(2);
+  }
+  console.log(msg);
+  process.exit(0);
+}
+
+/** Prints a message to stderr and exits with code 1 when `ok` is false. */
+function checkTarget(ok, message) {
+  if (!ok) {
+    console.error(`target missed: ${message}`);
+    process.exit(1);
+  }
+  console.log(`target reached: ${message}`);
+}
+
+module.exports = { parseArgs, checkTarget };
