@@ -15,10 +15,11 @@
 //       excitatory (inputOptions.sign = +1); inhibitory rows start 4x stronger so the net
 //       starts balanced. ALIF neurons (τ_mem 20, τ_adapt 200), leaky rate readout (τ 5)
 //       giving the two logits (the readout is not constrained).
-// Algorithm: bt.BPTT. Transformed (sign / mask / weightFn) weights are BPTT-only for now:
-//       bt.compile(..., bt.D_RTRL | bt.pp_prop) rejects them with NotSupportedError (the
-//       native trace rule does not chain the gradient through the transform yet), so this
-//       example uses exact BPTT with the sign constraint. crossEntropy on the recall window
+// Algorithm: bt.BPTT by default; `--online` trains the same network online with bt.D_RTRL
+//       (the sign-constrained weights are transformed weights, whose online gradient is
+//       chained through the transform natively; measured: 94.5% after 400 iterations in
+//       42 s, against 95.7% in 15 s for BPTT, seed 0). The default stays BPTT because it is
+//       faster and the test runs --quick, whose 80 iterations are too few for D_RTRL. crossEntropy on the recall window
 //       (mask), Adam (bt.optim.Adam when present, else examples/lib/adam.js) lr 5e-3, batch 32.
 // Target (checked): accuracy (mean logits over the recall window, on 8 fresh held-out
 //       batches = 256 trials) >= 85% after 400 iterations; --quick (80 iterations): >= 75%.
@@ -34,6 +35,9 @@ const { makeAdam, applyGradients } = require('./lib/adam');
 const { parseArgs, checkTarget } = require('./lib/cli');
 
 const args = parseArgs();
+const ONLINE = args.online;
+const ALGO = ONLINE ? bt.D_RTRL : bt.BPTT;
+const ALGO_NAME = ONLINE ? 'D_RTRL' : 'BPTT';
 const NSIDE = 10;
 const NRECALL = 5;
 const NNOISE = 5;
@@ -127,9 +131,9 @@ function daleHolds(params) {
 
 async function main() {
   console.log(
-    `evidence accumulation: ${NCUE} cues, delay ${DELAY}, recall ${RECALL} (T ${T}); E/I ALIF RSNN ${I} -> ${NE}E + ${NI}I -> 2; BPTT, batch ${B}, ${ITERS} iterations (backend ${bt.info().backend})`,
+    `evidence accumulation: ${NCUE} cues, delay ${DELAY}, recall ${RECALL} (T ${T}); E/I ALIF RSNN ${I} -> ${NE}E + ${NI}I -> 2; ${ALGO_NAME}, batch ${B}, ${ITERS} iterations (backend ${bt.info().backend})`,
   );
-  const learner = bt.compile(makeModel(), bt.BPTT, { inputShape: [I], batchSize: B, seed: SEED });
+  const learner = bt.compile(makeModel(), ALGO, { inputShape: [I], batchSize: B, seed: SEED });
   // start balanced: inhibitory rows NE/NI times stronger than excitatory ones
   const p0 = learner.params();
   const w = p0['layer.rec.weight'];
@@ -141,7 +145,7 @@ async function main() {
   const losses = [];
   const accX = [];
   const accY = [];
-  const bar = new Progress(ITERS, { label: 'BPTT' });
+  const bar = new Progress(ITERS, { label: ALGO_NAME });
   const t0 = Date.now();
   let acc = NaN;
   for (let it = 0; it < ITERS; it++) {
@@ -173,7 +177,7 @@ async function main() {
   );
   if (args.plot) {
     writePlot(args.plot, {
-      title: `Evidence accumulation (${NCUE} cues), E/I ALIF RSNN ${NE}E+${NI}I, BPTT`,
+      title: `Evidence accumulation (${NCUE} cues), E/I ALIF RSNN ${NE}E+${NI}I, ${ALGO_NAME}`,
       panels: [
         { xlabel: 'iteration', ylabel: 'cross-entropy (recall)', series: [{ name: 'loss', y: losses }] },
         {

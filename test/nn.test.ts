@@ -4,7 +4,7 @@
  *      (float64, non-zero initial state, relative error < 1e-6);
  *  (2) a D_RTRL run (finite losses, a gradient for every weight path, non-zero
  *      gradients for relation weights; equality with BPTT where the model is
- *      diagonal), or NotSupportedError for transformed Linear weights;
+ *      diagonal; transformed Linear weights (mask, sign, weightFn) included);
  *  (3) option and shape errors that name the argument.
  *
  * Spiking layers: the spike is H(u) in the forward pass, so a finite-difference
@@ -502,22 +502,41 @@ describe('D_RTRL', () => {
     ['mask', { mask: MASK }],
     ['sign', { sign: [1, -1, 1] }],
     ['weightFn', { weightFn: (w: Tensor) => bt.tanh(w) }],
-  ] as [string, nn.LinearOptions][])('Linear with %s: online compile throws NotSupportedError naming the weight', (_name, opts) => {
-    for (const algo of [bt.D_RTRL, bt.pp_prop]) {
-      expect(() => bt.compile(new LeakyLinear(3, 4, opts), algo as typeof bt.D_RTRL, { inputShape: [3], decayOrRank: 0.5 } as never)).toThrow(bt.NotSupportedError);
-      expect(() => bt.compile(new LeakyLinear(3, 4, opts), algo as typeof bt.D_RTRL, { inputShape: [3], decayOrRank: 0.5 } as never)).toThrow(
-        /transformed weight of 'fc\.weight'/,
-      );
-    }
+    ['weightFn + sign + mask', { weightFn: (w: Tensor) => bt.square(w), sign: [-1, 1, 1], mask: MASK }],
+  ] as [string, nn.LinearOptions][])('Linear with %s: D_RTRL traces W_eff and equals BPTT (diagonal model)', async (_name, opts) => {
+    const c: Case = { make: () => new LeakyLinear(3, 4, opts), nIn: 3 };
+    const { grads, graph, d } = await checkDrtrl(c);
+    expect(graph.relations.map((r) => [r.weightPath, r.weightTransformed])).toEqual([['fc.weight', true]]);
+    expect(relErr(grads, await bpttGrads(c, d))).toBeLessThan(1e-9);
     // the graph itself records the transformed EtpMatMul
-    expect(bt.compileEtraceGraph(new LeakyLinear(3, 4, opts), bt.zeros([2, 3])).explain()).toMatch(/EtpMatMul\(fc\.weight transformed \+ bias fc\.bias\)/);
+    expect(bt.compileEtraceGraph(c.make(), bt.zeros([2, 3])).explain()).toMatch(/EtpMatMul\(fc\.weight transformed \+ bias fc\.bias\)/);
   });
 
-  test("a Dale's-law recurrent projection in a spiking layer is rejected online (names rec.weight) and trains with BPTT", () => {
-    const make = () => new nn.RecurrentSpikingLayer(3, 4, { recurrentOptions: { sign: [1, 1, 1, -1] } });
-    expect(() => bt.compile(make(), bt.D_RTRL, { inputShape: [3] })).toThrow(/transformed weight of 'rec\.weight'/);
-    const l = bt.compile(make(), bt.BPTT, { inputShape: [3] });
-    l.dispose();
+  test('Linear with sign: pp_prop compiles and runs (finite, non-zero weight gradient)', async () => {
+    const learner = bt.compile(new LeakyLinear(3, 4, { sign: [1, -1, 1] }), bt.pp_prop, { inputShape: [3], batchSize: 2, dtype: 'float64', decayOrRank: 0.5 });
+    try {
+      const rnd = prng(7);
+      const { grads, losses } = await learner.etraceGrad(rand([5, 2, 3], rnd), rand([5, 2, 4], rnd), { loss: 'mse' });
+      expect(losses.every(Number.isFinite)).toBe(true);
+      expect(Array.from(grads['fc.weight'].data).some((v) => v !== 0)).toBe(true);
+    } finally {
+      learner.dispose();
+    }
+  });
+
+  test("a Dale's-law recurrent projection in a spiking layer trains online (D_RTRL, aligned with BPTT)", async () => {
+    const c: Case = {
+      make: () => new nn.RecurrentSpikingLayer(3, 4, { recurrentOptions: { sign: [1, 1, 1, -1] }, inputOptions: { wInit: bt.init.normal({ mean: 0.6, std: 0.4 }) } }),
+      nIn: 3, xOffset: 0.5, xScale: 0.5, h0: neuronH0('neuron.'),
+    };
+    const { grads, graph, d } = await checkDrtrl(c);
+    expect(graph.relations.some((r) => r.weightPath === 'rec.weight' && r.weightTransformed)).toBe(true);
+    const exact = await bpttGrads(c, d);
+    const flat = (g: Record<string, bt.HostTensor>) => Object.keys(g).sort().flatMap((k) => Array.from(g[k].data));
+    const [a, b] = [flat(grads), flat(exact)];
+    const dot = a.reduce((acc, v, i) => acc + v * b[i], 0);
+    const cos = dot / Math.sqrt(a.reduce((acc, v) => acc + v * v, 0) * b.reduce((acc, v) => acc + v * v, 0));
+    expect(cos).toBeGreaterThan(0.5);
   });
 });
 

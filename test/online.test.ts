@@ -6,6 +6,9 @@
 import * as bt from '../lib/index';
 import type { Tensor } from '../lib/dsl/tensor';
 import { loadBinding } from '../lib/runtime/native';
+import { encodePlan } from '../lib/compiler/plan';
+import { analyseEtraceGraph } from '../lib/compiler/etrace';
+import type { NativeOnlineConfig } from '../types/binding';
 import { prng } from './helpers/native';
 
 type Op = 'matmul' | 'matmulBias' | 'elementWise';
@@ -283,6 +286,173 @@ describe('pp_prop', () => {
     expect(bt.decayOf(1)).toBe(0);
     expect(() => bt.decayOf(1.5)).toThrow(/decayOrRank must be a decay in \[0, 1\) or an integer rank >= 1; got 1.5/);
     expect(() => bt.compile(new Leaky('matmul'), bt.pp_prop, { inputShape: [4] } as never)).toThrow(/decayOrRank/);
+  });
+});
+
+/** Transforms of the weight ParamState: W_eff = f(W) (the chain rule through f). */
+type Transform = 'mask' | 'dale' | 'tanh' | 'square' | 'tanhBias';
+const MASK4 = [
+  [1, 0, 1, 1],
+  [0, 1, 1, 0],
+  [1, 1, 0, 1],
+  [1, 0, 1, 0],
+];
+const SIGN4 = [[1], [-1], [1], [-1]];
+
+/** Leaky integrator h = 0.5 h + x·f(W) (or x ⊙ f(w) element-wise) with a linear readout. */
+class LeakyTransformed extends bt.Module {
+  w: bt.ParamState;
+  b = new bt.ParamState(bt.init.normal({ std: 0.5 }), [4]);
+  ro = new bt.ParamState(bt.init.xavierNormal(), [4, 2]);
+  h = new bt.HiddenState([4]);
+  constructor(private readonly f: Transform) {
+    super();
+    this.w = new bt.ParamState(bt.init.normal(), f === 'square' ? [4] : [4, 4]);
+  }
+  update(x: Tensor): Tensor {
+    const w = this.w.value;
+    let drive: Tensor;
+    if (this.f === 'square') drive = bt.elementWise(bt.square(w), (y) => bt.mul(x, y));
+    else if (this.f === 'mask') drive = bt.matmul(x, bt.mul(w, MASK4));
+    else if (this.f === 'dale') drive = bt.matmul(x, bt.mul(bt.abs(w), SIGN4), this.b);
+    else if (this.f === 'tanh') drive = bt.matmul(x, bt.tanh(w));
+    else drive = bt.matmul(x, bt.tanh(w), bt.mul(bt.tanh(this.b.value), 2));
+    this.h.value = bt.add(bt.mul(this.h.value, 0.5), drive);
+    return bt.matmul(this.h.value, this.ro.value);
+  }
+}
+
+const TRANSFORMED: [string, () => bt.Module][] = [
+  ['mask ⊙ W', () => new LeakyTransformed('mask')],
+  ["Dale's law |W| ⊙ sign (+ raw bias)", () => new LeakyTransformed('dale')],
+  ['tanh(W)', () => new LeakyTransformed('tanh')],
+  ['tanh(W) with a transformed bias 2 tanh(b)', () => new LeakyTransformed('tanhBias')],
+  ['element-wise w²', () => new LeakyTransformed('square')],
+];
+
+describe('transformed weights W_eff = f(θ): the chain rule', () => {
+  for (const [name, make] of TRANSFORMED) {
+    test.each([1, 4, 20])(`D_RTRL equals BPTT: ${name}, T = %i`, async (T) => {
+      const d = data(make, T, 60 + T);
+      const exact = await grads(make, BPTT, d);
+      const online = await grads(make, DRTRL, d);
+      expect(relErr(online, exact)).toBeLessThan(1e-9);
+      expect(Array.from(online.w.data).some((v) => v !== 0)).toBe(true);
+    });
+  }
+
+  test('the relation records the transformed weight and bias', () => {
+    const learner = bt.compile(new LeakyTransformed('tanhBias'), bt.D_RTRL, { inputShape: [4], batchSize: B, dtype: 'float64' });
+    try {
+      const [r] = (learner as bt.ParamDimVjpAlgorithm).graph.relations;
+      expect(r.weightTransformed).toBe(true);
+      expect(r.weightPath).toBe('w');
+      expect(r.biasPath).toBe('b');
+    } finally {
+      learner.dispose();
+    }
+  });
+
+  test('pp_prop equals BPTT at T = 1 on the masked weight', async () => {
+    const make = () => new LeakyTransformed('mask');
+    const d = data(make, 1, 71);
+    expect(relErr(await grads(make, PP, d, { decayOrRank: 0.7 }), await grads(make, BPTT, d))).toBeLessThan(1e-9);
+  });
+
+  test("chunk 4 at T = 20 equals BPTT on the Dale's-law weight (multi-step)", async () => {
+    const make = () => new LeakyTransformed('dale');
+    const d = data(make, 20, 72);
+    const exact = await grads(make, BPTT, d);
+    const windows = await grads(make, DRTRL, d, { vjpMethod: 'multi-step' }, { chunkSize: 4 });
+    expect(relErr(windows, exact)).toBeLessThan(1e-9);
+  });
+
+  test('the dL/dW_eff sum is per call: a repeat from the same states and traces gives the same gradient', async () => {
+    const make = () => new LeakyTransformed('tanh');
+    const d = data(make, 8, 73);
+    const learner = bt.compile(make(), bt.D_RTRL, { inputShape: [4], batchSize: B, dtype: 'float64', seed: 3 });
+    try {
+      learner.setStates(d.h0);
+      const a = await learner.etraceGrad(d.xs, d.ys, { loss: 'mse' });
+      learner.setStates(d.h0);
+      learner.resetState();
+      learner.setStates(d.h0);
+      const b = await learner.etraceGrad(d.xs, d.ys, { loss: 'mse' });
+      expect(relErr(b.grads, a.grads)).toBeLessThan(1e-12);
+    } finally {
+      learner.dispose();
+    }
+  });
+
+  test('native configuration: weightNode / biasNode are validated, and runOnline equals runSequence', () => {
+    const loss: bt.TraceLoss = { fn: (y, t) => bt.mul(bt.sum(bt.square(bt.sub(y, t))), 0.5), targetShape: [2] };
+    const { graph } = bt.traceModel(new LeakyTransformed('tanhBias'), { dtype: 'float64', inputShapes: [[4]], batchSize: B, loss });
+    const plan = encodePlan(graph);
+    const session = loadBinding().createSession(plan.code, plan.fattr);
+    try {
+      const rnd = prng(80);
+      graph.params.forEach((p, i) => session.setParam(i, Float64Array.from({ length: bt.numel(p.shape) }, () => 2 * rnd() - 1)));
+      graph.states.forEach((st, i) => session.setState(i, Float64Array.from({ length: bt.numel(st.shape) }, () => 0.3 + rnd())));
+      const etg = analyseEtraceGraph(graph, { batchSize: B });
+      const [r] = etg.relations;
+      const y = graph.nodes[r.yNode];
+      const config = (rel: Partial<NativeOnlineConfig['relations'][number]>): NativeOnlineConfig => ({
+        algorithm: 'd_rtrl',
+        groups: etg.groups.map((g) => ({
+          members: g.members.map((m) => ({ leafNode: m.leafNode, newNode: m.newNode, width: m.width })),
+          positions: g.positions,
+          zeroRecurrence: g.zeroRecurrence,
+          probePositions: g.coupled,
+        })),
+        relations: [
+          {
+            kind: 'dense',
+            xNode: r.xNode!,
+            yNode: r.yNode,
+            weightSlot: r.weightSlot,
+            biasSlot: r.biasSlot!,
+            weightNode: y.inputs[1],
+            biasNode: y.inputs[2],
+            groups: r.groups.slice(),
+            tailProbe: r.groups.map(() => false),
+            ...rel,
+          },
+        ],
+        blockedTransition: graph.nodes.filter((n) => n.op === 'EtpMatMul' || n.op === 'MatMul').map((n) => n.id),
+        etpNodes: graph.nodes.filter((n) => n.op === 'EtpMatMul').map((n) => n.id),
+        nonTemporalSlots: graph.params.map((_, i) => i).filter((i) => i !== r.weightSlot && i !== r.biasSlot),
+      });
+      const code = (f: () => unknown, re: RegExp) => {
+        let err: unknown = null;
+        try {
+          f();
+        } catch (e) {
+          err = e;
+        }
+        expect((err as { code?: string }).code).toBe('ERR_BRAINTRACE_INVALID_ARGUMENT');
+        expect(String((err as Error).message)).toMatch(re);
+      };
+      code(() => session.configureOnline(config({ weightNode: -1 })), /weight_node is -1 \(the raw ParamState\)/);
+      code(() => session.configureOnline(config({ weightNode: r.xNode! })), /weight_node must be the weight \(input 1\)/);
+      code(() => session.configureOnline(config({ biasNode: -1 })), /bias_node is -1/);
+      code(() => session.configureOnline(config({ biasSlot: -1 })), /bias_node must be -1 without a bias_slot/);
+      code(() => session.configureOnline(config({ weightSlot: r.biasSlot! })), /does not depend on the Param leaf of slot|depends on the Param leaf/);
+      session.configureOnline(config({}));
+      const T = 6;
+      const inputs = graph.inputs.map((i) => Float64Array.from({ length: T * bt.numel(i.shape) }, () => 2 * rnd() - 1));
+      const s0 = graph.states.map((_, i) => Float64Array.from(session.getState(i)));
+      const seq = session.runSequence({ steps: T, inputs, computeGrads: true });
+      s0.forEach((v, i) => session.setState(i, v));
+      const on = session.runOnline({ steps: T, inputs, computeGrads: true });
+      seq.paramGrads!.forEach((g, i) => {
+        const a = Array.from(on.paramGrads![i]);
+        const scale = Math.max(...Array.from(g, Math.abs));
+        expect(scale).toBeGreaterThan(1e-6);
+        a.forEach((v, k) => expect(Math.abs(v - g[k]) / scale).toBeLessThan(1e-9));
+      });
+    } finally {
+      session.dispose();
+    }
   });
 });
 

@@ -177,6 +177,14 @@ export interface NativeOnlineRelation {
   weightSlot: number;
   /** Param slot of the bias, or -1 / omitted. */
   biasSlot?: number;
+  /**
+   * The op's weight input node when it is a transform of the weight ParamState (mask, sign
+   * constraint, weight function; it must depend on that Param leaf and constants only);
+   * -1 / omitted: the weight input is the Param leaf itself.
+   */
+  weightNode?: number;
+  /** The op's bias input node when it is a transform of the bias ParamState; -1 / omitted: raw. */
+  biasNode?: number;
   groups: number[];
   /** Per target group: probe df one position at a time. */
   tailProbe: boolean[];

@@ -3,7 +3,7 @@
 'use strict';
 
 function parseArgs(argv = process.argv.slice(2)) {
-  const o = { quick: false, plot: null, seed: null, iters: null };
+  const o = { quick: false, plot: null, seed: null, iters: null, online: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -16,6 +16,7 @@ function parseArgs(argv = process.argv.slice(2)) {
     else if (key === '--plot') o.plot = val();
     else if (key === '--seed') o.seed = int(val(), '--seed');
     else if (key === '--iters') o.iters = int(val(), '--iters');
+    else if (key === '--online') o.online = true; // evidence-ei.js: train with D_RTRL
     else if (key === '--help' || key === '-h') usage(null);
     else usage(`unknown option ${a}`);
   }

@@ -7,7 +7,7 @@
  * memory. Equations: native/include/braintrace/online.h and docs/online.md.
  */
 import type { NativeArray, NativeOnlineConfig } from '../../types/binding';
-import { analyseEtraceGraph, type ETraceGraph } from '../compiler/etrace';
+import { analyseEtraceGraph, type ETraceGraph, type Relation } from '../compiler/etrace';
 import type { Module } from '../dsl/module';
 import type { VjpMethod } from '../executor/executor';
 import { ArgumentError, NotSupportedError, ShapeError, fmtShape } from '../runtime/errors';
@@ -70,13 +70,24 @@ export abstract class OnlineLearner extends Learner {
     }
     this.vjpMethod = m;
     this.graph = analyseEtraceGraph(this.stepTrace.graph, { batchSize: this.batchSize });
+    // Transformed weights W_eff = f(θ) (masks, sign constraints, weight functions) are traced
+    // as W_eff and pulled back through f natively (the chain rule); f must depend on the one
+    // ParamState and constants only.
+    const { nodes, params } = this.stepTrace.graph;
     for (const r of this.graph.relations) {
-      if (r.weightTransformed) {
-        throw new NotSupportedError(
-          `compile: relation ${r.key} uses a transformed weight of '${r.weightPath}' (a mask or function of the ParamState); ` +
-            'online algorithms need the raw ParamState as the matmul weight for now',
-        );
-      }
+      const { weightNode, biasNode } = relationInputs(r, nodes);
+      const check = (node: number, slot: number | null, path: string | null) => {
+        if (node < 0 || slot === null) return;
+        const bad = transformProblem(nodes, node, params[slot].nodeId);
+        if (bad !== null) {
+          throw new NotSupportedError(
+            `compile: relation ${r.key} uses a transformed weight of '${path}' that ${bad}; ` +
+              'online algorithms need a weight computed from its ParamState and constants only',
+          );
+        }
+      };
+      check(weightNode, r.weightSlot, r.weightPath);
+      check(biasNode, r.biasSlot, r.biasPath);
     }
   }
 
@@ -233,6 +244,7 @@ export abstract class OnlineLearner extends Learner {
         yNode: r.yNode,
         weightSlot: r.weightSlot,
         biasSlot: r.biasSlot ?? -1,
+        ...relationInputs(r, nodes),
         groups: r.groups,
         tailProbe: r.groups.map((gi) => r.tailCoupled[gi]),
       })),
@@ -281,6 +293,42 @@ export abstract class OnlineLearner extends Learner {
     }
     return chunk;
   }
+}
+
+interface GraphNodeLike {
+  op: string;
+  inputs: number[];
+}
+
+/**
+ * The op's weight / bias input nodes of a relation when they are transforms of the
+ * ParamState (W_eff = f(θ)); -1 where the input is the Param leaf itself (or absent).
+ */
+function relationInputs(r: Relation, nodes: readonly GraphNodeLike[]): { weightNode: number; biasNode: number } {
+  const y = nodes[r.yNode];
+  const w = r.op === 'EtpMatMul' ? y.inputs[1] : y.inputs[0];
+  const b = r.op === 'EtpMatMul' && r.biasSlot !== null && y.inputs.length === 3 ? y.inputs[2] : -1;
+  const transformed = (id: number) => id >= 0 && nodes[id].op !== 'Param';
+  return { weightNode: transformed(w) ? w : -1, biasNode: transformed(b) ? b : -1 };
+}
+
+/** Why the transform `node` is not f(param leaf `leaf`, constants) (null when it is). */
+function transformProblem(nodes: readonly GraphNodeLike[], node: number, leaf: number): string | null {
+  const seen = new Set<number>([node]);
+  const stack = [node];
+  while (stack.length > 0) {
+    const cur = stack.pop()!;
+    const op = nodes[cur].op;
+    if (op === 'Input' || op === 'State') return `depends on a${op === 'Input' ? 'n input' : ' state'} (node ${cur})`;
+    if (op === 'Param' && cur !== leaf) return `depends on another ParamState (node ${cur})`;
+    for (const i of nodes[cur].inputs) {
+      if (!seen.has(i)) {
+        seen.add(i);
+        stack.push(i);
+      }
+    }
+  }
+  return null;
 }
 
 /**

@@ -81,7 +81,7 @@ export interface RecurrentSpikingLayerOptions {
   recurrent?: boolean;
   /** Options of the input Linear `inp` (default no bias). */
   inputOptions?: LinearOptions;
-  /** Options of the recurrent Linear `rec` (default no bias); `sign`/`mask` make it a transformed weight (BPTT only for now). */
+  /** Options of the recurrent Linear `rec` (default no bias); `sign`/`mask` make it a transformed weight (trained through the transform by every learner). */
   recurrentOptions?: LinearOptions;
   /** Time step of the synapse (default 1; the neuron's dt is in neuronOptions). */
   dt?: number;

@@ -448,7 +448,7 @@ void ParseOnlineConfig(Napi::Env env, const Napi::Value& v, bt::OnlineConfig* ou
   for (uint32_t r = 0; r < rels.Length(); ++r) {
     const std::string rn = "config.relations[" + std::to_string(r) + "]";
     Napi::Object ro = CheckObject(env, rels.Get(r), rn,
-                                  "a relation { kind, xNode?, yNode, weightSlot, biasSlot?, groups, tailProbe }");
+                                  "a relation { kind, xNode?, yNode, weightSlot, biasSlot?, weightNode?, biasNode?, groups, tailProbe }");
     bt::OnlineRelation& rel = out->relations[r];
     Napi::Value kind = ro.Get("kind");
     const std::string ks = kind.IsString() ? kind.As<Napi::String>().Utf8Value() : std::string();
@@ -471,6 +471,14 @@ void ParseOnlineConfig(Napi::Env env, const Napi::Value& v, bt::OnlineConfig* ou
                         ? -1
                         : static_cast<int32_t>(CheckInteger(env, bs, rn + ".biasSlot", "-1 or an integer param slot", -1,
                                                             double(std::numeric_limits<int32_t>::max())));
+    auto optional_node = [&](const char* key) -> int32_t {
+      Napi::Value v = ro.Get(key);
+      if (v.IsUndefined() || v.IsNull()) return -1;
+      return static_cast<int32_t>(CheckInteger(env, v, rn + "." + key, "-1 or a node id", -1,
+                                               double(std::numeric_limits<int32_t>::max())));
+    };
+    rel.weight_node = optional_node("weightNode");
+    rel.bias_node = optional_node("biasNode");
     rel.groups = SlotList(env, ro.Get("groups"), rn + ".groups", "group indices");
     Napi::Value tp = ro.Get("tailProbe");
     rel.tail_probe.clear();

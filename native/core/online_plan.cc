@@ -16,6 +16,55 @@ std::string node_desc(const Plan& plan, int32_t id) {
 // Largest number of values one trace may hold (beyond it the allocation is refused).
 constexpr double kMaxTraceValues = double(int64_t(1) << 48);
 
+// Validates a relation's weight / bias input `input` (of the op `y_node`) against its param
+// slot: either the slot's Param leaf itself (*resolved = -1), or, when `given` names it, a
+// transform of that leaf alone (no Input or State leaf, no other Param leaf; *resolved = input).
+Status check_weight_input(const Plan& plan, const std::string& field, int32_t given, int32_t input, int32_t slot,
+                          int32_t y_node, const char* which, int32_t* resolved) {
+  const int32_t leaf = plan.param_nodes[static_cast<size_t>(slot)];
+  *resolved = -1;
+  if (given < -1 || given >= static_cast<int32_t>(plan.nodes.size()))
+    return arg(field + " must be -1 or a node id in [0, " + std::to_string(plan.nodes.size()) + "), got " +
+               std::to_string(given));
+  if (input == leaf && (given == -1 || given == leaf)) return Status::Ok();
+  if (given == -1)
+    return arg(field + " is -1 (the raw ParamState), but the " + which + " of " + node_desc(plan, y_node) + " is " +
+               node_desc(plan, input) + ", not the Param leaf of slot " + std::to_string(slot) + " (" +
+               node_desc(plan, leaf) + "): give the transformed weight's node in " + field);
+  if (given != input)
+    return arg(field + " must be the " + which + " of " + node_desc(plan, y_node) + " (node " + std::to_string(input) +
+               "), got " + std::to_string(given));
+  // Ancestors of the transform: Params and Consts only, and exactly the slot's Param leaf.
+  std::vector<char> seen(plan.nodes.size(), 0);
+  std::vector<int32_t> stack{input};
+  seen[static_cast<size_t>(input)] = 1;
+  bool reaches = false;
+  while (!stack.empty()) {
+    const int32_t cur = stack.back();
+    stack.pop_back();
+    const PlanNode& n = plan.nodes[static_cast<size_t>(cur)];
+    if (n.op == OpCode::Input || n.op == OpCode::State)
+      return arg(field + " " + node_desc(plan, input) + " depends on " + node_desc(plan, cur) +
+                 ": a transformed weight must depend on params and constants only");
+    if (n.op == OpCode::Param) {
+      if (cur != leaf)
+        return arg(field + " " + node_desc(plan, input) + " depends on the Param leaf " + node_desc(plan, cur) +
+                   ", not only on that of slot " + std::to_string(slot) + " (" + node_desc(plan, leaf) + ")");
+      reaches = true;
+    }
+    for (int32_t j : n.inputs)
+      if (!seen[static_cast<size_t>(j)]) {
+        seen[static_cast<size_t>(j)] = 1;
+        stack.push_back(j);
+      }
+  }
+  if (!reaches)
+    return arg(field + " " + node_desc(plan, input) + " does not depend on the Param leaf of slot " +
+               std::to_string(slot) + " (" + node_desc(plan, leaf) + ")");
+  *resolved = input;
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status resolve_online(const Plan& plan, const OnlineConfig& c, ResolvedOnline* out) {
@@ -105,22 +154,27 @@ Status resolve_online(const Plan& plan, const OnlineConfig& c, ResolvedOnline* o
       return arg(rp + ".bias_slot must be -1 or a param slot in [0, " + std::to_string(np) + "), got " +
                  std::to_string(rel.bias_slot));
     const PlanNode& y = plan.nodes[rel.y_node];
-    const int32_t wnode = plan.param_nodes[rel.weight_slot];
     if (rel.kind == RelationKind::Dense) {
       if (y.op != OpCode::EtpMatMul)
         return arg(rp + ".y_node must be an EtpMatMul for a Dense relation, got " + node_desc(plan, rel.y_node));
-      if (y.inputs[1] != wnode)
-        return arg(rp + ": the weight (input 1) of " + node_desc(plan, rel.y_node) + " is " +
-                   node_desc(plan, y.inputs[1]) + ", not the Param leaf of weight_slot " +
-                   std::to_string(rel.weight_slot) + " (" + node_desc(plan, wnode) +
-                   "): the weight must be a raw ParamState; transformed weights are not supported yet");
+      if (!(s = check_weight_input(plan, rp + ".weight_node", rel.weight_node, y.inputs[1], rel.weight_slot,
+                                   rel.y_node, "weight (input 1)", &rr.weight_node))
+               .ok())
+        return s;
       if (rel.x_node != y.inputs[0])
         return arg(rp + ".x_node must be the EtpMatMul's input 0 (node " + std::to_string(y.inputs[0]) + "), got " +
                    std::to_string(rel.x_node));
-      if (rel.bias_slot >= 0 && (y.inputs.size() != 3 || y.inputs[2] != plan.param_nodes[rel.bias_slot]))
-        return arg(rp + ".bias_slot " + std::to_string(rel.bias_slot) + ": its Param leaf (node " +
-                   std::to_string(plan.param_nodes[rel.bias_slot]) + ") is not the bias input (input 2) of " +
-                   node_desc(plan, rel.y_node));
+      if (rel.bias_slot >= 0) {
+        if (y.inputs.size() != 3)
+          return arg(rp + ".bias_slot " + std::to_string(rel.bias_slot) + ": " + node_desc(plan, rel.y_node) +
+                     " has no bias input (input 2)");
+        if (!(s = check_weight_input(plan, rp + ".bias_node", rel.bias_node, y.inputs[2], rel.bias_slot, rel.y_node,
+                                     "bias (input 2)", &rr.bias_node))
+                 .ok())
+          return s;
+      } else if (rel.bias_node != -1) {
+        return arg(rp + ".bias_node must be -1 without a bias_slot, got " + std::to_string(rel.bias_node));
+      }
       const PlanNode& x = plan.nodes[y.inputs[0]];
       if (x.shape.size() != 2 || y.shape.size() != 2)
         return arg(rp + ": a Dense relation needs x (B, I) and y (B, O), got x " + shape_str(x.shape) + " and y " +
@@ -133,13 +187,14 @@ Status resolve_online(const Plan& plan, const OnlineConfig& c, ResolvedOnline* o
       if (y.op != OpCode::EtpElementWise)
         return arg(rp + ".y_node must be an EtpElementWise for an ElementWise relation, got " +
                    node_desc(plan, rel.y_node));
-      if (y.inputs[0] != wnode)
-        return arg(rp + ": the weight (input 0) of " + node_desc(plan, rel.y_node) + " is " +
-                   node_desc(plan, y.inputs[0]) + ", not the Param leaf of weight_slot " +
-                   std::to_string(rel.weight_slot) + " (" + node_desc(plan, wnode) +
-                   "): the weight must be a raw ParamState; transformed weights are not supported yet");
+      if (!(s = check_weight_input(plan, rp + ".weight_node", rel.weight_node, y.inputs[0], rel.weight_slot,
+                                   rel.y_node, "weight (input 0)", &rr.weight_node))
+               .ok())
+        return s;
       if (rel.bias_slot >= 0) return arg(rp + ".bias_slot must be -1 for an ElementWise relation, got " +
                                          std::to_string(rel.bias_slot));
+      if (rel.bias_node != -1)
+        return arg(rp + ".bias_node must be -1 for an ElementWise relation, got " + std::to_string(rel.bias_node));
       rr.O = y.numel;
     }
     if (rel.groups.empty()) return arg(rp + ".groups must not be empty");

@@ -34,6 +34,9 @@ struct ResolvedRelation {
   RelationKind kind = RelationKind::Dense;
   int32_t x_node = -1, y_node = -1;
   int32_t weight_slot = -1, bias_slot = -1;
+  // The transformed weight / bias input node (W_eff = f(theta)), or -1 for a raw Param leaf:
+  // the contraction then goes to a scratch buffer, pulled back at the end of the call.
+  int32_t weight_node = -1, bias_node = -1;
   int64_t B = 0, I = 0, O = 0;
   int xbar_trace = -1;                  // pp_prop, dense: (B, I)
   std::vector<ResolvedTarget> targets;

@@ -353,6 +353,10 @@ class SessionImpl final : public Session {
   // trace with on_g_ when `contract`); !update: contract the current traces only. `n_c` is
   // the trace count entering pp_prop's bias correction c = 1 - decay_f^n_c (0: skip).
   Status online_trace_step(bool update, bool contract, int64_t n_c, std::vector<Buffer>* grads);
+  // Transformed relation weights: one reverse sweep seeded at each transformed weight / bias
+  // node with the dL/dW_eff summed over the call (on_wscr_ / on_bscr_), adding the param
+  // cotangents to grads. Values of the transform nodes are read from vp_ (any step's block).
+  Status online_pullback(std::vector<Buffer>* grads);
   Status online_check(const char* what) const {
     if (!online_)
       return invalid(std::string(what) + ": the session has no online configuration: call configure_online first");
@@ -424,6 +428,9 @@ class SessionImpl final : public Session {
   std::vector<int64_t> jac_off_;   // jacobian(): member offsets (no allocation per step)
   std::vector<std::vector<DeviceBuffer>> on_df_;
   DeviceBuffer on_q_, on_state_, on_carry_;
+  // Per relation: dL/dW_eff (and dL/db_eff) summed over a run_online call, for a transformed
+  // weight (bias) input; empty buffers for raw Param leaves.
+  std::vector<DeviceBuffer> on_wscr_, on_bscr_;
 };
 
 template <typename T>
@@ -955,6 +962,14 @@ Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
       BT_RETURN_IF_ERROR(dfbuf[ri][k].allocate(ex, sizeof(T) * static_cast<size_t>(rg.P * rg.S), "a df Jacobian"));
     }
   }
+  std::vector<DeviceBuffer> wscr(r.relations.size()), bscr(r.relations.size());
+  for (size_t ri = 0; ri < r.relations.size(); ++ri) {
+    const ResolvedRelation& rr = r.relations[ri];
+    if (rr.weight_node >= 0)
+      BT_RETURN_IF_ERROR(wscr[ri].allocate(ex, nbytes(rr.weight_node), "a transformed-weight gradient"));
+    if (rr.bias_node >= 0)
+      BT_RETURN_IF_ERROR(bscr[ri].allocate(ex, nbytes(rr.bias_node), "a transformed-bias gradient"));
+  }
   DeviceBuffer q, st, carry;
   BT_RETURN_IF_ERROR(q.allocate(ex, sizeof(T) * static_cast<size_t>(q_values), "the pp_prop projection"));
   BT_RETURN_IF_ERROR(st.allocate(ex, sizeof(T) * static_cast<size_t>(state_total_), "the window states"));
@@ -1028,6 +1043,8 @@ Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
   on_q_ = std::move(q);
   on_state_ = std::move(st);
   on_carry_ = std::move(carry);
+  on_wscr_ = std::move(wscr);
+  on_bscr_ = std::move(bscr);
   trace_n_ = 0;
   online_ = true;
   return Status::Ok();
@@ -1172,11 +1189,16 @@ template <typename T>
 Status SessionImpl<T>::online_trace_step(bool update, bool contract, int64_t n_c, std::vector<Buffer>* grads) {
   BT_RETURN_IF_ERROR(sync());
   const OnlineConfig& c = on_.config;
-  auto grad = [&](int32_t slot) -> T* {
-    return (contract && slot >= 0) ? reinterpret_cast<T*>((*grads)[static_cast<size_t>(slot)].bytes.data()) : nullptr;
-  };
   for (size_t ri = 0; ri < on_.relations.size(); ++ri) {
     const ResolvedRelation& rr = on_.relations[ri];
+    // Where the contraction goes: the param gradient of a raw weight, the call's dL/dW_eff
+    // scratch of a transformed one (pulled back by online_pullback).
+    auto grad = [&](int32_t slot) -> T* {
+      if (!contract || slot < 0) return nullptr;
+      if (slot == rr.weight_slot && rr.weight_node >= 0) return on_wscr_[ri].template as<T>();
+      if (slot == rr.bias_slot && rr.bias_node >= 0) return on_bscr_[ri].template as<T>();
+      return reinterpret_cast<T*>((*grads)[static_cast<size_t>(slot)].bytes.data());
+    };
     const T* x = rr.kind == RelationKind::Dense ? vp_[rr.x_node] : nullptr;
     T* xbar = rr.xbar_trace >= 0 ? traces_[static_cast<size_t>(rr.xbar_trace)].template as<T>() : nullptr;
     if (update && xbar) cpu_pp_input(xbar, x, static_cast<T>(c.decay_x), rr.B * rr.I);
@@ -1246,6 +1268,36 @@ Status SessionImpl<T>::online_trace_step(bool update, bool contract, int64_t n_c
 }
 
 template <typename T>
+Status SessionImpl<T>::online_pullback(std::vector<Buffer>* grads) {
+  int top = -1;
+  for (const ResolvedRelation& rr : on_.relations) top = std::max({top, int(rr.weight_node), int(rr.bias_node)});
+  if (top < 0) return Status::Ok();
+  BT_RETURN_IF_ERROR(sync());
+  for (int i = 0; i < n_; ++i) cp_[i] = ct_.as<T>() + aoff_[i];
+  has_c_.assign(n_, 0);
+  want_ = dep_ps_;
+  for (size_t ri = 0; ri < on_.relations.size(); ++ri) {
+    const ResolvedRelation& rr = on_.relations[ri];
+    for (int which = 0; which < 2; ++which) {
+      const int node = which == 0 ? rr.weight_node : rr.bias_node;
+      if (node < 0) continue;
+      T* c = nullptr;
+      BT_RETURN_IF_ERROR(ctw(node, &c));
+      add_host(c, (which == 0 ? on_wscr_[ri] : on_bscr_[ri]).template as<T>(), numel(node));
+    }
+  }
+  // The transforms depend on params and constants only: the sweep from the highest seed
+  // down reaches nothing else (every other node has no cotangent).
+  for (int i = top; i >= 0; --i) BT_RETURN_IF_ERROR(vjp_node(i));
+  BT_RETURN_IF_ERROR(sync());
+  for (size_t s = 0; s < plan_.param_nodes.size(); ++s) {
+    const int node = plan_.param_nodes[s];
+    if (has_c_[node]) add_host(reinterpret_cast<T*>((*grads)[s].bytes.data()), cp_[node], numel(node));
+  }
+  return Status::Ok();
+}
+
+template <typename T>
 Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
   BT_RETURN_IF_ERROR(online_check("run_online"));
   const size_t ni = plan_.input_nodes.size(), np = plan_.param_nodes.size(), ns = plan_.state_nodes.size();
@@ -1280,6 +1332,12 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
   if (a.compute_grads) {
     out->param_grads.assign(np, Buffer{});
     for (size_t s = 0; s < np; ++s) zero_out(&out->param_grads[s], numel(plan_.param_nodes[s]));
+    BT_RETURN_IF_ERROR(sync());
+    for (size_t ri = 0; ri < on_.relations.size(); ++ri) {
+      const ResolvedRelation& rr = on_.relations[ri];
+      if (rr.weight_node >= 0) std::memset(on_wscr_[ri].template as<T>(), 0, nbytes(rr.weight_node));
+      if (rr.bias_node >= 0) std::memset(on_bscr_[ri].template as<T>(), 0, nbytes(rr.bias_node));
+    }
   }
   auto scale_at = [&](int64_t t) { return a.loss_scale.empty() ? 1.0 : a.loss_scale[static_cast<size_t>(t)]; };
 
@@ -1332,6 +1390,7 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
     }
     for (size_t s = 0; s < ns; ++s)
       std::memcpy(state_store_[s].as<T>(), value_ptr(plan_.state_nodes[s], block), nbytes(plan_.state_nodes[s]));
+    if (a.compute_grads) BT_RETURN_IF_ERROR(online_pullback(&out->param_grads));
     return Status::Ok();
   }
 
@@ -1422,6 +1481,8 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
   }
   for (size_t s = 0; s < ns; ++s)
     std::memcpy(state_store_[s].as<T>(), cur + soff_[s], nbytes(plan_.state_nodes[s]));
+  // vp_ still points at the last window's last step (the tape lives until the return).
+  BT_RETURN_IF_ERROR(online_pullback(&out->param_grads));
   return Status::Ok();
 }
 

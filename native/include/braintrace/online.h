@@ -40,6 +40,20 @@
 //     the window), relation weights also get contract(dL_window/dh^entry, eps^entry)
 //     with the trace at the window's entry; then the traces advance through the
 //     window's k steps.
+//
+// Transformed weights (OnlineRelation::weight_node / bias_node): when the op's weight input
+// is W_eff = f(theta) (a mask, Dale's law |W| * sign, a weight function) the traces above
+// are traces of W_eff: x, df and D do not depend on how W_eff is made, and the contraction
+// yields dL/dW_eff. That is linear in the learning signal, so the session sums dL/dW_eff
+// over the whole call (all steps, or all windows' entry terms) in a per-relation scratch
+// buffer and, at the end of run_online, pulls the sum back through the transform with ONE
+// reverse-mode sweep seeded at the weight node (the transform depends only on params and
+// constants, whose values are the same at every step of the call):
+//     dtheta += (d W_eff / d theta)^T  sum_t dL/dW_eff(t).
+// The bias node likewise. Raw weights (weight_node = -1 or the Param leaf) contract straight
+// into the param gradient. In windowed mode the within-window reverse sweep already runs
+// through the transform; only the window-entry contraction goes through the scratch buffer.
+// pp_prop: dW_eff[i,k] = sum_b xbar[b,i] q[b,k] / c, pulled back the same way.
 #pragma once
 
 #include <cstdint>
@@ -69,8 +83,14 @@ struct OnlineRelation {
   RelationKind kind = RelationKind::Dense;
   int32_t x_node = -1;        // Dense: the op's x input node; -1 for ElementWise
   int32_t y_node = -1;        // the EtpMatMul / EtpElementWise node
-  int32_t weight_slot = -1;   // param slot of W (its Param leaf must be the op's weight input)
-  int32_t bias_slot = -1;     // param slot of the bias (Param leaf = the op's 3rd input), or -1
+  int32_t weight_slot = -1;   // param slot of W (the Param leaf that the weight input depends on)
+  int32_t bias_slot = -1;     // param slot of the bias (the op's 3rd input depends on it), or -1
+  // The op's weight / bias input node when it is a TRANSFORM of the slot's ParamState
+  // (W_eff = f(theta): a mask, a sign constraint |W| * sign, a weight function); -1 = the
+  // input is the Param leaf of the slot itself (the raw fast path). Such a node must depend
+  // on no Input or State leaf and on exactly one Param leaf, that of the slot.
+  int32_t weight_node = -1;
+  int32_t bias_node = -1;
   std::vector<int32_t> groups;          // target group indices
   std::vector<uint8_t> tail_probe;      // per target group: probe df one position at a time
 };
