@@ -109,33 +109,36 @@ void ParseSequence(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt
   out->fields.jacobians = OptionalJacobians(env, o.Get("jacobians"), "jacobians", &out->args.jacobians);
 }
 
-// Runs run_sequence on the libuv thread pool. The inputs were copied at
-// construction; Execute makes no Node-API call; the promise settles on the JS thread.
-class SequenceWorker : public Napi::AsyncWorker {
+// Runs one session call on the libuv thread pool. The job owns copies of its inputs
+// (made at construction); Execute makes no Node-API call and turns every C++ exception
+// into a status; the promise settles on the JS thread. A Job provides
+//   bt::Status Run(bt::Session&)           (worker thread)
+//   void ReleaseInputs()                   (worker thread, after Run)
+//   Napi::Object ToJs(Napi::Env)           (JS thread, after a successful Run)
+template <typename Job>
+class SessionWorker : public Napi::AsyncWorker {
  public:
-  SequenceWorker(Napi::Env env, Napi::Promise::Deferred deferred, std::shared_ptr<SessionCore> core,
-                 ParsedSequence&& parsed, bt::DType dtype)
-      : Napi::AsyncWorker(env, "braintrace:runSequenceAsync"),
+  SessionWorker(Napi::Env env, const char* name, Napi::Promise::Deferred deferred,
+                std::shared_ptr<SessionCore> core, Job&& job)
+      : Napi::AsyncWorker(env, name),
+        name_(name),
         deferred_(deferred),
         core_(std::move(core)),
         session_(core_->session),
-        parsed_(std::move(parsed)),
-        dtype_(dtype) {}
+        job_(std::move(job)) {}
 
   void Execute() override {
     try {
-      status_ = session_->run_sequence(parsed_.args, &result_);
+      status_ = job_.Run(*session_);
     } catch (const std::bad_alloc&) {
-      status_ = bt::Status::Error(bt::StatusCode::OutOfMemory, "out of memory in runSequenceAsync");
+      status_ = bt::Status::Error(bt::StatusCode::OutOfMemory, std::string("out of memory in ") + name_);
     } catch (const std::exception& e) {
-      status_ = bt::Status::Error(bt::StatusCode::Internal,
-                                  std::string("internal error in runSequenceAsync: ") + e.what());
+      status_ = bt::Status::Error(bt::StatusCode::Internal, std::string("internal error in ") + name_ + ": " + e.what());
     } catch (...) {
-      status_ = bt::Status::Error(bt::StatusCode::Internal, "internal error in runSequenceAsync: unknown exception");
+      status_ = bt::Status::Error(bt::StatusCode::Internal, std::string("internal error in ") + name_ + ": unknown exception");
     }
     // Free the copied inputs on the worker thread rather than the JS thread.
-    parsed_.owned.clear();
-    parsed_.owned.shrink_to_fit();
+    job_.ReleaseInputs();
   }
 
   void OnOK() override {
@@ -146,7 +149,7 @@ class SequenceWorker : public Napi::AsyncWorker {
       return;
     }
     try {
-      Napi::Object r = Guard(env, [&] { return SequenceResultToJs(env, result_, dtype_, parsed_.fields); });
+      Napi::Object r = Guard(env, [&] { return job_.ToJs(env); });
       deferred_.Resolve(r);
     } catch (const Napi::Error& e) {
       deferred_.Reject(e.Value());
@@ -159,71 +162,39 @@ class SequenceWorker : public Napi::AsyncWorker {
   }
 
  private:
+  const char* name_;
   Napi::Promise::Deferred deferred_;
   std::shared_ptr<SessionCore> core_;
   std::shared_ptr<bt::Session> session_;
-  ParsedSequence parsed_;
-  bt::DType dtype_;
+  Job job_;
   bt::Status status_;
-  bt::SequenceResult result_;
 };
 
-// Runs run_online on the libuv thread pool; inputs copied at construction (as SequenceWorker).
-class OnlineWorker : public Napi::AsyncWorker {
- public:
-  OnlineWorker(Napi::Env env, Napi::Promise::Deferred deferred, std::shared_ptr<SessionCore> core,
-               bt::OnlineArgs&& args, std::vector<std::vector<unsigned char>>&& owned, bt::DType dtype)
-      : Napi::AsyncWorker(env, "braintrace:runOnlineAsync"),
-        deferred_(deferred),
-        core_(std::move(core)),
-        session_(core_->session),
-        args_(std::move(args)),
-        owned_(std::move(owned)),
-        dtype_(dtype) {}
-
-  void Execute() override {
-    try {
-      status_ = session_->run_online(args_, &result_);
-    } catch (const std::bad_alloc&) {
-      status_ = bt::Status::Error(bt::StatusCode::OutOfMemory, "out of memory in runOnlineAsync");
-    } catch (const std::exception& e) {
-      status_ = bt::Status::Error(bt::StatusCode::Internal, std::string("internal error in runOnlineAsync: ") + e.what());
-    } catch (...) {
-      status_ = bt::Status::Error(bt::StatusCode::Internal, "internal error in runOnlineAsync: unknown exception");
-    }
-    owned_.clear();
-    owned_.shrink_to_fit();
+// runSequenceAsync: run_sequence over copied inputs.
+struct SequenceJob {
+  ParsedSequence parsed;
+  bt::DType dtype;
+  bt::SequenceResult result;
+  bt::Status Run(bt::Session& s) { return s.run_sequence(parsed.args, &result); }
+  void ReleaseInputs() {
+    parsed.owned.clear();
+    parsed.owned.shrink_to_fit();
   }
+  Napi::Object ToJs(Napi::Env env) { return SequenceResultToJs(env, result, dtype, parsed.fields); }
+};
 
-  void OnOK() override {
-    core_->busy = false;
-    Napi::Env env = Env();
-    if (!status_.ok()) {
-      deferred_.Reject(StatusError(env, status_).Value());
-      return;
-    }
-    try {
-      Napi::Object r = Guard(env, [&] { return OnlineResultToJs(env, result_, dtype_, args_.compute_grads); });
-      deferred_.Resolve(r);
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
-    }
+// runOnlineAsync: run_online over copied inputs.
+struct OnlineJob {
+  bt::OnlineArgs args;
+  std::vector<std::vector<unsigned char>> owned;
+  bt::DType dtype;
+  bt::OnlineResult result;
+  bt::Status Run(bt::Session& s) { return s.run_online(args, &result); }
+  void ReleaseInputs() {
+    owned.clear();
+    owned.shrink_to_fit();
   }
-
-  void OnError(const Napi::Error& e) override {
-    core_->busy = false;
-    deferred_.Reject(e.Value());
-  }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  std::shared_ptr<SessionCore> core_;
-  std::shared_ptr<bt::Session> session_;
-  bt::OnlineArgs args_;
-  std::vector<std::vector<unsigned char>> owned_;
-  bt::DType dtype_;
-  bt::Status status_;
-  bt::OnlineResult result_;
+  Napi::Object ToJs(Napi::Env env) { return OnlineResultToJs(env, result, dtype, args.compute_grads); }
 };
 
 }  // namespace
@@ -569,7 +540,8 @@ Napi::Value SessionWrap::RunSequenceAsync(const Napi::CallbackInfo& info) {
       bt::Session& s = Live(env, false);
       ParsedSequence p;
       ParseSequence(env, info[0], s, dtype_, /*copy=*/true, &p);
-      auto* worker = new SequenceWorker(env, deferred, core_, std::move(p), dtype_);
+      auto* worker = new SessionWorker<SequenceJob>(env, "runSequenceAsync", deferred, core_,
+                                                    SequenceJob{std::move(p), dtype_, {}});
       try {
         worker->Queue();
       } catch (...) {
@@ -618,7 +590,8 @@ Napi::Value SessionWrap::RunOnlineAsync(const Napi::CallbackInfo& info) {
       bt::OnlineArgs args;
       std::vector<std::vector<unsigned char>> owned;
       ParseOnlineArgs(env, info[0], s, dtype_, /*copy=*/true, &args, &owned);
-      auto* worker = new OnlineWorker(env, deferred, core_, std::move(args), std::move(owned), dtype_);
+      auto* worker = new SessionWorker<OnlineJob>(env, "runOnlineAsync", deferred, core_,
+                                                  OnlineJob{std::move(args), std::move(owned), dtype_, {}});
       try {
         worker->Queue();
       } catch (...) {
