@@ -109,6 +109,20 @@ void ParseSequence(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt
   out->fields.jacobians = OptionalJacobians(env, o.Get("jacobians"), "jacobians", &out->args.jacobians);
 }
 
+// A fresh typed array of the session dtype with n values, filled by `fill(data)` (a core
+// getter returning a status; data is null when n == 0). Throws the status as a JS error.
+template <typename Fill>
+Napi::Value NewFilledArray(Napi::Env env, bt::DType dtype, size_t n, Fill&& fill) {
+  if (dtype == bt::DType::F64) {
+    Napi::Float64Array a = Napi::Float64Array::New(env, n);
+    ThrowIfError(env, fill(n ? static_cast<void*>(a.Data()) : nullptr));
+    return a;
+  }
+  Napi::Float32Array a = Napi::Float32Array::New(env, n);
+  ThrowIfError(env, fill(n ? static_cast<void*>(a.Data()) : nullptr));
+  return a;
+}
+
 // Runs one session call on the libuv thread pool. The job owns copies of its inputs
 // (made at construction); Execute makes no Node-API call and turns every C++ exception
 // into a status; the promise settles on the JS thread. A Job provides
@@ -408,14 +422,7 @@ Napi::Value SessionWrap::GetParam(const Napi::CallbackInfo& info) {
     bt::Session& s = Live(env, false);
     const int slot = CheckSlot(env, info[0], "slot", s.num_params());
     const size_t n = static_cast<size_t>(Numel(s.param_shape(slot)));
-    if (dtype_ == bt::DType::F64) {
-      Napi::Float64Array a = Napi::Float64Array::New(env, n);
-      ThrowIfError(env, s.get_param(slot, n ? static_cast<void*>(a.Data()) : nullptr, n));
-      return a;
-    }
-    Napi::Float32Array a = Napi::Float32Array::New(env, n);
-    ThrowIfError(env, s.get_param(slot, n ? static_cast<void*>(a.Data()) : nullptr, n));
-    return a;
+    return NewFilledArray(env, dtype_, n, [&](void* p) { return s.get_param(slot, p, n); });
   });
 }
 
@@ -425,14 +432,7 @@ Napi::Value SessionWrap::GetState(const Napi::CallbackInfo& info) {
     bt::Session& s = Live(env, false);
     const int slot = CheckSlot(env, info[0], "slot", s.num_states());
     const size_t n = static_cast<size_t>(Numel(s.state_shape(slot)));
-    if (dtype_ == bt::DType::F64) {
-      Napi::Float64Array a = Napi::Float64Array::New(env, n);
-      ThrowIfError(env, s.get_state(slot, n ? static_cast<void*>(a.Data()) : nullptr, n));
-      return a;
-    }
-    Napi::Float32Array a = Napi::Float32Array::New(env, n);
-    ThrowIfError(env, s.get_state(slot, n ? static_cast<void*>(a.Data()) : nullptr, n));
-    return a;
+    return NewFilledArray(env, dtype_, n, [&](void* p) { return s.get_state(slot, p, n); });
   });
 }
 
@@ -646,14 +646,7 @@ Napi::Value SessionWrap::GetTrace(const Napi::CallbackInfo& info) {
     bt::Session& s = Live(env, false);
     int index = 0;
     const size_t n = TraceNumel(env, s, info[0], &index);
-    if (dtype_ == bt::DType::F64) {
-      Napi::Float64Array a = Napi::Float64Array::New(env, n);
-      ThrowIfError(env, s.get_trace(index, n ? static_cast<void*>(a.Data()) : nullptr, n));
-      return a;
-    }
-    Napi::Float32Array a = Napi::Float32Array::New(env, n);
-    ThrowIfError(env, s.get_trace(index, n ? static_cast<void*>(a.Data()) : nullptr, n));
-    return a;
+    return NewFilledArray(env, dtype_, n, [&](void* p) { return s.get_trace(index, p, n); });
   });
 }
 
