@@ -23,9 +23,9 @@
 'use strict';
 const bt = require('braintrace');
 const { Rng } = require('./lib/rng');
-const { Progress } = require('./lib/progress');
 const { writePlot } = require('./lib/svgplot');
-const { makeAdam, applyGradients } = require('./lib/adam');
+const { makeAdam } = require('./lib/adam');
+const { trainMasked, heldOutAccuracy } = require('./lib/train');
 const { parseArgs, checkTarget } = require('./lib/cli');
 
 const args = parseArgs();
@@ -107,32 +107,11 @@ async function main() {
   const { opt, source } = makeAdam(bt, { lr: LR });
   const rng = new Rng(3000 + SEED);
   const evalData = batch(new Rng(998 + SEED));
-  const losses = [];
-  const accX = [];
-  const accY = [];
-  const bar = new Progress(ITERS, { label: 'pp_prop' });
-  const t0 = Date.now();
-  let acc = NaN;
-  for (let it = 0; it < ITERS; it++) {
-    const { xs, ys } = batch(rng);
-    learner.resetState();
-    const r = await learner.etraceGrad(xs, ys, { loss: 'crossEntropy', mask, reduction: 'mean' });
-    let s = 0;
-    for (let t = RESP0; t < T; t++) s += r.losses[t];
-    losses.push(s / RESP);
-    applyGradients(learner, r.grads, opt);
-    if ((it + 1) % EVAL_EVERY === 0 || it === ITERS - 1) {
-      acc = await accuracy(learner, evalData);
-      accX.push(it + 1);
-      accY.push(acc);
-    }
-    bar.tick(it + 1, Number.isNaN(acc) ? { loss: losses[it] } : { loss: losses[it], acc });
-  }
-  bar.done();
-  const secs = (Date.now() - t0) / 1000;
-  const testRng = new Rng(776 + SEED);
-  let finalAcc = 0;
-  for (let i = 0; i < FINAL_EVAL_BATCHES; i++) finalAcc += (await accuracy(learner, batch(testRng))) / FINAL_EVAL_BATCHES;
+  const { losses, accX, accY, secs } = await trainMasked({
+    learner, batch, rng, iters: ITERS, label: 'pp_prop', mask, opt, evalEvery: EVAL_EVERY, accuracy, evalData,
+  });
+  // final accuracy on FINAL_EVAL_BATCHES fresh held-out batches
+  const finalAcc = await heldOutAccuracy(learner, accuracy, batch, new Rng(776 + SEED), FINAL_EVAL_BATCHES);
   learner.dispose();
   if (typeof opt.dispose === 'function') opt.dispose();
   console.log(`optimizer: Adam lr ${LR} (${source})`);
