@@ -36,6 +36,21 @@ bool is_leaf(OpCode op) {
 }
 
 
+// Checks a copy between the caller and stored value `index` of `count` (slots of params or
+// states, or traces): the index, the length n against `numel`, and a null pointer. `noun` is
+// "slot" or "index"; `desc` names the value in messages ("slot 0 [2, 3]", "trace r0/g0/weight [..]").
+Status check_copy(const char* what, const char* noun, int index, size_t count, int64_t numel,
+                  const std::string& desc, size_t n, const void* ptr, bool writing) {
+  if (index < 0 || index >= static_cast<int>(count))
+    return invalid(std::string(what) + ": " + noun + " must be in [0, " + std::to_string(count) + "), got " +
+                   std::to_string(index));
+  if (n != static_cast<size_t>(numel))
+    return invalid(std::string(what) + ": " + desc + (writing ? " needs " : " has ") + std::to_string(numel) +
+                   (writing ? " values, got " : " values, got a buffer for ") + std::to_string(n));
+  if (ptr == nullptr && n > 0) return invalid(std::string(what) + (writing ? ": data is null" : ": out is null"));
+  return Status::Ok();
+}
+
 class BusyGuard {
  public:
   explicit BusyGuard(std::atomic<bool>& f) : f_(f) {
@@ -160,14 +175,8 @@ class SessionImpl final : public Session {
                     int slot, const void* data, size_t n) {
     BusyGuard guard(busy_);
     if (!guard.ok()) return busy_status(what);
-    if (slot < 0 || slot >= static_cast<int>(nodes.size()))
-      return invalid(std::string(what) + ": slot must be in [0, " + std::to_string(nodes.size()) + "), got " +
-                     std::to_string(slot));
-    if (n != static_cast<size_t>(numel(nodes[slot])))
-      return invalid(std::string(what) + ": slot " + std::to_string(slot) + " " +
-                     shape_str(plan_.nodes[nodes[slot]].shape) + " needs " + std::to_string(numel(nodes[slot])) +
-                     " values, got " + std::to_string(n));
-    if (data == nullptr && n > 0) return invalid(std::string(what) + ": data is null");
+    BT_RETURN_IF_ERROR(check_copy(what, "slot", slot, nodes.size(), slot_numel(nodes, slot),
+                                  slot_desc(nodes, slot), n, data, true));
     BT_RETURN_IF_ERROR(sync());
     if (n > 0) std::memcpy(store[slot].as<T>(), data, n * sizeof(T));
     return Status::Ok();
@@ -176,16 +185,25 @@ class SessionImpl final : public Session {
                     int slot, void* out, size_t n) const {
     BusyGuard guard(busy_);
     if (!guard.ok()) return busy_status(what);
-    if (slot < 0 || slot >= static_cast<int>(nodes.size()))
-      return invalid(std::string(what) + ": slot must be in [0, " + std::to_string(nodes.size()) + "), got " +
-                     std::to_string(slot));
-    if (n != static_cast<size_t>(numel(nodes[slot])))
-      return invalid(std::string(what) + ": slot " + std::to_string(slot) + " " +
-                     shape_str(plan_.nodes[nodes[slot]].shape) + " has " + std::to_string(numel(nodes[slot])) +
-                     " values, got a buffer for " + std::to_string(n));
-    if (out == nullptr && n > 0) return invalid(std::string(what) + ": out is null");
+    BT_RETURN_IF_ERROR(check_copy(what, "slot", slot, nodes.size(), slot_numel(nodes, slot),
+                                  slot_desc(nodes, slot), n, out, false));
     if (n > 0) std::memcpy(out, store[slot].as<T>(), n * sizeof(T));
     return Status::Ok();
+  }
+  int64_t slot_numel(const std::vector<int32_t>& nodes, int slot) const {
+    return slot >= 0 && slot < static_cast<int>(nodes.size()) ? numel(nodes[slot]) : 0;
+  }
+  int64_t trace_numel(int index) const {
+    return index >= 0 && index < static_cast<int>(on_.traces.size()) ? on_.traces[static_cast<size_t>(index)].numel : 0;
+  }
+  std::string trace_desc(int index) const {
+    if (index < 0 || index >= static_cast<int>(on_.traces.size())) return "trace " + std::to_string(index);
+    const TraceSpec& t = on_.traces[static_cast<size_t>(index)];
+    return "trace " + t.name + " " + shape_str(t.shape);
+  }
+  std::string slot_desc(const std::vector<int32_t>& nodes, int slot) const {
+    if (slot < 0 || slot >= static_cast<int>(nodes.size())) return "slot " + std::to_string(slot);
+    return "slot " + std::to_string(slot) + " " + shape_str(plan_.nodes[nodes[slot]].shape);
   }
 
   // --- executor plumbing -------------------------------------------------------------------
@@ -1078,14 +1096,8 @@ Status SessionImpl<T>::get_trace(int index, void* out, size_t n) const {
   BusyGuard guard(busy_);
   if (!guard.ok()) return busy_status("get_trace");
   BT_RETURN_IF_ERROR(online_check("get_trace"));
-  if (index < 0 || index >= static_cast<int>(traces_.size()))
-    return invalid("get_trace: index must be in [0, " + std::to_string(traces_.size()) + "), got " +
-                   std::to_string(index));
-  const TraceSpec& t = on_.traces[static_cast<size_t>(index)];
-  if (n != static_cast<size_t>(t.numel))
-    return invalid("get_trace: trace " + t.name + " " + shape_str(t.shape) + " has " + std::to_string(t.numel) +
-                   " values, got a buffer for " + std::to_string(n));
-  if (out == nullptr && n > 0) return invalid("get_trace: out is null");
+  BT_RETURN_IF_ERROR(check_copy("get_trace", "index", index, traces_.size(), trace_numel(index), trace_desc(index), n,
+                                out, false));
   if (n > 0) std::memcpy(out, traces_[static_cast<size_t>(index)].template as<T>(), n * sizeof(T));
   return Status::Ok();
 }
@@ -1095,14 +1107,8 @@ Status SessionImpl<T>::set_trace(int index, const void* data, size_t n) {
   BusyGuard guard(busy_);
   if (!guard.ok()) return busy_status("set_trace");
   BT_RETURN_IF_ERROR(online_check("set_trace"));
-  if (index < 0 || index >= static_cast<int>(traces_.size()))
-    return invalid("set_trace: index must be in [0, " + std::to_string(traces_.size()) + "), got " +
-                   std::to_string(index));
-  const TraceSpec& t = on_.traces[static_cast<size_t>(index)];
-  if (n != static_cast<size_t>(t.numel))
-    return invalid("set_trace: trace " + t.name + " " + shape_str(t.shape) + " needs " + std::to_string(t.numel) +
-                   " values, got " + std::to_string(n));
-  if (data == nullptr && n > 0) return invalid("set_trace: data is null");
+  BT_RETURN_IF_ERROR(check_copy("set_trace", "index", index, traces_.size(), trace_numel(index), trace_desc(index), n,
+                                data, true));
   BT_RETURN_IF_ERROR(sync());
   if (n > 0) std::memcpy(traces_[static_cast<size_t>(index)].template as<T>(), data, n * sizeof(T));
   return Status::Ok();
