@@ -25,7 +25,7 @@ const bt = require('braintrace');
 const { Rng } = require('./lib/rng');
 const { writePlot } = require('./lib/svgplot');
 const { makeAdam } = require('./lib/adam');
-const { trainMasked, heldOutAccuracy } = require('./lib/train');
+const { trainMasked, heldOutAccuracy, windowDecisionAccuracy } = require('./lib/train');
 const { parseArgs, checkTarget } = require('./lib/cli');
 
 const args = parseArgs();
@@ -87,17 +87,7 @@ function batch(rng) {
 const RESP0 = T - RESP;
 const mask = Array.from({ length: T }, (_, t) => (t >= RESP0 ? 1 : 0));
 
-async function accuracy(learner, data) {
-  learner.resetState();
-  const out = await learner.run(data.xs); // (T, B, 2)
-  let ok = 0;
-  for (let b = 0; b < B; b++) {
-    let d = 0;
-    for (let t = RESP0; t < T; t++) d += out.data[(t * B + b) * 2 + 1] - out.data[(t * B + b) * 2];
-    ok += (d > 0 ? 1 : 0) === data.ys.data[(T - 1) * B + b] ? 1 : 0;
-  }
-  return ok / B;
-}
+const accuracy = windowDecisionAccuracy(RESP0);
 
 async function main() {
   console.log(

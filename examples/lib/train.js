@@ -54,4 +54,23 @@ async function heldOutAccuracy(learner, accuracy, batch, rng, n) {
   return total;
 }
 
-module.exports = { trainMasked, heldOutAccuracy };
+/**
+ * Accuracy of a two-class decision read out over the response window [r0, T): the class whose
+ * logit is larger on average over the window, against the label at the last step (ys (T, B)).
+ */
+function windowDecisionAccuracy(r0) {
+  return async (learner, data) => {
+    const [T, B] = data.ys.shape;
+    learner.resetState();
+    const out = await learner.run(data.xs); // (T, B, 2)
+    let ok = 0;
+    for (let b = 0; b < B; b++) {
+      let d = 0;
+      for (let t = r0; t < T; t++) d += out.data[(t * B + b) * 2 + 1] - out.data[(t * B + b) * 2];
+      ok += (d > 0 ? 1 : 0) === data.ys.data[(T - 1) * B + b] ? 1 : 0;
+    }
+    return ok / B;
+  };
+}
+
+module.exports = { trainMasked, heldOutAccuracy, windowDecisionAccuracy };
