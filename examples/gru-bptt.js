@@ -1,9 +1,10 @@
 // A GRU trained by exact BPTT on a toy regression: predict a leaky running sum of the
 // input channels' difference. Gradients come from one native call per batch of
-// sequences; the weight update is plain SGD written here (bt.optim comes later).
+// sequences; the weights are updated by bt.optim.SGD.
 // Run: node examples/gru-bptt.js   (after npm install)
 'use strict';
 const bt = require('braintrace');
+const { mulberry32 } = require('./lib/rng');
 
 const H = 8;
 const I = 2;
@@ -47,22 +48,13 @@ function batch(T, B, rnd) {
   };
 }
 
-function mulberry32(seed) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) >>> 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function main() {
   const T = 30;
   const B = 16;
   const learner = bt.compile(new GRU(), bt.BPTT, { inputShape: [I], batchSize: B, seed: 0 });
   const rnd = mulberry32(1);
-  const lr = 0.5;
+  const optimizer = new bt.optim.SGD({ lr: 0.5 });
   let first;
   let last;
   for (let it = 0; it <= 150; it++) {
@@ -72,15 +64,11 @@ async function main() {
     const loss = losses.reduce((s, v) => s + v, 0) / T;
     if (it === 0) first = loss;
     last = loss;
-    const params = learner.params();
-    for (const [path, p] of Object.entries(params)) {
-      const g = grads[path].data;
-      for (let i = 0; i < p.data.length; i++) p.data[i] -= lr * g[i];
-    }
-    learner.setParams(params);
+    learner.applyGradients(grads, optimizer); // native SGD, in place
     if (it % 25 === 0) console.log(`iteration ${String(it).padStart(3)}  loss ${loss.toFixed(5)}`);
   }
   learner.dispose();
+  optimizer.dispose();
   console.log(`backend: ${bt.info().backend}; loss ${first.toFixed(4)} -> ${last.toFixed(4)}`);
   if (!(last < 0.5 * first)) {
     console.error('the loss did not halve: something is wrong');

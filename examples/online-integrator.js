@@ -2,10 +2,11 @@
 // integrator (y_t = 0.9 y_{t-1} + 0.5 (x_t[0] - x_t[1])) with D_RTRL, forward in time,
 // next to the same model trained with exact BPTT. On this model D_RTRL's gradients equal
 // BPTT's, so both curves should fall alike; D_RTRL's memory does not grow with T.
-// The weight update is plain SGD written here (bt.optim comes later).
+// The weights are updated by bt.optim.SGD.
 // Run: node examples/online-integrator.js   (after npm install)
 'use strict';
 const bt = require('braintrace');
+const { mulberry32 } = require('./lib/rng');
 
 const I = 2;
 const H = 16;
@@ -25,15 +26,6 @@ class DiagRNN extends bt.Module {
   }
 }
 
-function mulberry32(seed) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) >>> 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function batch(T, B, rnd) {
   const xs = new Float32Array(T * B * I);
@@ -59,22 +51,18 @@ async function train(algorithm, label) {
   const B = 16;
   const learner = bt.compile(new DiagRNN(), algorithm, { inputShape: [I], batchSize: B, seed: 0 });
   const rnd = mulberry32(7);
-  const lr = 0.01;
+  const optimizer = new bt.optim.SGD({ lr: 0.01 });
   const curve = [];
   for (let it = 0; it < 200; it++) {
     const { xs, ys } = batch(T, B, rnd);
     learner.resetState();
     const { grads, losses } = await learner.etraceGrad(xs, ys, { loss: 'mse', reduction: 'mean' });
     curve.push(losses.reduce((s, v) => s + v, 0) / T);
-    const params = learner.params();
-    for (const [path, p] of Object.entries(params)) {
-      const g = grads[path].data;
-      for (let i = 0; i < p.data.length; i++) p.data[i] -= lr * g[i];
-    }
-    learner.setParams(params);
+    learner.applyGradients(grads, optimizer); // native SGD, in place
     if (it % 40 === 0 || it === 199) console.log(`${label.padEnd(7)} iteration ${String(it).padStart(3)}  loss ${curve[it].toFixed(5)}`);
   }
   learner.dispose();
+  optimizer.dispose();
   return curve;
 }
 
