@@ -305,6 +305,24 @@ bool OptionalNodeIds(Napi::Env env, const Napi::Value& v, const std::string& nam
   }
   return true;
 }
+// A non-empty list of hidden-group members { leafNode, newNode, width } named `what` in errors.
+std::vector<bt::GroupMember> ParseMembers(Napi::Env env, Napi::Value v, const std::string& what) {
+  Napi::Array members = CheckList(env, v, what, "group members { leafNode, newNode, width }");
+  if (members.Length() == 0) {
+    throw Napi::RangeError::New(env, what + " must be a non-empty Array of group members (got an empty Array)");
+  }
+  std::vector<bt::GroupMember> out(members.Length());
+  for (uint32_t m = 0; m < members.Length(); ++m) {
+    const std::string mn = what + "[" + std::to_string(m) + "]";
+    Napi::Object mo = CheckObject(env, members.Get(m), mn, "a group member { leafNode, newNode, width }");
+    out[m].leaf_node = CheckNodeId(env, mo.Get("leafNode"), mn + ".leafNode");
+    out[m].new_node = CheckNodeId(env, mo.Get("newNode"), mn + ".newNode");
+    out[m].width = static_cast<int32_t>(CheckInteger(env, mo.Get("width"), mn + ".width", "an integer >= 1", 1,
+                                                     double(std::numeric_limits<int32_t>::max())));
+  }
+  return out;
+}
+
 
 bool OptionalJacobians(Napi::Env env, const Napi::Value& v, const std::string& name,
                        std::vector<bt::JacobianRequest>* out) {
@@ -328,19 +346,7 @@ bool OptionalJacobians(Napi::Env env, const Napi::Value& v, const std::string& n
       throw Napi::TypeError::New(env, rn + ".kind must be 'hid2hid' or 'df' (got " + Describe(kind) + ")");
     }
 
-    Napi::Array members = CheckList(env, o.Get("members"), rn + ".members", "group members { leafNode, newNode, width }");
-    if (members.Length() == 0) {
-      throw Napi::RangeError::New(env, rn + ".members must be a non-empty Array of group members (got an empty Array)");
-    }
-    r.members.resize(members.Length());
-    for (uint32_t m = 0; m < members.Length(); ++m) {
-      const std::string mn = rn + ".members[" + std::to_string(m) + "]";
-      Napi::Object mo = CheckObject(env, members.Get(m), mn, "a group member { leafNode, newNode, width }");
-      r.members[m].leaf_node = CheckNodeId(env, mo.Get("leafNode"), mn + ".leafNode");
-      r.members[m].new_node = CheckNodeId(env, mo.Get("newNode"), mn + ".newNode");
-      r.members[m].width = static_cast<int32_t>(CheckInteger(env, mo.Get("width"), mn + ".width", "an integer >= 1", 1,
-                                                             double(std::numeric_limits<int32_t>::max())));
-    }
+    r.members = ParseMembers(env, o.Get("members"), rn + ".members");
 
     Napi::Value y = o.Get("yNode");
     if (r.kind == bt::JacobianRequest::Kind::Df) {
@@ -425,19 +431,7 @@ void ParseOnlineConfig(Napi::Env env, const Napi::Value& v, bt::OnlineConfig* ou
     const std::string gn = "config.groups[" + std::to_string(g) + "]";
     Napi::Object go = CheckObject(env, groups.Get(g), gn, "a group { members, positions, zeroRecurrence, probePositions }");
     bt::OnlineGroup& og = out->groups[g];
-    Napi::Array members = CheckList(env, go.Get("members"), gn + ".members", "group members { leafNode, newNode, width }");
-    if (members.Length() == 0) {
-      throw Napi::RangeError::New(env, gn + ".members must be a non-empty Array of group members (got an empty Array)");
-    }
-    og.members.resize(members.Length());
-    for (uint32_t m = 0; m < members.Length(); ++m) {
-      const std::string mn = gn + ".members[" + std::to_string(m) + "]";
-      Napi::Object mo = CheckObject(env, members.Get(m), mn, "a group member { leafNode, newNode, width }");
-      og.members[m].leaf_node = CheckNodeId(env, mo.Get("leafNode"), mn + ".leafNode");
-      og.members[m].new_node = CheckNodeId(env, mo.Get("newNode"), mn + ".newNode");
-      og.members[m].width = static_cast<int32_t>(CheckInteger(env, mo.Get("width"), mn + ".width", "an integer >= 1", 1,
-                                                              double(std::numeric_limits<int32_t>::max())));
-    }
+    og.members = ParseMembers(env, go.Get("members"), gn + ".members");
     og.positions = CheckInteger(env, go.Get("positions"), gn + ".positions", "an integer >= 1", 1, 9007199254740992.0);
     og.zero_recurrence = OptionalBool(env, go.Get("zeroRecurrence"), gn + ".zeroRecurrence", false);
     og.probe_positions = OptionalBool(env, go.Get("probePositions"), gn + ".probePositions", false);
