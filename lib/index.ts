@@ -34,7 +34,13 @@ export {
   NotSupportedError,
   CompilationError,
   NativeError,
+  DisposedError,
+  BusyError,
+  NonFiniteError,
+  AbortError,
   type DiagnosticRecord,
+  type ErrorDetails,
+  type NonFiniteDetails,
 } from './runtime/errors';
 export { info, type BraintraceInfo } from './runtime/info';
 export { compile, type AlgorithmClass } from './compile';

@@ -11,7 +11,7 @@ import { Worker } from 'worker_threads';
 
 import type { NativeArray, NativeBinding, NativeSession } from '../types/binding';
 import { OP_NAMES } from '../lib/graph/ops';
-import { NativeError } from '../lib/runtime/errors';
+import { DisposedError, NativeError } from '../lib/runtime/errors';
 import { info } from '../lib/runtime/info';
 import { bindingInfo, loadBinding, wrapNativeError } from '../lib/runtime/native';
 
@@ -469,8 +469,9 @@ describe('session', () => {
         return e;
       }
     })());
-    expect(wrapped).toBeInstanceOf(NativeError);
-    expect((wrapped as NativeError).code).toBe('ERR_BRAINTRACE_DISPOSED');
+    // Issue 8: a disposed session is its own error class (same stable code as before).
+    expect(wrapped).toBeInstanceOf(DisposedError);
+    expect((wrapped as DisposedError).code).toBe('ERR_BRAINTRACE_DISPOSED');
   });
 
   test('runSequenceAsync resolves with the same values as runSequence', async () => {

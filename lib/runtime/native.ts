@@ -24,7 +24,16 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 import type { NativeBinding } from '../../types/binding';
-import { ArgumentError, NativeError, NotSupportedError } from './errors';
+import {
+  AbortError,
+  ArgumentError,
+  BraintraceError,
+  BusyError,
+  DisposedError,
+  NativeError,
+  NonFiniteError,
+  NotSupportedError,
+} from './errors';
 
 /** A value of `BRAINTRACE_DEVICE`. */
 export type DevicePreference = 'auto' | 'cpu' | 'cuda';
@@ -305,20 +314,39 @@ export function bindingInfo(): BindingFacts {
 }
 
 /**
- * Converts an error thrown by the binding into a {@link NativeError} when it
+ * Converts an error thrown by the binding into a typed braintrace error when it
  * carries a braintrace code (`ERR_BRAINTRACE_*`), keeping code and message (the
- * original error is kept as `cause`). Other errors, including the binding's
+ * original error is kept as `cause`): BUSY becomes {@link BusyError}, DISPOSED
+ * {@link DisposedError}, NON_FINITE {@link NonFiniteError} (with the native error's
+ * `tensor`, `step` and `index`), ABORTED {@link AbortError} (with `stepsDone`), any
+ * other code a {@link NativeError}. Other errors, including the binding's
  * TypeError/RangeError for wrong argument types, are returned unchanged.
  */
 export function wrapNativeError(e: unknown): Error {
-  if (e instanceof NativeError) return e;
+  if (e instanceof BraintraceError) return e;
   if (typeof e === 'object' && e !== null) {
-    const code = (e as { code?: unknown }).code;
+    const src = e as { code?: unknown; message?: unknown; tensor?: unknown; step?: unknown; index?: unknown; stepsDone?: unknown };
+    const code = src.code;
     if (typeof code === 'string' && code.startsWith('ERR_BRAINTRACE_')) {
-      const message = String((e as { message?: unknown }).message ?? code);
-      const err = new NativeError(message, code);
-      Object.defineProperty(err, 'cause', { value: e, enumerable: false, writable: true, configurable: true });
-      return err;
+      const message = String(src.message ?? code);
+      const num = (v: unknown) => (typeof v === 'number' ? v : -1);
+      switch (code) {
+        case BusyError.CODE:
+          return new BusyError(message, { cause: e });
+        case DisposedError.CODE:
+          return new DisposedError(message, { cause: e });
+        case NonFiniteError.CODE:
+          return new NonFiniteError(message, {
+            tensor: typeof src.tensor === 'string' ? src.tensor : 'unknown',
+            step: num(src.step),
+            index: num(src.index),
+            cause: e,
+          });
+        case AbortError.CODE:
+          return new AbortError(message, { stepsDone: num(src.stepsDone), cause: e });
+        default:
+          return new NativeError(message, code, { cause: e });
+      }
     }
     // An error of this realm or of another one (the addon's context under jest/vm).
     if (e instanceof Error || toStringTag(e) === 'Error') return e as Error;

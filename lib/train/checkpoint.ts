@@ -53,15 +53,16 @@ export type CheckpointErrorReason =
  * (the checkpoint's) say what differs). The message names the file.
  */
 export class CheckpointError extends BraintraceError {
+  static readonly CODE = 'ERR_BRAINTRACE_CHECKPOINT';
   readonly reason: CheckpointErrorReason;
   /** The file (or '<memory>' for a buffer). */
   readonly file: string;
   /** For 'mismatch': the field that differs, e.g. 'dtype', 'params.w.shape'. */
   readonly field?: string;
   /** For 'mismatch': the learner's value. */
-  readonly expected?: unknown;
+  declare readonly expected?: unknown;
   /** For 'mismatch': the checkpoint's value. */
-  readonly actual?: unknown;
+  declare readonly actual?: unknown;
   constructor(
     reason: CheckpointErrorReason,
     file: string,
