@@ -11,6 +11,7 @@ namespace btnode {
 Addon::Addon(Napi::Env env, Napi::Object exports) {
   session_ctor = Napi::Persistent(SessionWrap::Define(env));
   optimizer_ctor = Napi::Persistent(DefineOptimizer(env));
+  inflight = InFlightRegistry::ForEnv(env);
   DefineAddon(exports, {
                            InstanceMethod("info", &Addon::Info),
                            InstanceMethod("opNames", &Addon::OpNames),

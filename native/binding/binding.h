@@ -18,8 +18,12 @@
 
 #include <napi.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -135,6 +139,64 @@ void ParseOnlineArgs(Napi::Env env, const Napi::Value& v, const bt::Session& s, 
 Napi::Object OnlineResultToJs(Napi::Env env, const bt::OnlineResult& r, bt::DType dtype, bool grads);
 
 // ---------------------------------------------------------------------------------------------
+// Cancellation and progress of async calls (control.cc; the design is described there)
+
+// The cancel flags of one environment's in-flight async calls. The Addon creates one per
+// environment (ForEnv also registers the environment cleanup hook and, once per process,
+// an atexit handler, that cancel every call and wait for its Execute() to return).
+struct InFlightRegistry {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::shared_ptr<std::atomic<bool>>> flags;
+  int running = 0;  // registered calls whose Execute() has not returned
+  void Add(const std::shared_ptr<std::atomic<bool>>& flag);
+  void Done(const std::shared_ptr<std::atomic<bool>>& flag);
+  // Sets every flag, then waits up to timeout_ms for running == 0.
+  void CancelAllAndWait(int timeout_ms);
+  static std::shared_ptr<InFlightRegistry> ForEnv(Napi::Env env);
+};
+
+// One async call's control: its cancel flag, its progress thread-safe function and its
+// entry in the registry. Created and destroyed on the JS thread; run_control() and
+// ExecuteDone() are for the worker thread.
+class CallControl {
+ public:
+  CallControl(Napi::Env env, std::shared_ptr<InFlightRegistry> registry, const Napi::Value& on_progress,
+              const char* name);
+  ~CallControl();
+  CallControl(const CallControl&) = delete;
+  CallControl& operator=(const CallControl&) = delete;
+  const bt::RunControl* run_control() const { return &rc_; }
+  // Worker thread, after the core call: releases the thread-safe function, unregisters.
+  void ExecuteDone();
+  // JS thread, when the call settles: delivers the final progress (ok) and returns true
+  // with *error set when onProgress threw (the call then rejects with that exception).
+  bool Settle(Napi::Env env, bool ok, Napi::Value* error);
+  // Any thread: asks the call to stop (session.cancelRun()).
+  void Cancel();
+
+ private:
+  struct Shared;
+  static void Progress(void* ctx, int64_t done, int64_t total);
+  static void CallJs(napi_env env, napi_value probe, void* context, void* data);
+  static bool DeliverProgress(napi_env env, Shared& s, int64_t done, int64_t total);
+  static void Finalize(napi_env env, void* data, void* hint);
+
+  napi_env env_;
+  std::shared_ptr<InFlightRegistry> registry_;
+  std::shared_ptr<Shared> shared_;
+  napi_threadsafe_function tsfn_ = nullptr;
+  bt::RunControl rc_;
+  std::chrono::steady_clock::time_point last_wake_{};  // worker thread only
+  bool released_ = false;
+  bool registered_ = false;
+};
+
+// The optional `control` argument ({ onProgress? }): the onProgress function, or undefined.
+// Wrong types and unknown keys throw TypeError.
+Napi::Value ParseControl(Napi::Env env, const Napi::Value& v);
+
+// ---------------------------------------------------------------------------------------------
 // Session (session.cc)
 
 // State shared by a session's JS wrapper and its in-flight async worker, so that
@@ -143,6 +205,7 @@ Napi::Object OnlineResultToJs(Napi::Env env, const bt::OnlineResult& r, bt::DTyp
 struct SessionCore {
   std::shared_ptr<bt::Session> session;
   bool busy = false;  // touched only on the JS thread
+  CallControl* control = nullptr;  // the in-flight async call's control (JS thread), or null
 };
 
 class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
@@ -186,6 +249,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
   Napi::Value SetTrace(const Napi::CallbackInfo& info);
   Napi::Value TraceSteps(const Napi::CallbackInfo& info);
   Napi::Value SetTraceSteps(const Napi::CallbackInfo& info);
+  Napi::Value SetFiniteChecks(const Napi::CallbackInfo& info);
+  Napi::Value CancelRun(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   std::shared_ptr<SessionCore> core_;
@@ -211,6 +276,8 @@ class Addon : public Napi::Addon<Addon> {
   std::unique_ptr<bt::Session> pending_session;
   // Constructor of the optimizer class (not exported: optimizers come from createOptimizer).
   Napi::FunctionReference optimizer_ctor;
+  // The cancel flags of this environment's in-flight async calls (control.cc).
+  std::shared_ptr<InFlightRegistry> inflight;
 
  private:
   Napi::Value Info(const Napi::CallbackInfo& info);

@@ -48,8 +48,17 @@ Napi::Error CodeError(Napi::Env env, const char* code, const std::string& messag
 
 Napi::Error StatusError(Napi::Env env, const bt::Status& status) {
   const char* name = bt::status_code_name(status.code);
-  return CodeError(env, name != nullptr ? name : kCodeInternal,
-                   status.message.empty() ? std::string(name != nullptr ? name : "error") : status.message);
+  Napi::Error err = CodeError(env, name != nullptr ? name : kCodeInternal,
+                              status.message.empty() ? std::string(name != nullptr ? name : "error") : status.message);
+  // Where a non-finite value was found, and how far a stopped call got (read by
+  // lib/runtime/native.ts wrapNativeError into NonFiniteError / AbortError).
+  if (status.code == bt::StatusCode::NonFinite) {
+    err.Set("tensor", Napi::String::New(env, status.tensor));
+    err.Set("step", Napi::Number::New(env, static_cast<double>(status.step)));
+    err.Set("index", Napi::Number::New(env, static_cast<double>(status.index)));
+  }
+  if (status.steps_done >= 0) err.Set("stepsDone", Napi::Number::New(env, static_cast<double>(status.steps_done)));
+  return err;
 }
 
 void ThrowIfError(Napi::Env env, const bt::Status& status) {

@@ -104,6 +104,7 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
                            InstanceAccessor("stateNames", &OptimizerWrap::GetStateNames, nullptr),
                            InstanceAccessor("stepCount", &OptimizerWrap::GetStepCount, &OptimizerWrap::SetStepCount),
                            InstanceAccessor("disposed", &OptimizerWrap::GetDisposed, nullptr),
+                           InstanceAccessor("lastStepSkipped", &OptimizerWrap::GetLastStepSkipped, nullptr),
                            InstanceMethod("step", &OptimizerWrap::Step),
                            InstanceMethod("stateBuffers", &OptimizerWrap::StateBuffers),
                            InstanceMethod("setStateBuffers", &OptimizerWrap::SetStateBuffers),
@@ -183,12 +184,16 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
     });
   }
   Napi::Value GetDisposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !opt_); }
+  Napi::Value GetLastStepSkipped(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), last_skipped_);
+  }
 
   Napi::Value Step(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return Guard(env, [&]() -> Napi::Value {
       bt::Optimizer& o = Live(env);
       const bt::DType dtype = o.dtype();
+      const bt::NonFinitePolicy policy = ParsePolicy(env, info[4]);
       Napi::Value pv = info[0];
       if (!pv.IsArray())
         throw Napi::TypeError::New(env, std::string("params must be an Array of ") + ArrayTypeName(dtype) + " (got " +
@@ -217,7 +222,9 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
       const double lr = CheckNonNeg(env, info[2], "lr");
       const double max_norm = info[3].IsUndefined() ? 0.0 : CheckNonNeg(env, info[3], "maxNorm");
       double norm = 0;
-      ThrowIfError(env, o.step(params, grads, sizes, lr, max_norm, &norm));
+      bool skipped = false;
+      ThrowIfError(env, o.step(params, grads, sizes, lr, max_norm, &norm, policy, &skipped));
+      last_skipped_ = skipped;
       SyncExternal(env);
       return Napi::Number::New(env, norm);
     });
@@ -276,8 +283,21 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
     });
   }
 
+  // nonFinite: 'error' (default) | 'skipUpdate' | 'allow' (bt::NonFinitePolicy).
+  static bt::NonFinitePolicy ParsePolicy(Napi::Env env, const Napi::Value& v) {
+    if (v.IsUndefined()) return bt::NonFinitePolicy::Error;
+    const std::string want = "nonFinite must be 'error', 'skipUpdate' or 'allow'";
+    if (!v.IsString()) throw Napi::TypeError::New(env, want + " (got " + Describe(v) + ")");
+    const std::string s = v.As<Napi::String>().Utf8Value();
+    if (s == "error") return bt::NonFinitePolicy::Error;
+    if (s == "skipUpdate") return bt::NonFinitePolicy::Skip;
+    if (s == "allow") return bt::NonFinitePolicy::Allow;
+    throw Napi::RangeError::New(env, want + " (got '" + s + "')");
+  }
+
   std::unique_ptr<bt::Optimizer> opt_;
   int64_t external_bytes_ = 0;
+  bool last_skipped_ = false;  // whether the last step() skipped its update (policy 'skipUpdate')
 };
 
 }  // namespace

@@ -124,26 +124,33 @@ Napi::Value NewFilledArray(Napi::Env env, bt::DType dtype, size_t n, Fill&& fill
 }
 
 // Runs one session call on the libuv thread pool. The job owns copies of its inputs
-// (made at construction); Execute makes no Node-API call and turns every C++ exception
-// into a status; the promise settles on the JS thread. A Job provides
-//   bt::Status Run(bt::Session&)           (worker thread)
+// (made at construction); Execute makes no Node-API call except through its CallControl's
+// thread-safe function, and turns every C++ exception into a status; the promise settles
+// on the JS thread. The CallControl (control.cc) carries the call's cancel flag
+// (session.cancelRun()) and its progress reporting. A Job provides
+//   bt::Status Run(bt::Session&, const bt::RunControl*)   (worker thread)
 //   void ReleaseInputs()                   (worker thread, after Run)
 //   Napi::Object ToJs(Napi::Env)           (JS thread, after a successful Run)
 template <typename Job>
 class SessionWorker : public Napi::AsyncWorker {
  public:
   SessionWorker(Napi::Env env, const char* name, Napi::Promise::Deferred deferred,
-                std::shared_ptr<SessionCore> core, Job&& job)
+                std::shared_ptr<SessionCore> core, Job&& job, std::unique_ptr<CallControl> control)
       : Napi::AsyncWorker(env, name),
         name_(name),
         deferred_(deferred),
         core_(std::move(core)),
         session_(core_->session),
-        job_(std::move(job)) {}
+        job_(std::move(job)),
+        control_(std::move(control)) {}
+
+  ~SessionWorker() override {
+    if (core_ && core_->control == control_.get()) core_->control = nullptr;
+  }
 
   void Execute() override {
     try {
-      status_ = job_.Run(*session_);
+      status_ = job_.Run(*session_, control_->run_control());
     } catch (const std::bad_alloc&) {
       status_ = bt::Status::Error(bt::StatusCode::OutOfMemory, std::string("out of memory in ") + name_);
     } catch (const std::exception& e) {
@@ -153,11 +160,18 @@ class SessionWorker : public Napi::AsyncWorker {
     }
     // Free the copied inputs on the worker thread rather than the JS thread.
     job_.ReleaseInputs();
+    control_->ExecuteDone();
   }
 
   void OnOK() override {
     core_->busy = false;
+    core_->control = nullptr;
     Napi::Env env = Env();
+    Napi::Value progress_error;
+    if (control_->Settle(env, status_.ok(), &progress_error)) {
+      deferred_.Reject(progress_error);
+      return;
+    }
     if (!status_.ok()) {
       deferred_.Reject(StatusError(env, status_).Value());
       return;
@@ -172,6 +186,9 @@ class SessionWorker : public Napi::AsyncWorker {
 
   void OnError(const Napi::Error& e) override {
     core_->busy = false;
+    core_->control = nullptr;
+    Napi::Value progress_error;
+    control_->Settle(Env(), false, &progress_error);
     deferred_.Reject(e.Value());
   }
 
@@ -181,15 +198,39 @@ class SessionWorker : public Napi::AsyncWorker {
   std::shared_ptr<SessionCore> core_;
   std::shared_ptr<bt::Session> session_;
   Job job_;
+  std::unique_ptr<CallControl> control_;
   bt::Status status_;
 };
+
+// Queues a SessionWorker for `job` with the call's control (info[1]); the session is busy
+// until it settles and session.cancelRun() reaches its cancel flag meanwhile.
+template <typename Job>
+void QueueSessionJob(Napi::Env env, const char* name, Napi::Promise::Deferred deferred,
+                     const std::shared_ptr<SessionCore>& core, Job&& job, const Napi::Value& on_progress) {
+  Addon* addon = env.GetInstanceData<Addon>();
+  if (addon == nullptr || !addon->inflight) throw CodeError(env, kCodeInternal, "the braintrace addon is not initialised");
+  std::unique_ptr<CallControl> control(new CallControl(env, addon->inflight, on_progress, name));
+  CallControl* c = control.get();
+  auto* worker = new SessionWorker<Job>(env, name, deferred, core, std::move(job), std::move(control));
+  try {
+    worker->Queue();
+  } catch (...) {
+    delete worker;
+    throw;
+  }
+  core->busy = true;
+  core->control = c;
+}
 
 // runSequenceAsync: run_sequence over copied inputs.
 struct SequenceJob {
   ParsedSequence parsed;
   bt::DType dtype;
   bt::SequenceResult result;
-  bt::Status Run(bt::Session& s) { return s.run_sequence(parsed.args, &result); }
+  bt::Status Run(bt::Session& s, const bt::RunControl* c) {
+    parsed.args.control = c;
+    return s.run_sequence(parsed.args, &result);
+  }
   void ReleaseInputs() {
     parsed.owned.clear();
     parsed.owned.shrink_to_fit();
@@ -203,7 +244,10 @@ struct OnlineJob {
   std::vector<std::vector<unsigned char>> owned;
   bt::DType dtype;
   bt::OnlineResult result;
-  bt::Status Run(bt::Session& s) { return s.run_online(args, &result); }
+  bt::Status Run(bt::Session& s, const bt::RunControl* c) {
+    args.control = c;
+    return s.run_online(args, &result);
+  }
   void ReleaseInputs() {
     owned.clear();
     owned.shrink_to_fit();
@@ -245,6 +289,8 @@ Napi::Function SessionWrap::Define(Napi::Env env) {
                          InstanceMethod("setTrace", &SessionWrap::SetTrace),
                          InstanceMethod("traceSteps", &SessionWrap::TraceSteps),
                          InstanceMethod("setTraceSteps", &SessionWrap::SetTraceSteps),
+                         InstanceMethod("setFiniteChecks", &SessionWrap::SetFiniteChecks),
+                         InstanceMethod("cancelRun", &SessionWrap::CancelRun),
                          InstanceMethod("dispose", &SessionWrap::Dispose),
                      });
 }
@@ -540,15 +586,8 @@ Napi::Value SessionWrap::RunSequenceAsync(const Napi::CallbackInfo& info) {
       bt::Session& s = Live(env, false);
       ParsedSequence p;
       ParseSequence(env, info[0], s, dtype_, /*copy=*/true, &p);
-      auto* worker = new SessionWorker<SequenceJob>(env, "runSequenceAsync", deferred, core_,
-                                                    SequenceJob{std::move(p), dtype_, {}});
-      try {
-        worker->Queue();
-      } catch (...) {
-        delete worker;
-        throw;
-      }
-      core_->busy = true;
+      const Napi::Value on_progress = ParseControl(env, info[1]);
+      QueueSessionJob(env, "runSequenceAsync", deferred, core_, SequenceJob{std::move(p), dtype_, {}}, on_progress);
     });
   } catch (const Napi::Error& e) {
     deferred.Reject(e.Value());
@@ -590,15 +629,9 @@ Napi::Value SessionWrap::RunOnlineAsync(const Napi::CallbackInfo& info) {
       bt::OnlineArgs args;
       std::vector<std::vector<unsigned char>> owned;
       ParseOnlineArgs(env, info[0], s, dtype_, /*copy=*/true, &args, &owned);
-      auto* worker = new SessionWorker<OnlineJob>(env, "runOnlineAsync", deferred, core_,
-                                                  OnlineJob{std::move(args), std::move(owned), dtype_, {}});
-      try {
-        worker->Queue();
-      } catch (...) {
-        delete worker;
-        throw;
-      }
-      core_->busy = true;
+      const Napi::Value on_progress = ParseControl(env, info[1]);
+      QueueSessionJob(env, "runOnlineAsync", deferred, core_,
+                      OnlineJob{std::move(args), std::move(owned), dtype_, {}}, on_progress);
     });
   } catch (const Napi::Error& e) {
     deferred.Reject(e.Value());
@@ -678,6 +711,31 @@ Napi::Value SessionWrap::SetTraceSteps(const Napi::CallbackInfo& info) {
     }
     ThrowIfError(env, s.set_trace_steps(static_cast<int64_t>(d)));
     return env.Undefined();
+  });
+}
+
+Napi::Value SessionWrap::SetFiniteChecks(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    bt::Session& s = Live(env, false);
+    for (size_t i = 0; i < 2; ++i)
+      if (!info[i].IsBoolean())
+        throw Napi::TypeError::New(env, std::string(i == 0 ? "data" : "results") + " must be a boolean (got " +
+                                            Describe(info[i]) + ")");
+    bt::FiniteChecks c;
+    c.data = info[0].As<Napi::Boolean>().Value();
+    c.results = info[1].As<Napi::Boolean>().Value();
+    s.set_finite_checks(c);
+    return env.Undefined();
+  });
+}
+
+Napi::Value SessionWrap::CancelRun(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    const bool in_flight = core_ && core_->control != nullptr;
+    if (in_flight) core_->control->Cancel();
+    return Napi::Boolean::New(env, in_flight);
   });
 }
 

@@ -12,6 +12,7 @@
 
 #include "core/memory.h"
 #include "cpu/thread_pool.h"
+#include "kernels/finite.h"
 #include "kernels/optim.h"
 
 namespace bt {
@@ -67,6 +68,40 @@ void for_elements(int64_t n, F&& f) {
   parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) f(i);
   });
+}
+
+// First i in [0, n) with !ok(i), or -1: the elements split like for_elements, the first
+// bad index of each work item kept, the lowest returned (independent of the thread count).
+template <typename F>
+int64_t first_failing(int64_t n, F&& ok) {
+  if (n <= kGrain) {
+    for (int64_t i = 0; i < n; ++i)
+      if (!ok(i)) return i;
+    return -1;
+  }
+  const int64_t chunks = (n + kGrain - 1) / kGrain;
+  std::vector<int64_t> first(static_cast<size_t>(chunks), -1);
+  parallel_for(chunks, 1, [&](int64_t b, int64_t e) {
+    for (int64_t c = b; c < e; ++c) {
+      const int64_t end = std::min(n, (c + 1) * kGrain);
+      for (int64_t i = c * kGrain; i < end; ++i)
+        if (!ok(i)) {
+          first[static_cast<size_t>(c)] = i;
+          break;
+        }
+    }
+  });
+  for (int64_t f : first)
+    if (f >= 0) return f;
+  return -1;
+}
+
+// Runs body(i) over [0, n): the update (commit) or a dry run returning the first failure.
+template <typename F>
+int64_t drive(int64_t n, bool commit, F&& body) {
+  if (!commit) return first_failing(n, [&body](int64_t j) { return body(j, false); });
+  for_elements(n, [&body](int64_t j) { body(j, true); });
+  return -1;
 }
 
 // Global L2 norm of all gradients: fixed blocks, partial sums in double, summed in order.
@@ -208,11 +243,12 @@ Status Optimizer::bind(const std::vector<int64_t>& sizes) {
 }
 
 template <typename T>
-void Optimizer::run_step(const std::vector<void*>& params, const std::vector<const void*>& grads, double lr,
-                         double scale) {
+std::pair<int64_t, int64_t> Optimizer::run_step(const std::vector<void*>& params, const std::vector<const void*>& grads,
+                                                double lr, double scale, bool commit) {
   const OptimHyper& h = hyper_;
   const int64_t t = step_count_ + 1;
   for (size_t i = 0; i < params.size(); ++i) {
+    int64_t bad = -1;
     const int64_t n = sizes_[i];
     T* p = static_cast<T*>(params[i]);
     const T* g = static_cast<const T*>(grads[i]);
@@ -229,7 +265,7 @@ void Optimizer::run_step(const std::vector<void*>& params, const std::vector<con
         k.weight_decay = T(h.weight_decay);
         k.nesterov = h.nesterov;
         k.first = step_count_ == 0;
-        for_elements(n, [&k](int64_t j) { sgd_update(k, j); });
+        bad = drive(n, commit, [&k](int64_t j, bool c) { return sgd_update(k, j, c); });
         break;
       }
       case OptimKind::Adam:
@@ -251,7 +287,7 @@ void Optimizer::run_step(const std::vector<void*>& params, const std::vector<con
         k.step_size = T(lr / bc1);
         k.bc2_sqrt = T(std::sqrt(bc2));
         k.decoupled = kind_ == OptimKind::AdamW;
-        for_elements(n, [&k](int64_t j) { adam_update(k, j); });
+        bad = drive(n, commit, [&k](int64_t j, bool c) { return adam_update(k, j, c); });
         break;
       }
       case OptimKind::RmsProp: {
@@ -268,16 +304,20 @@ void Optimizer::run_step(const std::vector<void*>& params, const std::vector<con
         k.eps = T(h.eps);
         k.momentum = T(h.momentum);
         k.weight_decay = T(h.weight_decay);
-        for_elements(n, [&k](int64_t j) { rmsprop_update(k, j); });
+        bad = drive(n, commit, [&k](int64_t j, bool c) { return rmsprop_update(k, j, c); });
         break;
       }
     }
+    if (bad >= 0) return {static_cast<int64_t>(i), bad};
   }
+  return {-1, -1};
 }
 
 Status Optimizer::step(const std::vector<void*>& params, const std::vector<const void*>& grads,
-                       const std::vector<int64_t>& sizes, double lr, double max_norm, double* grad_norm) {
+                       const std::vector<int64_t>& sizes, double lr, double max_norm, double* grad_norm,
+                       NonFinitePolicy policy, bool* skipped) {
   try {
+    if (skipped != nullptr) *skipped = false;
     if (!finite_nonneg(lr)) return bad("lr must be a finite number >= 0 (got " + num(lr) + ")");
     if (!finite_nonneg(max_norm)) return bad("maxNorm must be a finite number >= 0 (got " + num(max_norm) + ")");
     if (params.size() != sizes.size() || grads.size() != sizes.size())
@@ -302,15 +342,57 @@ Status Optimizer::step(const std::vector<void*>& params, const std::vector<const
       Status s = bind(sizes);
       if (!s.ok()) return s;
     }
-    const double norm = dtype_ == DType::F64 ? global_norm<double>(grads, sizes_) : global_norm<float>(grads, sizes_);
+    const bool f64 = dtype_ == DType::F64;
+    const double norm = f64 ? global_norm<double>(grads, sizes_) : global_norm<float>(grads, sizes_);
+    const bool check = policy != NonFinitePolicy::Allow;
+    // A non-finite norm means a non-finite gradient (the norm pass read every one); only then
+    // is the first bad element looked for.
+    if (check && !std::isfinite(norm)) {
+      if (grad_norm != nullptr) *grad_norm = norm;
+      if (policy == NonFinitePolicy::Skip) {
+        if (skipped != nullptr) *skipped = true;
+        return Status::Ok();
+      }
+      for (size_t i = 0; i < grads.size(); ++i) {
+        const int64_t bad = f64 ? first_non_finite(static_cast<const double*>(grads[i]), sizes_[i])
+                                : first_non_finite(static_cast<const float*>(grads[i]), sizes_[i]);
+        if (bad < 0) continue;
+        const double v = f64 ? static_cast<const double*>(grads[i])[bad] : static_cast<const float*>(grads[i])[bad];
+        return Status::NonFiniteValue("optimizer step: grads[" + std::to_string(i) + "] holds a non-finite value (" +
+                                          num(v) + ") at index " + std::to_string(bad) +
+                                          "; the parameters were not updated",
+                                      "grads[" + std::to_string(i) + "]", -1, bad);
+      }
+      // The squares overflowed although every gradient is finite: treat as non-finite too.
+      return Status::NonFiniteValue("optimizer step: the global gradient norm overflows (" + num(norm) +
+                                        "); the parameters were not updated",
+                                    "grads", -1, -1);
+    }
     // torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), clamped to 1.
     double scale = 1.0;
     if (max_norm > 0) {
       const double c = max_norm / (norm + 1e-6);
       scale = c < 1.0 ? c : 1.0;
     }
-    if (dtype_ == DType::F64) run_step<double>(params, grads, lr, scale);
-    else run_step<float>(params, grads, lr, scale);
+    if (check) {
+      const std::pair<int64_t, int64_t> bad =
+          f64 ? run_step<double>(params, grads, lr, scale, false) : run_step<float>(params, grads, lr, scale, false);
+      if (bad.first >= 0) {
+        if (grad_norm != nullptr) *grad_norm = norm;
+        if (policy == NonFinitePolicy::Skip) {
+          if (skipped != nullptr) *skipped = true;
+          return Status::Ok();
+        }
+        const std::string name = "params[" + std::to_string(bad.first) + "]";
+        return Status::NonFiniteValue("optimizer step: the update of " + name + " with lr " + num(lr) +
+                                          " would write a non-finite value at index " + std::to_string(bad.second) +
+                                          " (the parameter, its gradient or the learning rate is too large, or the "
+                                          "parameter is not finite); the parameters were not updated",
+                                      name, -1, bad.second);
+      }
+    }
+    if (f64) run_step<double>(params, grads, lr, scale, true);
+    else run_step<float>(params, grads, lr, scale, true);
     ++step_count_;
     if (grad_norm != nullptr) *grad_norm = norm;
     return Status::Ok();

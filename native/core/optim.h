@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "braintrace/api.h"
@@ -42,6 +43,17 @@ const char* optim_kind_name(OptimKind kind);
 //   momentum in [0, inf), dampening in [0, 1], weight_decay in [0, inf),
 //   beta1, beta2 in [0, 1), eps in [0, inf), alpha in [0, 1]; all finite;
 //   nesterov requires momentum > 0 and dampening == 0 (as in PyTorch).
+// What a step does with NaN and infinity (gradients, and new parameter or state values,
+// e.g. from a learning rate so large that the update overflows):
+//   Error: StatusCode::NonFinite naming "grads[i]" (a non-finite gradient, found by the
+//          global-norm pass that reads every gradient anyway) or "params[i]" (an update that
+//          would write a non-finite value, found by a dry run of the update bodies before
+//          anything is written) with the first bad index; nothing is modified.
+//   Skip:  the same checks; a failing step modifies nothing, does not count as a step, and
+//          returns Ok with *skipped = true.
+//   Allow: no checks (the update writes whatever it computes).
+enum class NonFinitePolicy : int32_t { Error = 0, Skip = 1, Allow = 2 };
+
 struct OptimHyper {
   double momentum = 0;
   double dampening = 0;
@@ -89,9 +101,11 @@ class Optimizer {
   // before the update (the gradient arrays themselves are not modified). max_norm == 0:
   // no clip. lr and max_norm must be finite and >= 0. The first call binds the sizes;
   // later calls must pass the same count and sizes (InvalidArgument naming params[i]).
-  // On any error nothing is modified.
+  // On any error nothing is modified. `policy`: see NonFinitePolicy; *skipped (when given)
+  // says whether a Skip policy skipped this step.
   Status step(const std::vector<void*>& params, const std::vector<const void*>& grads,
-              const std::vector<int64_t>& sizes, double lr, double max_norm, double* grad_norm);
+              const std::vector<int64_t>& sizes, double lr, double max_norm, double* grad_norm,
+              NonFinitePolicy policy = NonFinitePolicy::Allow, bool* skipped = nullptr);
 
   // Copies of the state buffers, parameter-major (empty before binding).
   Status get_state(std::vector<Buffer>* out) const;
@@ -106,8 +120,11 @@ class Optimizer {
   Optimizer(OptimKind kind, const OptimHyper& hyper, DType dtype);
   Status bind(const std::vector<int64_t>& sizes);
   void* slot(size_t param, int k) const;
+  // commit = true: the update. commit = false: a dry run writing nothing; returns the first
+  // (param, element) whose new value would be non-finite, or (-1, -1).
   template <typename T>
-  void run_step(const std::vector<void*>& params, const std::vector<const void*>& grads, double lr, double scale);
+  std::pair<int64_t, int64_t> run_step(const std::vector<void*>& params, const std::vector<const void*>& grads,
+                                       double lr, double scale, bool commit);
 
   OptimKind kind_;
   OptimHyper hyper_;

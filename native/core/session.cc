@@ -26,6 +26,7 @@
 #include "cpu/thread_pool.h"
 #include "cpu/trace_cpu.h"
 #include "kernels/elementwise.h"
+#include "kernels/finite.h"
 
 
 namespace bt {
@@ -66,6 +67,15 @@ class BusyGuard {
   std::atomic<bool>& f_;
   bool ok_ = false;
 };
+
+// "NaN", "Infinity" or "-Infinity" (as JavaScript prints them).
+template <typename T>
+std::string non_finite_name(T v) {
+  if (v != v) return "NaN";
+  return v > 0 ? "Infinity" : "-Infinity";
+}
+
+bool stops_call(const Status& s) { return s.code == StatusCode::Cancelled || s.code == StatusCode::NonFinite; }
 
 Status busy_status(const char* what) {
   return Status::Error(StatusCode::Busy, std::string(what) + ": the session is running another call");
@@ -119,17 +129,20 @@ class SessionImpl final : public Session {
   }
 
   Status set_param(int slot, const void* data, size_t n) override {
-    return set_stored(param_store_, plan_.param_nodes, "set_param", slot, data, n);
+    return set_stored(param_store_, plan_.param_nodes, "set_param", "params", slot, data, n);
   }
   Status get_param(int slot, void* out, size_t n) const override {
     return get_stored(param_store_, plan_.param_nodes, "get_param", slot, out, n);
   }
   Status set_state(int slot, const void* data, size_t n) override {
-    return set_stored(state_store_, plan_.state_nodes, "set_state", slot, data, n);
+    return set_stored(state_store_, plan_.state_nodes, "set_state", "states", slot, data, n);
   }
   Status get_state(int slot, void* out, size_t n) const override {
     return get_stored(state_store_, plan_.state_nodes, "get_state", slot, out, n);
   }
+
+  void set_finite_checks(const FiniteChecks& c) override { checks_ = c; }
+  FiniteChecks finite_checks() const override { return checks_; }
 
   Status evaluate(const EvalArgs& args, EvalResult* out) override {
     BusyGuard guard(busy_);
@@ -141,6 +154,7 @@ class SessionImpl final : public Session {
     BusyGuard guard(busy_);
     if (!guard.ok()) return busy_status("run_sequence");
     if (out == nullptr) return invalid("run_sequence: result pointer is null");
+    ControlScope scope(this, args.control);
     return guarded("run_sequence", [&] { return run_sequence_impl(args, out); });
   }
 
@@ -154,6 +168,7 @@ class SessionImpl final : public Session {
     BusyGuard guard(busy_);
     if (!guard.ok()) return busy_status("run_online");
     if (out == nullptr) return invalid("run_online: result pointer is null");
+    ControlScope scope(this, args.control);
     return guarded("run_online", [&] { return run_online_impl(args, out); });
   }
   Status reset_traces() override;
@@ -172,11 +187,14 @@ class SessionImpl final : public Session {
   size_t nbytes(int node) const { return sizeof(T) * static_cast<size_t>(numel(node)); }
 
   Status set_stored(std::vector<DeviceBuffer>& store, const std::vector<int32_t>& nodes, const char* what,
-                    int slot, const void* data, size_t n) {
+                    const char* kind, int slot, const void* data, size_t n) {
     BusyGuard guard(busy_);
     if (!guard.ok()) return busy_status(what);
     BT_RETURN_IF_ERROR(check_copy(what, "slot", slot, nodes.size(), slot_numel(nodes, slot),
                                   slot_desc(nodes, slot), n, data, true));
+    if (checks_.data)
+      BT_RETURN_IF_ERROR(check_finite(what, std::string(kind) + "[" + std::to_string(slot) + "]",
+                                      static_cast<const T*>(data), static_cast<int64_t>(n), -1));
     BT_RETURN_IF_ERROR(sync());
     if (n > 0) std::memcpy(store[slot].as<T>(), data, n * sizeof(T));
     return Status::Ok();
@@ -204,6 +222,80 @@ class SessionImpl final : public Session {
   std::string slot_desc(const std::vector<int32_t>& nodes, int slot) const {
     if (slot < 0 || slot >= static_cast<int>(nodes.size())) return "slot " + std::to_string(slot);
     return "slot " + std::to_string(slot) + " " + shape_str(plan_.nodes[nodes[slot]].shape);
+  }
+
+  // --- cancellation, progress and the non-finite policy ------------------------------------
+  // The control block of the call in progress (run_sequence / run_online), or null.
+  struct ControlScope {
+    SessionImpl* s;
+    ControlScope(SessionImpl* self, const RunControl* c) : s(self) { s->ctl_ = c; }
+    ~ControlScope() { s->ctl_ = nullptr; }
+  };
+  bool cancel_requested() const {
+    return ctl_ != nullptr && ctl_->cancel != nullptr && ctl_->cancel->load(std::memory_order_relaxed);
+  }
+  Status cancelled_status() {
+    (void)sync();  // no task of the abandoned step may still run
+    return Status::Error(StatusCode::Cancelled, "the call was cancelled");
+  }
+  void report(int64_t done, int64_t total) const {
+    if (ctl_ != nullptr && ctl_->progress != nullptr) ctl_->progress(ctl_->ctx, done, total);
+  }
+  // NonFinite naming `tensor` when x[0, n) holds a NaN or infinity (step -1: no time axis).
+  static Status check_finite(const std::string& what, const std::string& tensor, const T* x, int64_t n,
+                             int64_t step) {
+    const int64_t bad = first_non_finite(x, n);
+    if (bad < 0) return Status::Ok();
+    return Status::NonFiniteValue(what + ": " + tensor + " holds a non-finite value (" + non_finite_name(x[bad]) +
+                                      ")" + (step >= 0 ? " at step " + std::to_string(step) : std::string()) +
+                                      ", index " + std::to_string(bad),
+                                  tensor, step, bad);
+  }
+  // The per-step loss check of a sequence call.
+  Status check_loss(const std::string& what, double loss, int64_t step) const {
+    if (!checks_.results || std::isfinite(loss)) return Status::Ok();
+    return Status::NonFiniteValue(what + ": loss became non-finite (" + non_finite_name(loss) + ") at step " +
+                                      std::to_string(step),
+                                  "loss", step, -1);
+  }
+  // Gradient accumulators of run_online: every param gradient and transformed-weight scratch.
+  Status check_online_grads(const std::vector<Buffer>& grads, int64_t step) const {
+    if (!checks_.results) return Status::Ok();
+    for (size_t s = 0; s < grads.size(); ++s)
+      BT_RETURN_IF_ERROR(check_finite("run_online", "grads[" + std::to_string(s) + "]",
+                                      reinterpret_cast<const T*>(grads[s].bytes.data()),
+                                      static_cast<int64_t>(grads[s].numel), step));
+    for (size_t ri = 0; ri < on_.relations.size(); ++ri) {
+      const ResolvedRelation& rr = on_.relations[ri];
+      if (rr.weight_node >= 0)
+        BT_RETURN_IF_ERROR(check_finite("run_online", "grads[" + std::to_string(rr.weight_slot) + "]",
+                                        on_wscr_[ri].template as<T>(), numel(rr.weight_node), step));
+      if (rr.bias_node >= 0)
+        BT_RETURN_IF_ERROR(check_finite("run_online", "grads[" + std::to_string(rr.bias_slot) + "]",
+                                        on_bscr_[ri].template as<T>(), numel(rr.bias_node), step));
+    }
+    return Status::Ok();
+  }
+  // Param cotangents accumulated so far by a reverse sweep (BPTT, windows).
+  Status check_param_cotangents(const std::string& what, int64_t step) const {
+    if (!checks_.results) return Status::Ok();
+    for (size_t s = 0; s < plan_.param_nodes.size(); ++s) {
+      const int node = plan_.param_nodes[s];
+      if (has_c_[node])
+        BT_RETURN_IF_ERROR(check_finite(what, "grads[" + std::to_string(s) + "]", cp_[node], numel(node), step));
+    }
+    return Status::Ok();
+  }
+  // Copies step t's slice of every input slot into `block` (checking it under checks_.data).
+  Status load_step_inputs(const char* what, const std::vector<const void*>& inputs, T* block, int64_t t) {
+    for (size_t s = 0; s < plan_.input_nodes.size(); ++s) {
+      const int node = plan_.input_nodes[s];
+      T* dst = value_ptr(node, block);
+      std::memcpy(dst, static_cast<const T*>(inputs[s]) + t * numel(node), nbytes(node));
+      if (checks_.data)
+        BT_RETURN_IF_ERROR(check_finite(what, "inputs[" + std::to_string(s) + "]", dst, numel(node), t));
+    }
+    return Status::Ok();
   }
 
   // --- executor plumbing -------------------------------------------------------------------
@@ -324,11 +416,17 @@ class SessionImpl final : public Session {
   }
 
   Status forward_all() {
-    for (int i = 0; i < n_; ++i) BT_RETURN_IF_ERROR(forward_node(i));
+    for (int i = 0; i < n_; ++i) {
+      if (cancel_requested()) return cancelled_status();
+      BT_RETURN_IF_ERROR(forward_node(i));
+    }
     return sync();
   }
   Status reverse_all() {
-    for (int i = n_ - 1; i >= 0; --i) BT_RETURN_IF_ERROR(vjp_node(i));
+    for (int i = n_ - 1; i >= 0; --i) {
+      if (cancel_requested()) return cancelled_status();
+      BT_RETURN_IF_ERROR(vjp_node(i));
+    }
     return sync();
   }
 
@@ -421,6 +519,8 @@ class SessionImpl final : public Session {
   bool jac_active_ = false;    // jvp_node honours jmark_ only while set
   bool dirty_ = false;
   mutable std::atomic<bool> busy_{false};
+  FiniteChecks checks_;
+  const RunControl* ctl_ = nullptr;  // the running call's control block (ControlScope)
   std::vector<int64_t> empty_;
 
   // Online learning: configuration, traces (allocated once by configure_online) and the
@@ -522,7 +622,10 @@ Status SessionImpl<T>::jac_pass(int seed_node, int end, Seed&& seed) {
   seed(tp_[seed_node]);
   has_t_[seed_node] = 1;
   tview_[seed_node] = tp_[seed_node];
-  for (int i = seed_node + 1; i <= end; ++i) BT_RETURN_IF_ERROR(jvp_node(i));
+  for (int i = seed_node + 1; i <= end; ++i) {
+    if (cancel_requested()) return cancelled_status();
+    BT_RETURN_IF_ERROR(jvp_node(i));
+  }
   return sync();
 }
 
@@ -815,20 +918,16 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
   }
 
   // Per-step bookkeeping shared by both modes.
-  auto load_inputs = [&](T* block, int64_t t) {
-    for (size_t s = 0; s < ni; ++s) {
-      const int node = plan_.input_nodes[s];
-      const T* src = static_cast<const T*>(a.inputs[s]) + t * numel(node);
-      std::memcpy(value_ptr(node, block), src, nbytes(node));
-    }
-  };
-  auto store_results = [&](int64_t t) {
+  auto load_inputs = [&](T* block, int64_t t) { return load_step_inputs("run_sequence", a.inputs, block, t); };
+  auto store_results = [&](int64_t t) -> Status {
     for (int s = 0; s < nouts; ++s) {
       const int node = plan_.outputs[plan_.output_slot_entry[s]].node;
       std::memcpy(out->outputs[s].bytes.data() + sizeof(T) * static_cast<size_t>(t * numel(node)), vp_[node],
                   nbytes(node));
     }
-    if (has_loss()) out->losses[t] = static_cast<double>(vp_[plan_.outputs[plan_.loss_entry].node][0]);
+    if (!has_loss()) return Status::Ok();
+    out->losses[t] = static_cast<double>(vp_[plan_.outputs[plan_.loss_entry].node][0]);
+    return a.compute_grads ? check_loss("run_sequence", out->losses[t], t) : Status::Ok();
   };
   // Node values and Jacobians of step t, from the values in vp_ (the step block, or the
   // tape's block with compute_grads). The passes reuse the session's tangent buffer.
@@ -855,22 +954,40 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
     for (size_t s = 0; s < ns; ++s)
       std::memcpy(value_ptr(plan_.state_nodes[s], block), state_store_[s].as<T>(), nbytes(plan_.state_nodes[s]));
     set_value_ptrs(block);
+    // The block's state leaves hold the states after the finished steps until a step's
+    // staging below: a call stopped before that keeps exactly the finished steps.
+    auto keep_states = [&]() {
+      for (size_t s = 0; s < ns; ++s)
+        std::memcpy(state_store_[s].as<T>(), value_ptr(plan_.state_nodes[s], block), nbytes(plan_.state_nodes[s]));
+    };
     for (int64_t t = 0; t < steps; ++t) {
-      load_inputs(block, t);
-      BT_RETURN_IF_ERROR(forward_all());
-      store_results(t);
-      BT_RETURN_IF_ERROR(store_requests(t));
+      Status st = cancel_requested() ? cancelled_status() : load_inputs(block, t);
+      if (st.ok()) st = forward_all();
+      if (st.ok()) st = store_results(t);
+      if (st.ok()) st = store_requests(t);
+      if (!st.ok()) {
+        if (!stops_call(st)) return st;
+        keep_states();
+        st.steps_done = t;
+        return st;
+      }
       // Stage all new states before writing any: a StateNew row may name another state's leaf.
       T* stage = stage_.as<T>();
       for (size_t s = 0; s < ns; ++s)
         std::memcpy(stage + soff_[s], new_state_ptr(s, block), nbytes(plan_.state_nodes[s]));
       for (size_t s = 0; s < ns; ++s)
         std::memcpy(value_ptr(plan_.state_nodes[s], block), stage + soff_[s], nbytes(plan_.state_nodes[s]));
+      report(t + 1, steps);
     }
-    for (size_t s = 0; s < ns; ++s)
-      std::memcpy(state_store_[s].as<T>(), value_ptr(plan_.state_nodes[s], block), nbytes(plan_.state_nodes[s]));
+    keep_states();
     return Status::Ok();
   }
+  // BPTT writes nothing back before the reverse sweep has finished: a stopped call keeps the
+  // entry states (0 steps done).
+  auto stopped = [](Status st) {
+    if (stops_call(st)) st.steps_done = 0;
+    return st;
+  };
 
   // BPTT: forward over all steps into a tape (one allocation), then a reverse sweep.
   DeviceBuffer tape;
@@ -884,11 +1001,13 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
       const T* src = t == 0 ? state_store_[s].as<T>() : new_state_ptr(s, block_at(t - 1));
       std::memcpy(value_ptr(node, block), src, nbytes(node));
     }
-    load_inputs(block, t);
+    if (cancel_requested()) return stopped(cancelled_status());
+    BT_RETURN_IF_ERROR(stopped(load_inputs(block, t)));
     set_value_ptrs(block);
-    BT_RETURN_IF_ERROR(forward_all());
-    store_results(t);
-    BT_RETURN_IF_ERROR(store_requests(t));
+    BT_RETURN_IF_ERROR(stopped(forward_all()));
+    BT_RETURN_IF_ERROR(stopped(store_results(t)));
+    BT_RETURN_IF_ERROR(stopped(store_requests(t)));
+    report(t + 1, 2 * steps);
   }
   T* stage = stage_.as<T>();  // final states, written back after the sweep succeeds
   for (size_t s = 0; s < ns; ++s)
@@ -922,12 +1041,14 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
       BT_RETURN_IF_ERROR(ctw(target, &c));
       add_host(c, carry.as<T>() + soff_[s], numel(plan_.state_nodes[s]));
     }
-    BT_RETURN_IF_ERROR(reverse_all());
+    BT_RETURN_IF_ERROR(stopped(reverse_all()));
+    BT_RETURN_IF_ERROR(stopped(check_param_cotangents("run_sequence", t)));
     for (size_t s = 0; s < ns; ++s) {
       const int leaf = plan_.state_nodes[s];
       has_carry[s] = has_c_[leaf];
       if (has_carry[s]) std::memcpy(carry.as<T>() + soff_[s], cp_[leaf], nbytes(leaf));
     }
+    report(2 * steps - t, 2 * steps);
   }
   out->param_grads.assign(np, Buffer{});
   for (size_t s = 0; s < np; ++s) {
@@ -1109,6 +1230,9 @@ Status SessionImpl<T>::set_trace(int index, const void* data, size_t n) {
   BT_RETURN_IF_ERROR(online_check("set_trace"));
   BT_RETURN_IF_ERROR(check_copy("set_trace", "index", index, traces_.size(), trace_numel(index), trace_desc(index), n,
                                 data, true));
+  if (checks_.data)
+    BT_RETURN_IF_ERROR(check_finite("set_trace", "traces[" + std::to_string(index) + "]", static_cast<const T*>(data),
+                                    static_cast<int64_t>(n), -1));
   BT_RETURN_IF_ERROR(sync());
   if (n > 0) std::memcpy(traces_[static_cast<size_t>(index)].template as<T>(), data, n * sizeof(T));
   return Status::Ok();
@@ -1352,19 +1476,17 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
     const int node = plan_.param_nodes[s];
     std::memcpy(value_ptr(node, nullptr), param_store_[s].as<T>(), nbytes(node));
   }
-  auto load_inputs = [&](T* block, int64_t t) {
-    for (size_t s = 0; s < ni; ++s) {
-      const int node = plan_.input_nodes[s];
-      std::memcpy(value_ptr(node, block), static_cast<const T*>(a.inputs[s]) + t * numel(node), nbytes(node));
-    }
-  };
-  auto store_results = [&](int64_t t) {
+  (void)ni;
+  auto load_inputs = [&](T* block, int64_t t) { return load_step_inputs("run_online", a.inputs, block, t); };
+  auto store_results = [&](int64_t t) -> Status {
     for (int s = 0; s < nouts; ++s) {
       const int node = plan_.outputs[plan_.output_slot_entry[s]].node;
       std::memcpy(out->outputs[s].bytes.data() + sizeof(T) * static_cast<size_t>(t * numel(node)), vp_[node],
                   nbytes(node));
     }
-    if (!out->losses.empty()) out->losses[t] = static_cast<double>(vp_[plan_.outputs[plan_.loss_entry].node][0]);
+    if (out->losses.empty()) return Status::Ok();
+    out->losses[t] = static_cast<double>(vp_[plan_.outputs[plan_.loss_entry].node][0]);
+    return check_loss("run_online", out->losses[t], t);
   };
   auto new_state_ptr = [&](size_t s, T* block) -> T* {
     const int e = plan_.state_new_entry[s];
@@ -1377,14 +1499,29 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
     for (size_t s = 0; s < ns; ++s)
       std::memcpy(value_ptr(plan_.state_nodes[s], block), state_store_[s].as<T>(), nbytes(plan_.state_nodes[s]));
     set_value_ptrs(block);
+    // Until a step's staging, the block's state leaves hold the states after the finished
+    // steps, and the traces are updated only by online_trace_step: a call stopped before a
+    // step's trace update keeps exactly the finished steps.
+    auto keep_states = [&]() {
+      for (size_t s = 0; s < ns; ++s)
+        std::memcpy(state_store_[s].as<T>(), value_ptr(plan_.state_nodes[s], block), nbytes(plan_.state_nodes[s]));
+    };
+    auto stop = [&](Status st, int64_t done) {
+      if (stops_call(st)) {
+        keep_states();
+        st.steps_done = done;
+      }
+      return st;
+    };
     for (int64_t t = 0; t < steps; ++t) {
-      load_inputs(block, t);
-      BT_RETURN_IF_ERROR(forward_all());
-      store_results(t);
-      BT_RETURN_IF_ERROR(online_pieces());
+      Status st = cancel_requested() ? cancelled_status() : load_inputs(block, t);
+      if (st.ok()) st = forward_all();
+      if (st.ok()) st = store_results(t);
+      if (st.ok()) st = online_pieces();
       // A masked step (scale 0) has no learning signal: skip its VJP and contraction.
       const bool contract = a.compute_grads && scale_at(t) != 0.0;
-      if (contract) BT_RETURN_IF_ERROR(online_vjp(scale_at(t), &out->param_grads));
+      if (st.ok() && contract) st = online_vjp(scale_at(t), &out->param_grads);
+      if (!st.ok()) return stop(st, t);
       const int64_t n = trace_n_.load();
       BT_RETURN_IF_ERROR(online_trace_step(true, contract, n + 1, &out->param_grads));
       trace_n_ = n + 1;
@@ -1393,10 +1530,15 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
         std::memcpy(stage + soff_[s], new_state_ptr(s, block), nbytes(plan_.state_nodes[s]));
       for (size_t s = 0; s < ns; ++s)
         std::memcpy(value_ptr(plan_.state_nodes[s], block), stage + soff_[s], nbytes(plan_.state_nodes[s]));
+      // The step is complete (states and traces): a bad gradient now keeps t + 1 steps.
+      if (contract) BT_RETURN_IF_ERROR(stop(check_online_grads(out->param_grads, t), t + 1));
+      report(t + 1, steps);
     }
-    for (size_t s = 0; s < ns; ++s)
-      std::memcpy(state_store_[s].as<T>(), value_ptr(plan_.state_nodes[s], block), nbytes(plan_.state_nodes[s]));
-    if (a.compute_grads) BT_RETURN_IF_ERROR(online_pullback(&out->param_grads));
+    keep_states();
+    if (a.compute_grads) {
+      BT_RETURN_IF_ERROR(online_pullback(&out->param_grads));
+      BT_RETURN_IF_ERROR(stop(check_online_grads(out->param_grads, steps - 1), steps));
+    }
     return Status::Ok();
   }
 
@@ -1412,6 +1554,18 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
     std::memcpy(cur + soff_[s], state_store_[s].as<T>(), nbytes(plan_.state_nodes[s]));
   const int loss_node = has_loss() ? plan_.outputs[plan_.loss_entry].node : -1;
   std::vector<char> has_carry(ns, 0);
+  // `cur` holds the states at the window entry and the traces are advanced only after the
+  // window's reverse sweep: a call stopped before that keeps the steps before the window.
+  auto keep_states = [&]() {
+    for (size_t s = 0; s < ns; ++s) std::memcpy(state_store_[s].as<T>(), cur + soff_[s], nbytes(plan_.state_nodes[s]));
+  };
+  auto stop = [&](Status st, int64_t done) {
+    if (stops_call(st)) {
+      keep_states();
+      st.steps_done = done;
+    }
+    return st;
+  };
   for (int64_t t0 = 0; t0 < steps; t0 += k) {
     for (int64_t j = 0; j < k; ++j) {
       T* block = block_at(j);
@@ -1420,10 +1574,11 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
         const T* src = j == 0 ? cur + soff_[s] : new_state_ptr(s, block_at(j - 1));
         std::memcpy(value_ptr(node, block), src, nbytes(node));
       }
-      load_inputs(block, t0 + j);
+      Status st = cancel_requested() ? cancelled_status() : load_inputs(block, t0 + j);
       set_value_ptrs(block);
-      BT_RETURN_IF_ERROR(forward_all());
-      store_results(t0 + j);
+      if (st.ok()) st = forward_all();
+      if (st.ok()) st = store_results(t0 + j);
+      if (!st.ok()) return stop(st, t0);
     }
     // Reverse sweep through the window (as run_sequence): exact within-window gradients and
     // the cotangent of the window-entry states.
@@ -1449,7 +1604,8 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
         BT_RETURN_IF_ERROR(ctw(target, &c));
         add_host(c, carry + soff_[s], numel(plan_.state_nodes[s]));
       }
-      BT_RETURN_IF_ERROR(reverse_all());
+      BT_RETURN_IF_ERROR(stop(reverse_all(), t0));
+      BT_RETURN_IF_ERROR(stop(check_param_cotangents("run_online", t0 + j), t0));
       for (size_t s = 0; s < ns; ++s) {
         const int leaf = plan_.state_nodes[s];
         has_carry[s] = has_c_[leaf];
@@ -1476,19 +1632,29 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
     }
     // contract(dL_window / dh^entry, eps^entry), then advance the traces through the window.
     BT_RETURN_IF_ERROR(online_trace_step(false, true, trace_n_.load(), &out->param_grads));
+    BT_RETURN_IF_ERROR(stop(check_online_grads(out->param_grads, t0), t0));
     for (int64_t j = 0; j < k; ++j) {
       set_value_ptrs(block_at(j));
-      BT_RETURN_IF_ERROR(online_pieces());
+      // Stopped inside the advance: the traces have taken j steps of the window, so the
+      // states are those after step t0 + j - 1 (the tape's block j - 1).
+      Status st = cancel_requested() ? cancelled_status() : online_pieces();
+      if (!st.ok()) {
+        if (stops_call(st) && j > 0)
+          for (size_t s = 0; s < ns; ++s)
+            std::memcpy(cur + soff_[s], new_state_ptr(s, block_at(j - 1)), nbytes(plan_.state_nodes[s]));
+        return stop(st, t0 + j);
+      }
       BT_RETURN_IF_ERROR(online_trace_step(true, false, 0, &out->param_grads));
       trace_n_ = trace_n_.load() + 1;
+      report(t0 + j + 1, steps);
     }
     for (size_t s = 0; s < ns; ++s)
       std::memcpy(cur + soff_[s], new_state_ptr(s, block_at(k - 1)), nbytes(plan_.state_nodes[s]));
   }
-  for (size_t s = 0; s < ns; ++s)
-    std::memcpy(state_store_[s].as<T>(), cur + soff_[s], nbytes(plan_.state_nodes[s]));
+  keep_states();
   // vp_ still points at the last window's last step (the tape lives until the return).
   BT_RETURN_IF_ERROR(online_pullback(&out->param_grads));
+  BT_RETURN_IF_ERROR(stop(check_online_grads(out->param_grads, steps - 1), steps));
   return Status::Ok();
 }
 

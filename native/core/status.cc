@@ -11,6 +11,8 @@ const char* status_code_name(StatusCode code) {
     case StatusCode::Cuda: return "ERR_BRAINTRACE_CUDA";
     case StatusCode::Busy: return "ERR_BRAINTRACE_BUSY";
     case StatusCode::Internal: return "ERR_BRAINTRACE_INTERNAL";
+    case StatusCode::NonFinite: return "ERR_BRAINTRACE_NON_FINITE";
+    case StatusCode::Cancelled: return "ERR_BRAINTRACE_ABORTED";
   }
   return "ERR_BRAINTRACE_INTERNAL";
 }

@@ -22,6 +22,11 @@
 //             momentum > 0:  b = mu b + g / d;  p -= lr b
 //             else:          p -= lr g / d
 //
+// Every body takes `commit`: true writes the new parameter and state values; false writes
+// nothing (a dry run, for the non-finite policy: the step driver first checks that no new
+// value would be NaN or infinite, so an update that overflows touches nothing). Both return
+// whether every new value of element i (parameter and state) is finite.
+//
 // The host computes every per-step scalar (lr, the clip scale, the bias corrections) in
 // double and passes them here already rounded to T, so the body does only element math.
 // No exceptions, virtual calls or host-only functions (it must compile under nvcc).
@@ -29,6 +34,7 @@
 
 #include <stdint.h>
 
+#include "kernels/finite.h"
 #include "kernels/hd.h"
 #include "kernels/scalar_math.h"
 
@@ -46,16 +52,20 @@ struct SgdTask {
 };
 
 template <typename T>
-BT_HD void sgd_update(const SgdTask<T>& t, int64_t i) {
+BT_HD bool sgd_update(const SgdTask<T>& t, int64_t i, bool commit = true) {
   T g = t.g[i] * t.scale;
   if (t.weight_decay != T(0)) g = g + t.weight_decay * t.p[i];
+  bool ok = true;
   if (t.buf != nullptr) {
     // torch: buf = clone(d_p) on the first step (no dampening), then mu buf + (1 - damp) d_p.
     const T b = t.first ? g : t.momentum * t.buf[i] + (T(1) - t.dampening) * g;
-    t.buf[i] = b;
+    if (commit) t.buf[i] = b;
+    ok = is_finite_value(b);
     g = t.nesterov ? g + t.momentum * b : b;
   }
-  t.p[i] = t.p[i] - t.lr * g;
+  const T p = t.p[i] - t.lr * g;
+  if (commit) t.p[i] = p;
+  return ok && is_finite_value(p);
 }
 
 // Adam / AdamW (decoupled = true) with bias correction; eps is added outside the sqrt.
@@ -72,7 +82,7 @@ struct AdamTask {
 };
 
 template <typename T>
-BT_HD void adam_update(const AdamTask<T>& t, int64_t i) {
+BT_HD bool adam_update(const AdamTask<T>& t, int64_t i, bool commit = true) {
   T g = t.g[i] * t.scale;
   T p = t.p[i];
   if (t.weight_decay != T(0)) {
@@ -81,10 +91,14 @@ BT_HD void adam_update(const AdamTask<T>& t, int64_t i) {
   }
   const T m = t.beta1 * t.m[i] + (T(1) - t.beta1) * g;
   const T v = t.beta2 * t.v[i] + (T(1) - t.beta2) * g * g;
-  t.m[i] = m;
-  t.v[i] = v;
   const T denom = km::sqrt_(v) / t.bc2_sqrt + t.eps;
-  t.p[i] = p - t.step_size * (m / denom);
+  const T np = p - t.step_size * (m / denom);
+  if (commit) {
+    t.m[i] = m;
+    t.v[i] = v;
+    t.p[i] = np;
+  }
+  return is_finite_value(m) && is_finite_value(v) && is_finite_value(np);
 }
 
 // RMSProp (Hinton's, PyTorch flavour: eps outside the sqrt; optional centring and momentum).
@@ -99,15 +113,17 @@ struct RmsPropTask {
 };
 
 template <typename T>
-BT_HD void rmsprop_update(const RmsPropTask<T>& t, int64_t i) {
+BT_HD bool rmsprop_update(const RmsPropTask<T>& t, int64_t i, bool commit = true) {
   T g = t.g[i] * t.scale;
   if (t.weight_decay != T(0)) g = g + t.weight_decay * t.p[i];
   const T s = t.alpha * t.sq[i] + (T(1) - t.alpha) * g * g;
-  t.sq[i] = s;
+  if (commit) t.sq[i] = s;
+  bool ok = is_finite_value(s);
   T d;
   if (t.avg != nullptr) {
     const T a = t.alpha * t.avg[i] + (T(1) - t.alpha) * g;
-    t.avg[i] = a;
+    if (commit) t.avg[i] = a;
+    ok = ok && is_finite_value(a);
     // s - a^2 >= 0 in exact arithmetic (a weighted variance); clamp the rounding so a
     // constant gradient cannot produce sqrt(-tiny) = NaN (torch would return NaN there).
     const T var = s - a * a;
@@ -115,13 +131,17 @@ BT_HD void rmsprop_update(const RmsPropTask<T>& t, int64_t i) {
   } else {
     d = km::sqrt_(s) + t.eps;
   }
+  T p;
   if (t.buf != nullptr) {
     const T b = t.momentum * t.buf[i] + g / d;
-    t.buf[i] = b;
-    t.p[i] = t.p[i] - t.lr * b;
+    if (commit) t.buf[i] = b;
+    ok = ok && is_finite_value(b);
+    p = t.p[i] - t.lr * b;
   } else {
-    t.p[i] = t.p[i] - t.lr * (g / d);
+    p = t.p[i] - t.lr * (g / d);
   }
+  if (commit) t.p[i] = p;
+  return ok && is_finite_value(p);
 }
 
 // Sum of squares of x[begin, end), accumulated in double (the global-norm clip).

@@ -12,6 +12,7 @@
 // or write out of bounds.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -30,14 +31,70 @@ enum class StatusCode : int32_t {
   Cuda = 4,             // a CUDA runtime call failed (message has cudaGetErrorString)
   Busy = 5,             // the session is running another call
   Internal = 6,         // a bug: an invariant of the core did not hold
+  NonFinite = 7,        // a NaN or infinity in data, params or a result (tensor, step, index say where)
+  Cancelled = 8,        // RunControl::cancel was set; steps_done says how far the call got
 };
 
 struct Status {
   StatusCode code = StatusCode::Ok;
   std::string message;
+  // NonFinite: the tensor that held the value ("inputs[0]", "params[2]", "states[1]",
+  // "traces[3]", "loss", "grads[2]"; the binding and TypeScript rename slots to paths), the
+  // step within the call (-1 when the tensor has no time axis) and the flat index of the
+  // first bad element within that step's slice (-1 when not applicable).
+  std::string tensor;
+  int64_t step = -1;
+  int64_t index = -1;
+  // Cancelled (and NonFinite from a sequence call): the number of steps whose effect on the
+  // stored states and traces was kept (see SequenceArgs / OnlineArgs for the exact state).
+  int64_t steps_done = -1;
   bool ok() const { return code == StatusCode::Ok; }
   static Status Ok() { return Status{}; }
-  static Status Error(StatusCode c, std::string m) { return Status{c, std::move(m)}; }
+  static Status Error(StatusCode c, std::string m) {
+    Status s;
+    s.code = c;
+    s.message = std::move(m);
+    return s;
+  }
+  static Status NonFiniteValue(std::string m, std::string tensor, int64_t step, int64_t index) {
+    Status s = Error(StatusCode::NonFinite, std::move(m));
+    s.tensor = std::move(tensor);
+    s.step = step;
+    s.index = index;
+    return s;
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Per-call control of a long call (run_sequence, run_online): cancellation and progress.
+//
+// `cancel`: when non-null, the call reads it (relaxed) between steps, between the nodes of a
+// step's forward, Jacobian and reverse passes, and between the steps of a BPTT reverse sweep;
+// once it is true the call stops at the next check and returns StatusCode::Cancelled with
+// Status::steps_done set. Checks are a relaxed atomic load (a few ns), so a call stops within
+// one node's work of the flag being set (well under 50 ms unless one op alone takes longer).
+// The flag is owned by the caller and must outlive the call; the call never writes it.
+//
+// `progress`: when non-null, called on the calling (worker) thread after every finished unit
+// of work with (ctx, done, total): total is T for forward-only and online calls and 2T for a
+// BPTT call with gradients (T forward steps, then T reverse steps); done grows by one per
+// unit, from 1 to total. It must be cheap (the binding only stores the numbers and wakes the
+// JS thread at most every 50 ms) and must not call back into the session.
+struct RunControl {
+  const std::atomic<bool>* cancel = nullptr;
+  void (*progress)(void* ctx, int64_t done, int64_t total) = nullptr;
+  void* ctx = nullptr;
+};
+
+// What a session checks for NaN and infinity (set_finite_checks). Both default to true.
+//   data:    inputs of run_sequence / run_online (each step's slice, in the pass that copies
+//            it into the step block) and every set_param / set_state / set_trace copy.
+//   results: per-step losses and the gradient accumulators of run_sequence (BPTT) and
+//            run_online (after every step, or every reverse step / window).
+// A failed check is StatusCode::NonFinite naming the tensor, the step and the first bad index.
+struct FiniteChecks {
+  bool data = true;
+  bool results = true;
 };
 
 // Stable error code strings used by the JS layer: "ERR_BRAINTRACE_INVALID_ARGUMENT", ...
@@ -161,6 +218,13 @@ struct SequenceArgs {
   // Per step: node values and Jacobians as in EvalArgs, stacked with a leading T axis.
   std::vector<int32_t> fetch_values;
   std::vector<JacobianRequest> jacobians;
+  // Cancellation and progress (null: neither). On Cancelled (or NonFinite) the stored params
+  // are never touched, and the stored states are:
+  //   compute_grads = false: the states after steps_done = the finished steps (those of a
+  //                          fresh run over the first steps_done steps);
+  //   compute_grads = true:  unchanged (the call's entry states; steps_done = 0): BPTT
+  //                          writes nothing back until the reverse sweep has finished.
+  const RunControl* control = nullptr;
 };
 
 struct SequenceResult {
@@ -202,6 +266,11 @@ class Session {
   virtual Status get_param(int slot, void* out, size_t n) const = 0;
   virtual Status set_state(int slot, const void* data, size_t n) = 0;
   virtual Status get_state(int slot, void* out, size_t n) const = 0;
+
+  // NaN / infinity checks of this session (see FiniteChecks; both on by default). Not
+  // thread-safe against a running call: set it between calls.
+  virtual void set_finite_checks(const FiniteChecks& checks) = 0;
+  virtual FiniteChecks finite_checks() const = 0;
 
   virtual Status evaluate(const EvalArgs& args, EvalResult* out) = 0;
   virtual Status run_sequence(const SequenceArgs& args, SequenceResult* out) = 0;

@@ -112,6 +112,16 @@ struct OnlineArgs {
   std::vector<double> loss_scale;       // T weights (0 masks a step's loss); empty = all 1
   bool compute_grads = true;            // false: evolve states and traces only (no loss needed)
   int64_t chunk = 1;                    // 1 single-step; k >= 2 windows (T % k == 0)
+  // Cancellation and progress (see RunControl in api.h; null: neither). On Cancelled the
+  // stored states, the traces and the trace step counter are exactly those after
+  // Status::steps_done steps of this call (as if the call had been given only those steps):
+  // single-step mode stops between steps (or inside a step before its trace update, which
+  // then does not count); window mode stops at a window boundary, or between the steps of a
+  // window's trace advance. Gradients and outputs of a cancelled call are discarded.
+  // On NonFinite: an input or loss at step t leaves the state after t steps; a gradient
+  // found after the trace update of step t leaves it after t + 1 steps (steps_done says
+  // which); in window mode a gradient leaves the state at the window's entry.
+  const RunControl* control = nullptr;
 };
 
 struct OnlineResult {
