@@ -228,6 +228,27 @@ describe('typed errors: codes, fields, unknown options, sizes', () => {
     bt.compile(new DiagRNN(), bt.pp_prop, { ...base, decayOrRank: 0.5, vjpMethod: 'multi-step', seed: 1, dtype: 'float64' }).dispose();
   });
 
+  test('unknown options of fit, step, schedules, optimizers and layers are rejected with the key named', async () => {
+    const l = make('D_RTRL');
+    const opt = new bt.optim.SGD({ lr: 0.01 });
+    const a = data(2, 9);
+    await expect(l.fit([a], { optimizer: opt, epoch: 2 } as never)).rejects.toMatchObject({
+      code: 'ERR_BRAINTRACE_INVALID_ARGUMENT',
+      argument: 'fit: options.epoch',
+    });
+    const x1 = { data: a.xs.data.slice(0, B * 2), shape: [B, 2], dtype: 'float64' as const };
+    const y1 = { data: a.ys.data.slice(0, B), shape: [B, 1], dtype: 'float64' as const };
+    await expect(l.step(x1, y1, { optimizer: opt, lr: 1 } as never)).rejects.toMatchObject({
+      argument: 'streamStep: options.lr',
+    });
+    expect(() => bt.optim.cosineLR({ lr: 1, tMax: 3, min: 0 } as never)).toThrow(/cosineLR: unknown option 'min'/);
+    expect(() => new bt.optim.Adam({ lr: 1e-3, beta1: 0.9 } as never)).toThrow(bt.ArgumentError);
+    expect(() => new bt.nn.LIF(3, { tau_mem: 2 } as never)).toThrow(/LIF: unknown option 'tau_mem'/);
+    expect(opt.stepCount).toBe(0);
+    opt.dispose();
+    l.dispose();
+  });
+
   test('batchSize 2**31 is a typed error naming the option (no bare RangeError)', () => {
     let err: unknown;
     try {

@@ -187,21 +187,34 @@ export function argumentError(argument: string, expected: string, actual: string
 }
 
 /**
- * Rejects keys of `options` that are not in `allowed` (a misspelt option must not pass
- * silently). `what` names the options object in the message, e.g. `'etraceGrad: options'`.
- * @throws ArgumentError naming the unknown key and listing the allowed ones.
+ * Checks an options object and rejects keys that are not in `allowed` (a misspelt option
+ * must not pass silently); returns it as a record. `what` names the options in messages,
+ * e.g. `'Adam'` or `'compile: options'`. `undefined` gives `{}` unless `required`.
+ * @throws ArgumentError naming the unknown key (`argument` is `${what}.${key}`) and listing
+ *   the allowed ones, or for a value that is not a plain object.
  */
-export function checkOptionKeys(what: string, options: unknown, allowed: readonly string[]): void {
-  if (options === undefined) return;
+export function checkOptionKeys(
+  what: string,
+  options: unknown,
+  allowed: readonly string[],
+  required = false,
+): Record<string, unknown> {
+  if (options === undefined && !required) return {};
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
-    throw argumentError(what, 'an options object', describeValue(options));
+    throw new ArgumentError(`${what}: expected an options object { ${allowed.join(', ')} }; got ${describeValue(options)}`, {
+      argument: what,
+      expected: 'an options object',
+      actual: describeValue(options),
+    });
   }
   for (const k of Object.keys(options)) {
     if (!allowed.includes(k)) {
-      throw new ArgumentError(
-        `${what}: unknown option '${k}'; expected one of ${allowed.map((a) => `'${a}'`).join(', ')}`,
-        { argument: `${what}.${k}`, expected: `one of ${allowed.join(', ')}`, actual: k },
-      );
+      throw new ArgumentError(`${what}: unknown option '${k}'; expected one of ${allowed.join(', ')}`, {
+        argument: `${what}.${k}`,
+        expected: `one of ${allowed.join(', ')}`,
+        actual: k,
+      });
     }
   }
+  return options as Record<string, unknown>;
 }
