@@ -207,6 +207,36 @@ describe('typed errors: codes, fields, unknown options, sizes', () => {
     expect(new bt.NativeError('m', 'ERR_BRAINTRACE_INVALID_PLAN').code).toBe('ERR_BRAINTRACE_INVALID_PLAN');
   });
 
+  test('errors thrown with a standard message carry argument / expected / actual', () => {
+    const catchIt = (f: () => unknown): bt.BraintraceError => {
+      try {
+        f();
+      } catch (e) {
+        return e as bt.BraintraceError;
+      }
+      throw new Error('did not throw');
+    };
+    expect(catchIt(() => new bt.nn.LIF(3, { tauMem: -1 } as never))).toMatchObject({
+      code: 'ERR_BRAINTRACE_INVALID_ARGUMENT',
+      argument: 'LIF: tauMem',
+      expected: '> 0',
+      actual: '-1',
+    });
+    expect(catchIt(() => bt.tensor([1, 2], [3]))).toMatchObject({
+      code: 'ERR_BRAINTRACE_SHAPE',
+      argument: 'tensor',
+      expected: 'shape (3,) needs 3 values',
+      actual: '2',
+    });
+    expect(catchIt(() => bt.compile(null as never, bt.BPTT, {} as never))).toMatchObject({
+      argument: 'compile: model',
+      actual: 'null',
+    });
+    // Explicit fields win over the message.
+    expect(new bt.ArgumentError('a: expected b; got c', { argument: 'z' }).argument).toBe('z');
+    expect(new bt.ArgumentError('free text').argument).toBeUndefined();
+  });
+
   test('unknown compile options are rejected (a misspelt key, decayOrRank for D_RTRL, vjpMethod for BPTT)', () => {
     const base = { inputShape: [2], batchSize: B };
     const expectUnknown = (f: () => unknown, key: string) => {

@@ -7,6 +7,9 @@
  * name, an option path such as `'etraceGrad: options.mask'`, a tensor name),
  * `expected` and `actual` (human-readable descriptions, e.g. `'(T, 32, 1)'` and
  * `'(20, 16, 1)'`). Check `err.code` (or `instanceof`) rather than the message.
+ * Where a throw site gives no explicit fields, they are read from the message when it has
+ * one of the library's standard forms, `<argument>: expected <expected>; got <actual>` or
+ * `<argument> must be <expected>; got <actual>`.
  */
 
 /** Structured fields of an error (all optional). */
@@ -37,13 +40,35 @@ export class BraintraceError extends Error {
     this.name = new.target.name;
     this.code = code ?? (new.target as unknown as { CODE?: string }).CODE ?? 'ERR_BRAINTRACE';
     const self = this as { argument?: string; expected?: unknown; actual?: unknown };
-    if (details.argument !== undefined) self.argument = details.argument;
-    if (details.expected !== undefined) self.expected = details.expected;
-    if (details.actual !== undefined) self.actual = details.actual;
+    // Without explicit fields, read them from the message's standard forms
+    // "<argument>: expected <expected>; got <actual>" and "<argument> must be <expected>; got <actual>".
+    const parsed = details.argument === undefined ? parseStandardMessage(message) : undefined;
+    const argument = details.argument ?? parsed?.argument;
+    const expected = details.expected ?? parsed?.expected;
+    const actual = details.actual ?? parsed?.actual;
+    if (argument !== undefined) self.argument = argument;
+    if (expected !== undefined) self.expected = expected;
+    if (actual !== undefined) self.actual = actual;
     if (details.cause !== undefined) {
       Object.defineProperty(this, 'cause', { value: details.cause, enumerable: false, writable: true, configurable: true });
     }
   }
+}
+
+const STANDARD_FORMS = [
+  /^(.+?): expected (.+?); got (.+)$/s,
+  /^(.+?) must (?:be|have|hold) (.+?)[;,] got (.+)$/s,
+  /^(.+?) must (?:be|have|hold) (.+?) \(got (.+)\)$/s,
+  /^(.+?): (.+? needs .+?); got (.+)$/s,
+];
+
+/** Splits a message of a standard form into argument / expected / actual (undefined otherwise). */
+function parseStandardMessage(message: string): { argument: string; expected: string; actual: string } | undefined {
+  for (const re of STANDARD_FORMS) {
+    const m = re.exec(message);
+    if (m) return { argument: m[1], expected: m[2], actual: m[3] };
+  }
+  return undefined;
 }
 
 /** A shape (or length) does not fit: the message names both shapes. Code `ERR_BRAINTRACE_SHAPE`. */
