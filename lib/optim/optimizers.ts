@@ -15,7 +15,7 @@
  */
 import type { NativeArray, NativeOptimizer, NativeOptimizerHyper, NativeOptimizerKind } from '../../types/binding';
 import type { DType } from '../graph/ir';
-import { ArgumentError, DTypeError, ShapeError, checkOptionKeys, fmtShape } from '../runtime/errors';
+import { ArgumentError, DisposedError, DTypeError, ShapeError, checkOptionKeys, fmtShape } from '../runtime/errors';
 import { wrapNativeError } from '../runtime/native';
 import { createNativeOptimizer } from './native';
 import { describe, numel, type HostData, type HostTensor } from '../tensor';
@@ -465,7 +465,7 @@ abstract class NativeBackedOptimizer implements Optimizer {
   }
 
   private checkUsable(what: string): void {
-    if (this.disposed) throw new ArgumentError(`${this.name}.${what}: the optimizer has been disposed`);
+    if (this.disposed) throw new DisposedError(`${this.name}.${what}: the optimizer has been disposed`);
   }
 }
 
