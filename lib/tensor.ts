@@ -107,6 +107,36 @@ export function toDType(t: HostTensor, dtype: DType): HostTensor {
   return { data, shape: t.shape.slice(), dtype };
 }
 
+/**
+ * Converts data given to a learner (any {@link TensorLike}) to a host tensor of `dtype`,
+ * the one dtype rule of every entry point: either float dtype (or plain numbers) is
+ * accepted and converted (float64 to float32 rounds); a tensor already of `dtype` is not
+ * copied. A host tensor's shape is validated and its data length must equal the shape's
+ * element count, before anything is allocated (a declared `(2^28, B, I)` over a short
+ * array is a ShapeError, not a 2 GB allocation).
+ * @param what the argument's name for messages and the error's `argument` field (e.g. 'xs').
+ * @throws ShapeError / ArgumentError naming `what`.
+ */
+export function asDType(what: string, v: TensorLike, dtype: DType): HostTensor {
+  if (isHostTensor(v)) {
+    const shape = checkShape(v.shape, `${what}: shape`);
+    const n = numel(shape);
+    if (n !== v.data.length) {
+      throw new ShapeError(
+        `${what}: shape ${fmtShape(shape)} needs ${n} values; got a ${v.dtype} array of length ${v.data.length}`,
+        { argument: what, expected: `${n} values for shape ${fmtShape(shape)}`, actual: `${v.data.length} values` },
+      );
+    }
+    return toDType(v, dtype);
+  }
+  try {
+    return tensor(v, undefined, dtype);
+  } catch (e) {
+    if (e instanceof Error && !e.message.startsWith(`${what}:`)) e.message = `${what}: ${e.message}`;
+    throw e;
+  }
+}
+
 /** A deep copy of a host tensor (optionally converted to `dtype`). */
 export function cloneHost(t: HostTensor, dtype: DType = t.dtype): HostTensor {
   const data = dtype === 'float64' ? Float64Array.from(t.data) : Float32Array.from(t.data);

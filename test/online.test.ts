@@ -170,7 +170,9 @@ async function grads(
   opts: Partial<bt.PpPropOptions> = {},
   gradOpts: bt.OnlineGradOptions = {},
 ): Promise<Record<string, bt.HostTensor>> {
-  const learner = bt.compile(make(), algo, { inputShape: [4], batchSize: B, dtype: 'float64', seed: 3, decayOrRank: 0, ...opts });
+  // decayOrRank is an option of pp_prop only (issue 8: other learners reject unknown options).
+  const base = { inputShape: [4], batchSize: B, dtype: 'float64' as const, seed: 3 };
+  const learner = bt.compile(make(), algo, (algo === PP ? { ...base, decayOrRank: 0, ...opts } : { ...base, ...opts }) as bt.PpPropOptions);
   try {
     learner.setStates(d.h0);
     const r = await learner.etraceGrad(d.xs, d.ys, { loss: 'mse', ...gradOpts });

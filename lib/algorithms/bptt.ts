@@ -30,6 +30,6 @@ export class BPTT extends Learner {
    * @returns `{ grads, losses }`: a gradient per weight path, and the T per-step losses.
    */
   etraceGrad(xs: TensorLike, ys: TensorLike, options: GradOptions = {}): Promise<GradResult> {
-    return this.bpttGrad(xs, ys, options);
+    return this.enqueue('etraceGrad', () => this.bpttGrad(xs, ys, options));
   }
 }

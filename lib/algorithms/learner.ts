@@ -7,6 +7,8 @@
  * only when they changed (a version counter for weights, an owner for states),
  * so per-call overhead does not grow with the sequence length.
  */
+import { AsyncLocalStorage } from 'async_hooks';
+
 import type { NativeArray, NativeSession } from '../../types/binding';
 import { encodePlan } from '../compiler/plan';
 import type { Module } from '../dsl/module';
@@ -14,9 +16,9 @@ import type { BaseState, ParamState } from '../dsl/state';
 import { traceModel, type TracedModel } from '../dsl/trace';
 import type { DType } from '../graph/ir';
 import type { Optimizer, StepResult } from '../optim/optimizers';
-import { ArgumentError, ShapeError, fmtShape } from '../runtime/errors';
+import { ArgumentError, BusyError, DisposedError, ShapeError, checkOptionKeys, fmtShape } from '../runtime/errors';
 import { loadBinding, wrapNativeError } from '../runtime/native';
-import { checkDType, checkShape, cloneHost, isHostTensor, numel, tensor, toDType, type HostTensor, type TensorLike } from '../tensor';
+import { asDType, checkDType, checkShape, cloneHost, isHostTensor, numel, tensor, type HostTensor, type TensorLike } from '../tensor';
 import type { FitData, FitOptions, FitResult } from '../train/fit';
 import type { StreamStepOptions, StreamStepResult } from '../train/stream';
 import type { Checkpoint, RestoreCheckpointOptions, SaveCheckpointOptions } from '../train/checkpoint';
@@ -84,8 +86,21 @@ export abstract class Learner {
   private paramVersion = 0;
   /** The session holding the newest state values, or null when the host values are newest. */
   private stateOwner: SessionEntry | null = null;
-  private busy = false;
+  /** Tail of the call queue: settles when every call queued so far has settled. */
+  private queueTail: Promise<void> = Promise.resolve();
+  /** Names of the queued or running asynchronous calls, oldest first. */
+  private readonly pendingCalls: string[] = [];
+  /** True while a native asynchronous call of this learner is in flight. */
+  private nativeInFlight = false;
   private disposed = false;
+
+  /**
+   * The option keys `bt.compile` accepts for this learner class (an unknown key, such as a
+   * misspelt one or `decayOrRank` for D_RTRL, is an ArgumentError). Subclasses add theirs.
+   */
+  static optionKeys(): readonly string[] {
+    return ['inputShape', 'batchSize', 'dtype', 'seed'];
+  }
 
   constructor(model: Module, options: CompileOptions) {
     if (typeof model !== 'object' || model === null || typeof (model as Module).update !== 'function') {
@@ -94,11 +109,15 @@ export abstract class Learner {
     if (typeof options !== 'object' || options === null) {
       throw new ArgumentError('compile: options { inputShape, batchSize?, dtype?, seed? } are required');
     }
+    checkOptionKeys('compile: options', options, (new.target as unknown as typeof Learner).optionKeys());
     this.model = model;
     this.inputShape = checkShape(options.inputShape as number[], 'compile: inputShape');
     this.batchSize = options.batchSize ?? 1;
-    if (!Number.isInteger(this.batchSize) || this.batchSize < 1) {
-      throw new ArgumentError(`compile: batchSize must be an integer >= 1; got ${String(options.batchSize)}`);
+    if (!Number.isInteger(this.batchSize) || this.batchSize < 1 || this.batchSize > MAX_BATCH) {
+      throw new ArgumentError(
+        `compile: batchSize must be an integer in [1, ${MAX_BATCH}]; got ${String(options.batchSize)}`,
+        { argument: 'compile: options.batchSize', expected: `an integer in [1, ${MAX_BATCH}]`, actual: String(options.batchSize) },
+      );
     }
     this.dtype = checkDType(options.dtype ?? 'float32', 'compile: dtype');
     model.initStates({ batchSize: this.batchSize, dtype: this.dtype, seed: options.seed ?? 0 });
@@ -158,7 +177,16 @@ export abstract class Learner {
     }
     const weights: Record<string, HostTensor> = {};
     for (const p of this.stepTrace.params) weights[p.path] = p.hostValue;
-    const result = optimizer.step(weights, grads);
+    // The one dtype rule: gradients of the other float dtype are converted (as data is
+    // everywhere else); anything that is not a host tensor is left for the optimizer to reject.
+    let converted = grads;
+    if (typeof grads === 'object' && grads !== null) {
+      converted = {};
+      for (const [k, g] of Object.entries(grads)) {
+        converted[k] = isHostTensor(g) && g.dtype !== this.dtype ? asDType(`applyGradients: grads['${k}']`, g, this.dtype) : g;
+      }
+    }
+    const result = optimizer.step(weights, converted);
     this.paramVersion++;
     return result;
   }
@@ -167,9 +195,11 @@ export abstract class Learner {
    * Trains on batches of sequences: see `fit` in lib/train/fit.ts (updateEvery
    * 'sequence' | 'step' | k, progress, AbortSignal). Keeps the event loop free.
    */
-  async fit(data: FitData, options: FitOptions): Promise<FitResult> {
-    const { fit } = await import('../train/fit');
-    return fit(this, data, options);
+  fit(data: FitData, options: FitOptions): Promise<FitResult> {
+    return this.enqueue('fit', async () => {
+      const { fit } = await import('../train/fit');
+      return fit(this, data, options);
+    });
   }
 
   /**
@@ -177,18 +207,22 @@ export abstract class Learner {
    * target; one online gradient step, then the optimizer's update (constant memory).
    * See `streamStep` in lib/train/stream.ts.
    */
-  async step(x: TensorLike, y: TensorLike, options: StreamStepOptions): Promise<StreamStepResult> {
-    const { streamStep } = await import('../train/stream');
-    return streamStep(this, x, y, options);
+  step(x: TensorLike, y: TensorLike, options: StreamStepOptions): Promise<StreamStepResult> {
+    return this.enqueue('step', async () => {
+      const { streamStep } = await import('../train/stream');
+      return streamStep(this, x, y, options);
+    });
   }
 
   /**
    * Writes a checkpoint (weights, states, traces, optimizer state when given) to
    * `path` atomically, in the versioned, checksummed format of docs/training.md.
    */
-  async save(path: string, options: SaveCheckpointOptions = {}): Promise<void> {
-    const { saveCheckpoint } = await import('../train/checkpoint');
-    return saveCheckpoint(this, path, options);
+  save(path: string, options: SaveCheckpointOptions = {}): Promise<void> {
+    return this.enqueue('save', async () => {
+      const { saveCheckpoint } = await import('../train/checkpoint');
+      return saveCheckpoint(this, path, options);
+    });
   }
 
   /**
@@ -196,10 +230,12 @@ export abstract class Learner {
    * learner and, when given, the optimizer; training then continues bit-for-bit.
    * @throws CheckpointError for a damaged file or one that does not fit this learner.
    */
-  async load(checkpoint: string | Checkpoint, options: RestoreCheckpointOptions = {}): Promise<void> {
-    const { readCheckpoint, restoreCheckpoint } = await import('../train/checkpoint');
-    const ck = typeof checkpoint === 'string' ? await readCheckpoint(checkpoint) : checkpoint;
-    restoreCheckpoint(this, ck, options);
+  load(checkpoint: string | Checkpoint, options: RestoreCheckpointOptions = {}): Promise<void> {
+    return this.enqueue('load', async () => {
+      const { readCheckpoint, restoreCheckpoint } = await import('../train/checkpoint');
+      const ck = typeof checkpoint === 'string' ? await readCheckpoint(checkpoint) : checkpoint;
+      restoreCheckpoint(this, ck, options);
+    });
   }
 
   /** A copy of every non-weight state, keyed by path, each `(B, ...)`. */
@@ -229,7 +265,7 @@ export abstract class Learner {
   /** Frees the native sessions. The learner cannot be used afterwards. Idempotent. */
   dispose(): void {
     if (this.disposed) return;
-    if (!this.busy) this.pullStates();
+    if (!this.nativeInFlight) this.pullStates();
     for (const e of this.sessions.values()) e.session.dispose();
     this.sessions.clear();
     this.stateOwner = null;
@@ -261,15 +297,79 @@ export abstract class Learner {
    * Runs a whole sequence `xs` of shape `(T, B, ...inputShape)` forward in one
    * native call; returns the outputs `(T, B, ...outputShape)` and advances the states.
    */
-  async run(xs: TensorLike): Promise<HostTensor> {
-    this.checkUsable('run');
-    const x = this.asSequence('xs', xs);
-    const steps = x.shape[0];
-    const entry = this.session('', () => this.stepTrace);
-    const res = await this.runExclusive(entry, () =>
-      entry.session.runSequenceAsync({ steps, inputs: [x.data] }),
-    );
-    return { data: res.outputs[0], shape: [steps, this.batchSize, ...this.outputShape], dtype: this.dtype };
+  run(xs: TensorLike): Promise<HostTensor> {
+    return this.enqueue('run', async () => {
+      this.checkUsable('run');
+      const x = this.asSequence('xs', xs);
+      const steps = x.shape[0];
+      const entry = this.session('', () => this.stepTrace);
+      const res = await this.runExclusive(entry, () =>
+        entry.session.runSequenceAsync({ steps, inputs: [x.data] }),
+      );
+      return { data: res.outputs[0], shape: [steps, this.batchSize, ...this.outputShape], dtype: this.dtype };
+    });
+  }
+
+  // ------------------------------------------------------------------ the call queue
+
+  /**
+   * Runs `fn` after every earlier call of this learner has settled, in call order, and
+   * returns its result. Every asynchronous method (`etraceGrad`, `run`, `etraceEvolve`,
+   * `fit`, `step`, `save`, `load`) goes through this queue, so concurrent calls never
+   * fail: they wait their turn. Inside `fn` (and in callbacks such as `fit`'s
+   * `onProgress`, while the call runs) every method may be used, synchronous ones
+   * included; outside, a synchronous method (`setParams`, `params`, `update`, ...)
+   * called while asynchronous calls are pending throws {@link BusyError}. Use
+   * `learner.enqueue(() => learner.setParams(p))` to queue one instead.
+   *
+   * Data passed to a queued call is read when the call starts: do not modify it until
+   * the call's Promise settles.
+   */
+  enqueue<R>(fn: () => R | Promise<R>): Promise<R>;
+  /** @internal the same, naming the call (for BusyError messages). */
+  enqueue<R>(name: string, fn: () => R | Promise<R>): Promise<R>;
+  enqueue<R>(a: string | (() => R | Promise<R>), b?: () => R | Promise<R>): Promise<R> {
+    const name = typeof a === 'string' ? a : 'enqueue';
+    const fn = (typeof a === 'string' ? b : a) as () => R | Promise<R>;
+    if (typeof fn !== 'function') {
+      return Promise.reject(new ArgumentError(`enqueue: expected a function; got ${typeof fn}`));
+    }
+    // A call made from inside this learner's running call runs at once (it already
+    // holds the queue); waiting for the queue there would deadlock.
+    if (this.holdsQueue()) {
+      try {
+        return Promise.resolve(fn());
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    this.pendingCalls.push(name);
+    const token: QueueToken = { learner: this, active: false };
+    const run = this.queueTail.then(() => {
+      token.active = true;
+      const held = queueContext.getStore();
+      return queueContext.run(held ? [...held, token] : [token], fn);
+    });
+    const done = (): void => {
+      token.active = false;
+      const i = this.pendingCalls.indexOf(name);
+      if (i >= 0) this.pendingCalls.splice(i, 1);
+    };
+    // Registered before the caller's own continuation, so a caller that awaits the
+    // result may use synchronous methods right away.
+    this.queueTail = run.then(done, done);
+    return run;
+  }
+
+  /** Number of asynchronous calls of this learner that are queued or running. */
+  get pending(): number {
+    return this.pendingCalls.length;
+  }
+
+  /** True when the code running now is inside one of this learner's queued calls. */
+  private holdsQueue(): boolean {
+    const held = queueContext.getStore();
+    return held !== undefined && held.some((t) => t.learner === this && t.active);
   }
 
   /**
@@ -300,7 +400,7 @@ export abstract class Learner {
     const fn = resolveLoss(loss);
     const x = this.asSequence('xs', xs);
     const steps = x.shape[0];
-    const yRaw = isHostTensor(ys) ? toDType(ys, this.dtype) : tensor(ys, undefined, this.dtype);
+    const yRaw = asDType('ys', ys, this.dtype);
     const y = prepareTargets(loss, yRaw, steps, [this.batchSize, ...this.outputShape]);
     if (y.shape[1] !== this.batchSize) {
       throw new ShapeError(`ys: expected batch size ${this.batchSize} on axis 1; got shape ${fmtShape(y.shape)}`);
@@ -327,28 +427,44 @@ export abstract class Learner {
 
   /** Checks and converts a sequence `(T, B, ...inputShape)`. */
   protected asSequence(what: string, xs: TensorLike): HostTensor {
-    const t = isHostTensor(xs) ? toDType(xs, this.dtype) : tensor(xs, undefined, this.dtype);
+    const t = asDType(what, xs, this.dtype);
     const want = [this.batchSize, ...this.inputShape];
     if (t.shape.length !== want.length + 1 || t.shape[0] < 1 || want.some((d, i) => t.shape[i + 1] !== d)) {
       throw new ShapeError(
         `${what}: expected a sequence of shape (T, ${want.join(', ')}) with T >= 1; got ${fmtShape(t.shape)}`,
+        { argument: what, expected: `(T, ${want.join(', ')})`, actual: fmtShape(t.shape) },
       );
     }
     return t;
   }
 
   protected asData(what: string, x: TensorLike, shape: number[]): HostTensor {
-    const t = isHostTensor(x) ? toDType(x, this.dtype) : tensor(x, undefined, this.dtype);
+    const t = asDType(what, x, this.dtype);
     if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-      throw new ShapeError(`${what}: expected shape ${fmtShape(shape)}; got ${fmtShape(t.shape)}`);
+      throw new ShapeError(`${what}: expected shape ${fmtShape(shape)}; got ${fmtShape(t.shape)}`, {
+        argument: what,
+        expected: fmtShape(shape),
+        actual: fmtShape(t.shape),
+      });
     }
     return t;
   }
 
+  /**
+   * Throws DisposedError after dispose(), and BusyError when a synchronous method is
+   * called from outside the learner's queue while asynchronous calls are pending.
+   */
   protected checkUsable(what: string): void {
-    if (this.disposed) throw new ArgumentError(`${what}: the learner has been disposed`);
-    if (this.busy) {
-      throw new ArgumentError(`${what}: the learner is running another call; await its Promise first`);
+    if (this.disposed) {
+      throw new DisposedError(`${what}: the learner has been disposed`, { argument: 'this' });
+    }
+    if (this.pendingCalls.length > 0 && !this.holdsQueue()) {
+      const list = this.pendingCalls.join(', ');
+      throw new BusyError(
+        `${what}: ${this.pendingCalls.length} asynchronous call(s) of this learner are pending (${list}); ` +
+          `await them first, or queue this call with learner.enqueue(() => ...)`,
+        { argument: 'this', expected: 'no pending asynchronous call', actual: list },
+      );
     }
   }
 
@@ -364,7 +480,7 @@ export abstract class Learner {
       if (s === undefined) {
         throw new ArgumentError(`${what}: unknown path '${path}'; expected one of ${[...byPath.keys()].join(', ')}`);
       }
-      const t = isHostTensor(v) ? toDType(v, this.dtype) : tensor(v, s.hostValue.shape, this.dtype);
+      const t = isHostTensor(v) ? asDType(`${what}: '${path}'`, v, this.dtype) : tensor(v, s.hostValue.shape, this.dtype);
       const want = s.hostValue.shape;
       if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
         throw new ShapeError(`${what}: '${path}' expects shape ${fmtShape(want)}; got ${fmtShape(t.shape)}`);
@@ -424,7 +540,7 @@ export abstract class Learner {
   /** Runs an async native call with the learner marked busy; the session then owns the states. */
   protected async runExclusive<R>(entry: SessionEntry, call: () => Promise<R>): Promise<R> {
     this.prepare(entry);
-    this.busy = true;
+    this.nativeInFlight = true;
     try {
       const r = await call();
       this.stateOwner = entry;
@@ -432,7 +548,7 @@ export abstract class Learner {
     } catch (e) {
       throw wrapNativeError(e);
     } finally {
-      this.busy = false;
+      this.nativeInFlight = false;
     }
   }
 
@@ -444,6 +560,18 @@ export abstract class Learner {
     }
   }
 }
+
+/** A queued call of a learner, active while it runs (see {@link Learner.enqueue}). */
+interface QueueToken {
+  learner: Learner;
+  active: boolean;
+}
+
+/** The queued calls the running code is inside of (propagates across awaits and callbacks). */
+const queueContext = new AsyncLocalStorage<QueueToken[]>();
+
+/** Largest batch size (the native plan stores dimensions as int32). */
+const MAX_BATCH = 2 ** 31 - 1;
 
 /** Number of elements of a shape (re-exported for algorithm code). */
 export { numel };

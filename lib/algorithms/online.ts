@@ -11,7 +11,7 @@ import { analyseEtraceGraph, type ETraceGraph, type Relation } from '../compiler
 import type { Module } from '../dsl/module';
 import type { VjpMethod } from '../executor/executor';
 import { ArgumentError, NotSupportedError, ShapeError, fmtShape } from '../runtime/errors';
-import { isHostTensor, tensor, toDType, type HostTensor, type TensorLike } from '../tensor';
+import { asDType, isHostTensor, tensor, type HostTensor, type TensorLike } from '../tensor';
 import { Learner, type CompileOptions, type GradOptions, type GradResult, type SessionEntry } from './learner';
 import { lossCacheKey, lossScaleOf, prepareTargets, resolveLoss } from './losses';
 
@@ -61,6 +61,11 @@ export abstract class OnlineLearner extends Learner {
   /** The compiled eligibility-trace graph of the model step (groups, relations, diagnostics). */
   readonly graph: ETraceGraph;
   private snapshot: TraceSnapshot | null = null;
+
+  /** Compile option keys: the base ones plus `vjpMethod`. */
+  static override optionKeys(): readonly string[] {
+    return [...Learner.optionKeys(), 'vjpMethod'];
+  }
 
   constructor(model: Module, options: OnlineOptions) {
     super(model, options);
@@ -117,7 +122,11 @@ export abstract class OnlineLearner extends Learner {
    * Advances states and traces through `xs` `(T, B, ...inputShape)` without a
    * loss, in one native call; returns the outputs `(T, B, ...outputShape)`.
    */
-  async etraceEvolve(xs: TensorLike, options: EvolveOptions = {}): Promise<HostTensor> {
+  etraceEvolve(xs: TensorLike, options: EvolveOptions = {}): Promise<HostTensor> {
+    return this.enqueue('etraceEvolve', () => this.evolveNow(xs, options));
+  }
+
+  private async evolveNow(xs: TensorLike, options: EvolveOptions): Promise<HostTensor> {
     this.checkUsable('etraceEvolve');
     const x = this.asSequence('xs', xs);
     const steps = x.shape[0];
@@ -137,14 +146,18 @@ export abstract class OnlineLearner extends Learner {
    * Advances states and traces.
    * @returns `{ grads, losses }`: a gradient per weight path, and the T per-step losses.
    */
-  async etraceGrad(xs: TensorLike, ys: TensorLike, options: OnlineGradOptions = {}): Promise<GradResult> {
+  etraceGrad(xs: TensorLike, ys: TensorLike, options: OnlineGradOptions = {}): Promise<GradResult> {
+    return this.enqueue('etraceGrad', () => this.gradNow(xs, ys, options));
+  }
+
+  private async gradNow(xs: TensorLike, ys: TensorLike, options: OnlineGradOptions): Promise<GradResult> {
     this.checkUsable('etraceGrad');
     const loss = options.loss ?? 'mse';
     const fn = resolveLoss(loss);
     const x = this.asSequence('xs', xs);
     const steps = x.shape[0];
     const chunk = this.chunkOf(options.chunkSize, steps, true);
-    const yRaw = isHostTensor(ys) ? toDType(ys, this.dtype) : tensor(ys, undefined, this.dtype);
+    const yRaw = asDType('ys', ys, this.dtype);
     const y = prepareTargets(loss, yRaw, steps, [this.batchSize, ...this.outputShape]);
     if (y.shape[1] !== this.batchSize) {
       throw new ShapeError(`ys: expected batch size ${this.batchSize} on axis 1; got shape ${fmtShape(y.shape)}`);
@@ -204,7 +217,7 @@ export abstract class OnlineLearner extends Learner {
       if (t === undefined) {
         throw new ArgumentError(`setTraces: unknown trace '${name}'; expected one of ${[...byName.keys()].join(', ')}`);
       }
-      const h = isHostTensor(v) ? toDType(v, this.dtype) : tensor(v, t.shape, this.dtype);
+      const h = isHostTensor(v) ? asDType(`setTraces: '${name}'`, v, this.dtype) : tensor(v, t.shape, this.dtype);
       if (h.shape.length !== t.shape.length || h.shape.some((d, i) => d !== t.shape[i])) {
         throw new ShapeError(`setTraces: '${name}' expects shape ${fmtShape(t.shape)}; got ${fmtShape(h.shape)}`);
       }
@@ -378,6 +391,10 @@ export function decayOf(decayOrRank: unknown): number {
 export class IODimVjpAlgorithm extends OnlineLearner {
   /** The decay α. */
   readonly decay: number;
+  /** Compile option keys: the online ones plus `decayOrRank`. */
+  static override optionKeys(): readonly string[] {
+    return [...OnlineLearner.optionKeys(), 'decayOrRank'];
+  }
   /** Creates a pp_prop learner (prefer `bt.compile`). */
   constructor(model: Module, options: PpPropOptions) {
     const decay = decayOf(options?.decayOrRank);

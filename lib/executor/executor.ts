@@ -15,7 +15,7 @@ import { encodePlan } from '../compiler/plan';
 import type { Module } from '../dsl/module';
 import { traceModel, type TracedModel } from '../dsl/trace';
 import type { DType } from '../graph/ir';
-import { ArgumentError, NotSupportedError, ShapeError, fmtShape } from '../runtime/errors';
+import { ArgumentError, DisposedError, NotSupportedError, ShapeError, fmtShape } from '../runtime/errors';
 import { loadBinding, wrapNativeError } from '../runtime/native';
 import { allocData, isHostTensor, numel, tensor, toDType, type HostData, type HostTensor, type TensorLike } from '../tensor';
 import { MultiStepData, SingleStepData, hasMultiStepData, type StepArg } from './data';
@@ -550,7 +550,7 @@ export class ETraceVjpGraphExecutor {
   }
 
   private checkUsable(what: string): void {
-    if (this.disposed) throw new ArgumentError(`${what}: the executor has been disposed`);
+    if (this.disposed) throw new DisposedError(`${what}: the executor has been disposed`);
   }
 
   private disposeSessions(): void {

@@ -5,9 +5,10 @@
  */
 import * as bt from '../dsl/index';
 import type { Tensor } from '../dsl/tensor';
+import { checkOptionKeys } from '../runtime/errors';
 import { ArgumentError, ShapeError, fmtShape } from '../runtime/errors';
 import { isHostTensor, type HostTensor } from '../tensor';
-import { checkBool, checkFeatures, checkInit, checkOptionKeys, checkPosInt, eulerDecay, operand, perUnit, type PerUnit } from './util';
+import { checkBool, checkFeatures, checkInit, checkPosInt, eulerDecay, operand, perUnit, type PerUnit } from './util';
 
 /** Options of {@link Linear}. */
 export interface LinearOptions {
@@ -64,7 +65,7 @@ export class Linear extends bt.Module {
 
   constructor(inFeatures: number, outFeatures: number, options: LinearOptions = {}) {
     super();
-    const o = checkOptionKeys(options, LINEAR_KEYS, 'Linear');
+    const o = checkOptionKeys('Linear', options, LINEAR_KEYS);
     this.inFeatures = checkPosInt(inFeatures, 'Linear: inFeatures');
     this.outFeatures = checkPosInt(outFeatures, 'Linear: outFeatures');
     const wInit = checkInit(o.wInit, 'Linear: wInit') ?? bt.init.kaimingNormal();
@@ -193,7 +194,7 @@ export class LeakyRateReadout extends bt.Module {
 
   constructor(inFeatures: number, outFeatures: number, options: LeakyRateReadoutOptions = {}) {
     super();
-    const o = checkOptionKeys(options, ['tau', 'dt', 'wInit', 'rInit'], 'LeakyRateReadout');
+    const o = checkOptionKeys('LeakyRateReadout', options, ['tau', 'dt', 'wInit', 'rInit']);
     this.inFeatures = checkPosInt(inFeatures, 'LeakyRateReadout: inFeatures');
     this.outFeatures = checkPosInt(outFeatures, 'LeakyRateReadout: outFeatures');
     const dt = o.dt === undefined ? 1 : (checkPositive(o.dt, 'LeakyRateReadout: dt') as number);

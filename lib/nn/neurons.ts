@@ -23,14 +23,13 @@
  */
 import * as bt from '../dsl/index';
 import type { Tensor } from '../dsl/tensor';
-import { ArgumentError } from '../runtime/errors';
+import { ArgumentError, checkOptionKeys } from '../runtime/errors';
 import {
   checkBatched,
   checkBool,
   checkChoice,
   checkInit,
   checkNum,
-  checkOptionKeys,
   checkPosInt,
   checkSurrogate,
   expDecay,
@@ -206,7 +205,7 @@ export class LIF extends Neuron {
   private readonly refractory: number;
 
   constructor(n: number, options: LIFOptions = {}) {
-    const o = checkOptionKeys(options, [...NEURON_KEYS, 'refractory'], 'LIF');
+    const o = checkOptionKeys('LIF', options, [...NEURON_KEYS, 'refractory']);
     super(n, o, 'LIF', 10);
     if (o.refractory !== undefined) {
       this.refractory = checkPosInt(o.refractory, 'LIF: refractory');
@@ -267,7 +266,7 @@ export class ALIF extends Neuron {
   private readonly beta: number | number[];
 
   constructor(n: number, options: ALIFOptions = {}) {
-    const o = checkOptionKeys(options, [...NEURON_KEYS, 'tauAdapt', 'beta', 'aInit'], 'ALIF');
+    const o = checkOptionKeys('ALIF', options, [...NEURON_KEYS, 'tauAdapt', 'beta', 'aInit']);
     super(n, o, 'ALIF', 10);
     this.rho = operand(expDecay(perUnit(o.tauAdapt ?? 100, n, 'ALIF: tauAdapt', 'positive'), this.p.dt));
     this.beta = operand(perUnit(o.beta ?? 0.1, n, 'ALIF: beta'));
@@ -333,7 +332,7 @@ export class GIF extends Neuron {
   private readonly A2: number | number[];
 
   constructor(n: number, options: GIFOptions = {}) {
-    const o = checkOptionKeys(options, [...NEURON_KEYS, 'tauI1', 'tauI2', 'A1', 'A2', 'i1Init', 'i2Init'], 'GIF');
+    const o = checkOptionKeys('GIF', options, [...NEURON_KEYS, 'tauI1', 'tauI2', 'A1', 'A2', 'i1Init', 'i2Init']);
     super(n, o, 'GIF', 20);
     this.k1 = operand(expDecay(perUnit(o.tauI1 ?? 10, n, 'GIF: tauI1', 'positive'), this.p.dt));
     this.k2 = operand(expDecay(perUnit(o.tauI2 ?? 100, n, 'GIF: tauI2', 'positive'), this.p.dt));

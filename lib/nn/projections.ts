@@ -10,7 +10,8 @@ import { ArgumentError } from '../runtime/errors';
 import { LeakyRateReadout, Linear, type LinearOptions } from './linear';
 import { ALIF, GIF, LIF, type ALIFOptions, type GIFOptions, type LIFOptions } from './neurons';
 import { Expon } from './synapses';
-import { checkBool, checkChoice, checkOptionKeys, checkPosInt, operand, perUnit, type PerUnit } from './util';
+import { checkOptionKeys } from '../runtime/errors';
+import { checkBool, checkChoice, checkPosInt, operand, perUnit, type PerUnit } from './util';
 
 /**
  * Delta projection: the communication layer's output is an instant voltage
@@ -123,11 +124,7 @@ export class RecurrentSpikingLayer extends bt.Module {
 
   constructor(nIn: number, n: number, options: RecurrentSpikingLayerOptions = {}) {
     super();
-    const o = checkOptionKeys(
-      options,
-      ['neuron', 'neuronOptions', 'synapse', 'tauSyn', 'synapseOutput', 'recurrent', 'inputOptions', 'recurrentOptions', 'dt'],
-      'RecurrentSpikingLayer',
-    );
+    const o = checkOptionKeys('RecurrentSpikingLayer', options, ['neuron', 'neuronOptions', 'synapse', 'tauSyn', 'synapseOutput', 'recurrent', 'inputOptions', 'recurrentOptions', 'dt']);
     this.inFeatures = checkPosInt(nIn, 'RecurrentSpikingLayer: nIn');
     this.size = checkPosInt(n, 'RecurrentSpikingLayer: n');
     const kind = checkChoice(o.neuron ?? 'lif', ['lif', 'alif', 'gif'] as const, 'RecurrentSpikingLayer: neuron');

@@ -10,8 +10,9 @@
  */
 import * as bt from '../dsl/index';
 import type { Tensor } from '../dsl/tensor';
+import { checkOptionKeys } from '../runtime/errors';
 import { Linear } from './linear';
-import { checkBool, checkFeatures, checkInit, checkOptionKeys, checkPosInt, resolveActivation, type Activation } from './util';
+import { checkBool, checkFeatures, checkInit, checkPosInt, resolveActivation, type Activation } from './util';
 
 /** Options shared by the cells. */
 export interface CellOptions {
@@ -68,7 +69,7 @@ export class VanillaRNNCell extends Cell {
   private readonly act: (x: Tensor) => Tensor;
   constructor(inFeatures: number, hiddenSize: number, options: CellOptions & { activation?: Activation } = {}) {
     super(inFeatures, hiddenSize, 'VanillaRNNCell');
-    const o = checkOptionKeys(options, [...CELL_KEYS, 'activation'], 'VanillaRNNCell');
+    const o = checkOptionKeys('VanillaRNNCell', options, [...CELL_KEYS, 'activation']);
     this.act = resolveActivation(o.activation ?? 'tanh', 'VanillaRNNCell: activation');
     this.W = new Linear(inFeatures + hiddenSize, hiddenSize, linearOpts(o, 'VanillaRNNCell'));
     this.h = new bt.HiddenState([hiddenSize], checkInit(o.hInit, 'VanillaRNNCell: hInit'));
@@ -100,7 +101,7 @@ export class GRUCell extends Cell {
   private readonly act: (x: Tensor) => Tensor;
   constructor(inFeatures: number, hiddenSize: number, options: CellOptions & { activation?: Activation } = {}) {
     super(inFeatures, hiddenSize, 'GRUCell');
-    const o = checkOptionKeys(options, [...CELL_KEYS, 'activation'], 'GRUCell');
+    const o = checkOptionKeys('GRUCell', options, [...CELL_KEYS, 'activation']);
     this.act = resolveActivation(o.activation ?? 'tanh', 'GRUCell: activation');
     const lo = linearOpts(o, 'GRUCell');
     const n = inFeatures + hiddenSize;
@@ -138,7 +139,7 @@ export class MGUCell extends Cell {
   private readonly act: (x: Tensor) => Tensor;
   constructor(inFeatures: number, hiddenSize: number, options: CellOptions & { activation?: Activation } = {}) {
     super(inFeatures, hiddenSize, 'MGUCell');
-    const o = checkOptionKeys(options, [...CELL_KEYS, 'activation'], 'MGUCell');
+    const o = checkOptionKeys('MGUCell', options, [...CELL_KEYS, 'activation']);
     this.act = resolveActivation(o.activation ?? 'tanh', 'MGUCell: activation');
     const lo = linearOpts(o, 'MGUCell');
     const n = inFeatures + hiddenSize;
@@ -179,7 +180,7 @@ export class LSTMCell extends Cell {
   private readonly act: (x: Tensor) => Tensor;
   constructor(inFeatures: number, hiddenSize: number, options: CellOptions & { activation?: Activation; cInit?: bt.Initializer | number } = {}) {
     super(inFeatures, hiddenSize, 'LSTMCell');
-    const o = checkOptionKeys(options, [...CELL_KEYS, 'activation', 'cInit'], 'LSTMCell');
+    const o = checkOptionKeys('LSTMCell', options, [...CELL_KEYS, 'activation', 'cInit']);
     this.act = resolveActivation(o.activation ?? 'tanh', 'LSTMCell: activation');
     const lo = linearOpts(o, 'LSTMCell');
     const n = inFeatures + hiddenSize;
@@ -230,7 +231,7 @@ export class MiniGRU extends Cell {
   readonly gateFromHidden: boolean;
   constructor(inFeatures: number, hiddenSize: number, options: MiniCellOptions = {}) {
     super(inFeatures, hiddenSize, 'MiniGRU');
-    const o = checkOptionKeys(options, [...CELL_KEYS, 'gateFromHidden'], 'MiniGRU');
+    const o = checkOptionKeys('MiniGRU', options, [...CELL_KEYS, 'gateFromHidden']);
     this.gateFromHidden = o.gateFromHidden === undefined ? false : checkBool(o.gateFromHidden, 'MiniGRU: gateFromHidden');
     const lo = linearOpts(o, 'MiniGRU');
     this.Wz = new Linear(inFeatures + (this.gateFromHidden ? hiddenSize : 0), hiddenSize, lo);
@@ -265,7 +266,7 @@ export class MiniLSTM extends Cell {
   readonly normalize: boolean;
   constructor(inFeatures: number, hiddenSize: number, options: MiniCellOptions & { normalize?: boolean } = {}) {
     super(inFeatures, hiddenSize, 'MiniLSTM');
-    const o = checkOptionKeys(options, [...CELL_KEYS, 'gateFromHidden', 'normalize'], 'MiniLSTM');
+    const o = checkOptionKeys('MiniLSTM', options, [...CELL_KEYS, 'gateFromHidden', 'normalize']);
     this.gateFromHidden = o.gateFromHidden === undefined ? false : checkBool(o.gateFromHidden, 'MiniLSTM: gateFromHidden');
     this.normalize = o.normalize === undefined ? false : checkBool(o.normalize, 'MiniLSTM: normalize');
     const lo = linearOpts(o, 'MiniLSTM');

@@ -3,7 +3,8 @@
  */
 import * as bt from '../dsl/index';
 import type { Tensor } from '../dsl/tensor';
-import { checkBatched, checkInit, checkNum, checkOptionKeys, checkPosInt, eulerDecay, operand, perUnit, type PerUnit } from './util';
+import { checkOptionKeys } from '../runtime/errors';
+import { checkBatched, checkInit, checkNum, checkPosInt, eulerDecay, operand, perUnit, type PerUnit } from './util';
 
 /** Options of {@link Expon}. */
 export interface ExponOptions {
@@ -36,7 +37,7 @@ export class Expon extends bt.Module {
 
   constructor(n: number, options: ExponOptions = {}) {
     super();
-    const o = checkOptionKeys(options, ['tau', 'dt', 'gInit'], 'Expon');
+    const o = checkOptionKeys('Expon', options, ['tau', 'dt', 'gInit']);
     this.size = checkPosInt(n, 'Expon: n');
     const dt = o.dt === undefined ? 1 : checkNum(o.dt, 'Expon: dt', 'positive');
     const tau = perUnit(o.tau ?? 5, n, 'Expon: tau', 'positive');

@@ -129,19 +129,6 @@ export function checkInit(v: unknown, what: string): bt.Initializer | number | u
   throw new ArgumentError(`${what} must be an Initializer (e.g. bt.init.normal()) or a number; got ${describeValue(v)}`);
 }
 
-/** @internal Rejects unknown option keys (catches typos such as `tau_mem`). */
-export function checkOptionKeys(opts: unknown, allowed: readonly string[], who: string): Record<string, unknown> {
-  if (opts === undefined) return {};
-  if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) {
-    throw new ArgumentError(`${who}: options must be an object; got ${describeValue(opts)}`);
-  }
-  for (const k of Object.keys(opts)) {
-    if (!allowed.includes(k)) {
-      throw new ArgumentError(`${who}: unknown option '${k}'; expected one of ${allowed.join(', ')}`);
-    }
-  }
-  return opts as Record<string, unknown>;
-}
 
 /** @internal A surrogate-like object check. */
 export function checkSurrogate(v: unknown, what: string): bt.Surrogate {

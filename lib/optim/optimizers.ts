@@ -15,7 +15,7 @@
  */
 import type { NativeArray, NativeOptimizer, NativeOptimizerHyper, NativeOptimizerKind } from '../../types/binding';
 import type { DType } from '../graph/ir';
-import { ArgumentError, DTypeError, ShapeError, fmtShape } from '../runtime/errors';
+import { ArgumentError, DisposedError, DTypeError, ShapeError, checkOptionKeys, fmtShape } from '../runtime/errors';
 import { wrapNativeError } from '../runtime/native';
 import { createNativeOptimizer } from './native';
 import { describe, numel, type HostData, type HostTensor } from '../tensor';
@@ -197,17 +197,6 @@ function checkLr(what: string, v: unknown): LearningRate {
   throw new ArgumentError(`${what}: expected a finite number >= 0 or a schedule (step) => number; got ${describe(v)}`);
 }
 
-function checkOptionKeys(name: string, o: unknown, allowed: readonly string[]): Record<string, unknown> {
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) {
-    throw new ArgumentError(`${name}: expected an options object { ${allowed.join(', ')} }; got ${describe(o)}`);
-  }
-  for (const k of Object.keys(o)) {
-    if (!allowed.includes(k)) {
-      throw new ArgumentError(`${name}: unknown option '${k}'; expected one of ${allowed.join(', ')}`);
-    }
-  }
-  return o as Record<string, unknown>;
-}
 
 function checkClip(name: string, v: unknown): number {
   if (v === undefined) return 0;
@@ -476,7 +465,7 @@ abstract class NativeBackedOptimizer implements Optimizer {
   }
 
   private checkUsable(what: string): void {
-    if (this.disposed) throw new ArgumentError(`${this.name}.${what}: the optimizer has been disposed`);
+    if (this.disposed) throw new DisposedError(`${this.name}.${what}: the optimizer has been disposed`);
   }
 }
 
@@ -497,7 +486,7 @@ function call<R>(fn: () => R): R {
  */
 export class SGD extends NativeBackedOptimizer {
   constructor(options: SGDOptions) {
-    const o = checkOptionKeys('SGD', options, ['lr', 'momentum', 'dampening', 'nesterov', 'weightDecay', 'clipNorm']);
+    const o = checkOptionKeys('SGD', options, ['lr', 'momentum', 'dampening', 'nesterov', 'weightDecay', 'clipNorm'], true);
     if (o.lr === undefined) throw new ArgumentError('SGD: lr: expected a finite number >= 0 or a schedule; got undefined (lr is required)');
     const lr = checkLr('SGD: lr', o.lr);
     const momentum = checkNumber('SGD: momentum', o.momentum ?? 0, 0, Infinity, true);
@@ -538,7 +527,7 @@ const ADAM_KEYS = ['lr', 'betas', 'eps', 'weightDecay', 'clipNorm'] as const;
  */
 export class Adam extends NativeBackedOptimizer {
   constructor(options: AdamOptions = {}) {
-    const o = checkOptionKeys('Adam', options, ADAM_KEYS);
+    const o = checkOptionKeys('Adam', options, ADAM_KEYS, true);
     super('adam', checkLr('Adam: lr', o.lr ?? 1e-3), checkClip('Adam', o.clipNorm), adamHyper('Adam', o, 0));
   }
 
@@ -554,7 +543,7 @@ export class Adam extends NativeBackedOptimizer {
  */
 export class AdamW extends NativeBackedOptimizer {
   constructor(options: AdamOptions = {}) {
-    const o = checkOptionKeys('AdamW', options, ADAM_KEYS);
+    const o = checkOptionKeys('AdamW', options, ADAM_KEYS, true);
     super('adamw', checkLr('AdamW: lr', o.lr ?? 1e-3), checkClip('AdamW', o.clipNorm), adamHyper('AdamW', o, 1e-2));
   }
 
@@ -571,7 +560,7 @@ export class AdamW extends NativeBackedOptimizer {
  */
 export class RMSProp extends NativeBackedOptimizer {
   constructor(options: RMSPropOptions = {}) {
-    const o = checkOptionKeys('RMSProp', options, ['lr', 'alpha', 'eps', 'momentum', 'centered', 'weightDecay', 'clipNorm']);
+    const o = checkOptionKeys('RMSProp', options, ['lr', 'alpha', 'eps', 'momentum', 'centered', 'weightDecay', 'clipNorm'], true);
     const lr = checkLr('RMSProp: lr', o.lr ?? 1e-2);
     const alpha = checkNumber('RMSProp: alpha', o.alpha ?? 0.99, 0, 1, false);
     const eps = checkNumber('RMSProp: eps', o.eps ?? 1e-8, 0, Infinity, true);

@@ -4,7 +4,7 @@
  * learning rate of the next step, as PyTorch's closed forms do with `last_epoch = t`.
  * Pass one as the `lr` option of any optimizer: `new Adam({ lr: cosineLR({ lr: 1e-3, tMax: 1000 }) })`.
  */
-import { ArgumentError } from '../runtime/errors';
+import { ArgumentError, checkOptionKeys } from '../runtime/errors';
 import { describe } from '../tensor';
 
 /** A learning-rate schedule: step count `t` (integer >= 0) → learning rate (finite, >= 0). */
@@ -53,12 +53,6 @@ function checkPositiveInt(what: string, v: unknown): number {
   return v;
 }
 
-function checkOptions(what: string, o: unknown): Record<string, unknown> {
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) {
-    throw new ArgumentError(`${what}: expected an options object; got ${describe(o)}`);
-  }
-  return o as Record<string, unknown>;
-}
 
 function checkStep(what: string, t: unknown): number {
   if (typeof t !== 'number' || !Number.isInteger(t) || t < 0) {
@@ -72,7 +66,7 @@ function checkStep(what: string, t: unknown): number {
  * @throws ArgumentError naming the option (`stepLR: stepSize ...`).
  */
 export function stepLR(options: StepLROptions): Schedule {
-  const o = checkOptions('stepLR', options);
+  const o = checkOptionKeys('stepLR', options, ['lr', 'stepSize', 'gamma'], true);
   const lr = checkRate('stepLR: lr', o.lr);
   const stepSize = checkPositiveInt('stepLR: stepSize', o.stepSize);
   const gamma = checkRate('stepLR: gamma', o.gamma ?? 0.1);
@@ -84,7 +78,7 @@ export function stepLR(options: StepLROptions): Schedule {
  * @throws ArgumentError naming the option.
  */
 export function exponentialLR(options: ExponentialLROptions): Schedule {
-  const o = checkOptions('exponentialLR', options);
+  const o = checkOptionKeys('exponentialLR', options, ['lr', 'gamma'], true);
   const lr = checkRate('exponentialLR: lr', o.lr);
   const gamma = checkRate('exponentialLR: gamma', o.gamma);
   return (t: number) => lr * gamma ** checkStep('exponentialLR', t);
@@ -98,7 +92,7 @@ export function exponentialLR(options: ExponentialLROptions): Schedule {
  * @throws ArgumentError naming the option.
  */
 export function cosineLR(options: CosineLROptions): Schedule {
-  const o = checkOptions('cosineLR', options);
+  const o = checkOptionKeys('cosineLR', options, ['lr', 'tMax', 'minLr'], true);
   const lr = checkRate('cosineLR: lr', o.lr);
   const tMax = checkPositiveInt('cosineLR: tMax', o.tMax);
   const minLr = checkRate('cosineLR: minLr', o.minLr ?? 0);

@@ -7,6 +7,9 @@
  * name, an option path such as `'etraceGrad: options.mask'`, a tensor name),
  * `expected` and `actual` (human-readable descriptions, e.g. `'(T, 32, 1)'` and
  * `'(20, 16, 1)'`). Check `err.code` (or `instanceof`) rather than the message.
+ * Where a throw site gives no explicit fields, they are read from the message when it has
+ * one of the library's standard forms, `<argument>: expected <expected>; got <actual>` or
+ * `<argument> must be <expected>; got <actual>`.
  */
 
 /** Structured fields of an error (all optional). */
@@ -37,13 +40,35 @@ export class BraintraceError extends Error {
     this.name = new.target.name;
     this.code = code ?? (new.target as unknown as { CODE?: string }).CODE ?? 'ERR_BRAINTRACE';
     const self = this as { argument?: string; expected?: unknown; actual?: unknown };
-    if (details.argument !== undefined) self.argument = details.argument;
-    if (details.expected !== undefined) self.expected = details.expected;
-    if (details.actual !== undefined) self.actual = details.actual;
+    // Without explicit fields, read them from the message's standard forms
+    // "<argument>: expected <expected>; got <actual>" and "<argument> must be <expected>; got <actual>".
+    const parsed = details.argument === undefined ? parseStandardMessage(message) : undefined;
+    const argument = details.argument ?? parsed?.argument;
+    const expected = details.expected ?? parsed?.expected;
+    const actual = details.actual ?? parsed?.actual;
+    if (argument !== undefined) self.argument = argument;
+    if (expected !== undefined) self.expected = expected;
+    if (actual !== undefined) self.actual = actual;
     if (details.cause !== undefined) {
       Object.defineProperty(this, 'cause', { value: details.cause, enumerable: false, writable: true, configurable: true });
     }
   }
+}
+
+const STANDARD_FORMS = [
+  /^(.+?): expected (.+?); got (.+)$/s,
+  /^(.+?) must (?:be|have|hold) (.+?)[;,] got (.+)$/s,
+  /^(.+?) must (?:be|have|hold) (.+?) \(got (.+)\)$/s,
+  /^(.+?): (.+? needs .+?); got (.+)$/s,
+];
+
+/** Splits a message of a standard form into argument / expected / actual (undefined otherwise). */
+function parseStandardMessage(message: string): { argument: string; expected: string; actual: string } | undefined {
+  for (const re of STANDARD_FORMS) {
+    const m = re.exec(message);
+    if (m) return { argument: m[1], expected: m[2], actual: m[3] };
+  }
+  return undefined;
 }
 
 /** A shape (or length) does not fit: the message names both shapes. Code `ERR_BRAINTRACE_SHAPE`. */
@@ -187,21 +212,34 @@ export function argumentError(argument: string, expected: string, actual: string
 }
 
 /**
- * Rejects keys of `options` that are not in `allowed` (a misspelt option must not pass
- * silently). `what` names the options object in the message, e.g. `'etraceGrad: options'`.
- * @throws ArgumentError naming the unknown key and listing the allowed ones.
+ * Checks an options object and rejects keys that are not in `allowed` (a misspelt option
+ * must not pass silently); returns it as a record. `what` names the options in messages,
+ * e.g. `'Adam'` or `'compile: options'`. `undefined` gives `{}` unless `required`.
+ * @throws ArgumentError naming the unknown key (`argument` is `${what}.${key}`) and listing
+ *   the allowed ones, or for a value that is not a plain object.
  */
-export function checkOptionKeys(what: string, options: unknown, allowed: readonly string[]): void {
-  if (options === undefined) return;
+export function checkOptionKeys(
+  what: string,
+  options: unknown,
+  allowed: readonly string[],
+  required = false,
+): Record<string, unknown> {
+  if (options === undefined && !required) return {};
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
-    throw argumentError(what, 'an options object', describeValue(options));
+    throw new ArgumentError(`${what}: expected an options object { ${allowed.join(', ')} }; got ${describeValue(options)}`, {
+      argument: what,
+      expected: 'an options object',
+      actual: describeValue(options),
+    });
   }
   for (const k of Object.keys(options)) {
     if (!allowed.includes(k)) {
-      throw new ArgumentError(
-        `${what}: unknown option '${k}'; expected one of ${allowed.map((a) => `'${a}'`).join(', ')}`,
-        { argument: `${what}.${k}`, expected: `one of ${allowed.join(', ')}`, actual: k },
-      );
+      throw new ArgumentError(`${what}: unknown option '${k}'; expected one of ${allowed.join(', ')}`, {
+        argument: `${what}.${k}`,
+        expected: `one of ${allowed.join(', ')}`,
+        actual: k,
+      });
     }
   }
+  return options as Record<string, unknown>;
 }

@@ -5,7 +5,7 @@
  */
 import type { Learner } from '../algorithms/learner';
 import { ArgumentError, ShapeError, fmtShape } from '../runtime/errors';
-import { isHostTensor, numel, tensor, toDType, type DType, type HostTensor, type TensorLike } from '../tensor';
+import { asDType, numel, type DType, type HostTensor, type TensorLike } from '../tensor';
 
 /**
  * What the training loops need from an optimizer (structurally the `Optimizer`
@@ -56,27 +56,14 @@ export function applyGradients(learner: Learner, grads: Record<string, HostTenso
   return info;
 }
 
-const locks = new WeakMap<Learner, Promise<void>>();
-
 /**
- * Runs `fn` when every earlier locked call on `learner` has settled, so that
- * training calls issued concurrently (e.g. two requests of a service calling
- * streamStep) run one after the other, in call order, instead of failing with
- * "the learner is running another call".
+ * Runs `fn` in `learner`'s call queue ({@link Learner.enqueue}): after every earlier
+ * call of the learner has settled, in call order; at once when already inside one of
+ * its calls. Training calls issued concurrently (e.g. two requests of a service calling
+ * streamStep) therefore run one after the other instead of failing.
  */
 export function withLearnerLock<R>(learner: Learner, fn: () => Promise<R> | R): Promise<R> {
-  const prev = locks.get(learner) ?? Promise.resolve();
-  const run = prev.then(() => fn());
-  const tail = run.then(
-    () => undefined,
-    () => undefined,
-  );
-  locks.set(learner, tail);
-  // Drop the entry when nothing else queued behind us (no growth for long-lived learners).
-  void tail.then(() => {
-    if (locks.get(learner) === tail) locks.delete(learner);
-  });
-  return run;
+  return learner.enqueue(fn);
 }
 
 /** Lets the event loop run (timers, I/O, other requests) before continuing. */
@@ -84,14 +71,9 @@ export function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-/** Converts data to a host tensor of `dtype` (no copy when it already is one). */
+/** Converts data to a host tensor of `dtype` (no copy when it already is one): {@link asDType}. */
 export function asHost(what: string, x: TensorLike, dtype: DType): HostTensor {
-  try {
-    return isHostTensor(x) ? toDType(x, dtype) : tensor(x, undefined, dtype);
-  } catch (e) {
-    if (e instanceof Error) e.message = `${what}: ${e.message}`;
-    throw e;
-  }
+  return asDType(what, x, dtype);
 }
 
 /** Steps [t0, t1) of a time-major tensor `(T, ...)`, copied. */

@@ -6,7 +6,7 @@
  */
 import type { GradOptions, Learner } from '../algorithms/learner';
 import type { Loss, Reduction } from '../algorithms/losses';
-import { ArgumentError, ShapeError, fmtShape } from '../runtime/errors';
+import { ArgumentError, ShapeError, checkOptionKeys, fmtShape } from '../runtime/errors';
 import type { TensorLike } from '../tensor';
 import {
   applyGradients,
@@ -92,6 +92,20 @@ export interface FitOptions {
   signal?: AbortSignal;
 }
 
+/** The keys {@link FitOptions} may have (anything else is an ArgumentError). */
+const FIT_OPTION_KEYS = [
+  'optimizer',
+  'epochs',
+  'updateEvery',
+  'loss',
+  'reduction',
+  'mask',
+  'chunkSize',
+  'resetState',
+  'onProgress',
+  'signal',
+] as const;
+
 /** Result of {@link fit}. */
 export interface FitResult {
   /** Epochs completed. */
@@ -154,6 +168,7 @@ export async function fit(learner: Learner, data: FitData, options: FitOptions):
   if (typeof options !== 'object' || options === null) {
     throw new ArgumentError('fit: options { optimizer, epochs?, updateEvery?, loss?, ... } are required');
   }
+  checkOptionKeys('fit: options', options, FIT_OPTION_KEYS);
   const optimizer = checkOptimizer(options.optimizer, 'fit');
   const epochs = options.epochs ?? 1;
   if (!Number.isInteger(epochs) || epochs < 0) {

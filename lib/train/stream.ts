@@ -6,7 +6,7 @@
 import type { Learner } from '../algorithms/learner';
 import { OnlineLearner } from '../algorithms/online';
 import type { Loss } from '../algorithms/losses';
-import { ShapeError, fmtShape } from '../runtime/errors';
+import { ShapeError, checkOptionKeys, fmtShape } from '../runtime/errors';
 import type { HostTensor, TensorLike } from '../tensor';
 import { applyGradients, asHost, asOneStep, checkOptimizer, withLearnerLock, type OptimizerLike } from './common';
 
@@ -73,6 +73,7 @@ export function streamStep(
   options: StreamStepOptions,
 ): Promise<StreamStepResult> {
   return withLearnerLock(learner, async () => {
+    checkOptionKeys('streamStep: options', options, ['optimizer', 'loss', 'output'], true);
     const optimizer = checkOptimizer(options?.optimizer, 'streamStep');
     const xt = asHost('streamStep: x', x, learner.dtype);
     const want = [learner.batchSize, ...learner.inputShape];
