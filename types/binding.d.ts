@@ -27,7 +27,38 @@ export type NativeErrorCode =
   | 'ERR_BRAINTRACE_CUDA'
   | 'ERR_BRAINTRACE_BUSY'
   | 'ERR_BRAINTRACE_INTERNAL'
-  | 'ERR_BRAINTRACE_DISPOSED';
+  | 'ERR_BRAINTRACE_DISPOSED'
+  | 'ERR_BRAINTRACE_NON_FINITE'
+  | 'ERR_BRAINTRACE_ABORTED';
+
+/**
+ * Extra properties of binding errors:
+ * - code 'ERR_BRAINTRACE_NON_FINITE': `tensor` (native names: 'inputs[i]', 'params[i]',
+ *   'states[i]', 'traces[i]', 'loss', 'grads[i]'; slots, renamed to paths by TypeScript),
+ *   `step` (within the call; -1: no time axis) and `index` (first bad element within that
+ *   step's slice; -1: not applicable);
+ * - code 'ERR_BRAINTRACE_ABORTED' (and NON_FINITE from a sequence call): `stepsDone`, the
+ *   steps whose effect on the stored states and traces was kept (see
+ *   {@link NativeSession.runSequenceAsync} and {@link NativeSession.runOnlineAsync}).
+ */
+export interface NativeErrorFields {
+  tensor?: string;
+  step?: number;
+  index?: number;
+  stepsDone?: number;
+}
+
+/**
+ * Optional per-call control of the async session calls. `onProgress(done, total)` is called
+ * on the JS thread while the call runs, at most every 50 ms, with `done` growing and a final
+ * call `(total, total)` when the call succeeds. Units: steps (T) for forward-only and online
+ * calls; T forward plus T reverse steps (total 2T) for runSequenceAsync with computeGrads.
+ * A throwing onProgress cancels the call, which then rejects with that exception.
+ * Cancel with {@link NativeSession.cancelRun}. Unknown keys throw TypeError.
+ */
+export interface NativeCallControl {
+  onProgress?: (done: number, total: number) => void;
+}
 
 /** What the native runtime reports about itself. */
 export interface NativeInfo {
@@ -256,15 +287,39 @@ export interface NativeSession {
   evaluate(args: NativeEvalArgs): NativeEvalResult;
   /** T steps in one call, synchronous; advances the stored states. */
   runSequence(args: NativeSequenceArgs): NativeSequenceResult;
-  /** The same on the native thread pool; the session is busy until it settles. */
-  runSequenceAsync(args: NativeSequenceArgs): Promise<NativeSequenceResult>;
+  /**
+   * The same on the native thread pool; the session is busy until it settles. `control`:
+   * progress (see {@link NativeCallControl}). Cancelled by {@link cancelRun} (or worker /
+   * process exit): rejects with code ERR_BRAINTRACE_ABORTED and `stepsDone`; without
+   * computeGrads the stored states are those after `stepsDone` steps, with computeGrads
+   * (BPTT) they are unchanged (`stepsDone` 0). Non-finite inputs (setFiniteChecks data) or
+   * losses / gradients (results) reject with ERR_BRAINTRACE_NON_FINITE (same state rules).
+   */
+  runSequenceAsync(args: NativeSequenceArgs, control?: NativeCallControl): Promise<NativeSequenceResult>;
 
   /** Configures (and zeroes) the eligibility traces. */
   configureOnline(config: NativeOnlineConfig): void;
   /** T steps of online learning in one call, synchronous. */
   runOnline(args: NativeOnlineArgs): NativeOnlineResult;
-  /** The same on the native thread pool. */
-  runOnlineAsync(args: NativeOnlineArgs): Promise<NativeOnlineResult>;
+  /**
+   * The same on the native thread pool, with optional progress (see {@link NativeCallControl}).
+   * Cancelled by {@link cancelRun}: rejects with ERR_BRAINTRACE_ABORTED; the stored states,
+   * traces and trace step counter are exactly those after `stepsDone` steps of the call
+   * (window mode stops at a window boundary or inside a window's trace advance).
+   */
+  runOnlineAsync(args: NativeOnlineArgs, control?: NativeCallControl): Promise<NativeOnlineResult>;
+  /**
+   * Asks the in-flight async call of this session to stop (it checks between steps and
+   * between the nodes of a step, so it stops within milliseconds). Returns whether a call
+   * was in flight. Safe to call at any time (from an AbortSignal listener).
+   */
+  cancelRun(): boolean;
+  /**
+   * Which NaN / infinity checks the session makes (both true after createSession):
+   * `data`: run inputs (per step, as they are copied) and setParam / setState / setTrace;
+   * `results`: per-step losses and gradient accumulators of runs with gradients.
+   */
+  setFiniteChecks(data: boolean, results: boolean): void;
   /** Zeroes the traces and the trace step counter. */
   resetTraces(): void;
   /** Names and shapes of the trace buffers. */
@@ -335,7 +390,22 @@ export interface NativeOptimizer {
    * match them. Wrong types throw TypeError, wrong lengths or values RangeError, naming
    * the argument (`params[1] must be a Float64Array of length 12 (got ...)`).
    */
-  step(params: NativeArray[], grads: NativeArray[], lr: number, maxNorm?: number): number;
+  step(
+    params: NativeArray[],
+    grads: NativeArray[],
+    lr: number,
+    maxNorm?: number,
+    nonFinite?: 'error' | 'skipUpdate' | 'allow',
+  ): number;
+  /**
+   * `nonFinite` of {@link step} (default 'error'): a non-finite gradient (found by the norm
+   * pass) or an update that would write a non-finite parameter or state value (found by a
+   * dry run before anything is written, e.g. a learning rate so large that it overflows)
+   * throws ERR_BRAINTRACE_NON_FINITE (`tensor` 'grads[i]' / 'params[i]', `index`) and
+   * modifies nothing; 'skipUpdate' modifies nothing, does not count the step and sets
+   * {@link lastStepSkipped}; 'allow' writes whatever the update computes.
+   */
+  readonly lastStepSkipped: boolean;
   /**
    * Copies of the state buffers, parameter-major: entry `i * K + k` is state
    * `stateNames[k]` of parameter i (K = stateNames.length). Empty before the first step.
@@ -368,6 +438,11 @@ export interface NativeBinding {
    * throw TypeError, bad values RangeError (naming the field, e.g. `hyper.beta1`).
    */
   createOptimizer(kind: NativeOptimizerKind, hyper: NativeOptimizerHyper, dtype?: NativeDType): NativeOptimizer;
+  /**
+   * Index of the first NaN or infinity of `data` (a Float32Array or Float64Array), or -1:
+   * one native pass (used by setParams / setStates / setTraces before they assign).
+   */
+  checkFinite(data: NativeArray): number;
   /**
    * STREAM-like copy benchmark: copies `bytes` bytes between two native buffers, split in
    * contiguous chunks over the native thread pool (the same `parallel_for` the kernels

@@ -27,6 +27,13 @@ export class BPTT extends Learner {
    * @param ys targets `(T, B, ...)`: the output's shape per step for 'mse' and
    *   'sumSquares', one-hot `(T, B, C)` or class indices `(T, B)` for
    *   'crossEntropy', anything the custom loss function reads otherwise.
+   * @param options `loss`, `reduction`, `mask`; `signal` cancels the native call in flight
+   *   (forward or reverse sweep): it rejects with AbortError (`stepsDone` 0) and the
+   *   states are unchanged, as before the call (BPTT writes nothing back until its reverse
+   *   sweep has finished); `onProgress({ done, total })` counts T forward then T reverse
+   *   steps (total 2T). Under `nonFinite: 'error'` a non-finite value in `xs` / `ys`, a
+   *   non-finite loss (its step) or gradient (the step of the reverse sweep that made it
+   *   non-finite) rejects with NonFiniteError; the states are then unchanged too.
    * @returns `{ grads, losses }`: a gradient per weight path, and the T per-step losses.
    */
   etraceGrad(xs: TensorLike, ys: TensorLike, options: GradOptions = {}): Promise<GradResult> {

@@ -9,7 +9,7 @@
  */
 import { AsyncLocalStorage } from 'async_hooks';
 
-import type { NativeArray, NativeSession } from '../../types/binding';
+import type { NativeArray, NativeCallControl, NativeSession } from '../../types/binding';
 import { encodePlan } from '../compiler/plan';
 import type { Module } from '../dsl/module';
 import type { BaseState, ParamState } from '../dsl/state';
@@ -17,6 +17,17 @@ import { traceModel, type TracedModel } from '../dsl/trace';
 import type { DType } from '../graph/ir';
 import type { Optimizer, StepResult } from '../optim/optimizers';
 import { ArgumentError, BusyError, DisposedError, ShapeError, checkOptionKeys, fmtShape } from '../runtime/errors';
+import {
+  abortedBeforeStart,
+  CALL_OPTION_KEYS,
+  checkCallOptions,
+  checkFiniteData,
+  checkNonFinitePolicy,
+  renameNonFinite,
+  runControlled,
+  type CallOptions,
+  type NonFinitePolicy,
+} from '../runtime/control';
 import { loadBinding, wrapNativeError } from '../runtime/native';
 import { asDType, checkDType, checkShape, cloneHost, isHostTensor, numel, tensor, type HostTensor, type TensorLike } from '../tensor';
 import type { FitData, FitOptions, FitResult } from '../train/fit';
@@ -34,10 +45,27 @@ export interface CompileOptions {
   dtype?: DType;
   /** Seed of the weight initialisation (default 0): same seed, same weights. */
   seed?: number;
+  /**
+   * What NaN and infinity do (default 'error'): see {@link NonFinitePolicy} and
+   * docs/hardening.md. 'error' rejects non-finite data, parameters, states, traces, losses
+   * and gradients with NonFiniteError; 'skipUpdate' skips optimizer updates that would be
+   * non-finite (reported by applyGradients, step and fit); 'allow' checks nothing.
+   */
+  nonFinite?: NonFinitePolicy;
 }
 
-/** Options of {@link Learner.etraceGrad}. */
-export interface GradOptions {
+/** The option keys of {@link GradOptions}. */
+export const GRAD_OPTION_KEYS = ['loss', 'reduction', 'mask', ...CALL_OPTION_KEYS] as const;
+
+/** Options of {@link Learner.run}: cancellation and progress. */
+export type RunOptions = CallOptions;
+
+/**
+ * Options of {@link Learner.etraceGrad}. `signal` / `onProgress`: see {@link CallOptions};
+ * an aborted call rejects with AbortError (`stepsDone` and the state it leaves: the
+ * algorithm's etraceGrad docs).
+ */
+export interface GradOptions extends CallOptions {
   /** Per-step loss: 'mse' | 'sumSquares' | 'crossEntropy' or a traced function (default 'mse'). */
   loss?: Loss;
   /** Per-step losses summed over time ('sum', default) or averaged over the (masked) steps ('mean'). */
@@ -99,8 +127,11 @@ export abstract class Learner {
    * misspelt one or `decayOrRank` for D_RTRL, is an ArgumentError). Subclasses add theirs.
    */
   static optionKeys(): readonly string[] {
-    return ['inputShape', 'batchSize', 'dtype', 'seed'];
+    return ['inputShape', 'batchSize', 'dtype', 'seed', 'nonFinite'];
   }
+
+  /** The non-finite policy of this learner (compile option `nonFinite`, default 'error'). */
+  readonly nonFinite: NonFinitePolicy;
 
   constructor(model: Module, options: CompileOptions) {
     if (typeof model !== 'object' || model === null || typeof (model as Module).update !== 'function') {
@@ -120,6 +151,7 @@ export abstract class Learner {
       );
     }
     this.dtype = checkDType(options.dtype ?? 'float32', 'compile: dtype');
+    this.nonFinite = checkNonFinitePolicy('compile: options.nonFinite', options.nonFinite);
     model.initStates({ batchSize: this.batchSize, dtype: this.dtype, seed: options.seed ?? 0 });
     this.stepTrace = this.trace();
     if (this.stepTrace.outputShapes.length === 0) {
@@ -151,11 +183,13 @@ export abstract class Learner {
   /**
    * Replaces weights. Keys must be weight paths of the model, values of the
    * weight's shape (any subset of the weights may be given).
-   * @throws ArgumentError for an unknown path, ShapeError for a wrong shape.
+   * @throws ArgumentError for an unknown path, ShapeError for a wrong shape,
+   *   NonFiniteError (`params.<path>`, the first bad index) for a NaN or infinity unless
+   *   the learner's policy is `nonFinite: 'allow'`; nothing is assigned then.
    */
   setParams(values: Record<string, TensorLike>): void {
     this.checkUsable('setParams');
-    this.assignByPath('setParams', this.stepTrace.params, values);
+    this.assignByPath('setParams', 'params', this.stepTrace.params, values);
     this.paramVersion++;
   }
 
@@ -167,8 +201,13 @@ export abstract class Learner {
    * `grads`: one gradient per weight path, of the weight's shape and the learner's dtype
    * (e.g. `(await learner.etraceGrad(xs, ys)).grads`). The optimizer binds to this
    * learner's paths at its first step; use one optimizer per learner.
-   * @returns the learning rate used and the global gradient norm (before clipping).
-   * @throws ArgumentError / ShapeError / DTypeError from the optimizer (paths, shapes, dtypes).
+   * @returns the learning rate used, the global gradient norm (before clipping) and
+   *   `skipped` (true when the learner's `nonFinite: 'skipUpdate'` policy skipped a
+   *   non-finite update: the weights are unchanged).
+   * @throws ArgumentError / ShapeError / DTypeError from the optimizer (paths, shapes, dtypes);
+   *   NonFiniteError (policy 'error') for a non-finite gradient (`grads.<path>`) or an update
+   *   that would write a non-finite weight (`params.<path>`, e.g. a learning rate that
+   *   overflows); the weights are then unchanged.
    */
   applyGradients(grads: Record<string, HostTensor>, optimizer: Optimizer): StepResult {
     this.checkUsable('applyGradients');
@@ -186,8 +225,8 @@ export abstract class Learner {
         converted[k] = isHostTensor(g) && g.dtype !== this.dtype ? asDType(`applyGradients: grads['${k}']`, g, this.dtype) : g;
       }
     }
-    const result = optimizer.step(weights, converted);
-    this.paramVersion++;
+    const result = optimizer.step(weights, converted, { nonFinite: this.nonFinite });
+    if (!result.skipped) this.paramVersion++;
     return result;
   }
 
@@ -251,7 +290,7 @@ export abstract class Learner {
   setStates(values: Record<string, TensorLike>): void {
     this.checkUsable('setStates');
     this.pullStates();
-    this.assignByPath('setStates', this.stepTrace.states, values);
+    this.assignByPath('setStates', 'states', this.stepTrace.states, values);
   }
 
   /** Resets hidden and other states to their initial values (weights are kept). */
@@ -296,15 +335,22 @@ export abstract class Learner {
   /**
    * Runs a whole sequence `xs` of shape `(T, B, ...inputShape)` forward in one
    * native call; returns the outputs `(T, B, ...outputShape)` and advances the states.
+   * `options.signal` cancels the native call in flight: it rejects with AbortError and the
+   * states are those after `err.stepsDone` steps (as after `run(xs[0:stepsDone])`);
+   * `options.onProgress({ done, total })` reports steps (total T).
    */
-  run(xs: TensorLike): Promise<HostTensor> {
+  run(xs: TensorLike, options: RunOptions = {}): Promise<HostTensor> {
     return this.enqueue('run', async () => {
       this.checkUsable('run');
+      checkOptionKeys('run: options', options, CALL_OPTION_KEYS);
+      checkCallOptions('run: options', options);
       const x = this.asSequence('xs', xs);
       const steps = x.shape[0];
       const entry = this.session('', () => this.stepTrace);
-      const res = await this.runExclusive(entry, () =>
-        entry.session.runSequenceAsync({ steps, inputs: [x.data] }),
+      const res = await this.runExclusive(
+        entry,
+        (control) => entry.session.runSequenceAsync({ steps, inputs: [x.data] }, control),
+        { what: 'run', options },
       );
       return { data: res.outputs[0], shape: [steps, this.batchSize, ...this.outputShape], dtype: this.dtype };
     });
@@ -396,6 +442,8 @@ export abstract class Learner {
 
   protected async bpttGrad(xs: TensorLike, ys: TensorLike, options: GradOptions = {}): Promise<GradResult> {
     this.checkUsable('etraceGrad');
+    checkOptionKeys('etraceGrad: options', options, GRAD_OPTION_KEYS);
+    checkCallOptions('etraceGrad: options', options);
     const loss = options.loss ?? 'mse';
     const fn = resolveLoss(loss);
     const x = this.asSequence('xs', xs);
@@ -408,8 +456,10 @@ export abstract class Learner {
     const targetShape = y.shape.slice(2);
     const entry = this.session(lossCacheKey(loss, targetShape), () => this.trace({ fn, targetShape }));
     const lossScale = lossScaleOf(steps, options.mask, options.reduction ?? 'sum', 'etraceGrad');
-    const res = await this.runExclusive(entry, () =>
-      entry.session.runSequenceAsync({ steps, inputs: [x.data, y.data], lossScale, computeGrads: true }),
+    const res = await this.runExclusive(
+      entry,
+      (control) => entry.session.runSequenceAsync({ steps, inputs: [x.data, y.data], lossScale, computeGrads: true }, control),
+      { what: 'etraceGrad', options },
     );
     const grads: Record<string, HostTensor> = {};
     entry.traced.params.forEach((p, i) => {
@@ -468,7 +518,12 @@ export abstract class Learner {
     }
   }
 
-  private assignByPath(what: string, list: readonly BaseState[], values: Record<string, TensorLike>): void {
+  private assignByPath(
+    what: string,
+    kind: 'params' | 'states',
+    list: readonly BaseState[],
+    values: Record<string, TensorLike>,
+  ): void {
     if (typeof values !== 'object' || values === null) {
       throw new ArgumentError(`${what}: expected a record of path -> tensor; got ${String(values)}`);
     }
@@ -485,6 +540,7 @@ export abstract class Learner {
       if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
         throw new ShapeError(`${what}: '${path}' expects shape ${fmtShape(want)}; got ${fmtShape(t.shape)}`);
       }
+      if (this.nonFinite !== 'allow') checkFiniteData(what, `${kind}.${path}`, t.data as NativeArray);
       staged.push([s, t]);
     }
     for (const [s, t] of staged) s.hostValue = t;
@@ -496,6 +552,8 @@ export abstract class Learner {
       const traced = traceFn();
       const plan = encodePlan(traced.graph);
       const session = this.native(() => loadBinding().createSession(plan.code, plan.fattr));
+      const checks = this.nonFinite;
+      this.native(() => session.setFiniteChecks(checks !== 'allow', checks === 'error'));
       entry = { session, traced, paramVersion: -1 };
       this.sessions.set(key, entry);
       this.onCreate(entry);
@@ -507,14 +565,14 @@ export abstract class Learner {
   protected prepare(entry: SessionEntry): void {
     if (entry.paramVersion !== this.paramVersion) {
       entry.traced.params.forEach((p: ParamState, i) => {
-        this.native(() => entry.session.setParam(i, p.hostValue.data as NativeArray));
+        this.native(() => entry.session.setParam(i, p.hostValue.data as NativeArray), entry);
       });
       entry.paramVersion = this.paramVersion;
     }
     if (this.stateOwner !== entry) {
       this.pullStates();
       entry.traced.states.forEach((s, i) => {
-        this.native(() => entry.session.setState(i, s.hostValue.data as NativeArray));
+        this.native(() => entry.session.setState(i, s.hostValue.data as NativeArray), entry);
       });
       this.onPush(entry);
     }
@@ -537,27 +595,58 @@ export abstract class Learner {
     this.stateOwner = null;
   }
 
-  /** Runs an async native call with the learner marked busy; the session then owns the states. */
-  protected async runExclusive<R>(entry: SessionEntry, call: () => Promise<R>): Promise<R> {
+  /**
+   * Runs an async native call with the learner marked busy; the session then owns the
+   * states, also after a failed call (a cancelled or non-finite call keeps the states of
+   * its finished steps in the session; any other failure leaves the values prepare()
+   * pushed). With `control`, the call runs under its `{ signal, onProgress }`.
+   */
+  protected async runExclusive<R>(
+    entry: SessionEntry,
+    call: (control: NativeCallControl | undefined) => Promise<R>,
+    control?: { what: string; options: CallOptions },
+  ): Promise<R> {
+    // An aborted signal rejects before any native work (and before prepare() moves a value).
+    const signal = control?.options.signal;
+    if (control !== undefined && signal?.aborted) throw abortedBeforeStart(control.what, signal);
     this.prepare(entry);
     this.nativeInFlight = true;
     try {
-      const r = await call();
-      this.stateOwner = entry;
+      const r = control === undefined ? await call(undefined) : await runControlled(control.what, entry.session, control.options, call);
       return r;
     } catch (e) {
-      throw wrapNativeError(e);
+      throw this.nativeError(e, entry);
     } finally {
+      this.stateOwner = entry;
       this.nativeInFlight = false;
     }
   }
 
-  protected native<R>(fn: () => R): R {
+  /** Runs a synchronous native call, mapping its errors (tensor names of `entry`'s slots). */
+  protected native<R>(fn: () => R, entry?: SessionEntry): R {
     try {
       return fn();
     } catch (e) {
-      throw wrapNativeError(e);
+      throw this.nativeError(e, entry);
     }
+  }
+
+  /**
+   * The typed error of a native failure; a NonFiniteError's native slot name becomes the
+   * learner's: inputs[0] 'xs', inputs[1] 'ys', params[i] / grads[i] / states[i] by path.
+   */
+  protected nativeError(e: unknown, entry?: SessionEntry): unknown {
+    const err = wrapNativeError(e);
+    if (entry === undefined) return err;
+    const { params, states } = entry.traced;
+    return renameNonFinite(err, (name) => {
+      const m = /^(inputs|params|grads|states)\[(\d+)\]$/.exec(name);
+      if (m === null) return undefined;
+      const i = Number(m[2]);
+      if (m[1] === 'inputs') return i === 0 ? 'xs' : i === 1 ? 'ys' : undefined;
+      const list = m[1] === 'states' ? states : params;
+      return i < list.length ? `${m[1]}.${list[i].path}` : undefined;
+    });
   }
 }
 

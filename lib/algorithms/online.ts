@@ -10,9 +10,18 @@ import type { NativeArray, NativeOnlineConfig } from '../../types/binding';
 import { analyseEtraceGraph, type ETraceGraph, type Relation } from '../compiler/etrace';
 import type { Module } from '../dsl/module';
 import type { VjpMethod } from '../executor/executor';
-import { ArgumentError, NotSupportedError, ShapeError, fmtShape } from '../runtime/errors';
+import { CALL_OPTION_KEYS, checkCallOptions, checkFiniteData, type CallOptions } from '../runtime/control';
+import { ArgumentError, NotSupportedError, ShapeError, checkOptionKeys, fmtShape } from '../runtime/errors';
 import { asDType, isHostTensor, tensor, type HostTensor, type TensorLike } from '../tensor';
-import { Learner, type CompileOptions, type GradOptions, type GradResult, type SessionEntry } from './learner';
+import {
+  GRAD_OPTION_KEYS,
+  Learner,
+  type CompileOptions,
+  type GradOptions,
+  type GradResult,
+  type RunOptions,
+  type SessionEntry,
+} from './learner';
 import { lossCacheKey, lossScaleOf, prepareTargets, resolveLoss } from './losses';
 
 /** Options of the online algorithms (in `bt.compile(model, Algorithm, options)`). */
@@ -31,8 +40,8 @@ export interface OnlineGradOptions extends GradOptions {
   chunkSize?: number;
 }
 
-/** Options of {@link OnlineLearner.etraceEvolve}. */
-export interface EvolveOptions {
+/** Options of {@link OnlineLearner.etraceEvolve} (`signal` / `onProgress`: see {@link CallOptions}). */
+export interface EvolveOptions extends CallOptions {
   /** Window length (only changes how the call is split; states and traces advance the same). */
   chunkSize?: number;
 }
@@ -113,14 +122,25 @@ export abstract class OnlineLearner extends Learner {
     return { data: res.outputs[0], shape: [this.batchSize, ...this.outputShape], dtype: this.dtype };
   }
 
-  /** Runs a sequence forward (states and traces advance); returns the outputs `(T, B, ...)`. */
-  override run(xs: TensorLike): Promise<HostTensor> {
-    return this.etraceEvolve(xs);
+  /**
+   * Runs a sequence forward (states and traces advance); returns the outputs `(T, B, ...)`.
+   * The same as {@link etraceEvolve} (with its `signal` / `onProgress`).
+   */
+  override run(xs: TensorLike, options: RunOptions = {}): Promise<HostTensor> {
+    checkOptionKeys('run: options', options, CALL_OPTION_KEYS);
+    return this.etraceEvolve(xs, options);
   }
 
   /**
    * Advances states and traces through `xs` `(T, B, ...inputShape)` without a
    * loss, in one native call; returns the outputs `(T, B, ...outputShape)`.
+   *
+   * `options.signal` cancels the native call in flight: the Promise rejects with
+   * AbortError, and the states, traces and trace step counter are exactly those after
+   * `err.stepsDone` steps (as after `etraceEvolve(xs[0:stepsDone])`); with windows
+   * (`chunkSize` k) it stops at a window boundary or inside a window's trace advance.
+   * `options.onProgress({ done, total })` reports steps (total T), at most every 50 ms
+   * plus a final report. An already-aborted signal rejects before any native work.
    */
   etraceEvolve(xs: TensorLike, options: EvolveOptions = {}): Promise<HostTensor> {
     return this.enqueue('etraceEvolve', () => this.evolveNow(xs, options));
@@ -128,12 +148,16 @@ export abstract class OnlineLearner extends Learner {
 
   private async evolveNow(xs: TensorLike, options: EvolveOptions): Promise<HostTensor> {
     this.checkUsable('etraceEvolve');
+    checkOptionKeys('etraceEvolve: options', options, ['chunkSize', ...CALL_OPTION_KEYS]);
+    checkCallOptions('etraceEvolve: options', options);
     const x = this.asSequence('xs', xs);
     const steps = x.shape[0];
     const chunk = this.chunkOf(options.chunkSize, steps, false);
     const entry = this.session('', () => this.stepTrace);
-    const res = await this.runExclusive(entry, () =>
-      entry.session.runOnlineAsync({ steps, inputs: [x.data as NativeArray], computeGrads: false, chunk }),
+    const res = await this.runExclusive(
+      entry,
+      (control) => entry.session.runOnlineAsync({ steps, inputs: [x.data as NativeArray], computeGrads: false, chunk }, control),
+      { what: 'etraceEvolve', options },
     );
     return { data: res.outputs[0], shape: [steps, this.batchSize, ...this.outputShape], dtype: this.dtype };
   }
@@ -144,6 +168,14 @@ export abstract class OnlineLearner extends Learner {
    * gradient is computed forward in time from the traces and summed; with
    * `reduction: 'mean'` the sum is divided by the (masked) number of steps.
    * Advances states and traces.
+   *
+   * `options.signal` cancels the native call in flight: AbortError, with the states,
+   * traces and trace step counter those after `err.stepsDone` steps (a step stopped before
+   * its trace update does not count); the gradients of a cancelled call are discarded.
+   * `options.onProgress({ done, total })` reports steps (total T).
+   * Under the learner's `nonFinite: 'error'` a non-finite value in `xs` / `ys` (step t),
+   * a non-finite loss (step t) or gradient (the step whose contribution made it
+   * non-finite) rejects with NonFiniteError; the weights are never touched.
    * @returns `{ grads, losses }`: a gradient per weight path, and the T per-step losses.
    */
   etraceGrad(xs: TensorLike, ys: TensorLike, options: OnlineGradOptions = {}): Promise<GradResult> {
@@ -152,6 +184,8 @@ export abstract class OnlineLearner extends Learner {
 
   private async gradNow(xs: TensorLike, ys: TensorLike, options: OnlineGradOptions): Promise<GradResult> {
     this.checkUsable('etraceGrad');
+    checkOptionKeys('etraceGrad: options', options, [...GRAD_OPTION_KEYS, 'chunkSize']);
+    checkCallOptions('etraceGrad: options', options);
     const loss = options.loss ?? 'mse';
     const fn = resolveLoss(loss);
     const x = this.asSequence('xs', xs);
@@ -165,14 +199,14 @@ export abstract class OnlineLearner extends Learner {
     const lossScale = lossScaleOf(steps, options.mask, options.reduction ?? 'sum', 'etraceGrad');
     const targetShape = y.shape.slice(2);
     const entry = this.session(lossCacheKey(loss, targetShape), () => this.trace({ fn, targetShape }));
-    const res = await this.runExclusive(entry, () =>
-      entry.session.runOnlineAsync({
-        steps,
-        inputs: [x.data as NativeArray, y.data as NativeArray],
-        lossScale,
-        computeGrads: true,
-        chunk,
-      }),
+    const res = await this.runExclusive(
+      entry,
+      (control) =>
+        entry.session.runOnlineAsync(
+          { steps, inputs: [x.data as NativeArray, y.data as NativeArray], lossScale, computeGrads: true, chunk },
+          control,
+        ),
+      { what: 'etraceGrad', options },
     );
     const grads: Record<string, HostTensor> = {};
     entry.traced.params.forEach((p, i) => {
@@ -221,6 +255,7 @@ export abstract class OnlineLearner extends Learner {
       if (h.shape.length !== t.shape.length || h.shape.some((d, i) => d !== t.shape[i])) {
         throw new ShapeError(`setTraces: '${name}' expects shape ${fmtShape(t.shape)}; got ${fmtShape(h.shape)}`);
       }
+      if (this.nonFinite !== 'allow') checkFiniteData('setTraces', `traces.${name}`, h.data as NativeArray);
       staged.push([t.index, h.data as NativeArray]);
     }
     if (steps !== undefined && (!Number.isSafeInteger(steps) || steps < 0)) {

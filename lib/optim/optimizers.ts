@@ -16,6 +16,7 @@
 import type { NativeArray, NativeOptimizer, NativeOptimizerHyper, NativeOptimizerKind } from '../../types/binding';
 import type { DType } from '../graph/ir';
 import { ArgumentError, DisposedError, DTypeError, ShapeError, checkOptionKeys, fmtShape } from '../runtime/errors';
+import { checkNonFinitePolicy, renameNonFinite, type NonFinitePolicy } from '../runtime/control';
 import { wrapNativeError } from '../runtime/native';
 import { createNativeOptimizer } from './native';
 import { describe, numel, type HostData, type HostTensor } from '../tensor';
@@ -31,8 +32,26 @@ export type OptimizerKind = NativeOptimizerKind;
 export interface StepResult {
   /** The learning rate the step used (the schedule's value at the step count before the step). */
   lr: number;
-  /** Global L2 norm of all gradients, before clipping. */
+  /** Global L2 norm of all gradients, before clipping (NaN / Infinity for a non-finite gradient). */
   gradNorm: number;
+  /**
+   * True when the step was skipped under `nonFinite: 'skipUpdate'` (a non-finite gradient,
+   * or an update that would write a non-finite value): params, state and stepCount unchanged.
+   */
+  skipped: boolean;
+}
+
+/** Options of {@link Optimizer.step}. */
+export interface StepOptions {
+  /**
+   * 'error' (default): a non-finite gradient or an update that would write a non-finite
+   * parameter or state value (e.g. a learning rate so large that it overflows) throws
+   * NonFiniteError (`tensor` `grads.<path>` / `params.<path>`, the first bad index) and
+   * changes nothing; 'skipUpdate': changes nothing and returns `skipped: true`; 'allow':
+   * writes whatever the update computes. Checked natively: the norm pass reads every
+   * gradient, and a dry run of the update bodies runs before anything is written.
+   */
+  nonFinite?: NonFinitePolicy;
 }
 
 /**
@@ -71,9 +90,10 @@ export interface Optimizer {
    * One update of `params` in place (their `data` arrays are overwritten) from `grads`
    * (same paths, same shapes and dtype; not modified). The first step fixes the paths
    * (sorted), shapes and dtype; later steps must pass the same.
-   * @throws ArgumentError (paths, non-tensors), ShapeError (shapes), DTypeError (dtypes).
+   * @throws ArgumentError (paths, non-tensors, options), ShapeError (shapes), DTypeError
+   *   (dtypes), NonFiniteError (see {@link StepOptions.nonFinite}).
    */
-  step(params: Record<string, HostTensor>, grads: Record<string, HostTensor>): StepResult;
+  step(params: Record<string, HostTensor>, grads: Record<string, HostTensor>, options?: StepOptions): StepResult;
   /** Steps taken. */
   readonly stepCount: number;
   /** The learning rate the next step will use. */
@@ -244,9 +264,10 @@ abstract class NativeBackedOptimizer implements Optimizer {
     return checkRate(`${this.name}: the lr schedule at step ${t}`, this.lr(t));
   }
 
-  step(params: Record<string, HostTensor>, grads: Record<string, HostTensor>): StepResult {
+  step(params: Record<string, HostTensor>, grads: Record<string, HostTensor>, options?: StepOptions): StepResult {
     this.checkUsable('step');
     const what = `${this.name}.step`;
+    const nonFinite = checkNonFinitePolicy(`${what}: options.nonFinite`, checkOptionKeys(`${what}: options`, options, ['nonFinite']).nonFinite);
     const pr = checkRecord(`${what}: params`, params);
     const gr = checkRecord(`${what}: grads`, grads);
     const paths = Object.keys(pr).sort();
@@ -300,9 +321,19 @@ abstract class NativeBackedOptimizer implements Optimizer {
     });
     const lr = this.currentLr();
     const native = this.ensureNative(dtype as unknown as DType);
-    const gradNorm = call(() => native.step(pdata, gdata, lr, this.clipNorm));
+    let gradNorm: number;
+    try {
+      gradNorm = call(() => native.step(pdata, gdata, lr, this.clipNorm, nonFinite));
+    } catch (e) {
+      // The native names are slots of the sorted paths: params[i] / grads[i] -> params.<path>.
+      throw renameNonFinite(e, (name) => {
+        const m = /^(params|grads)\[(\d+)\]$/.exec(name);
+        return m === null || Number(m[2]) >= paths.length ? undefined : `${m[1]}.${paths[Number(m[2])]}`;
+      });
+    }
+    const skipped = call(() => native.lastStepSkipped);
     if (this.bound === null) this.bound = { paths, shapes, dtype: dtype as unknown as DType };
-    return { lr, gradNorm };
+    return { lr, gradNorm, skipped };
   }
 
   state(): OptimizerState {

@@ -150,6 +150,15 @@ export class AbortError extends BraintraceError {
   }
 }
 
+/**
+ * The same non-finite error with the tensor renamed (e.g. the native slot name `inputs[0]`
+ * to `xs`, `params[1]` to `params.rnn.w`): `tensor`, `argument` and the message change,
+ * `step` and `index` are kept, the original is the `cause`.
+ */
+export function wrapNonFinite(e: NonFiniteError, tensor: string): NonFiniteError {
+  return new NonFiniteError(e.message.split(e.tensor).join(tensor), { tensor, step: e.step, index: e.index, cause: e });
+}
+
 /** One diagnostic record of the eligibility-trace compiler. */
 export interface DiagnosticRecord {
   kind: string;

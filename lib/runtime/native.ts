@@ -254,10 +254,11 @@ function localize(v: unknown): unknown {
 /** Re-creates an error of another realm as an error of this realm (name, message, code, stack kept). */
 function localizeError(e: unknown): unknown {
   if (e instanceof Error || toStringTag(e) !== 'Error') return e;
-  const src = e as Error & { code?: unknown };
+  const src = e as Error & Record<string, unknown>;
   const Ctor = src.name === 'TypeError' ? TypeError : src.name === 'RangeError' ? RangeError : Error;
-  const err = new Ctor(src.message) as Error & { code?: unknown };
-  if (src.code !== undefined) err.code = src.code;
+  const err = new Ctor(src.message) as Error & Record<string, unknown>;
+  // The code and the structured fields of NON_FINITE / ABORTED errors (types/binding.d.ts).
+  for (const k of ['code', 'tensor', 'step', 'index', 'stepsDone']) if (src[k] !== undefined) err[k] = src[k];
   if (typeof src.stack === 'string') err.stack = src.stack;
   return err;
 }

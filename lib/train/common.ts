@@ -29,6 +29,8 @@ export interface OptimizerLike {
 export interface UpdateInfo {
   lr: number;
   gradNorm: number;
+  /** True when the update was skipped as non-finite (learner policy `nonFinite: 'skipUpdate'`). */
+  skipped?: boolean;
 }
 
 /** Throws ArgumentError unless `opt` looks like an optimizer. */

@@ -6,7 +6,7 @@
  */
 import type { GradOptions, Learner } from '../algorithms/learner';
 import type { Loss, Reduction } from '../algorithms/losses';
-import { ArgumentError, ShapeError, checkOptionKeys, fmtShape } from '../runtime/errors';
+import { AbortError, ArgumentError, ShapeError, checkOptionKeys, fmtShape } from '../runtime/errors';
 import type { TensorLike } from '../tensor';
 import {
   applyGradients,
@@ -47,8 +47,13 @@ export interface FitProgress {
   epoch: number;
   /** Batch index within the epoch (0-based). */
   batch: number;
-  /** Optimizer updates made by this fit call so far (1 after the first). */
+  /** Optimizer steps made by this fit call so far, applied or skipped (1 after the first). */
   step: number;
+  /**
+   * Updates skipped so far because they were non-finite (learner policy
+   * `nonFinite: 'skipUpdate'`; always 0 otherwise).
+   */
+  skipped: number;
   /** Mean per-step loss of the chunk just learned from (masked mean with a mask). */
   loss: number;
   /** Learning rate used by the update. */
@@ -88,7 +93,12 @@ export interface FitOptions {
   resetState?: boolean;
   /** Called after every optimizer update (awaited when it returns a Promise). */
   onProgress?: (p: FitProgress) => void | Promise<void>;
-  /** Stops training after the chunk in progress; fit then resolves with `aborted: true`. */
+  /**
+   * Stops training: the native call in flight is cancelled (within milliseconds, not at the
+   * end of the chunk), its chunk's update is not applied, and fit resolves with
+   * `aborted: true`. The learner's states are those the cancelled call kept (see
+   * etraceGrad); the learner stays usable.
+   */
   signal?: AbortSignal;
 }
 
@@ -114,8 +124,10 @@ export interface FitResult {
   batches: number;
   /** Mean per-step loss of each processed batch, over the steps it learned from. */
   losses: number[];
-  /** Optimizer updates made. */
+  /** Optimizer updates applied. */
   updates: number;
+  /** Updates skipped as non-finite (learner policy `nonFinite: 'skipUpdate'`). */
+  skipped: number;
   /** True when the signal stopped training before the end. */
   aborted: boolean;
 }
@@ -159,10 +171,13 @@ function epochData(data: FitData, epoch: number): Iterable<FitBatch> | AsyncIter
  * of `signal`. Hidden states (and traces) are reset before each batch unless
  * `resetState: false`.
  *
- * Abort: when `signal` is aborted, fit finishes the chunk in progress (its
- * update is applied) and resolves with `aborted: true`; it never rejects for
- * an abort, and the learner stays usable. Errors (bad shapes, a disposed
- * learner, an optimizer error) reject the Promise.
+ * Abort: when `signal` is aborted, the native call in flight stops at its next
+ * step (its chunk's update is not applied; an abort between chunks stops before
+ * the next one) and fit resolves with `aborted: true`; it never rejects for an
+ * abort, and the learner stays usable. Errors (bad shapes, a disposed learner,
+ * an optimizer error, a NonFiniteError under the learner's `nonFinite: 'error'`)
+ * reject the Promise; under `'skipUpdate'` a non-finite update is skipped and
+ * counted in `skipped`.
  */
 export async function fit(learner: Learner, data: FitData, options: FitOptions): Promise<FitResult> {
   if (typeof options !== 'object' || options === null) {
@@ -183,7 +198,7 @@ export async function fit(learner: Learner, data: FitData, options: FitOptions):
         'or a function (epoch) => iterable',
     );
   }
-  const result: FitResult = { epochs: 0, batches: 0, losses: [], updates: 0, aborted: false };
+  const result: FitResult = { epochs: 0, batches: 0, losses: [], updates: 0, skipped: 0, aborted: false };
   if (signal?.aborted) return { ...result, aborted: true };
 
   for (let epoch = 0; epoch < epochs; epoch++) {
@@ -223,11 +238,24 @@ export async function fit(learner: Learner, data: FitData, options: FitOptions):
           mask: cm,
         };
         if (options.chunkSize !== undefined) gradOptions.chunkSize = options.chunkSize;
-        const { losses, info } = await withLearnerLock(learner, async () => {
-          const r = await learner.etraceGrad(cx, cy, gradOptions);
-          return { losses: r.losses, info: applyGradients(learner, r.grads, optimizer) };
-        });
-        result.updates++;
+        if (signal !== undefined) gradOptions.signal = signal;
+        let chunk: { losses: Float64Array; info: ReturnType<typeof applyGradients> };
+        try {
+          chunk = await withLearnerLock(learner, async () => {
+            const r = await learner.etraceGrad(cx, cy, gradOptions);
+            return { losses: r.losses, info: applyGradients(learner, r.grads, optimizer) };
+          });
+        } catch (e) {
+          // The signal cancelled the native call in flight: no update for this chunk.
+          if (e instanceof AbortError && signal?.aborted) {
+            result.losses.push(den === 0 ? 0 : num / den);
+            return { ...result, aborted: true };
+          }
+          throw e;
+        }
+        const { losses, info } = chunk;
+        if (info.skipped === true) result.skipped++;
+        else result.updates++;
         for (let i = 0; i < losses.length; i++) {
           const w = cm === undefined ? 1 : cm[i];
           num += w * losses[i];
@@ -237,7 +265,8 @@ export async function fit(learner: Learner, data: FitData, options: FitOptions):
           await options.onProgress({
             epoch,
             batch,
-            step: result.updates,
+            step: result.updates + result.skipped,
+            skipped: result.skipped,
             loss: meanLoss(losses, cm),
             lr: info.lr,
             gradNorm: info.gradNorm,

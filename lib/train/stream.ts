@@ -35,6 +35,11 @@ export interface StreamStepResult {
   lr: number;
   /** Gradient norm reported by the optimizer. */
   gradNorm: number;
+  /**
+   * True when the update was skipped as non-finite (learner policy
+   * `nonFinite: 'skipUpdate'`): the weights are unchanged.
+   */
+  skipped: boolean;
 }
 
 /** Learners whose etraceGrad was seen to return `outputs` (T, B, ...out). */
@@ -95,6 +100,6 @@ export function streamStep(
       if (wantOutput) output = { data: r.outputs.data, shape: r.outputs.shape.slice(1), dtype: r.outputs.dtype };
     }
     const info = applyGradients(learner, r.grads, optimizer);
-    return { output, loss: r.losses[0], lr: info.lr, gradNorm: info.gradNorm };
+    return { output, loss: r.losses[0], lr: info.lr, gradNorm: info.gradNorm, skipped: info.skipped === true };
   });
 }

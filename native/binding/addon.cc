@@ -5,6 +5,7 @@
 
 #include "binding/binding.h"
 #include "core/bench.h"
+#include "kernels/finite.h"
 
 namespace btnode {
 
@@ -19,6 +20,7 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
                            InstanceMethod("resetPeakMemory", &Addon::ResetPeakMemory),
                            InstanceMethod("createSession", &Addon::CreateSession),
                            InstanceMethod("createOptimizer", &Addon::CreateOptimizer),
+                           InstanceMethod("checkFinite", &Addon::CheckFinite),
                            InstanceMethod("benchmarkCopy", &Addon::BenchmarkCopy),
                            InstanceMethod("benchmarkTraceStep", &Addon::BenchmarkTraceStep),
                        });
@@ -97,6 +99,23 @@ Napi::Value Addon::CreateSession(const Napi::CallbackInfo& info) {
     }
     pending_session.reset();
     return obj;
+  });
+}
+
+Napi::Value Addon::CheckFinite(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    const Napi::Value v = info[0];
+    const bool f32 = v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array;
+    const bool f64 = v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array;
+    if (!f32 && !f64)
+      throw Napi::TypeError::New(env, "data must be a Float32Array or Float64Array (got " + Describe(v) + ")");
+    const size_t n = v.As<Napi::TypedArray>().ElementLength();
+    // The scan makes no call into JS: the pointer is used and dropped within this call.
+    const void* data = CheckArray(env, v, "data", f64 ? bt::DType::F64 : bt::DType::F32, n);
+    const int64_t bad = f64 ? bt::first_non_finite(static_cast<const double*>(data), static_cast<int64_t>(n))
+                            : bt::first_non_finite(static_cast<const float*>(data), static_cast<int64_t>(n));
+    return Napi::Number::New(env, static_cast<double>(bad));
   });
 }
 
