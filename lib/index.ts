@@ -44,7 +44,8 @@ export {
 } from './runtime/errors';
 export { info, type BraintraceInfo } from './runtime/info';
 export { compile, type AlgorithmClass } from './compile';
-export { Learner, type CompileOptions, type GradOptions, type GradResult } from './algorithms/learner';
+export { Learner, type CompileOptions, type GradOptions, type GradResult, type RunOptions } from './algorithms/learner';
+export { type CallOptions, type CallProgress, type NonFinitePolicy } from './runtime/control';
 export { BPTT } from './algorithms/bptt';
 export {
   BUILTIN_LOSSES,

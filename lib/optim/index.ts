@@ -12,6 +12,7 @@ export {
   type OptimizerKind,
   type OptimizerState,
   type StepResult,
+  type StepOptions,
   type LearningRate,
   type CommonOptions,
   type SGDOptions,
