@@ -126,6 +126,17 @@ int64_t Numel(const std::vector<int64_t>& shape) {
   return n;
 }
 
+namespace {
+// Whether the buffer behind a typed array is detached (no JS runs).
+bool IsDetached(napi_env env, napi_value typed_array) {
+  napi_value ab = nullptr;
+  bool detached = false;
+  if (napi_get_typedarray_info(env, typed_array, nullptr, nullptr, nullptr, &ab, nullptr) != napi_ok) return false;
+  if (napi_is_detached_arraybuffer(env, ab, &detached) != napi_ok) return false;
+  return detached;
+}
+}  // namespace
+
 napi_typedarray_type TypedArrayTypeOf(bt::DType dtype) {
   return dtype == bt::DType::F64 ? napi_float64_array : napi_float32_array;
 }
@@ -136,6 +147,10 @@ size_t CheckTypedArray(Napi::Env env, const Napi::Value& v, const std::string& n
   const std::string expected = length == PinnedArrays::kAnyLength ? std::string(want) : Expected(want, length);
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) {
     throw ArgTypeError(env, name + " must be " + Article(want) + expected + " (got " + Describe(v) + ")");
+  }
+  if (IsDetached(env, v)) {
+    throw ArgTypeError(env, name + " must be " + Article(want) + expected +
+                                " (got a typed array whose buffer is detached)");
   }
   const size_t n = v.As<Napi::TypedArray>().ElementLength();
   if (length != PinnedArrays::kAnyLength && n != length) {
