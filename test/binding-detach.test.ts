@@ -280,6 +280,33 @@ describe('evaluate', () => {
     expect(baseline()).toEqual(before);
   });
 
+  test('an accessor that grows a list while it is read: the length checked is the length used', () => {
+    const params = l.params.slice();
+    const first = params[0];
+    Object.defineProperty(params, 0, {
+      get() {
+        for (let k = 0; k < 1000; k++) params.push(first);
+        return first;
+      },
+    });
+    expect(copies(l.session.evaluate({ inputs: one(), params }).outputs)).toEqual(before);
+    const jac = [{ kind: 'hid2hid' as const, members: [], positions: 1 }];
+    const list = jac.slice();
+    Object.defineProperty(list, 0, {
+      get() {
+        for (let k = 0; k < 1000; k++) list.push(jac[0]);
+        return { kind: 'hid2hid', members: [{ leafNode: 0, newNode: 0, width: 1 }], positions: 1 };
+      },
+    });
+    // Whatever the core says about this request, it is a coded error or a result, never a write past the list.
+    try {
+      l.session.evaluate({ inputs: one(), jacobians: list });
+    } catch (e) {
+      expect(typeof (e as { code?: unknown }).code).toBe('string');
+    }
+    expect(baseline()).toEqual(before);
+  });
+
   test('a getter that disposes the session: ERR_BRAINTRACE_DISPOSED, no crash', () => {
     const m = setup(13);
     const args = withGetter({ inputs: inputsFor(m, 1, 14) }, 'params', () => m.session.dispose());

@@ -30,6 +30,8 @@
 //      worker); then the core runs, PinnedArrays::Unpin() drops the pointers,
 //      and only then are results built (building them may run JS setters; the
 //      inputs are not touched any more).
+// Loops over a JS Array read its length once, when it is checked: a getter that
+// grows the Array while it is read is not seen (no write past the parsed list).
 // A buffer detached or shrunk during phase 1 is a TypeError / RangeError with
 // code ERR_BRAINTRACE_INVALID_ARGUMENT ("inputs[0] must be a Float32Array of
 // length 6 (got a typed array whose buffer was detached during the call)").

@@ -388,7 +388,7 @@ bool OptionalNodeIds(Napi::Env env, const Napi::Value& v, const std::string& nam
   if (v.IsEmpty() || v.IsUndefined() || v.IsNull()) return false;
   Napi::Array a = CheckList(env, v, name, "node ids");
   out->reserve(a.Length());
-  for (uint32_t i = 0; i < a.Length(); ++i) {
+  for (uint32_t i = 0, i_end = a.Length(); i < i_end; ++i) {
     out->push_back(CheckNodeId(env, a.Get(i), name + "[" + std::to_string(i) + "]"));
   }
   return true;
@@ -400,7 +400,7 @@ std::vector<bt::GroupMember> ParseMembers(Napi::Env env, Napi::Value v, const st
     throw ArgRangeError(env, what + " must be a non-empty Array of group members (got an empty Array)");
   }
   std::vector<bt::GroupMember> out(members.Length());
-  for (uint32_t m = 0; m < members.Length(); ++m) {
+  for (uint32_t m = 0, m_end = members.Length(); m < m_end; ++m) {
     const std::string mn = what + "[" + std::to_string(m) + "]";
     Napi::Object mo = CheckObject(env, members.Get(m), mn, "a group member { leafNode, newNode, width }");
     out[m].leaf_node = CheckNodeId(env, mo.Get("leafNode"), mn + ".leafNode");
@@ -418,7 +418,7 @@ bool OptionalJacobians(Napi::Env env, const Napi::Value& v, const std::string& n
   if (v.IsEmpty() || v.IsUndefined() || v.IsNull()) return false;
   Napi::Array list = CheckList(env, v, name, "Jacobian requests");
   out->resize(list.Length());
-  for (uint32_t i = 0; i < list.Length(); ++i) {
+  for (uint32_t i = 0, i_end = list.Length(); i < i_end; ++i) {
     const std::string rn = name + "[" + std::to_string(i) + "]";
     Napi::Object o = CheckObject(env, list.Get(i), rn,
                                  "a Jacobian request { kind, members, yNode?, blocked?, probePositions?, positions }");
@@ -481,7 +481,7 @@ double OptionalNumber(Napi::Env env, const Napi::Value& v, const std::string& na
 std::vector<int32_t> SlotList(Napi::Env env, const Napi::Value& v, const std::string& name, const char* what) {
   Napi::Array a = CheckList(env, v, name, what);
   std::vector<int32_t> out(a.Length());
-  for (uint32_t i = 0; i < a.Length(); ++i) {
+  for (uint32_t i = 0, i_end = a.Length(); i < i_end; ++i) {
     out[i] = static_cast<int32_t>(CheckInteger(env, a.Get(i), name + "[" + std::to_string(i) + "]",
                                                "an integer >= 0", 0, double(std::numeric_limits<int32_t>::max())));
   }
@@ -515,7 +515,7 @@ void ParseOnlineConfig(Napi::Env env, const Napi::Value& v, bt::OnlineConfig* ou
 
   Napi::Array groups = CheckList(env, o.Get("groups"), "config.groups", "groups { members, positions, ... }");
   out->groups.resize(groups.Length());
-  for (uint32_t g = 0; g < groups.Length(); ++g) {
+  for (uint32_t g = 0, g_end = groups.Length(); g < g_end; ++g) {
     const std::string gn = "config.groups[" + std::to_string(g) + "]";
     Napi::Object go = CheckObject(env, groups.Get(g), gn, "a group { members, positions, zeroRecurrence, probePositions }");
     bt::OnlineGroup& og = out->groups[g];
@@ -527,7 +527,7 @@ void ParseOnlineConfig(Napi::Env env, const Napi::Value& v, bt::OnlineConfig* ou
 
   Napi::Array rels = CheckList(env, o.Get("relations"), "config.relations", "relations");
   out->relations.resize(rels.Length());
-  for (uint32_t r = 0; r < rels.Length(); ++r) {
+  for (uint32_t r = 0, r_end = rels.Length(); r < r_end; ++r) {
     const std::string rn = "config.relations[" + std::to_string(r) + "]";
     Napi::Object ro = CheckObject(env, rels.Get(r), rn,
                                   "a relation { kind, xNode?, yNode, weightSlot, biasSlot?, weightNode?, biasNode?, groups, tailProbe }");
@@ -566,7 +566,7 @@ void ParseOnlineConfig(Napi::Env env, const Napi::Value& v, bt::OnlineConfig* ou
     rel.tail_probe.clear();
     if (!tp.IsUndefined() && !tp.IsNull()) {
       Napi::Array ta = CheckList(env, tp, rn + ".tailProbe", "booleans");
-      for (uint32_t i = 0; i < ta.Length(); ++i) {
+      for (uint32_t i = 0, i_end = ta.Length(); i < i_end; ++i) {
         rel.tail_probe.push_back(OptionalBool(env, ta.Get(i), rn + ".tailProbe[" + std::to_string(i) + "]", false) ? 1 : 0);
       }
     }

@@ -57,7 +57,7 @@ bt::OptimHyper ParseHyper(Napi::Env env, const Napi::Value& v) {
     bool* dst;
   } bools[] = {{"nesterov", &h.nesterov}, {"centered", &h.centered}};
   Napi::Array keys = o.GetPropertyNames();
-  for (uint32_t i = 0; i < keys.Length(); ++i) {
+  for (uint32_t i = 0, i_end = keys.Length(); i < i_end; ++i) {
     const std::string key = keys.Get(i).ToString().Utf8Value();
     bool known = false;
     for (const auto& f : nums) known = known || key == f.name;

@@ -484,7 +484,7 @@ Napi::Value SessionWrap::Evaluate(const Napi::CallbackInfo& info) {
       Napi::Array a;
       if (!OptionalArray(env, o.Get(key), key, static_cast<size_t>(count), &a)) return false;
       out->assign(static_cast<size_t>(count), nullptr);
-      for (uint32_t i = 0; i < a.Length(); ++i) {
+      for (uint32_t i = 0, i_end = a.Length(); i < i_end; ++i) {
         Napi::Value v = a.Get(i);
         if (v.IsUndefined() || v.IsNull()) continue;
         pins.Add(v, std::string(key) + "[" + std::to_string(i) + "]", dtype_, len(static_cast<int>(i)), &(*out)[i]);
