@@ -126,10 +126,11 @@ class PinnedArrays {
 
   // A Float32Array (F32) / Float64Array (F64) of `length` elements (or kAnyLength);
   // its data pointer goes to *dst at Pin(). Returns the element count.
-  size_t Add(const Napi::Value& v, const std::string& name, bt::DType dtype, size_t length, const void** dst);
+  size_t Add(const Napi::Value& v, std::string name, bt::DType dtype, size_t length, const void** dst);
   // The same for any element type ("an Int32Array", "a Float64Array", ...).
-  size_t Add(const Napi::Value& v, const std::string& name, napi_typedarray_type type, size_t length,
-             const void** dst);
+  size_t Add(const Napi::Value& v, std::string name, napi_typedarray_type type, size_t length, const void** dst);
+  // Room for n more arrays (avoids re-allocation in loops).
+  void Reserve(size_t n) { entries_.reserve(entries_.size() + n); }
 
   // Phase 2 (no JS call-out): re-checks each array and writes its pointer; with
   // `owned`, copies each into (*owned)[k] (resized to size()) and points at the copy.

@@ -143,31 +143,33 @@ napi_typedarray_type TypedArrayTypeOf(bt::DType dtype) {
 
 size_t CheckTypedArray(Napi::Env env, const Napi::Value& v, const std::string& name, napi_typedarray_type type,
                        size_t length) {
-  const char* want = TypedArrayTypeName(type);
-  const std::string expected = length == PinnedArrays::kAnyLength ? std::string(want) : Expected(want, length);
+  // The messages are built only on failure (this runs for every array of every call).
+  auto expected = [&] {
+    const char* want = TypedArrayTypeName(type);
+    return Article(want) + (length == PinnedArrays::kAnyLength ? std::string(want) : Expected(want, length));
+  };
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) {
-    throw ArgTypeError(env, name + " must be " + Article(want) + expected + " (got " + Describe(v) + ")");
-  }
-  if (IsDetached(env, v)) {
-    throw ArgTypeError(env, name + " must be " + Article(want) + expected +
-                                " (got a typed array whose buffer is detached)");
+    throw ArgTypeError(env, name + " must be " + expected() + " (got " + Describe(v) + ")");
   }
   const size_t n = v.As<Napi::TypedArray>().ElementLength();
+  // A detached buffer has length 0; only then is it worth asking.
+  if (n == 0 && IsDetached(env, v)) {
+    throw ArgTypeError(env, name + " must be " + expected() + " (got a typed array whose buffer is detached)");
+  }
   if (length != PinnedArrays::kAnyLength && n != length) {
-    throw ArgRangeError(env, name + " must be " + Article(want) + expected + " (got " + Describe(v) + ")");
+    throw ArgRangeError(env, name + " must be " + expected() + " (got " + Describe(v) + ")");
   }
   return n;
 }
 
-size_t PinnedArrays::Add(const Napi::Value& v, const std::string& name, bt::DType dtype, size_t length,
-                         const void** dst) {
-  return Add(v, name, TypedArrayTypeOf(dtype), length, dst);
+size_t PinnedArrays::Add(const Napi::Value& v, std::string name, bt::DType dtype, size_t length, const void** dst) {
+  return Add(v, std::move(name), TypedArrayTypeOf(dtype), length, dst);
 }
 
-size_t PinnedArrays::Add(const Napi::Value& v, const std::string& name, napi_typedarray_type type, size_t length,
+size_t PinnedArrays::Add(const Napi::Value& v, std::string name, napi_typedarray_type type, size_t length,
                          const void** dst) {
   const size_t n = CheckTypedArray(env_, v, name, type, length);
-  entries_.push_back(Entry{static_cast<napi_value>(v), name, type, n, dst});
+  entries_.push_back(Entry{static_cast<napi_value>(v), std::move(name), type, n, dst});
   return n;
 }
 
@@ -178,33 +180,38 @@ void PinnedArrays::Pin(std::vector<std::vector<unsigned char>>* owned) {
   std::vector<const void*> data(entries_.size(), nullptr);
   for (size_t k = 0; k < entries_.size(); ++k) {
     const Entry& e = entries_[k];
-    const char* want = TypedArrayTypeName(e.type);
-    const std::string expected = Article(want) + Expected(want, e.length);
+    auto expected = [&] {
+      const char* want = TypedArrayTypeName(e.type);
+      return Article(want) + Expected(want, e.length);
+    };
     napi_typedarray_type type = napi_int8_array;
     size_t length = 0, offset = 0;
     void* ptr = nullptr;
     napi_value ab = nullptr;
     if (napi_get_typedarray_info(env, e.value, &type, &length, &ptr, &ab, &offset) != napi_ok || type != e.type) {
-      throw ArgTypeError(env_, e.name + " must be " + expected + " (got a value that is no longer that typed array)");
+      throw ArgTypeError(env_, e.name + " must be " + expected() + " (got a value that is no longer that typed array)");
     }
-    bool detached = false;
-    if (napi_is_detached_arraybuffer(env, ab, &detached) != napi_ok) detached = false;
-    if (detached || (ptr == nullptr && e.length != 0)) {
-      throw ArgTypeError(env_, e.name + " must be " + expected +
-                                   " (got a typed array whose buffer was detached during the call)");
-    }
-    if (length != e.length) {
-      throw ArgRangeError(env_, e.name + " must be " + expected + " (got a typed array of length " +
+    if (length != e.length || (ptr == nullptr && length != 0)) {
+      bool detached = false;
+      if (napi_is_detached_arraybuffer(env, ab, &detached) != napi_ok) detached = false;
+      if (detached || ptr == nullptr) {
+        throw ArgTypeError(env_, e.name + " must be " + expected() +
+                                     " (got a typed array whose buffer was detached during the call)");
+      }
+      throw ArgRangeError(env_, e.name + " must be " + expected() + " (got a typed array of length " +
                                     std::to_string(length) + ": its buffer was resized during the call)");
     }
-    void* ab_data = nullptr;
-    size_t ab_bytes = 0;
     const size_t bytes = length * ElementSizeOf(e.type);
-    if (napi_get_arraybuffer_info(env, ab, &ab_data, &ab_bytes) != napi_ok || offset > ab_bytes ||
-        ab_bytes - offset < bytes) {
-      throw ArgRangeError(env_, e.name + " must be " + expected + " (got a typed array whose buffer holds " +
-                                    std::to_string(ab_bytes) + " bytes from offset " + std::to_string(offset) +
-                                    ", fewer than its " + std::to_string(bytes) + ": resized during the call)");
+    if (bytes != 0) {
+      // Defensive: V8 keeps a view inside its buffer, but the pointer is only taken if it is.
+      void* ab_data = nullptr;
+      size_t ab_bytes = 0;
+      if (napi_get_arraybuffer_info(env, ab, &ab_data, &ab_bytes) != napi_ok || offset > ab_bytes ||
+          ab_bytes - offset < bytes) {
+        throw ArgRangeError(env_, e.name + " must be " + expected() + " (got a typed array whose buffer holds " +
+                                      std::to_string(ab_bytes) + " bytes from offset " + std::to_string(offset) +
+                                      ", fewer than its " + std::to_string(bytes) + ": resized during the call)");
+      }
     }
     data[k] = (length == 0 || ptr == nullptr) ? static_cast<const void*>(g_empty_data) : ptr;
   }

@@ -201,6 +201,7 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
       Napi::Array ga = CheckArrayOf(env, info[1], "grads", n);
       // Phase 1: every element read (a.Get may run getters); pointers only at Pin().
       PinnedArrays pins(env);
+      pins.Reserve(2 * n);
       std::vector<const void*> params(n, nullptr);
       std::vector<const void*> grads(n, nullptr);
       std::vector<int64_t> sizes(n);
