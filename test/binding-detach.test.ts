@@ -13,6 +13,9 @@
  * without property reads (setParam, setState, setTrace, createSession) reject arrays
  * that were detached or shrunk before the call.
  *
+ * Last, every argument error of the binding (convert.cc, session.cc, optim.cc, addon.cc)
+ * keeps its class (TypeError / RangeError) and carries code ERR_BRAINTRACE_INVALID_ARGUMENT.
+ *
  * The file name matches test/*detach*.test.ts, which `npm run test:asan` also runs.
  */
 import * as bt from '../lib/index';
@@ -20,7 +23,7 @@ import type { Tensor } from '../lib/dsl/tensor';
 import type { Graph } from '../lib/graph/ir';
 import { encodePlan } from '../lib/compiler/plan';
 import { analyseEtraceGraph } from '../lib/compiler/etrace';
-import { loadBinding } from '../lib/runtime/native';
+import { loadBinding, wrapNativeError } from '../lib/runtime/native';
 import type { NativeBinding, NativeOnlineConfig, NativeSession } from '../types/binding';
 import { prng } from './helpers/native';
 
@@ -594,6 +597,46 @@ describe('entry points without typed arrays', () => {
     const hyper = withGetter({ momentum: 0.5 }, 'momentum', () => undefined, 0.5);
     const o = binding.createOptimizer('sgd', hyper, 'float64');
     expect(o.stateNames).toEqual(['momentum']);
+    o.dispose();
+  });
+});
+
+// ---- every argument error of the binding is coded (issue 8, item 7) ---------------------------
+
+describe('argument errors of the binding', () => {
+  test('keep their class and carry code ERR_BRAINTRACE_INVALID_ARGUMENT (convert, session, optim, addon)', () => {
+    const l = setup(51);
+    const o = binding.createOptimizer('sgd', {}, 'float64');
+    const cases: [string, () => unknown, 'TypeError' | 'RangeError', RegExp][] = [
+      ['wrong dtype', () => l.session.evaluate({ inputs: [new Float32Array(6), new Float32Array(6)] } as never), 'TypeError', /^inputs\[0\] must be a Float64Array of length 6 \(got Float32Array of length 6\)$/],
+      ['wrong length', () => l.session.setParam(0, new Float64Array(1)), 'RangeError', /^data must be a Float64Array of length \d+ \(got Float64Array of length 1\)$/],
+      ['bad slot', () => l.session.getParam(99), 'RangeError', /^slot must be an integer in \[0, \d+\) \(got number 99\)$/],
+      ['bad steps', () => l.session.runSequence({ steps: 0, inputs: [] }), 'RangeError', /^steps must be an integer >= 1/],
+      ['bad node id', () => l.session.evaluate({ inputs: inputsFor(l, 1, 52), fetchValues: [-1] }), 'RangeError', /^fetchValues\[0\] must be an integer node id \(got -1\)$/],
+      ['bad config', () => l.session.configureOnline({ ...l.config, algorithm: 'x' as 'd_rtrl' }), 'TypeError', /^config\.algorithm must be/],
+      ['bad hyper', () => binding.createOptimizer('sgd', { momentum: 'a' as unknown as number }), 'TypeError', /^hyper\.momentum must be a number/],
+      ['bad lr', () => o.step([], [], -1), 'RangeError', /^lr must be a finite number >= 0 \(got number -1\)$/],
+      ['bad plan type', () => binding.createSession([] as unknown as Int32Array, new Float64Array(0)), 'TypeError', /^code must be an Int32Array \(got Array of length 0\)$/],
+      ['bad preference', () => binding.info('gpu'), 'RangeError', /^preference \(or BRAINTRACE_DEVICE\) must be/],
+      ['bad benchmark size', () => binding.benchmarkCopy(0, 1), 'RangeError', /^bytes must be an integer in \[1, /],
+      ['bad benchmark opts', () => binding.benchmarkTraceStep(null as never), 'TypeError', /^opts must be an object/],
+    ];
+    for (const [what, fn, name, message] of cases) {
+      let err: unknown;
+      try {
+        fn();
+      } catch (e) {
+        err = e;
+      }
+      expect({ what, name: (err as Error | undefined)?.name, code: (err as { code?: string } | undefined)?.code }).toEqual({
+        what,
+        name,
+        code: CODE,
+      });
+      expect((err as Error).message).toMatch(message);
+      // wrapNativeError keeps the class (and the error itself).
+      expect(wrapNativeError(err)).toBe(err);
+    }
     o.dispose();
   });
 });
