@@ -253,6 +253,21 @@ describe('evaluate', () => {
     expect(baseline()).toEqual(before);
   });
 
+  test('a Proxy trap on the args object detaches inputs[0]', () => {
+    const inputs = one();
+    const args = new Proxy(
+      { inputs, params: l.params.slice() },
+      {
+        get(target, key, receiver) {
+          if (key === 'outputCotangents') detach(inputs[0]);
+          return Reflect.get(target, key, receiver);
+        },
+      },
+    );
+    expectArgError(() => l.session.evaluate(args), 'TypeError', detachedMsg('inputs[0]', 'Float64Array', len0));
+    expect(baseline()).toEqual(before);
+  });
+
   test('an index accessor of the inputs array detaches inputs[0]', () => {
     const inputs = one();
     const list = arrayWithGetter(inputs, 1, () => detach(inputs[0]));
@@ -443,6 +458,13 @@ describe('runOnline and configureOnline', () => {
     await expect(l.session.runOnlineAsync(args)).rejects.toMatchObject({ name: 'TypeError', code: CODE });
     const r = await l.session.runOnlineAsync({ steps: T, inputs: seq() });
     expect({ outputs: copies(r.outputs), losses: Array.from(r.losses), grads: copies(r.paramGrads ?? []) }).toEqual(before);
+  });
+
+  test('runOnlineAsync: a getter that disposes the session rejects with ERR_BRAINTRACE_DISPOSED', async () => {
+    const m = setup(34);
+    configure(m);
+    const args = withGetter({ steps: T, inputs: inputsFor(m, T, 35) }, 'computeGrads', () => m.session.dispose(), true);
+    await expect(m.session.runOnlineAsync(args)).rejects.toMatchObject({ code: 'ERR_BRAINTRACE_DISPOSED' });
   });
 
   test('configureOnline: a getter that starts runOnlineAsync gives BUSY; one that disposes gives DISPOSED', async () => {
