@@ -301,6 +301,13 @@ describe('crafted files: limits, forbidden keys and sizes on load', () => {
     expect(corrupt(craft(header, payload, { P: 2n ** 60n })).message).toMatch(/bad section lengths/);
   });
 
+  test("an array type naming an Object.prototype member ('__proto__', 'toString') is corrupt (found by the fuzzer)", () => {
+    for (const dtype of ['__proto__', 'toString', 'constructor', 'hasOwnProperty']) {
+      const e = corrupt(withMetaText(`{"x": {"$array": {"dtype": "${dtype}", "offset": 0, "length": 1}}}`));
+      expect(e.message).toMatch(/unknown array type/);
+    }
+  });
+
   test('bad tags and bigints are corrupt', () => {
     corrupt(withMetaText('{"$bigint": "12x"}'));
     corrupt(withMetaText(`{"$bigint": "${'9'.repeat(5000)}"}`));

@@ -567,8 +567,11 @@ class PayloadReader {
     private readonly file: string,
   ) {}
   read(kind: ArrayKind, offset: unknown, length: unknown, what: string): AnyTyped {
+    // Own keys only: 'toString' or '__proto__' must not find Object.prototype's members.
+    if (typeof kind !== 'string' || !Object.hasOwn(KINDS, kind)) {
+      throw corrupt(this.file, `${what}: unknown array type ${JSON.stringify(kind)}`);
+    }
     const k = KINDS[kind];
-    if (k === undefined) throw corrupt(this.file, `${what}: unknown array type ${JSON.stringify(kind)}`);
     const width = k.ctor.BYTES_PER_ELEMENT;
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || (offset as number) < 0 || (length as number) < 0) {
       throw corrupt(this.file, `${what}: bad array offset/length ${String(offset)}/${String(length)}`);
