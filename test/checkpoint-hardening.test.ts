@@ -459,6 +459,7 @@ describe('unknown option keys are rejected', () => {
       ['saveCheckpoint: options.metadata', () => learner.save(f, { metadata: 1 } as never)],
       ['load: options.optimzer', () => learner.load(f, { optimzer: 1 } as never)],
       ['readCheckpoint: options.verify', () => bt.load(f, { verify: true } as never)],
+      ['captureCheckpoint: options.optimiser', () => captureCheckpoint(learner, { optimiser: 1 } as never)],
     ];
     for (const [argument, call] of cases) {
       let err: unknown;

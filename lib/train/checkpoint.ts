@@ -245,6 +245,7 @@ function algorithmOf(learner: Learner): { algorithm: CheckpointAlgorithm; decay:
  * the optimizer's state), taken synchronously. Arrays are copies.
  */
 export function captureCheckpoint(learner: Learner, options: SaveCheckpointOptions = {}): Checkpoint {
+  checkOptionKeys('captureCheckpoint: options', options, SAVE_KEYS);
   const algo = algorithmOf(learner);
   const params = learner.params();
   const states = learner.states();
