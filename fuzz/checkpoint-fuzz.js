@@ -16,7 +16,8 @@
 // fuzzer exits with status 1 (default --out: fuzz/checkpoint-failures/, git-ignored).
 //
 // Run: npm run fuzz:checkpoint -- --minutes N      (default: about one minute)
-// Options: --minutes N | --seconds N, --seed S, --hang-ms MS, --out DIR, --corpus DIR
+// Options: --minutes N | --seconds N, --seed S (printed at the start; the same seed replays the
+// same inputs), --hang-ms MS, --out DIR, --corpus DIR
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -302,7 +303,7 @@ function fuzzWorker() {
       } else if (m === 2) {
         b = b.subarray(0, int(b.length + 1));
       } else if (m === 3) {
-        b = Buffer.concat([b, crypto.randomBytes(int(64))]);
+        b = Buffer.concat([b, Buffer.from(Array.from({ length: int(64) }, () => int(256)))]); // from the seeded PRNG: a run is reproducible
       } else if (m === 4) {
         const other = pick(seeds).bytes;
         const from = int(other.length);
