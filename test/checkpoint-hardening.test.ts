@@ -175,8 +175,13 @@ describe('meta and optimizer state limits on save', () => {
   test('more than maxEntries keys and elements, or more than maxValueBytes of JSON, are refused', () => {
     const many = new Array(CHECKPOINT_LIMITS.maxEntries + 1).fill(0);
     const e = thrown(() => encodeCheckpoint(captureCheckpoint(learner, { meta: { many } })), bt.ArgumentError);
-    expect(e.message).toMatch(/1000002 keys and array elements; the limit is 1000000/);
+    expect(e.message).toMatch(/has at least 1000002 keys and array elements; the limit is 1000000/);
     expect(e.actual).toBe(CHECKPOINT_LIMITS.maxEntries + 2);
+    // A sparse array of 2^32 - 1 holes is refused at once, without walking its holes.
+    const t0 = Date.now();
+    const sparse = thrown(() => encodeCheckpoint(captureCheckpoint(learner, { meta: new Array(2 ** 32 - 1) })), bt.ArgumentError);
+    expect(sparse.actual).toBe(2 ** 32 - 1);
+    expect(Date.now() - t0).toBeLessThan(2000);
     const big = 'x'.repeat(CHECKPOINT_LIMITS.maxValueBytes);
     const s = thrown(() => encodeCheckpoint(captureCheckpoint(learner, { meta: big })), bt.ArgumentError);
     expect(s.message).toMatch(/encodes to 16777218 bytes of JSON; the limit is 16777216/);

@@ -382,12 +382,19 @@ function checkValueLimits(v: unknown, where: string, argument: string): void {
     if (depth > maxDepth) maxDepth = depth;
     onPath.add(x);
     stack.push({ exit: x });
+    // Counted before the children are pushed: a sparse `new Array(1e9)` must not fill the stack.
+    const n = Array.isArray(x) ? x.length : Object.keys(x).length;
+    entries += n;
+    if (entries > L.maxEntries) {
+      throw new ArgumentError(
+        `saveCheckpoint: ${where} has at least ${entries} keys and array elements; the limit is ${L.maxEntries} (store long numeric arrays as typed arrays)`,
+        { argument, expected: `<= ${L.maxEntries} entries`, actual: entries },
+      );
+    }
     if (Array.isArray(x)) {
-      entries += x.length;
       for (let i = x.length - 1; i >= 0; i--) stack.push({ v: x[i], depth, parent: f, key: i });
     } else {
       const keys = Object.keys(x);
-      entries += keys.length;
       for (let i = keys.length - 1; i >= 0; i--) {
         const k = keys[i];
         if (FORBIDDEN_KEYS.has(k)) {
@@ -406,12 +413,6 @@ function checkValueLimits(v: unknown, where: string, argument: string): void {
       expected: `nesting depth <= ${L.maxDepth}`,
       actual: maxDepth,
     });
-  }
-  if (entries > L.maxEntries) {
-    throw new ArgumentError(
-      `saveCheckpoint: ${where} has ${entries} keys and array elements; the limit is ${L.maxEntries} (store long numeric arrays as typed arrays)`,
-      { argument, expected: `<= ${L.maxEntries} entries`, actual: entries },
-    );
   }
 }
 
