@@ -579,3 +579,63 @@ describe('temporary files of crashed saves', () => {
     expect(fs.readFileSync(target, 'utf8')).toBe('abc');
   });
 });
+
+// ------------------------------------------------------------------ compatibility
+
+describe('version 1 files of the code before issue 8', () => {
+  // fuzz/corpus/checkpoint/drtrl64-v1-fa2b2ca.btck was written by commit fa2b2ca (before the
+  // hardening): a D_RTRL DiagRNN(3), batch 2, seed 1, after one SGD-momentum update on a fixed
+  // sequence (the learner and data below), with this meta.
+  const fixture = path.join(__dirname, '..', 'fuzz', 'corpus', 'checkpoint', 'drtrl64-v1-fa2b2ca.btck');
+  const meta = { writtenBy: 'fa2b2ca', $dollar: 1, n: [NaN, -0], big: 7n, f: new Float32Array([0.5]) };
+
+  class Diag3 extends bt.Module {
+    w = new bt.ParamState(bt.init.xavierNormal(), [2, 3]);
+    b = new bt.ParamState(bt.init.normal({ std: 0.2 }), [3]);
+    wd = new bt.ParamState(bt.init.uniform({ low: -0.9, high: 0.9 }), [3]);
+    ro = new bt.ParamState(bt.init.xavierNormal(), [3, 1]);
+    h = new bt.HiddenState([3]);
+    update(x: Tensor): Tensor {
+      const h = this.h.value;
+      this.h.value = bt.tanh(bt.add(bt.matmul(x, this.w, this.b), bt.elementWise(this.wd, (y) => bt.mul(y, h))));
+      return bt.matmul(this.h.value, this.ro.value);
+    }
+  }
+
+  test('it reads, restores, and the same state saved now gives the same bytes', async () => {
+    const ck = loadCheckpoint(fixture);
+    expect(ck.formatVersion).toBe(1);
+    expect(ck.meta).toEqual(meta);
+    expect(Array.from(ck.params.w.data)).toEqual([
+      -0.4818787164716536, -1.231117995043835, -0.8133790262171363, 0.2829738846980505, -0.7963853991646813, -0.26981602702274105,
+    ]);
+    const l = bt.compile(new Diag3(), bt.D_RTRL, { inputShape: [2], batchSize: 2, dtype: 'float64', seed: 1 });
+    const opt = new bt.optim.SGD({ lr: 0.05, momentum: 0.9 });
+    const xs: bt.HostTensor = { data: new Float64Array(8).map((_, i) => Math.sin(i + 1)), shape: [2, 2, 2], dtype: 'float64' };
+    const ys: bt.HostTensor = { data: new Float64Array(4).map((_, i) => Math.cos(i)), shape: [2, 2, 1], dtype: 'float64' };
+    await bt.fit(l, [{ xs, ys }], { optimizer: opt, updateEvery: 'sequence' });
+    const f = path.join(dir, 'now-v1.btck');
+    await l.save(f, { optimizer: opt, meta });
+    expect(fs.readFileSync(f).equals(fs.readFileSync(fixture))).toBe(true);
+    const fresh = bt.compile(new Diag3(), bt.D_RTRL, { inputShape: [2], batchSize: 2, dtype: 'float64', seed: 9 });
+    const opt2 = new bt.optim.SGD({ lr: 0.05, momentum: 0.9 });
+    await fresh.load(fixture, { optimizer: opt2 });
+    expect(fresh.params()).toEqual(l.params());
+    expect(opt2.stepCount).toBe(1);
+    l.dispose();
+    fresh.dispose();
+    opt.dispose();
+    opt2.dispose();
+  });
+
+  test('every seed of the fuzz corpus decodes (keyed ones with the fuzz key)', () => {
+    const corpus = path.join(__dirname, '..', 'fuzz', 'corpus', 'checkpoint');
+    const key = Buffer.from('braintrace-fuzz-key-0123456789ab', 'utf8');
+    const files = fs.readdirSync(corpus).filter((n) => n.endsWith('.btck'));
+    expect(files.length).toBeGreaterThanOrEqual(10);
+    for (const n of files) {
+      const ck = loadCheckpoint(path.join(corpus, n), n.includes('-keyed') ? { key } : {});
+      expect([n, ck.formatVersion]).toEqual([n, n.includes('-keyed') ? 2 : 1]);
+    }
+  });
+});
