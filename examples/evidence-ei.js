@@ -34,7 +34,7 @@ const { makeAdam } = require('./lib/adam');
 const { trainMasked, heldOutAccuracy, windowDecisionAccuracy } = require('./lib/train');
 const { parseArgs, checkTarget } = require('./lib/cli');
 
-const args = parseArgs();
+const args = parseArgs(undefined, { online: true });
 const ONLINE = args.online;
 const ALGO = ONLINE ? bt.D_RTRL : bt.BPTT;
 const ALGO_NAME = ONLINE ? 'D_RTRL' : 'BPTT';

@@ -104,6 +104,7 @@ export {
   readCheckpoint,
   restoreCheckpoint,
   CheckpointError,
+  CHECKPOINT_LIMITS,
   type FitBatch,
   type FitData,
   type FitOptions,
@@ -116,5 +117,8 @@ export {
   type CheckpointErrorReason,
   type SaveCheckpointOptions,
   type RestoreCheckpointOptions,
+  type ReadCheckpointOptions,
+  type LoadCheckpointOptions,
+  type CheckpointKey,
 } from './train/index';
 export { load } from './train/load';

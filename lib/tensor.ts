@@ -67,9 +67,49 @@ export function numel(shape: readonly number[]): number {
   return n;
 }
 
-/** Allocates a zero-filled typed array of `n` elements of `dtype`. */
+/** Most elements one host tensor may hold (V8's typed-array length limit is 2^32). */
+export const MAX_TENSOR_ELEMENTS = 2 ** 32 - 1;
+
+/**
+ * Checks that a tensor of `shape` can exist before anything is allocated.
+ * @throws ShapeError naming `what`, the shape and its element count when it exceeds
+ *   {@link MAX_TENSOR_ELEMENTS}.
+ */
+export function checkAllocatable(shape: readonly number[], what: string): number {
+  const n = numel(shape);
+  if (!(n <= MAX_TENSOR_ELEMENTS)) {
+    throw new ShapeError(
+      `${what}: shape ${fmtShape(shape)} has ${n} elements; expected at most ${MAX_TENSOR_ELEMENTS} (2^32 - 1) per tensor`,
+      { argument: what, expected: `at most ${MAX_TENSOR_ELEMENTS} elements`, actual: `${n} elements, shape ${fmtShape(shape)}` },
+    );
+  }
+  return n;
+}
+
+/**
+ * Allocates a zero-filled typed array of `n` elements of `dtype`.
+ * @throws ShapeError for more than {@link MAX_TENSOR_ELEMENTS} elements, ArgumentError when
+ *   the memory cannot be allocated (instead of V8's bare RangeError).
+ */
 export function allocData(n: number, dtype: DType): HostData {
-  return dtype === 'float64' ? new Float64Array(n) : new Float32Array(n);
+  if (!Number.isSafeInteger(n) || n < 0 || n > MAX_TENSOR_ELEMENTS) {
+    throw new ShapeError(`allocData: ${n} elements; expected an integer in [0, ${MAX_TENSOR_ELEMENTS}]`, {
+      argument: 'allocData',
+      expected: `at most ${MAX_TENSOR_ELEMENTS} elements`,
+      actual: String(n),
+    });
+  }
+  try {
+    return dtype === 'float64' ? new Float64Array(n) : new Float32Array(n);
+  } catch (e) {
+    const bytes = n * (dtype === 'float64' ? 8 : 4);
+    throw new ArgumentError(`allocData: cannot allocate ${n} ${dtype} elements (${(bytes / 2 ** 30).toFixed(1)} GiB): ${(e as Error).message}`, {
+      argument: 'allocData',
+      expected: 'an allocatable size',
+      actual: `${bytes} bytes`,
+      cause: e,
+    });
+  }
 }
 
 /** A host tensor of zeros with the given shape and dtype (default float32). */

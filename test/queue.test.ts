@@ -290,6 +290,31 @@ describe('typed errors: codes, fields, unknown options, sizes', () => {
     expect(err).toMatchObject({ code: 'ERR_BRAINTRACE_INVALID_ARGUMENT', argument: 'compile: options.batchSize' });
   });
 
+  test('a weight or state too large for a typed array is a ShapeError naming it, before allocation', () => {
+    class Huge extends bt.Module {
+      w = new bt.ParamState(bt.init.zeros(), [2 ** 17, 2 ** 16]);
+      update(x: Tensor): Tensor {
+        return bt.matmul(x, this.w.value);
+      }
+    }
+    let err: unknown;
+    try {
+      bt.compile(new Huge(), bt.BPTT, { inputShape: [2 ** 17] }).dispose();
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(bt.ShapeError);
+    expect((err as bt.ShapeError).message).toMatch(/w.*\(131072, 65536\) has 8589934592 elements/);
+    // A state: batch 2^20 of 2^13 units.
+    class Wide extends bt.Module {
+      h = new bt.HiddenState([2 ** 13]);
+      update(x: Tensor): Tensor {
+        return bt.add(x, this.h.value);
+      }
+    }
+    expect(() => bt.compile(new Wide(), bt.BPTT, { inputShape: [2 ** 13], batchSize: 2 ** 20 })).toThrow(bt.ShapeError);
+  });
+
   test('a declared length far beyond the data is a ShapeError before anything is allocated', async () => {
     const l = make('D_RTRL');
     const before = process.memoryUsage().arrayBuffers;

@@ -4,8 +4,15 @@
  * Everything here is implemented by `native/binding/*.cc` over the plain C++ API
  * in `native/include/braintrace/api.h`. Argument checks that users can trigger are
  * done in TypeScript first (with typed errors); the binding checks again and
- * throws `TypeError`/`RangeError` or an `Error` whose `code` is one of
- * {@link NativeErrorCode}, so a wrong call never crashes the process.
+ * throws `TypeError`/`RangeError` (with `code` `'ERR_BRAINTRACE_INVALID_ARGUMENT'`)
+ * or an `Error` whose `code` is one of {@link NativeErrorCode}, so a wrong call
+ * never crashes the process.
+ *
+ * Every entry point reads all of its arguments before it takes a pointer into any
+ * typed array (docs/hardening.md, "The native boundary"): a getter that detaches or
+ * resizes an array passed earlier in the same call gives a `TypeError` / `RangeError`
+ * and the call does nothing; one that disposes the object or starts an async call on
+ * it gives `ERR_BRAINTRACE_DISPOSED` / `ERR_BRAINTRACE_BUSY`.
  *
  * All typed arrays passed to a session must be of the session's dtype
  * (`Float32Array` for `'float32'`, `Float64Array` for `'float64'`) and of the exact

@@ -2,7 +2,11 @@
 // still checked target, for the tests), --plot <file.svg>, --seed <n>, --iters <n>.
 'use strict';
 
-function parseArgs(argv = process.argv.slice(2)) {
+/**
+ * Parses the command line. `accept.online`: the script also takes `--online`
+ * (only evidence-ei.js does; elsewhere it is an unknown option, not silently ignored).
+ */
+function parseArgs(argv = process.argv.slice(2), accept = {}) {
   const o = { quick: false, plot: null, seed: null, iters: null, online: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -16,7 +20,7 @@ function parseArgs(argv = process.argv.slice(2)) {
     else if (key === '--plot') o.plot = val();
     else if (key === '--seed') o.seed = int(val(), '--seed');
     else if (key === '--iters') o.iters = int(val(), '--iters');
-    else if (key === '--online') o.online = true; // evidence-ei.js: train with D_RTRL
+    else if (key === '--online' && accept.online) o.online = true; // evidence-ei.js: train with D_RTRL
     else if (key === '--help' || key === '-h') usage(null);
     else usage(`unknown option ${a}`);
   }
@@ -30,7 +34,7 @@ function int(s, what) {
 }
 
 function usage(err) {
-  const msg = 'options: --quick  --plot <out.svg>  --seed <n>  --iters <n>';
+  const msg = 'options: --quick  --plot <out.svg>  --seed <n>  --iters <n>  (evidence-ei.js also: --online)';
   if (err) {
     console.error(`${err}\n${msg}`);
     process.exit(2);
@@ -39,7 +43,10 @@ function usage(err) {
   process.exit(0);
 }
 
-/** Prints a message to stderr and exits with code 1 when `ok` is false. */
+/**
+ * The last line of every example: `target reached: <message>` on stdout, or
+ * `target missed: <message>` on stderr and exit code 1.
+ */
 function checkTarget(ok, message) {
   if (!ok) {
     console.error(`target missed: ${message}`);

@@ -32,7 +32,7 @@ import { loadBinding, wrapNativeError } from '../runtime/native';
 import { asDType, checkDType, checkShape, cloneHost, isHostTensor, numel, tensor, type HostTensor, type TensorLike } from '../tensor';
 import type { FitData, FitOptions, FitResult } from '../train/fit';
 import type { StreamStepOptions, StreamStepResult } from '../train/stream';
-import type { Checkpoint, RestoreCheckpointOptions, SaveCheckpointOptions } from '../train/checkpoint';
+import type { Checkpoint, LoadCheckpointOptions, SaveCheckpointOptions } from '../train/checkpoint';
 import { lossCacheKey, lossScaleOf, prepareTargets, resolveLoss, type Loss, type Reduction } from './losses';
 
 /** Options of {@link compile} shared by every algorithm. */
@@ -255,7 +255,8 @@ export abstract class Learner {
 
   /**
    * Writes a checkpoint (weights, states, traces, optimizer state when given) to
-   * `path` atomically, in the versioned, checksummed format of docs/training.md.
+   * `path` atomically, in the versioned, checksummed format of docs/training.md;
+   * with `{ key }` the file is authenticated (HMAC-SHA-256).
    */
   save(path: string, options: SaveCheckpointOptions = {}): Promise<void> {
     return this.enqueue('save', async () => {
@@ -267,13 +268,14 @@ export abstract class Learner {
   /**
    * Restores a checkpoint (a path, or what `bt.load(path)` returned) into this
    * learner and, when given, the optimizer; training then continues bit-for-bit.
-   * @throws CheckpointError for a damaged file or one that does not fit this learner.
+   * `key` (with a path only) requires an authenticated file written with that key.
+   * @throws CheckpointError for a damaged, unauthenticated or wrongly keyed file, or
+   *   one that does not fit this learner; ArgumentError for a bad option.
    */
-  load(checkpoint: string | Checkpoint, options: RestoreCheckpointOptions = {}): Promise<void> {
+  load(checkpoint: string | Checkpoint, options: LoadCheckpointOptions = {}): Promise<void> {
     return this.enqueue('load', async () => {
-      const { readCheckpoint, restoreCheckpoint } = await import('../train/checkpoint');
-      const ck = typeof checkpoint === 'string' ? await readCheckpoint(checkpoint) : checkpoint;
-      restoreCheckpoint(this, ck, options);
+      const { loadIntoLearner } = await import('../train/checkpoint');
+      return loadIntoLearner(this, checkpoint, options);
     });
   }
 

@@ -18,7 +18,7 @@
  */
 import type { DType } from '../graph/ir';
 import { ArgumentError, fmtShape } from '../runtime/errors';
-import { allocData, numel } from '../tensor';
+import { allocData, checkAllocatable, numel } from '../tensor';
 import { Rng } from './random';
 
 /**
@@ -290,8 +290,8 @@ export function runInitializer(
   dtype: DType,
   what: string,
 ): Float32Array | Float64Array {
+  const n = checkAllocatable(shape, what);
   const raw = init(shape, rng, dtype);
-  const n = numel(shape);
   if (!(raw instanceof Float32Array || raw instanceof Float64Array) || raw.length !== n) {
     throw new ArgumentError(
       `${what}: initializer ${init.description ?? init.name ?? ''} must return a Float32Array/Float64Array of ${n} values for shape ${fmtShape(shape)}; got ${

@@ -320,14 +320,17 @@ export function bindingInfo(): BindingFacts {
  * original error is kept as `cause`): BUSY becomes {@link BusyError}, DISPOSED
  * {@link DisposedError}, NON_FINITE {@link NonFiniteError} (with the native error's
  * `tensor`, `step` and `index`), ABORTED {@link AbortError} (with `stepsDone`), any
- * other code a {@link NativeError}. Other errors, including the binding's
- * TypeError/RangeError for wrong argument types, are returned unchanged.
+ * other code a {@link NativeError}. The binding's own argument errors
+ * (TypeError / RangeError, which carry code `ERR_BRAINTRACE_INVALID_ARGUMENT`) and
+ * errors without a braintrace code are returned unchanged, so their class is kept.
  */
 export function wrapNativeError(e: unknown): Error {
   if (e instanceof BraintraceError) return e;
   if (typeof e === 'object' && e !== null) {
     const src = e as { code?: unknown; message?: unknown; tensor?: unknown; step?: unknown; index?: unknown; stepsDone?: unknown };
     const code = src.code;
+    const name = (e as { name?: unknown }).name;
+    if (name === 'TypeError' || name === 'RangeError') return e as Error;
     if (typeof code === 'string' && code.startsWith('ERR_BRAINTRACE_')) {
       const message = String(src.message ?? code);
       const num = (v: unknown) => (typeof v === 'number' ? v : -1);

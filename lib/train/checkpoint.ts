@@ -12,10 +12,14 @@
  * | 24            | H    | header: UTF-8 JSON, padded with spaces                    |
  * | 24 + H        | P    | payload: the arrays, little-endian, each 8-byte aligned   |
  * | 24 + H + P    | 32   | SHA-256 of bytes [0, 24 + H + P)                           |
+ * | 24 + H + P+32 | 32   | version 2 only: HMAC-SHA-256 of bytes [0, 24 + H + P)      |
  *
- * See docs/training.md for the header fields.
+ * Version 1 is written without a key (integrity against accidents); version 2
+ * when `save(path, { key })` is given a key (authenticity against someone who can
+ * write the file but has no key). See docs/training.md for the header fields, the
+ * limits ({@link CHECKPOINT_LIMITS}) and the threat model.
  */
-import { createHash, randomBytes } from 'crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'crypto';
 import * as fs from 'fs';
 import { endianness } from 'os';
 import * as path from 'path';
@@ -24,17 +28,50 @@ import type { Learner } from '../algorithms/learner';
 import { BPTT } from '../algorithms/bptt';
 import { IODimVjpAlgorithm, OnlineLearner, ParamDimVjpAlgorithm } from '../algorithms/online';
 import type { VjpMethod } from '../executor/executor';
-import { ArgumentError, BraintraceError, fmtShape } from '../runtime/errors';
+import { ArgumentError, BraintraceError, argumentError, checkOptionKeys, describeValue, fmtShape } from '../runtime/errors';
 import { cloneHost, numel, type DType, type HostTensor } from '../tensor';
 import { withLearnerLock, type OptimizerLike } from './common';
 
 /** The magic bytes at the start of every checkpoint. */
 export const CHECKPOINT_MAGIC = 'BTCK';
-/** The format version this braintrace writes (and the only one it reads). */
+/** The format version this braintrace writes without a key (SHA-256 trailer). */
 export const CHECKPOINT_VERSION = 1;
+/** The format version written with a key: the version 1 layout plus an HMAC-SHA-256 trailer. */
+export const CHECKPOINT_VERSION_AUTHENTICATED = 2;
+
+/**
+ * Limits that a checkpoint's JSON values (`meta` and the optimizer state) and its
+ * header must respect, checked on save (ArgumentError) and on load (CheckpointError
+ * 'corrupt') before anything deeper is read. Typed arrays are stored in the payload
+ * and count as one leaf, so large numeric data belongs in typed arrays.
+ */
+export const CHECKPOINT_LIMITS = Object.freeze({
+  /** Nesting depth of objects and arrays in one value (`{ a: [1] }` has depth 2). */
+  maxDepth: 32,
+  /** Object keys plus array elements, summed over one value. */
+  maxEntries: 1_000_000,
+  /** UTF-8 bytes of one value's JSON encoding (typed arrays excluded: they are in the payload). */
+  maxValueBytes: 16 * 1024 * 1024,
+  /** Bytes of the whole JSON header. */
+  maxHeaderBytes: 64 * 1024 * 1024,
+  /** Minimum length in bytes of an HMAC key (Buffer, Uint8Array or the UTF-8 of a string). */
+  minKeyBytes: 16,
+  /**
+   * Age (ms, by modification time) after which a save removes another writer's
+   * leftover temporary file of the same target even if a process with its pid runs.
+   */
+  staleTempAgeMs: 60 * 60 * 1000,
+});
 
 const PREAMBLE = 24;
 const DIGEST = 32;
+/** Header nesting allowed by the limits: the root object, a value of maxDepth, and a 2-level `$array` tag. */
+const MAX_HEADER_DEPTH = CHECKPOINT_LIMITS.maxDepth + 3;
+/** Keys that must never appear in decoded JSON (they could replace or shadow a prototype). */
+const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+/** BigInts are stored as decimal text of at most this many digits (parsing longer text is slow). */
+const MAX_BIGINT_DIGITS = 4096;
+const BIGINT_TEXT = new RegExp(`^-?[0-9]{1,${MAX_BIGINT_DIGITS}}$`);
 const LITTLE_ENDIAN_HOST = endianness() === 'LE';
 
 /** Why a checkpoint could not be read or restored. */
@@ -44,13 +81,20 @@ export type CheckpointErrorReason =
   | 'truncated'
   | 'checksum-mismatch'
   | 'corrupt'
+  | 'key-required'
+  | 'authentication-failed'
+  | 'unauthenticated'
   | 'mismatch';
 
 /**
  * A checkpoint file could not be read ('not-a-checkpoint', 'unsupported-version',
- * 'truncated', 'checksum-mismatch', 'corrupt') or does not fit the learner it is
- * restored into ('mismatch': `field`, `expected` (the learner's) and `actual`
- * (the checkpoint's) say what differs). The message names the file.
+ * 'truncated', 'checksum-mismatch', 'corrupt'), could not be authenticated
+ * ('key-required': an authenticated file read without a key; 'authentication-failed':
+ * the HMAC does not match the key, i.e. a wrong key or a file rewritten without the
+ * key; 'unauthenticated': a key was given but the file carries no HMAC), or does not
+ * fit the learner it is restored into ('mismatch': `field`, `expected` (the
+ * learner's) and `actual` (the checkpoint's) say what differs). The message names
+ * the file.
  */
 export class CheckpointError extends BraintraceError {
   static readonly CODE = 'ERR_BRAINTRACE_CHECKPOINT';
@@ -113,12 +157,23 @@ export interface Checkpoint {
   source: string;
 }
 
+/**
+ * An HMAC-SHA-256 key: a Buffer / Uint8Array of at least 16 bytes, or a string
+ * whose UTF-8 encoding has at least 16 bytes.
+ */
+export type CheckpointKey = Uint8Array | string;
+
 /** Options of {@link saveCheckpoint} and {@link captureCheckpoint}. */
 export interface SaveCheckpointOptions {
   /** Saves this optimizer's state too. */
   optimizer?: OptimizerLike;
-  /** User data stored with the checkpoint: JSON values and typed arrays. */
+  /**
+   * User data stored with the checkpoint: JSON values and typed arrays, within
+   * {@link CHECKPOINT_LIMITS}; keys `__proto__`, `constructor` and `prototype` are refused.
+   */
   meta?: unknown;
+  /** Writes an authenticated (version 2) file: HMAC-SHA-256 with this key. See docs/training.md. */
+  key?: CheckpointKey;
   /**
    * Testing hooks (not for normal use): `beforeRename(tmpPath)` runs after the
    * temporary file is written and fsynced, before it replaces the target; a
@@ -133,6 +188,45 @@ export interface SaveCheckpointOptions {
 export interface RestoreCheckpointOptions {
   /** Loads the checkpoint's optimizer state into this optimizer (the checkpoint must have one). */
   optimizer?: OptimizerLike;
+}
+
+/** Options of {@link loadCheckpoint}, {@link readCheckpoint}, {@link decodeCheckpoint} and `bt.load`. */
+export interface ReadCheckpointOptions {
+  /**
+   * Requires an authenticated (version 2) file whose HMAC-SHA-256 matches this key.
+   * Without it, an authenticated file is refused ('key-required').
+   */
+  key?: CheckpointKey;
+}
+
+/** Options of `learner.load(pathOrCheckpoint, options)`: restore options, plus `key` with a path. */
+export interface LoadCheckpointOptions extends RestoreCheckpointOptions, ReadCheckpointOptions {}
+
+/** Options of {@link encodeCheckpoint}. */
+export interface EncodeCheckpointOptions {
+  /** Encodes an authenticated (version 2) file with this HMAC-SHA-256 key. */
+  key?: CheckpointKey;
+}
+
+const SAVE_KEYS = ['optimizer', 'meta', 'key', 'hooks'] as const;
+const READ_KEYS = ['key'] as const;
+const RESTORE_KEYS = ['optimizer'] as const;
+
+/**
+ * Validates an HMAC key option and returns its bytes (null when absent).
+ * @throws ArgumentError naming `argument` for anything but a Uint8Array or string of at least 16 bytes.
+ */
+function keyBytes(key: unknown, argument: string): Buffer | null {
+  if (key === undefined) return null;
+  const expected = `a Buffer/Uint8Array or string of at least ${CHECKPOINT_LIMITS.minKeyBytes} bytes`;
+  let bytes: Buffer;
+  if (typeof key === 'string') bytes = Buffer.from(key, 'utf8');
+  else if (key instanceof Uint8Array) bytes = Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+  else throw argumentError(argument, expected, describeValue(key));
+  if (bytes.length < CHECKPOINT_LIMITS.minKeyBytes) {
+    throw argumentError(argument, expected, `${typeof key === 'string' ? 'a string' : describeValue(key)} of ${bytes.length} bytes`);
+  }
+  return Buffer.from(bytes); // a copy: later changes to the caller's array do not change the key
 }
 
 // ---------------------------------------------------------------------- capture
@@ -151,6 +245,7 @@ function algorithmOf(learner: Learner): { algorithm: CheckpointAlgorithm; decay:
  * the optimizer's state), taken synchronously. Arrays are copies.
  */
 export function captureCheckpoint(learner: Learner, options: SaveCheckpointOptions = {}): Checkpoint {
+  checkOptionKeys('captureCheckpoint: options', options, SAVE_KEYS);
   const algo = algorithmOf(learner);
   const params = learner.params();
   const states = learner.states();
@@ -243,8 +338,89 @@ function swapInPlace(b: Buffer, width: number): void {
   else if (width === 8) b.swap64();
 }
 
-/** JSON encoding of optimizer state and meta: typed arrays go to the payload. */
-function encodeValue(v: unknown, w: PayloadWriter, where: string, seen: Set<unknown>): unknown {
+/** A node of the iterative walk of {@link checkValueLimits} (parents give the path for messages). */
+interface WalkFrame {
+  v: unknown;
+  depth: number;
+  parent: WalkFrame | null;
+  key: string | number;
+}
+
+function framePath(f: WalkFrame, root: string): string {
+  const parts: string[] = [];
+  for (let g: WalkFrame | null = f; g !== null && g.parent !== null; g = g.parent) {
+    parts.push(typeof g.key === 'number' ? `[${g.key}]` : `.${g.key}`);
+  }
+  return root + parts.reverse().join('');
+}
+
+/**
+ * Checks a JSON-like value to be saved against {@link CHECKPOINT_LIMITS} (depth,
+ * entries), forbidden keys and cycles, without recursion (so a value nested a million
+ * levels deep gives an ArgumentError, not a stack overflow).
+ * @param where the value's name in messages ('meta', 'optimizer state').
+ * @param argument the option it came from ('saveCheckpoint: options.meta').
+ */
+function checkValueLimits(v: unknown, where: string, argument: string): void {
+  const L = CHECKPOINT_LIMITS;
+  const onPath = new Set<object>();
+  const stack: (WalkFrame | { exit: object })[] = [{ v, depth: 0, parent: null, key: '' }];
+  let maxDepth = 0;
+  let entries = 0;
+  while (stack.length > 0) {
+    const f = stack.pop()!;
+    if ('exit' in f) {
+      onPath.delete(f.exit);
+      continue;
+    }
+    const x = f.v;
+    if (x === null || typeof x !== 'object' || ArrayBuffer.isView(x)) continue;
+    if (onPath.has(x)) {
+      throw new ArgumentError(`saveCheckpoint: ${framePath(f, where)} is a circular reference`, { argument });
+    }
+    const depth = f.depth + 1;
+    if (depth > maxDepth) maxDepth = depth;
+    onPath.add(x);
+    stack.push({ exit: x });
+    // Counted before the children are pushed: a sparse `new Array(1e9)` must not fill the stack.
+    const n = Array.isArray(x) ? x.length : Object.keys(x).length;
+    entries += n;
+    if (entries > L.maxEntries) {
+      throw new ArgumentError(
+        `saveCheckpoint: ${where} has at least ${entries} keys and array elements; the limit is ${L.maxEntries} (store long numeric arrays as typed arrays)`,
+        { argument, expected: `<= ${L.maxEntries} entries`, actual: entries },
+      );
+    }
+    if (Array.isArray(x)) {
+      for (let i = x.length - 1; i >= 0; i--) stack.push({ v: x[i], depth, parent: f, key: i });
+    } else {
+      const keys = Object.keys(x);
+      for (let i = keys.length - 1; i >= 0; i--) {
+        const k = keys[i];
+        if (FORBIDDEN_KEYS.has(k)) {
+          throw new ArgumentError(
+            `saveCheckpoint: ${framePath(f, where)} has the key '${k}', which a checkpoint refuses ('__proto__', 'constructor' and 'prototype' are not stored)`,
+            { argument, expected: "no key '__proto__', 'constructor' or 'prototype'", actual: k },
+          );
+        }
+        stack.push({ v: (x as Record<string, unknown>)[k], depth, parent: f, key: k });
+      }
+    }
+  }
+  if (maxDepth > L.maxDepth) {
+    throw new ArgumentError(`saveCheckpoint: ${where} is nested ${maxDepth} levels deep; the limit is ${L.maxDepth}`, {
+      argument,
+      expected: `nesting depth <= ${L.maxDepth}`,
+      actual: maxDepth,
+    });
+  }
+}
+
+/**
+ * JSON encoding of optimizer state and meta: typed arrays go to the payload. Run
+ * {@link checkValueLimits} first (it bounds the recursion depth and rules out cycles).
+ */
+function encodeValue(v: unknown, w: PayloadWriter, where: string): unknown {
   if (v === null || typeof v === 'boolean' || typeof v === 'string') return v;
   if (typeof v === 'number') {
     if (Number.isNaN(v)) return { $number: 'NaN' };
@@ -253,7 +429,11 @@ function encodeValue(v: unknown, w: PayloadWriter, where: string, seen: Set<unkn
     if (Object.is(v, -0)) return { $number: '-0' };
     return v;
   }
-  if (typeof v === 'bigint') return { $bigint: v.toString() };
+  if (typeof v === 'bigint') {
+    const t = v.toString();
+    if (!BIGINT_TEXT.test(t)) throw new ArgumentError(`saveCheckpoint: ${where} is a BigInt of ${t.length} digits; the limit is ${MAX_BIGINT_DIGITS}`);
+    return { $bigint: t };
+  }
   if (typeof v !== 'object') {
     throw new ArgumentError(`saveCheckpoint: ${where} holds a ${typeof v}, which a checkpoint cannot store`);
   }
@@ -263,25 +443,34 @@ function encodeValue(v: unknown, w: PayloadWriter, where: string, seen: Set<unkn
     const length = (v as AnyTyped).length;
     return { $array: { dtype: kind, offset: w.add(v), length } };
   }
-  if (seen.has(v)) throw new ArgumentError(`saveCheckpoint: ${where} is a circular reference`);
-  seen.add(v);
-  try {
-    if (Array.isArray(v)) return v.map((x, i) => (x === undefined ? null : encodeValue(x, w, `${where}[${i}]`, seen)));
-    const proto = Object.getPrototypeOf(v);
-    if (proto !== Object.prototype && proto !== null) {
-      throw new ArgumentError(
-        `saveCheckpoint: ${where} is a ${proto?.constructor?.name ?? 'non-plain object'}; only plain objects, arrays, numbers, strings, booleans, null and typed arrays are stored`,
-      );
-    }
-    const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) {
-      if (x === undefined) continue;
-      out[k.startsWith('$') ? `$${k}` : k] = encodeValue(x, w, `${where}.${k}`, seen);
-    }
-    return out;
-  } finally {
-    seen.delete(v);
+  if (Array.isArray(v)) return v.map((x, i) => (x === undefined ? null : encodeValue(x, w, `${where}[${i}]`)));
+  const proto = Object.getPrototypeOf(v);
+  if (proto !== Object.prototype && proto !== null) {
+    throw new ArgumentError(
+      `saveCheckpoint: ${where} is a ${proto?.constructor?.name ?? 'non-plain object'}; only plain objects, arrays, numbers, strings, booleans, null and typed arrays are stored`,
+    );
   }
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) {
+    if (x === undefined) continue;
+    out[k.startsWith('$') ? `$${k}` : k] = encodeValue(x, w, `${where}.${k}`);
+  }
+  return out;
+}
+
+/** Checks, then encodes one JSON value (meta or optimizer state), and checks its encoded size. */
+function encodeJsonValue(v: unknown, w: PayloadWriter, where: string, argument: string): unknown {
+  if (v === null || v === undefined) return null;
+  checkValueLimits(v, where, argument);
+  const enc = encodeValue(v, w, where);
+  const bytes = Buffer.byteLength(JSON.stringify(enc), 'utf8');
+  if (bytes > CHECKPOINT_LIMITS.maxValueBytes) {
+    throw new ArgumentError(
+      `saveCheckpoint: ${where} encodes to ${bytes} bytes of JSON; the limit is ${CHECKPOINT_LIMITS.maxValueBytes} (store numeric data as typed arrays)`,
+      { argument, expected: `<= ${CHECKPOINT_LIMITS.maxValueBytes} bytes`, actual: bytes },
+    );
+  }
+  return enc;
 }
 
 interface TensorEntry {
@@ -301,8 +490,19 @@ function tensorEntries(what: string, rec: Record<string, HostTensor>, dtype: DTy
   });
 }
 
-/** Encodes a checkpoint into the bytes of a file (see the module comment for the layout). */
-export function encodeCheckpoint(ck: Checkpoint): Buffer {
+/**
+ * Encodes a checkpoint into the bytes of a file (see the module comment for the
+ * layout): version 1, or version 2 (authenticated) when `options.key` is given.
+ * @throws ArgumentError for a bad key, unknown option, or a meta / optimizer state
+ *   outside {@link CHECKPOINT_LIMITS}.
+ */
+export function encodeCheckpoint(ck: Checkpoint, options: EncodeCheckpointOptions = {}): Buffer {
+  checkOptionKeys('encodeCheckpoint: options', options, READ_KEYS);
+  const key = keyBytes(options.key, 'encodeCheckpoint: options.key');
+  return encodeWithKey(ck, key, 'encodeCheckpoint: options');
+}
+
+function encodeWithKey(ck: Checkpoint, key: Buffer | null, argument: string): Buffer {
   const w = new PayloadWriter();
   const header = {
     algorithm: ck.algorithm,
@@ -316,18 +516,25 @@ export function encodeCheckpoint(ck: Checkpoint): Buffer {
     states: tensorEntries('state', ck.states, ck.dtype, w),
     traces: ck.traces === null ? null : tensorEntries('trace', ck.traces, ck.dtype, w),
     traceSteps: ck.traceSteps,
-    optimizer: ck.optimizer === null || ck.optimizer === undefined ? null : encodeValue(ck.optimizer, w, 'optimizer state', new Set()),
-    meta: ck.meta === null || ck.meta === undefined ? null : encodeValue(ck.meta, w, 'meta', new Set()),
+    optimizer: encodeJsonValue(ck.optimizer, w, 'optimizer state', `${argument}.optimizer`),
+    meta: encodeJsonValue(ck.meta, w, 'meta', `${argument}.meta`),
   };
   let json = Buffer.from(JSON.stringify(header), 'utf8');
   const padded = Math.ceil(json.length / 8) * 8;
   if (padded !== json.length) json = Buffer.concat([json, Buffer.alloc(padded - json.length, 0x20)]);
   const H = json.length;
+  if (H > CHECKPOINT_LIMITS.maxHeaderBytes) {
+    throw new ArgumentError(`saveCheckpoint: the header would have ${H} bytes; the limit is ${CHECKPOINT_LIMITS.maxHeaderBytes}`, {
+      argument,
+      expected: `<= ${CHECKPOINT_LIMITS.maxHeaderBytes} bytes`,
+      actual: H,
+    });
+  }
   const P = w.size;
-  const total = PREAMBLE + H + P + DIGEST;
+  const total = PREAMBLE + H + P + DIGEST * (key === null ? 1 : 2);
   const out = Buffer.alloc(total);
   out.write(CHECKPOINT_MAGIC, 0, 'latin1');
-  out.writeUInt32LE(CHECKPOINT_VERSION, 4);
+  out.writeUInt32LE(key === null ? CHECKPOINT_VERSION : CHECKPOINT_VERSION_AUTHENTICATED, 4);
   out.writeBigUInt64LE(BigInt(H), 8);
   out.writeBigUInt64LE(BigInt(P), 16);
   json.copy(out, PREAMBLE);
@@ -336,7 +543,9 @@ export function encodeCheckpoint(ck: Checkpoint): Buffer {
     out.set(p.bytes, base + p.offset);
     if (!LITTLE_ENDIAN_HOST) swapInPlace(out.subarray(base + p.offset, base + p.offset + p.bytes.length), p.width);
   }
-  createHash('sha256').update(out.subarray(0, base + P)).digest().copy(out, base + P);
+  const body = out.subarray(0, base + P);
+  createHash('sha256').update(body).digest().copy(out, base + P);
+  if (key !== null) createHmac('sha256', key).update(body).digest().copy(out, base + P + DIGEST);
   return out;
 }
 
@@ -360,8 +569,11 @@ class PayloadReader {
     private readonly file: string,
   ) {}
   read(kind: ArrayKind, offset: unknown, length: unknown, what: string): AnyTyped {
+    // Own keys only: 'toString' or '__proto__' must not find Object.prototype's members.
+    if (typeof kind !== 'string' || !Object.hasOwn(KINDS, kind)) {
+      throw corrupt(this.file, `${what}: unknown array type ${JSON.stringify(kind)}`);
+    }
     const k = KINDS[kind];
-    if (k === undefined) throw corrupt(this.file, `${what}: unknown array type ${JSON.stringify(kind)}`);
     const width = k.ctor.BYTES_PER_ELEMENT;
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || (offset as number) < 0 || (length as number) < 0) {
       throw corrupt(this.file, `${what}: bad array offset/length ${String(offset)}/${String(length)}`);
@@ -379,9 +591,23 @@ class PayloadReader {
   }
 }
 
-function decodeValue(v: unknown, r: PayloadReader, where: string, file: string): unknown {
+/** Limits bookkeeping of one decoded value (see {@link decodeJsonValue}). */
+interface DecodeCount {
+  maxDepth: number;
+  entries: number;
+}
+
+/**
+ * Decodes one tagged JSON value. Its recursion depth is bounded by the header's
+ * nesting, which {@link headerDepth} checked before JSON.parse.
+ */
+function decodeValue(v: unknown, r: PayloadReader, where: string, file: string, depth: number, count: DecodeCount): unknown {
   if (v === null || typeof v !== 'object') return v;
-  if (Array.isArray(v)) return v.map((x, i) => decodeValue(x, r, `${where}[${i}]`, file));
+  if (Array.isArray(v)) {
+    count.maxDepth = Math.max(count.maxDepth, depth + 1);
+    count.entries += v.length;
+    return v.map((x, i) => decodeValue(x, r, `${where}[${i}]`, file, depth + 1, count));
+  }
   const keys = Object.keys(v);
   const o = v as Record<string, unknown>;
   if (keys.length === 1 && keys[0] === '$array') {
@@ -398,19 +624,80 @@ function decodeValue(v: unknown, r: PayloadReader, where: string, file: string):
     throw corrupt(file, `${where}: bad number ${JSON.stringify(s)}`);
   }
   if (keys.length === 1 && keys[0] === '$bigint') {
-    try {
-      return BigInt(o.$bigint as string);
-    } catch {
-      throw corrupt(file, `${where}: bad bigint ${JSON.stringify(o.$bigint)}`);
-    }
+    const t = o.$bigint;
+    if (typeof t !== 'string' || !BIGINT_TEXT.test(t)) throw corrupt(file, `${where}: bad bigint ${JSON.stringify(t)}`);
+    return BigInt(t);
   }
+  count.maxDepth = Math.max(count.maxDepth, depth + 1);
+  count.entries += keys.length;
   const out: Record<string, unknown> = {};
   for (const k of keys) {
     if (k.startsWith('$') && !k.startsWith('$$')) throw corrupt(file, `${where}: unknown tag '${k}'`);
     const name = k.startsWith('$') ? k.slice(1) : k;
-    out[name] = decodeValue(o[k], r, `${where}.${name}`, file);
+    if (FORBIDDEN_KEYS.has(name)) throw forbiddenKey(file, `${where}.${name}`, name);
+    out[name] = decodeValue(o[k], r, `${where}.${name}`, file, depth + 1, count);
   }
   return out;
+}
+
+function forbiddenKey(file: string, where: string, key: string): CheckpointError {
+  return new CheckpointError('corrupt', file, `${where}: the key '${key}' is refused ('__proto__', 'constructor' and 'prototype' never appear in a checkpoint)`, {
+    field: where,
+    expected: "no key '__proto__', 'constructor' or 'prototype'",
+    actual: key,
+  });
+}
+
+/** Decodes meta or the optimizer state of a header, enforcing {@link CHECKPOINT_LIMITS}. */
+function decodeJsonValue(raw: unknown, r: PayloadReader, where: string, file: string): unknown {
+  if (raw === null || raw === undefined) return null;
+  const L = CHECKPOINT_LIMITS;
+  const bytes = Buffer.byteLength(JSON.stringify(raw), 'utf8');
+  if (bytes > L.maxValueBytes) {
+    throw new CheckpointError('corrupt', file, `${where} has ${bytes} bytes of JSON; the limit is ${L.maxValueBytes}`, {
+      field: where,
+      expected: `<= ${L.maxValueBytes} bytes`,
+      actual: bytes,
+    });
+  }
+  const count: DecodeCount = { maxDepth: 0, entries: 0 };
+  const out = decodeValue(raw, r, where, file, 0, count);
+  if (count.maxDepth > L.maxDepth) {
+    throw new CheckpointError('corrupt', file, `${where} is nested ${count.maxDepth} levels deep; the limit is ${L.maxDepth}`, {
+      field: where,
+      expected: `nesting depth <= ${L.maxDepth}`,
+      actual: count.maxDepth,
+    });
+  }
+  if (count.entries > L.maxEntries) {
+    throw new CheckpointError('corrupt', file, `${where} has ${count.entries} keys and array elements; the limit is ${L.maxEntries}`, {
+      field: where,
+      expected: `<= ${L.maxEntries} entries`,
+      actual: count.entries,
+    });
+  }
+  return out;
+}
+
+/**
+ * The maximum nesting of arrays and objects in JSON text, by a linear scan that
+ * skips strings (no recursion, no allocation): bounds every recursive step after it.
+ */
+function headerDepth(text: Buffer): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped byte
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max) max = depth;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return max;
 }
 
 function readTensors(
@@ -423,9 +710,10 @@ function readTensors(
   if (!Array.isArray(entries)) throw corrupt(file, `header field '${what}' must be an array`);
   const out: Record<string, HostTensor> = {};
   entries.forEach((e, i) => {
-    if (!isRecord(e) || typeof e.name !== 'string' || !isShape(e.shape) || e.name in out) {
+    if (!isRecord(e) || typeof e.name !== 'string' || !isShape(e.shape) || Object.hasOwn(out, e.name)) {
       throw corrupt(file, `header ${what}[${i}] is not a { name, shape, offset } entry (or repeats a name)`);
     }
+    if (FORBIDDEN_KEYS.has(e.name)) throw forbiddenKey(file, `${what}[${i}].name`, e.name);
     const data = r.read(dtype, e.offset, numel(e.shape), `${what} '${e.name}'`) as Float32Array | Float64Array;
     out[e.name] = { data, shape: e.shape.slice(), dtype };
   });
@@ -433,11 +721,23 @@ function readTensors(
 }
 
 /**
- * Decodes the bytes of a checkpoint file.
+ * Decodes the bytes of a checkpoint file. Every size is checked before anything
+ * is allocated or parsed: the section lengths against the buffer and
+ * {@link CHECKPOINT_LIMITS}, then the SHA-256 (and, for version 2, the HMAC),
+ * then the header's nesting depth, then each array against the payload.
  * @param source the file name used in error messages.
- * @throws CheckpointError ('not-a-checkpoint' | 'unsupported-version' | 'truncated' | 'checksum-mismatch' | 'corrupt').
+ * @param options `key`: require an authenticated file with this HMAC key.
+ * @throws CheckpointError ('not-a-checkpoint' | 'unsupported-version' | 'truncated' |
+ *   'checksum-mismatch' | 'corrupt' | 'key-required' | 'authentication-failed' | 'unauthenticated');
+ *   ArgumentError for a bad option.
  */
-export function decodeCheckpoint(buf: Uint8Array, source = '<memory>'): Checkpoint {
+export function decodeCheckpoint(buf: Uint8Array, source = '<memory>', options: ReadCheckpointOptions = {}): Checkpoint {
+  checkOptionKeys('decodeCheckpoint: options', options, READ_KEYS);
+  return decodeWithKey(buf, source, keyBytes(options.key, 'decodeCheckpoint: options.key'));
+}
+
+function decodeWithKey(buf: Uint8Array, source: string, key: Buffer | null): Checkpoint {
+  if (!(buf instanceof Uint8Array)) throw argumentError('decodeCheckpoint: bytes', 'a Buffer or Uint8Array', describeValue(buf));
   const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   const magic = Buffer.from(CHECKPOINT_MAGIC, 'latin1');
   if (b.length < magic.length) {
@@ -455,12 +755,12 @@ export function decodeCheckpoint(buf: Uint8Array, source = '<memory>'): Checkpoi
   }
   if (b.length < 8) throw new CheckpointError('truncated', source, `the file ends inside the preamble (${b.length} bytes)`);
   const version = b.readUInt32LE(4);
-  if (version !== CHECKPOINT_VERSION) {
+  if (version !== CHECKPOINT_VERSION && version !== CHECKPOINT_VERSION_AUTHENTICATED) {
     throw new CheckpointError(
       'unsupported-version',
       source,
-      `format version ${version} is not supported; this braintrace reads version ${CHECKPOINT_VERSION}` +
-        (version > CHECKPOINT_VERSION ? ' (the file was written by a newer braintrace)' : ''),
+      `format version ${version} is not supported; this braintrace reads version ${CHECKPOINT_VERSION} (checksummed) and version ${CHECKPOINT_VERSION_AUTHENTICATED} (authenticated)` +
+        (version > CHECKPOINT_VERSION_AUTHENTICATED ? ' (the file was written by a newer braintrace)' : ''),
     );
   }
   if (b.length < PREAMBLE) throw new CheckpointError('truncated', source, `the file ends inside the preamble (${b.length} bytes)`);
@@ -471,7 +771,16 @@ export function decodeCheckpoint(buf: Uint8Array, source = '<memory>'): Checkpoi
   }
   const H = Number(H64);
   const P = Number(P64);
-  const expected = PREAMBLE + H + P + DIGEST;
+  if (H > CHECKPOINT_LIMITS.maxHeaderBytes) {
+    throw new CheckpointError('corrupt', source, `the header announces ${H} bytes; the limit is ${CHECKPOINT_LIMITS.maxHeaderBytes}`, {
+      field: 'header',
+      expected: `<= ${CHECKPOINT_LIMITS.maxHeaderBytes} bytes`,
+      actual: H,
+    });
+  }
+  const authenticated = version === CHECKPOINT_VERSION_AUTHENTICATED;
+  const trailer = DIGEST * (authenticated ? 2 : 1);
+  const expected = PREAMBLE + H + P + trailer;
   if (b.length < expected) {
     throw new CheckpointError('truncated', source, `the file has ${b.length} bytes, its preamble announces ${expected}`);
   }
@@ -479,14 +788,50 @@ export function decodeCheckpoint(buf: Uint8Array, source = '<memory>'): Checkpoi
     throw corrupt(source, `${b.length - expected} unexpected bytes after the checksum (the file should have ${expected})`);
   }
   const end = PREAMBLE + H + P;
-  const digest = createHash('sha256').update(b.subarray(0, end)).digest();
+  const body = b.subarray(0, end);
+  const digest = createHash('sha256').update(body).digest();
   if (!digest.equals(b.subarray(end, end + DIGEST))) {
     throw new CheckpointError('checksum-mismatch', source, 'SHA-256 checksum mismatch: the file is damaged');
   }
+  if (authenticated && key === null) {
+    throw new CheckpointError('key-required', source, 'the checkpoint is authenticated (HMAC-SHA-256): pass the key, e.g. load(path, { key })');
+  }
+  if (!authenticated && key !== null) {
+    throw new CheckpointError(
+      'unauthenticated',
+      source,
+      `a key was given but the checkpoint carries no HMAC (format version ${version}): it was saved without a key, or someone rewrote it without one`,
+    );
+  }
+  if (key !== null) {
+    const mac = createHmac('sha256', key).update(body).digest();
+    if (!timingSafeEqual(mac, b.subarray(end + DIGEST, end + 2 * DIGEST))) {
+      throw new CheckpointError(
+        'authentication-failed',
+        source,
+        'HMAC-SHA-256 mismatch: the file was not written with this key (a wrong key, or the file was rewritten without it)',
+      );
+    }
+  }
+  const text = b.subarray(PREAMBLE, PREAMBLE + H);
+  const depth = headerDepth(text);
+  if (depth > MAX_HEADER_DEPTH) {
+    throw new CheckpointError(
+      'corrupt',
+      source,
+      `the header nests ${depth} levels deep; the limit is ${MAX_HEADER_DEPTH} (meta and optimizer state at most ${CHECKPOINT_LIMITS.maxDepth})`,
+      { field: 'header', expected: `nesting depth <= ${MAX_HEADER_DEPTH}`, actual: depth },
+    );
+  }
   let header: unknown;
   try {
-    header = JSON.parse(b.subarray(PREAMBLE, PREAMBLE + H).toString('utf8'));
+    // The reviver sees every key of every object (depth bounded above, so its recursion is safe).
+    header = JSON.parse(text.toString('utf8'), (k, v) => {
+      if (FORBIDDEN_KEYS.has(k)) throw forbiddenKey(source, 'header', k);
+      return v;
+    });
   } catch (e) {
+    if (e instanceof CheckpointError) throw e;
     throw corrupt(source, `the header is not valid JSON (${(e as Error).message})`);
   }
   if (!isRecord(header)) throw corrupt(source, 'the header is not a JSON object');
@@ -519,8 +864,8 @@ export function decodeCheckpoint(buf: Uint8Array, source = '<memory>'): Checkpoi
     states: readTensors(h.states, 'states', dtype, r, source),
     traces: h.traces === null ? null : readTensors(h.traces, 'traces', dtype, r, source),
     traceSteps: h.traceSteps as number | null,
-    optimizer: h.optimizer === null ? null : decodeValue(h.optimizer, r, 'optimizer', source),
-    meta: h.meta === null || h.meta === undefined ? null : decodeValue(h.meta, r, 'meta', source),
+    optimizer: decodeJsonValue(h.optimizer, r, 'optimizer', source),
+    meta: decodeJsonValue(h.meta, r, 'meta', source),
     source,
   };
 }
@@ -543,17 +888,74 @@ async function fsyncDirectory(dir: string): Promise<void> {
   }
 }
 
+/** Whether a process with this pid runs (EPERM: it runs under another user). */
+function processAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/**
+ * Removes leftover temporary files of earlier saves to `target` (a crash or
+ * `kill -9` between writing and renaming leaves `${target}.tmp-<pid>-<hex>`):
+ * those whose writer process is gone, and those older than
+ * {@link CHECKPOINT_LIMITS}.staleTempAgeMs whatever their pid (the pid may have been
+ * reused, or belong to another machine sharing the directory). A concurrent live
+ * save's file (running pid, recent) is left alone. Best effort: a file that
+ * vanishes meanwhile, or cannot be removed, is skipped.
+ * @returns the paths removed.
+ */
+export async function cleanStaleTempFiles(target: string, now = Date.now()): Promise<string[]> {
+  const dir = path.dirname(path.resolve(target));
+  const pattern = new RegExp(`^${escapeRegExp(path.basename(target))}\\.tmp-(\\d+)-[0-9a-f]+$`);
+  let names: string[];
+  try {
+    names = await fs.promises.readdir(dir);
+  } catch {
+    return []; // a missing directory: the save itself reports it
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const m = pattern.exec(name);
+    if (m === null) continue;
+    const file = path.join(dir, name);
+    try {
+      const st = await fs.promises.lstat(file);
+      if (!st.isFile()) continue;
+      const old = now - st.mtimeMs > CHECKPOINT_LIMITS.staleTempAgeMs;
+      const pid = Number(m[1]);
+      if (!old && Number.isSafeInteger(pid) && pid > 0 && processAlive(pid)) continue;
+      await fs.promises.unlink(file);
+      removed.push(file);
+    } catch {
+      // Removed by someone else meanwhile, or not ours to remove.
+    }
+  }
+  return removed;
+}
+
 /**
  * Writes `data` to `target` atomically: a temporary file
  * `${target}.tmp-<pid>-<random>` in the same directory, fsynced, renamed over
- * the target, then the directory fsynced. On failure the temporary file is
- * removed and the target is untouched.
+ * the target, then the directory fsynced (where the platform allows). Leftover
+ * temporary files of crashed earlier saves to the same target are removed first
+ * (see {@link cleanStaleTempFiles}). On failure the temporary file is removed
+ * and the target is untouched.
  */
 export async function writeFileAtomic(
   target: string,
   data: Uint8Array,
   hooks: SaveCheckpointOptions['hooks'] = {},
 ): Promise<void> {
+  await cleanStaleTempFiles(target);
   const tmp = `${target}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
   let fh: fs.promises.FileHandle | undefined = await fs.promises.open(tmp, 'wx', 0o666);
   try {
@@ -581,24 +983,39 @@ export async function writeFileAtomic(
  * state when given) to `file`, atomically: a crash mid-write leaves the previous
  * file in place. The snapshot is taken when no other locked training call
  * (fit chunk, streamStep) is running on the learner, so it is consistent.
+ * With `options.key` the file is authenticated (format version 2, HMAC-SHA-256).
+ * @throws ArgumentError for a bad path, unknown option, bad key, or a meta /
+ *   optimizer state outside {@link CHECKPOINT_LIMITS}; I/O errors as thrown by fs.
  */
 export async function saveCheckpoint(learner: Learner, file: string, options: SaveCheckpointOptions = {}): Promise<void> {
-  if (typeof file !== 'string' || file === '') throw new ArgumentError(`saveCheckpoint: path must be a non-empty string; got ${String(file)}`);
-  const bytes = await withLearnerLock(learner, () => encodeCheckpoint(captureCheckpoint(learner, options)));
+  if (typeof file !== 'string' || file === '') throw argumentError('saveCheckpoint: path', 'a non-empty string', describeValue(file));
+  checkOptionKeys('saveCheckpoint: options', options, SAVE_KEYS);
+  const key = keyBytes(options.key, 'saveCheckpoint: options.key');
+  const bytes = await withLearnerLock(learner, () => encodeWithKey(captureCheckpoint(learner, options), key, 'saveCheckpoint: options'));
   await writeFileAtomic(file, bytes, options.hooks);
+}
+
+function checkReadArgs(what: string, file: unknown, options: ReadCheckpointOptions): Buffer | null {
+  if (typeof file !== 'string' || file === '') throw argumentError(`${what}: path`, 'a non-empty string', describeValue(file));
+  checkOptionKeys(`${what}: options`, options, READ_KEYS);
+  return keyBytes(options.key, `${what}: options.key`);
 }
 
 /**
  * Reads and verifies a checkpoint file (synchronously).
- * @throws CheckpointError naming the file; I/O errors (ENOENT, ...) as thrown by fs.
+ * @param options `key`: require an authenticated file with this HMAC key.
+ * @throws CheckpointError naming the file; ArgumentError for bad arguments;
+ *   I/O errors (ENOENT, ...) as thrown by fs.
  */
-export function loadCheckpoint(file: string): Checkpoint {
-  return decodeCheckpoint(fs.readFileSync(file), file);
+export function loadCheckpoint(file: string, options: ReadCheckpointOptions = {}): Checkpoint {
+  const key = checkReadArgs('loadCheckpoint', file, options);
+  return decodeWithKey(fs.readFileSync(file), file, key);
 }
 
 /** {@link loadCheckpoint} without blocking the event loop while reading. */
-export async function readCheckpoint(file: string): Promise<Checkpoint> {
-  return decodeCheckpoint(await fs.promises.readFile(file), file);
+export async function readCheckpoint(file: string, options: ReadCheckpointOptions = {}): Promise<Checkpoint> {
+  const key = checkReadArgs('readCheckpoint', file, options);
+  return decodeWithKey(await fs.promises.readFile(file), file, key);
 }
 
 // ---------------------------------------------------------------------- restore
@@ -644,6 +1061,7 @@ function checkTensors(ck: Checkpoint, what: string, learner: Record<string, Host
  * Training then continues exactly as it would have from the saved point.
  */
 export function restoreCheckpoint(learner: Learner, ck: Checkpoint, options: RestoreCheckpointOptions = {}): void {
+  checkOptionKeys('restoreCheckpoint: options', options, RESTORE_KEYS);
   if (typeof ck !== 'object' || ck === null || typeof ck.params !== 'object') {
     throw new ArgumentError(`restoreCheckpoint: expected a Checkpoint (from loadCheckpoint); got ${String(ck)}`);
   }
@@ -679,4 +1097,22 @@ export function restoreCheckpoint(learner: Learner, ck: Checkpoint, options: Res
   learner.setParams(cloneAll(ck.params));
   learner.setStates(cloneAll(ck.states));
   if (online !== null) online.setTraces(cloneAll(ck.traces!), ck.traceSteps!);
+}
+
+/**
+ * `learner.load(pathOrCheckpoint, { optimizer?, key? })`: reads (with `key`, an
+ * authenticated file) and restores. `key` only applies to a path: a Checkpoint
+ * object was verified when it was read.
+ */
+export async function loadIntoLearner(learner: Learner, checkpoint: string | Checkpoint, options: LoadCheckpointOptions = {}): Promise<void> {
+  checkOptionKeys('load: options', options, [...RESTORE_KEYS, ...READ_KEYS]);
+  const { key, ...restore } = options;
+  if (typeof checkpoint !== 'string' && key !== undefined) {
+    throw new ArgumentError(
+      'load: options.key applies when loading from a path; a Checkpoint object was verified when it was read (use bt.load(path, { key }))',
+      { argument: 'load: options.key', expected: 'a path as the first argument', actual: 'a Checkpoint object' },
+    );
+  }
+  const ck = typeof checkpoint === 'string' ? await readCheckpoint(checkpoint, key === undefined ? {} : { key }) : checkpoint;
+  restoreCheckpoint(learner, ck, restore);
 }

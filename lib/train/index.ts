@@ -8,7 +8,10 @@ export { streamStep, type StreamStepOptions, type StreamStepResult } from './str
 export {
   CHECKPOINT_MAGIC,
   CHECKPOINT_VERSION,
+  CHECKPOINT_VERSION_AUTHENTICATED,
+  CHECKPOINT_LIMITS,
   CheckpointError,
+  cleanStaleTempFiles,
   captureCheckpoint,
   decodeCheckpoint,
   encodeCheckpoint,
@@ -20,6 +23,10 @@ export {
   type Checkpoint,
   type CheckpointAlgorithm,
   type CheckpointErrorReason,
+  type CheckpointKey,
+  type EncodeCheckpointOptions,
+  type LoadCheckpointOptions,
+  type ReadCheckpointOptions,
   type RestoreCheckpointOptions,
   type SaveCheckpointOptions,
 } from './checkpoint';

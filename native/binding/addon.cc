@@ -75,18 +75,22 @@ Napi::Value Addon::ResetPeakMemory(const Napi::CallbackInfo& info) {
 Napi::Value Addon::CreateSession(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guard(env, [&]() -> Napi::Value {
-    Napi::Int32Array code = CheckInt32Array(env, info[0], "code");
-    Napi::Float64Array fattr = CheckFloat64Array(env, info[1], "fattr");
+    // Phase 1: arguments (positional: no getters run, but the rule is the same everywhere).
+    PinnedArrays pins(env);
+    const void* code_data = nullptr;
+    const void* fattr_data = nullptr;
+    const size_t code_len = pins.Add(info[0], "code", napi_int32_array, PinnedArrays::kAnyLength, &code_data);
+    const size_t fattr_len = pins.Add(info[1], "fattr", napi_float64_array, PinnedArrays::kAnyLength, &fattr_data);
     const std::string pref = Preference(info, 2);
     bt::RuntimeInfo ri;
     ThrowIfError(env, bt::runtime_info(pref, &ri));
-    static const int32_t kNoCode = 0;
-    static const double kNoFloat = 0;
-    const int32_t* code_data = code.ElementLength() != 0 && code.Data() != nullptr ? code.Data() : &kNoCode;
-    const double* fattr_data = fattr.ElementLength() != 0 && fattr.Data() != nullptr ? fattr.Data() : &kNoFloat;
+    // Phase 2: the core decodes the plan straight from the caller's arrays.
+    pins.Pin();
     std::unique_ptr<bt::Session> session;
-    ThrowIfError(env, bt::Session::Create(code_data, code.ElementLength(), fattr_data, fattr.ElementLength(),
-                                          ri.backend, &session));
+    const bt::Status st = bt::Session::Create(static_cast<const int32_t*>(code_data), code_len,
+                                              static_cast<const double*>(fattr_data), fattr_len, ri.backend, &session);
+    pins.Unpin();
+    ThrowIfError(env, st);
     if (!session) throw CodeError(env, kCodeInternal, "internal error: Session::Create returned no session");
     // SessionWrap's constructor takes the session from here (same thread, same call).
     pending_session = std::move(session);
@@ -109,12 +113,16 @@ Napi::Value Addon::CheckFinite(const Napi::CallbackInfo& info) {
     const bool f32 = v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array;
     const bool f64 = v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array;
     if (!f32 && !f64)
-      throw Napi::TypeError::New(env, "data must be a Float32Array or Float64Array (got " + Describe(v) + ")");
-    const size_t n = v.As<Napi::TypedArray>().ElementLength();
-    // The scan makes no call into JS: the pointer is used and dropped within this call.
-    const void* data = CheckArray(env, v, "data", f64 ? bt::DType::F64 : bt::DType::F32, n);
-    const int64_t bad = f64 ? bt::first_non_finite(static_cast<const double*>(data), static_cast<int64_t>(n))
-                            : bt::first_non_finite(static_cast<const float*>(data), static_cast<int64_t>(n));
+      throw ArgTypeError(env, "data must be a Float32Array or Float64Array (got " + Describe(v) + ")");
+    // Phase 1 records the array, phase 2 takes its pointer; the scan makes no JS call-out.
+    PinnedArrays pins(env);
+    const void* data = nullptr;
+    const size_t n = pins.Add(v, "data", f64 ? bt::DType::F64 : bt::DType::F32, PinnedArrays::kAnyLength, &data);
+    pins.Pin();
+    const int64_t bad = n == 0 ? -1
+                        : f64  ? bt::first_non_finite(static_cast<const double*>(data), static_cast<int64_t>(n))
+                               : bt::first_non_finite(static_cast<const float*>(data), static_cast<int64_t>(n));
+    pins.Unpin();
     return Napi::Number::New(env, static_cast<double>(bad));
   });
 }
@@ -127,10 +135,10 @@ constexpr double kMaxSafeInteger = 9007199254740991.0;
 // A positive integer in [1, max]: not a number TypeError, otherwise RangeError.
 int64_t CheckPositiveInteger(Napi::Env env, const Napi::Value& v, const std::string& name, double max) {
   const std::string want = "an integer in [1, " + std::to_string(static_cast<int64_t>(max)) + "]";
-  if (!v.IsNumber()) throw Napi::TypeError::New(env, name + " must be " + want + " (got " + Describe(v) + ")");
+  if (!v.IsNumber()) throw ArgTypeError(env, name + " must be " + want + " (got " + Describe(v) + ")");
   const double d = v.As<Napi::Number>().DoubleValue();
   if (!(d >= 1) || d > max || std::floor(d) != d)
-    throw Napi::RangeError::New(env, name + " must be " + want + " (got " + Describe(v) + ")");
+    throw ArgRangeError(env, name + " must be " + want + " (got " + Describe(v) + ")");
   return static_cast<int64_t>(d);
 }
 
@@ -157,7 +165,7 @@ Napi::Value Addon::BenchmarkTraceStep(const Napi::CallbackInfo& info) {
   return Guard(env, [&]() -> Napi::Value {
     const Napi::Value ov = info[0];
     if (!ov.IsObject() || ov.IsArray() || ov.IsFunction() || ov.IsTypedArray())
-      throw Napi::TypeError::New(env, "opts must be an object { batch, inputs, outputs, states, dtype, reps } (got " +
+      throw ArgTypeError(env, "opts must be an object { batch, inputs, outputs, states, dtype, reps } (got " +
                                           Describe(ov) + ")");
     Napi::Object o = ov.As<Napi::Object>();
     bt::TraceBenchArgs a;
@@ -167,11 +175,11 @@ Napi::Value Addon::BenchmarkTraceStep(const Napi::CallbackInfo& info) {
     a.states = CheckPositiveInteger(env, o.Get("states"), "opts.states", kMaxSafeInteger);
     const Napi::Value dt = o.Get("dtype");
     if (!dt.IsString())
-      throw Napi::TypeError::New(env, "opts.dtype must be 'float32' or 'float64' (got " + Describe(dt) + ")");
+      throw ArgTypeError(env, "opts.dtype must be 'float32' or 'float64' (got " + Describe(dt) + ")");
     const std::string dts = dt.As<Napi::String>().Utf8Value();
     if (dts == "float32") a.dtype = bt::DType::F32;
     else if (dts == "float64") a.dtype = bt::DType::F64;
-    else throw Napi::RangeError::New(env, "opts.dtype must be 'float32' or 'float64' (got \"" + dts + "\")");
+    else throw ArgRangeError(env, "opts.dtype must be 'float32' or 'float64' (got \"" + dts + "\")");
     a.reps = CheckPositiveInteger(env, o.Get("reps"), "opts.reps", kMaxReps);
     bt::TraceBenchResult r;
     ThrowIfError(env, bt::benchmark_trace_step(a, &r));

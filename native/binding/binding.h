@@ -3,15 +3,38 @@
 // This layer is thin on purpose. It converts JS values to the plain C++ API of
 // native/include/braintrace/api.h and back, and nothing else:
 //   * argument checks: wrong JS types throw TypeError, wrong lengths or ranges
-//     throw RangeError; the message names the argument, the expected and the
-//     actual value ("inputs[0] must be a Float64Array of length 6 (got
-//     Float32Array of length 4)");
+//     throw RangeError, both with code ERR_BRAINTRACE_INVALID_ARGUMENT (made by
+//     ArgTypeError / ArgRangeError, the only way this layer builds them); the
+//     message names the argument, the expected and the actual value
+//     ("inputs[0] must be a Float64Array of length 6 (got Float32Array of length 4)");
 //   * core statuses become an Error whose `code` is bt::status_code_name(code);
-//     a disposed session throws code ERR_BRAINTRACE_DISPOSED;
+//     a disposed session throws code ERR_BRAINTRACE_DISPOSED, a busy one
+//     ERR_BRAINTRACE_BUSY;
 //   * every C++ exception is caught at the boundary (Guard), so nothing escapes
 //     into V8 except Napi::Error;
 //   * results are copied into fresh JS-owned typed arrays (no external buffers:
 //     NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED makes any use a compile error).
+//
+// The two-phase rule (no pointer into JS memory outlives a JS call-out). Reading
+// a property (o.Get, a.Get) can run a getter or a Proxy trap, and such code can
+// detach an ArrayBuffer (structuredClone(b, { transfer: [b] })), shrink a
+// resizable one behind a length-tracking view, dispose the session, or start an
+// async call on it. So every entry point is written in two phases:
+//   1. read and validate ALL arguments: every o.Get / a.Get happens here; typed
+//      arrays are checked (type, length) and recorded in a PinnedArrays list as
+//      handles, never as data pointers;
+//   2. with no further JS call-out: re-check that the object (session, optimizer)
+//      is still live and not busy, then PinnedArrays::Pin() re-checks every array
+//      (length unchanged, buffer not detached, byte range still inside the
+//      buffer) and only then takes its data pointer (or copies it, for an async
+//      worker); then the core runs, PinnedArrays::Unpin() drops the pointers,
+//      and only then are results built (building them may run JS setters; the
+//      inputs are not touched any more).
+// Loops over a JS Array read its length once, when it is checked: a getter that
+// grows the Array while it is read is not seen (no write past the parsed list).
+// A buffer detached or shrunk during phase 1 is a TypeError / RangeError with
+// code ERR_BRAINTRACE_INVALID_ARGUMENT ("inputs[0] must be a Float32Array of
+// length 6 (got a typed array whose buffer was detached during the call)").
 // The addon is context-aware (Napi::Addon<T>): all per-environment state lives in
 // the Addon instance, so it loads in worker threads and Electron renderers.
 #pragma once
@@ -22,6 +45,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -47,6 +71,10 @@ constexpr const char* kCodeInternal = "ERR_BRAINTRACE_INTERNAL";
 
 // An Error with a `code` property.
 Napi::Error CodeError(Napi::Env env, const char* code, const std::string& message);
+// A TypeError (wrong JS type) / RangeError (wrong length or value) with code
+// ERR_BRAINTRACE_INVALID_ARGUMENT: every argument error the binding throws is one of these.
+Napi::Error ArgTypeError(Napi::Env env, const std::string& message);
+Napi::Error ArgRangeError(Napi::Env env, const std::string& message);
 // The Error for a failed core status (code = bt::status_code_name(status.code)).
 Napi::Error StatusError(Napi::Env env, const bt::Status& status);
 // Throws StatusError when !status.ok().
@@ -80,13 +108,63 @@ size_t ElementSize(bt::DType dtype);
 // Product of the dims (1 for a scalar).
 int64_t Numel(const std::vector<int64_t>& shape);
 
-// Checks that v is a typed array of the dtype with exactly `length` elements and
-// returns its data. Wrong type: TypeError; wrong length: RangeError.
-const void* CheckArray(Napi::Env env, const Napi::Value& v, const std::string& name, bt::DType dtype,
+// The typed-array arguments of one binding call (the two-phase rule above).
+//
+// Phase 1: Add() checks a value (type and length: TypeError / RangeError with code
+// ERR_BRAINTRACE_INVALID_ARGUMENT, naming the argument) and records its handle and
+// where its data pointer goes; it takes no pointer. Phase 2: Pin() re-reads every
+// recorded array from V8 (no JS runs) and writes the data pointers, or, given
+// `owned`, copies the data there and writes pointers to the copies (async workers).
+// Unpin() nulls the pointers once the core call has returned.
+//
+// Destinations must stay where they are between Add() and Unpin(): size the
+// vectors they live in before the first Add() into them.
+class PinnedArrays {
+ public:
+  // Any length is accepted (Add returns it; Pin checks it did not change).
+  static constexpr size_t kAnyLength = static_cast<size_t>(-1);
+
+  explicit PinnedArrays(Napi::Env env) : env_(env) {}
+  PinnedArrays(const PinnedArrays&) = delete;
+  PinnedArrays& operator=(const PinnedArrays&) = delete;
+
+  // A Float32Array (F32) / Float64Array (F64) of `length` elements (or kAnyLength);
+  // its data pointer goes to *dst at Pin(). Returns the element count.
+  size_t Add(const Napi::Value& v, std::string name, bt::DType dtype, size_t length, const void** dst);
+  // The same for any element type ("an Int32Array", "a Float64Array", ...).
+  size_t Add(const Napi::Value& v, std::string name, napi_typedarray_type type, size_t length, const void** dst);
+  // Room for n more arrays (avoids re-allocation in loops).
+  void Reserve(size_t n) { entries_.reserve(entries_.size() + n); }
+
+  // Phase 2 (no JS call-out): re-checks each array and writes its pointer; with
+  // `owned`, copies each into (*owned)[k] (resized to size()) and points at the copy.
+  // A detached buffer: TypeError; a length or buffer that shrank: RangeError.
+  void Pin(std::vector<std::vector<unsigned char>>* owned = nullptr);
+  // Sets every destination back to nullptr (after the core call).
+  void Unpin();
+
+  size_t size() const { return entries_.size(); }
+
+ private:
+  struct Entry {
+    napi_value value;
+    std::string name;
+    napi_typedarray_type type;
+    size_t length;  // the element count seen in phase 1
+    const void** dst;
+  };
+  Napi::Env env_;
+  std::vector<Entry> entries_;
+};
+
+// Phase-1 checks without recording (also used by PinnedArrays::Add): v must be a
+// typed array of the type with exactly `length` elements (any with kAnyLength).
+// Wrong type: TypeError; wrong length: RangeError. Returns the element count.
+size_t CheckTypedArray(Napi::Env env, const Napi::Value& v, const std::string& name, napi_typedarray_type type,
                        size_t length);
-// The same for an Int32Array / Float64Array of any length (plan arrays, lossScale).
-Napi::Int32Array CheckInt32Array(Napi::Env env, const Napi::Value& v, const std::string& name);
-Napi::Float64Array CheckFloat64Array(Napi::Env env, const Napi::Value& v, const std::string& name);
+// "Float32Array" / "Float64Array" / "Int32Array" / ... for a typed-array type.
+const char* TypedArrayTypeName(napi_typedarray_type type);
+napi_typedarray_type TypedArrayTypeOf(bt::DType dtype);
 
 // An integer in [0, count): non-number TypeError, otherwise RangeError.
 int CheckSlot(Napi::Env env, const Napi::Value& v, const std::string& name, int count);
@@ -133,9 +211,12 @@ bool OptionalJacobians(Napi::Env env, const Napi::Value& v, const std::string& n
 // copied). Wrong types: TypeError; out-of-range numbers: RangeError; consistency with
 // the plan is checked by the core (INVALID_ARGUMENT).
 void ParseOnlineConfig(Napi::Env env, const Napi::Value& v, bt::OnlineConfig* out);
-// NativeOnlineArgs; with `copy` the inputs are copied into `owned` (async workers).
-void ParseOnlineArgs(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt::DType dtype, bool copy,
-                     bt::OnlineArgs* out, std::vector<std::vector<unsigned char>>* owned);
+// NativeOnlineArgs, phase 1: numbers into *out; the inputs go into `pins` (pointers
+// into out->inputs) and lossScale, when given, into `pins` with *loss_scale as its
+// destination. After pins->Pin(), FinishOnlineArgs copies lossScale into out->loss_scale.
+void ParseOnlineArgs(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt::DType dtype, PinnedArrays* pins,
+                     bt::OnlineArgs* out, const void** loss_scale);
+void FinishOnlineArgs(bt::OnlineArgs* out, const void* loss_scale);
 Napi::Object OnlineResultToJs(Napi::Env env, const bt::OnlineResult& r, bt::DType dtype, bool grads);
 
 // ---------------------------------------------------------------------------------------------
@@ -218,6 +299,10 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
  private:
   // The live session for a call; throws DISPOSED (and BUSY unless allow_busy).
   bt::Session& Live(Napi::Env env, bool allow_busy);
+  // Live(env, false), returned as a shared reference that keeps the core session
+  // alive for the whole call even if a getter disposes the wrapper (each entry
+  // point calls Live again after its phase 1 and throws DISPOSED / BUSY then).
+  std::shared_ptr<bt::Session> Hold(Napi::Env env);
   void Release(Napi::Env env);
 
   Napi::Value GetDType(const Napi::CallbackInfo& info);

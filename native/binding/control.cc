@@ -267,18 +267,18 @@ void CallControl::Finalize(napi_env, void* data, void*) { delete static_cast<std
 Napi::Value ParseControl(Napi::Env env, const Napi::Value& v) {
   if (v.IsUndefined() || v.IsNull()) return env.Undefined();
   if (!v.IsObject() || v.IsArray() || v.IsFunction() || v.IsTypedArray())
-    throw Napi::TypeError::New(env, "control must be an object { onProgress? } (got " + Describe(v) + ")");
+    throw ArgTypeError(env, "control must be an object { onProgress? } (got " + Describe(v) + ")");
   Napi::Object o = v.As<Napi::Object>();
   Napi::Array keys = o.GetPropertyNames();
   for (uint32_t i = 0; i < keys.Length(); ++i) {
     const std::string key = keys.Get(i).ToString().Utf8Value();
     if (key != "onProgress")
-      throw Napi::TypeError::New(env, "control." + key + " is not a control field (expected onProgress)");
+      throw ArgTypeError(env, "control." + key + " is not a control field (expected onProgress)");
   }
   Napi::Value p = o.Get("onProgress");
   if (p.IsUndefined()) return env.Undefined();
   if (!p.IsFunction())
-    throw Napi::TypeError::New(env, "control.onProgress must be a function (done, total) => void (got " + Describe(p) +
+    throw ArgTypeError(env, "control.onProgress must be a function (done, total) => void (got " + Describe(p) +
                                         ")");
   return p;
 }

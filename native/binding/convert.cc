@@ -13,7 +13,9 @@ namespace btnode {
 
 namespace {
 
-const char* TypedArrayName(napi_typedarray_type t) {
+}  // namespace
+
+const char* TypedArrayTypeName(napi_typedarray_type t) {
   switch (t) {
     case napi_int8_array: return "Int8Array";
     case napi_uint8_array: return "Uint8Array";
@@ -30,12 +32,31 @@ const char* TypedArrayName(napi_typedarray_type t) {
   }
 }
 
+namespace {
+
 // A non-null address for empty arrays: the core reads nothing from it, but a
 // null pointer would mean "not given" in some argument lists.
-unsigned char g_empty_data[16];
+alignas(16) unsigned char g_empty_data[16];
 
 std::string Expected(const char* type, size_t length) {
   return std::string(type) + " of length " + std::to_string(length);
+}
+
+// "an " before Int/Uint array names, "a " before the others.
+std::string Article(const char* type) { return (type[0] == 'I' || type[0] == 'U') ? "an " : "a "; }
+
+size_t ElementSizeOf(napi_typedarray_type t) {
+  switch (t) {
+    case napi_int8_array:
+    case napi_uint8_array:
+    case napi_uint8_clamped_array: return 1;
+    case napi_int16_array:
+    case napi_uint16_array: return 2;
+    case napi_int32_array:
+    case napi_uint32_array:
+    case napi_float32_array: return 4;
+    default: return 8;
+  }
 }
 
 }  // namespace
@@ -43,6 +64,18 @@ std::string Expected(const char* type, size_t length) {
 Napi::Error CodeError(Napi::Env env, const char* code, const std::string& message) {
   Napi::Error err = Napi::Error::New(env, message);
   err.Set("code", Napi::String::New(env, code));
+  return err;
+}
+
+Napi::Error ArgTypeError(Napi::Env env, const std::string& message) {
+  Napi::Error err = Napi::TypeError::New(env, message);
+  err.Set("code", Napi::String::New(env, kCodeInvalidArgument));
+  return err;
+}
+
+Napi::Error ArgRangeError(Napi::Env env, const std::string& message) {
+  Napi::Error err = Napi::RangeError::New(env, message);
+  err.Set("code", Napi::String::New(env, kCodeInvalidArgument));
   return err;
 }
 
@@ -70,7 +103,7 @@ std::string Describe(const Napi::Value& v) {
   if (v.IsNull()) return "null";
   if (v.IsTypedArray()) {
     Napi::TypedArray ta = v.As<Napi::TypedArray>();
-    return std::string(TypedArrayName(ta.TypedArrayType())) + " of length " + std::to_string(ta.ElementLength());
+    return std::string(TypedArrayTypeName(ta.TypedArrayType())) + " of length " + std::to_string(ta.ElementLength());
   }
   if (v.IsArray()) return "Array of length " + std::to_string(v.As<Napi::Array>().Length());
   if (v.IsNumber()) {
@@ -102,55 +135,120 @@ int64_t Numel(const std::vector<int64_t>& shape) {
   return n;
 }
 
-const void* CheckArray(Napi::Env env, const Napi::Value& v, const std::string& name, bt::DType dtype,
+namespace {
+// Whether the buffer behind a typed array is detached (no JS runs).
+bool IsDetached(napi_env env, napi_value typed_array) {
+  napi_value ab = nullptr;
+  bool detached = false;
+  if (napi_get_typedarray_info(env, typed_array, nullptr, nullptr, nullptr, &ab, nullptr) != napi_ok) return false;
+  if (napi_is_detached_arraybuffer(env, ab, &detached) != napi_ok) return false;
+  return detached;
+}
+}  // namespace
+
+napi_typedarray_type TypedArrayTypeOf(bt::DType dtype) {
+  return dtype == bt::DType::F64 ? napi_float64_array : napi_float32_array;
+}
+
+size_t CheckTypedArray(Napi::Env env, const Napi::Value& v, const std::string& name, napi_typedarray_type type,
                        size_t length) {
-  const char* want = ArrayTypeName(dtype);
-  const napi_typedarray_type want_type = dtype == bt::DType::F64 ? napi_float64_array : napi_float32_array;
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != want_type) {
-    throw Napi::TypeError::New(env, name + " must be a " + Expected(want, length) + " (got " + Describe(v) + ")");
+  // The messages are built only on failure (this runs for every array of every call).
+  auto expected = [&] {
+    const char* want = TypedArrayTypeName(type);
+    return Article(want) + (length == PinnedArrays::kAnyLength ? std::string(want) : Expected(want, length));
+  };
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) {
+    throw ArgTypeError(env, name + " must be " + expected() + " (got " + Describe(v) + ")");
   }
-  Napi::TypedArray ta = v.As<Napi::TypedArray>();
-  if (ta.ElementLength() != length) {
-    throw Napi::RangeError::New(env, name + " must be a " + Expected(want, length) + " (got " + Describe(v) + ")");
+  const size_t n = v.As<Napi::TypedArray>().ElementLength();
+  // A detached buffer has length 0; only then is it worth asking.
+  if (n == 0 && IsDetached(env, v)) {
+    throw ArgTypeError(env, name + " must be " + expected() + " (got a typed array whose buffer is detached)");
   }
-  void* data = nullptr;
-  if (dtype == bt::DType::F64) {
-    data = v.As<Napi::Float64Array>().Data();
-  } else {
-    data = v.As<Napi::Float32Array>().Data();
+  if (length != PinnedArrays::kAnyLength && n != length) {
+    throw ArgRangeError(env, name + " must be " + expected() + " (got " + Describe(v) + ")");
   }
-  if (data == nullptr) {
-    if (length != 0) {
-      throw Napi::TypeError::New(env, name + " must be a " + Expected(want, length) +
-                                          " (got a typed array whose buffer is detached)");
+  return n;
+}
+
+size_t PinnedArrays::Add(const Napi::Value& v, std::string name, bt::DType dtype, size_t length, const void** dst) {
+  return Add(v, std::move(name), TypedArrayTypeOf(dtype), length, dst);
+}
+
+size_t PinnedArrays::Add(const Napi::Value& v, std::string name, napi_typedarray_type type, size_t length,
+                         const void** dst) {
+  const size_t n = CheckTypedArray(env_, v, name, type, length);
+  entries_.push_back(Entry{static_cast<napi_value>(v), std::move(name), type, n, dst});
+  return n;
+}
+
+void PinnedArrays::Pin(std::vector<std::vector<unsigned char>>* owned) {
+  napi_env env = env_;
+  // Re-read everything from V8 first (Napi::TypedArray caches its length, so the
+  // raw calls are used), then copy: no JS runs in between.
+  std::vector<const void*> data(entries_.size(), nullptr);
+  for (size_t k = 0; k < entries_.size(); ++k) {
+    const Entry& e = entries_[k];
+    auto expected = [&] {
+      const char* want = TypedArrayTypeName(e.type);
+      return Article(want) + Expected(want, e.length);
+    };
+    napi_typedarray_type type = napi_int8_array;
+    size_t length = 0, offset = 0;
+    void* ptr = nullptr;
+    napi_value ab = nullptr;
+    if (napi_get_typedarray_info(env, e.value, &type, &length, &ptr, &ab, &offset) != napi_ok || type != e.type) {
+      throw ArgTypeError(env_, e.name + " must be " + expected() + " (got a value that is no longer that typed array)");
     }
-    return g_empty_data;
+    if (length != e.length || (ptr == nullptr && length != 0)) {
+      bool detached = false;
+      if (napi_is_detached_arraybuffer(env, ab, &detached) != napi_ok) detached = false;
+      if (detached || ptr == nullptr) {
+        throw ArgTypeError(env_, e.name + " must be " + expected() +
+                                     " (got a typed array whose buffer was detached during the call)");
+      }
+      throw ArgRangeError(env_, e.name + " must be " + expected() + " (got a typed array of length " +
+                                    std::to_string(length) + ": its buffer was resized during the call)");
+    }
+    const size_t bytes = length * ElementSizeOf(e.type);
+    if (bytes != 0) {
+      // Defensive: V8 keeps a view inside its buffer, but the pointer is only taken if it is.
+      void* ab_data = nullptr;
+      size_t ab_bytes = 0;
+      if (napi_get_arraybuffer_info(env, ab, &ab_data, &ab_bytes) != napi_ok || offset > ab_bytes ||
+          ab_bytes - offset < bytes) {
+        throw ArgRangeError(env_, e.name + " must be " + expected() + " (got a typed array whose buffer holds " +
+                                      std::to_string(ab_bytes) + " bytes from offset " + std::to_string(offset) +
+                                      ", fewer than its " + std::to_string(bytes) + ": resized during the call)");
+      }
+    }
+    data[k] = (length == 0 || ptr == nullptr) ? static_cast<const void*>(g_empty_data) : ptr;
   }
-  return data;
+  if (owned != nullptr) {
+    owned->assign(entries_.size(), {});
+    for (size_t k = 0; k < entries_.size(); ++k) {
+      const size_t bytes = entries_[k].length * ElementSizeOf(entries_[k].type);
+      std::vector<unsigned char>& buf = (*owned)[k];
+      buf.resize(bytes == 0 ? 1 : bytes);
+      if (bytes != 0) std::memcpy(buf.data(), data[k], bytes);
+      data[k] = buf.data();
+    }
+  }
+  for (size_t k = 0; k < entries_.size(); ++k) *entries_[k].dst = data[k];
 }
 
-Napi::Int32Array CheckInt32Array(Napi::Env env, const Napi::Value& v, const std::string& name) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
-    throw Napi::TypeError::New(env, name + " must be an Int32Array (got " + Describe(v) + ")");
-  }
-  return v.As<Napi::Int32Array>();
-}
-
-Napi::Float64Array CheckFloat64Array(Napi::Env env, const Napi::Value& v, const std::string& name) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
-    throw Napi::TypeError::New(env, name + " must be a Float64Array (got " + Describe(v) + ")");
-  }
-  return v.As<Napi::Float64Array>();
+void PinnedArrays::Unpin() {
+  for (const Entry& e : entries_) *e.dst = nullptr;
 }
 
 int CheckSlot(Napi::Env env, const Napi::Value& v, const std::string& name, int count) {
   if (!v.IsNumber()) {
-    throw Napi::TypeError::New(env, name + " must be an integer in [0, " + std::to_string(count) + ") (got " +
+    throw ArgTypeError(env, name + " must be an integer in [0, " + std::to_string(count) + ") (got " +
                                         Describe(v) + ")");
   }
   const double d = v.As<Napi::Number>().DoubleValue();
   if (!(d >= 0) || d >= count || std::floor(d) != d) {
-    throw Napi::RangeError::New(env, name + " must be an integer in [0, " + std::to_string(count) + ") (got " +
+    throw ArgRangeError(env, name + " must be an integer in [0, " + std::to_string(count) + ") (got " +
                                          Describe(v) + ")");
   }
   return static_cast<int>(d);
@@ -158,10 +256,10 @@ int CheckSlot(Napi::Env env, const Napi::Value& v, const std::string& name, int 
 
 Napi::Array CheckArrayOf(Napi::Env env, const Napi::Value& v, const std::string& name, size_t length) {
   const std::string want = "an Array of length " + std::to_string(length);
-  if (!v.IsArray()) throw Napi::TypeError::New(env, name + " must be " + want + " (got " + Describe(v) + ")");
+  if (!v.IsArray()) throw ArgTypeError(env, name + " must be " + want + " (got " + Describe(v) + ")");
   Napi::Array a = v.As<Napi::Array>();
   if (a.Length() != length) {
-    throw Napi::RangeError::New(env, name + " must be " + want + " (got " + Describe(v) + ")");
+    throw ArgRangeError(env, name + " must be " + want + " (got " + Describe(v) + ")");
   }
   return a;
 }
@@ -171,11 +269,11 @@ bool OptionalArray(Napi::Env env, const Napi::Value& v, const std::string& name,
   if (v.IsEmpty() || v.IsUndefined() || v.IsNull()) return false;
   const std::string want = "an Array of at most " + std::to_string(max_length) + " entries";
   if (!v.IsArray()) {
-    throw Napi::TypeError::New(env, name + " must be " + want + " or undefined (got " + Describe(v) + ")");
+    throw ArgTypeError(env, name + " must be " + want + " or undefined (got " + Describe(v) + ")");
   }
   Napi::Array a = v.As<Napi::Array>();
   if (a.Length() > max_length) {
-    throw Napi::RangeError::New(env, name + " must be " + want + " (got " + Describe(v) + ")");
+    throw ArgRangeError(env, name + " must be " + want + " (got " + Describe(v) + ")");
   }
   *out = a;
   return true;
@@ -186,7 +284,7 @@ std::string Preference(const Napi::CallbackInfo& info, size_t index) {
   std::string pref;
   if (index < info.Length() && !info[index].IsUndefined()) {
     if (!info[index].IsString()) {
-      throw Napi::TypeError::New(env, "preference must be a string ('auto' | 'cpu' | 'cuda') (got " +
+      throw ArgTypeError(env, "preference must be a string ('auto' | 'cpu' | 'cuda') (got " +
                                           Describe(info[index]) + ")");
     }
     pref = info[index].As<Napi::String>().Utf8Value();
@@ -195,10 +293,7 @@ std::string Preference(const Napi::CallbackInfo& info, size_t index) {
     pref = (e != nullptr && e[0] != '\0') ? std::string(e) : std::string("auto");
   }
   if (pref != "auto" && pref != "cpu" && pref != "cuda") {
-    Napi::Error err = Napi::RangeError::New(
-        env, "preference (or BRAINTRACE_DEVICE) must be 'auto', 'cpu' or 'cuda' (got '" + pref + "')");
-    err.Set("code", Napi::String::New(env, kCodeInvalidArgument));
-    throw err;
+    throw ArgRangeError(env, "preference (or BRAINTRACE_DEVICE) must be 'auto', 'cpu' or 'cuda' (got '" + pref + "')");
   }
   return pref;
 }
@@ -268,11 +363,11 @@ std::string GotValue(const Napi::Value& v) {
 // An Array (TypeError otherwise) of at most kMaxListLength entries (RangeError).
 Napi::Array CheckList(Napi::Env env, const Napi::Value& v, const std::string& name, const char* of) {
   if (!v.IsArray()) {
-    throw Napi::TypeError::New(env, name + " must be an Array of " + of + " (got " + Describe(v) + ")");
+    throw ArgTypeError(env, name + " must be an Array of " + of + " (got " + Describe(v) + ")");
   }
   Napi::Array a = v.As<Napi::Array>();
   if (a.Length() > kMaxListLength) {
-    throw Napi::RangeError::New(env, name + " must be an Array of at most " + std::to_string(kMaxListLength) + " " +
+    throw ArgRangeError(env, name + " must be an Array of at most " + std::to_string(kMaxListLength) + " " +
                                          of + " (got " + Describe(v) + ")");
   }
   return a;
@@ -281,7 +376,7 @@ Napi::Array CheckList(Napi::Env env, const Napi::Value& v, const std::string& na
 // A plain object (not an Array or typed array): TypeError otherwise.
 Napi::Object CheckObject(Napi::Env env, const Napi::Value& v, const std::string& name, const char* what) {
   if (!v.IsObject() || v.IsArray() || v.IsTypedArray() || v.IsFunction()) {
-    throw Napi::TypeError::New(env, name + " must be " + what + " (got " + Describe(v) + ")");
+    throw ArgTypeError(env, name + " must be " + what + " (got " + Describe(v) + ")");
   }
   return v.As<Napi::Object>();
 }
@@ -289,10 +384,10 @@ Napi::Object CheckObject(Napi::Env env, const Napi::Value& v, const std::string&
 // An integer in [lo, hi] (number: TypeError otherwise; RangeError outside).
 int64_t CheckInteger(Napi::Env env, const Napi::Value& v, const std::string& name, const std::string& what, double lo,
                      double hi) {
-  if (!v.IsNumber()) throw Napi::TypeError::New(env, name + " must be " + what + " (got " + GotValue(v) + ")");
+  if (!v.IsNumber()) throw ArgTypeError(env, name + " must be " + what + " (got " + GotValue(v) + ")");
   const double d = v.As<Napi::Number>().DoubleValue();
   if (!(d >= lo && d <= hi) || std::floor(d) != d) {
-    throw Napi::RangeError::New(env, name + " must be " + what + " (got " + GotValue(v) + ")");
+    throw ArgRangeError(env, name + " must be " + what + " (got " + GotValue(v) + ")");
   }
   return static_cast<int64_t>(d);
 }
@@ -309,7 +404,7 @@ bool OptionalNodeIds(Napi::Env env, const Napi::Value& v, const std::string& nam
   if (v.IsEmpty() || v.IsUndefined() || v.IsNull()) return false;
   Napi::Array a = CheckList(env, v, name, "node ids");
   out->reserve(a.Length());
-  for (uint32_t i = 0; i < a.Length(); ++i) {
+  for (uint32_t i = 0, i_end = a.Length(); i < i_end; ++i) {
     out->push_back(CheckNodeId(env, a.Get(i), name + "[" + std::to_string(i) + "]"));
   }
   return true;
@@ -318,10 +413,10 @@ bool OptionalNodeIds(Napi::Env env, const Napi::Value& v, const std::string& nam
 std::vector<bt::GroupMember> ParseMembers(Napi::Env env, Napi::Value v, const std::string& what) {
   Napi::Array members = CheckList(env, v, what, "group members { leafNode, newNode, width }");
   if (members.Length() == 0) {
-    throw Napi::RangeError::New(env, what + " must be a non-empty Array of group members (got an empty Array)");
+    throw ArgRangeError(env, what + " must be a non-empty Array of group members (got an empty Array)");
   }
   std::vector<bt::GroupMember> out(members.Length());
-  for (uint32_t m = 0; m < members.Length(); ++m) {
+  for (uint32_t m = 0, m_end = members.Length(); m < m_end; ++m) {
     const std::string mn = what + "[" + std::to_string(m) + "]";
     Napi::Object mo = CheckObject(env, members.Get(m), mn, "a group member { leafNode, newNode, width }");
     out[m].leaf_node = CheckNodeId(env, mo.Get("leafNode"), mn + ".leafNode");
@@ -339,7 +434,7 @@ bool OptionalJacobians(Napi::Env env, const Napi::Value& v, const std::string& n
   if (v.IsEmpty() || v.IsUndefined() || v.IsNull()) return false;
   Napi::Array list = CheckList(env, v, name, "Jacobian requests");
   out->resize(list.Length());
-  for (uint32_t i = 0; i < list.Length(); ++i) {
+  for (uint32_t i = 0, i_end = list.Length(); i < i_end; ++i) {
     const std::string rn = name + "[" + std::to_string(i) + "]";
     Napi::Object o = CheckObject(env, list.Get(i), rn,
                                  "a Jacobian request { kind, members, yNode?, blocked?, probePositions?, positions }");
@@ -352,7 +447,7 @@ bool OptionalJacobians(Napi::Env env, const Napi::Value& v, const std::string& n
     } else if (kind_s == "df") {
       r.kind = bt::JacobianRequest::Kind::Df;
     } else {
-      throw Napi::TypeError::New(env, rn + ".kind must be 'hid2hid' or 'df' (got " + Describe(kind) + ")");
+      throw ArgTypeError(env, rn + ".kind must be 'hid2hid' or 'df' (got " + Describe(kind) + ")");
     }
 
     r.members = ParseMembers(env, o.Get("members"), rn + ".members");
@@ -360,7 +455,7 @@ bool OptionalJacobians(Napi::Env env, const Napi::Value& v, const std::string& n
     Napi::Value y = o.Get("yNode");
     if (r.kind == bt::JacobianRequest::Kind::Df) {
       if (y.IsUndefined() || y.IsNull()) {
-        throw Napi::TypeError::New(env, rn + ".yNode must be an integer node id for kind 'df' (got " + Describe(y) + ")");
+        throw ArgTypeError(env, rn + ".yNode must be an integer node id for kind 'df' (got " + Describe(y) + ")");
       }
       r.y_node = CheckNodeId(env, y, rn + ".yNode");
     } else if (!y.IsUndefined() && !y.IsNull()) {
@@ -375,7 +470,7 @@ bool OptionalJacobians(Napi::Env env, const Napi::Value& v, const std::string& n
     } else if (pp.IsBoolean()) {
       r.probe_positions = pp.As<Napi::Boolean>().Value();
     } else {
-      throw Napi::TypeError::New(env, rn + ".probePositions must be a boolean (got " + Describe(pp) + ")");
+      throw ArgTypeError(env, rn + ".probePositions must be a boolean (got " + Describe(pp) + ")");
     }
 
     r.positions = CheckInteger(env, o.Get("positions"), rn + ".positions", "an integer >= 1", 1, 9007199254740992.0);
@@ -389,20 +484,20 @@ namespace {
 
 bool OptionalBool(Napi::Env env, const Napi::Value& v, const std::string& name, bool dflt) {
   if (v.IsEmpty() || v.IsUndefined() || v.IsNull()) return dflt;
-  if (!v.IsBoolean()) throw Napi::TypeError::New(env, name + " must be a boolean (got " + Describe(v) + ")");
+  if (!v.IsBoolean()) throw ArgTypeError(env, name + " must be a boolean (got " + Describe(v) + ")");
   return v.As<Napi::Boolean>().Value();
 }
 
 double OptionalNumber(Napi::Env env, const Napi::Value& v, const std::string& name, double dflt) {
   if (v.IsEmpty() || v.IsUndefined() || v.IsNull()) return dflt;
-  if (!v.IsNumber()) throw Napi::TypeError::New(env, name + " must be a number (got " + Describe(v) + ")");
+  if (!v.IsNumber()) throw ArgTypeError(env, name + " must be a number (got " + Describe(v) + ")");
   return v.As<Napi::Number>().DoubleValue();
 }
 
 std::vector<int32_t> SlotList(Napi::Env env, const Napi::Value& v, const std::string& name, const char* what) {
   Napi::Array a = CheckList(env, v, name, what);
   std::vector<int32_t> out(a.Length());
-  for (uint32_t i = 0; i < a.Length(); ++i) {
+  for (uint32_t i = 0, i_end = a.Length(); i < i_end; ++i) {
     out[i] = static_cast<int32_t>(CheckInteger(env, a.Get(i), name + "[" + std::to_string(i) + "]",
                                                "an integer >= 0", 0, double(std::numeric_limits<int32_t>::max())));
   }
@@ -422,21 +517,21 @@ void ParseOnlineConfig(Napi::Env env, const Napi::Value& v, bt::OnlineConfig* ou
   } else if (alg_s == "pp_prop") {
     out->algorithm = bt::TraceAlgorithm::PpProp;
   } else {
-    throw Napi::TypeError::New(env, "config.algorithm must be 'd_rtrl' or 'pp_prop' (got " + Describe(alg) + ")");
+    throw ArgTypeError(env, "config.algorithm must be 'd_rtrl' or 'pp_prop' (got " + Describe(alg) + ")");
   }
   out->decay_x = OptionalNumber(env, o.Get("decayX"), "config.decayX", 0.0);
   out->decay_f = OptionalNumber(env, o.Get("decayF"), "config.decayF", 0.0);
   const std::pair<const char*, double> decays[] = {{"decayX", out->decay_x}, {"decayF", out->decay_f}};
   for (const auto& d : decays) {
     if (!(d.second >= 0.0 && d.second < 1.0)) {
-      throw Napi::RangeError::New(env, std::string("config.") + d.first + " must be in [0, 1) (got " +
+      throw ArgRangeError(env, std::string("config.") + d.first + " must be in [0, 1) (got " +
                                            GotValue(o.Get(d.first)) + ")");
     }
   }
 
   Napi::Array groups = CheckList(env, o.Get("groups"), "config.groups", "groups { members, positions, ... }");
   out->groups.resize(groups.Length());
-  for (uint32_t g = 0; g < groups.Length(); ++g) {
+  for (uint32_t g = 0, g_end = groups.Length(); g < g_end; ++g) {
     const std::string gn = "config.groups[" + std::to_string(g) + "]";
     Napi::Object go = CheckObject(env, groups.Get(g), gn, "a group { members, positions, zeroRecurrence, probePositions }");
     bt::OnlineGroup& og = out->groups[g];
@@ -448,7 +543,7 @@ void ParseOnlineConfig(Napi::Env env, const Napi::Value& v, bt::OnlineConfig* ou
 
   Napi::Array rels = CheckList(env, o.Get("relations"), "config.relations", "relations");
   out->relations.resize(rels.Length());
-  for (uint32_t r = 0; r < rels.Length(); ++r) {
+  for (uint32_t r = 0, r_end = rels.Length(); r < r_end; ++r) {
     const std::string rn = "config.relations[" + std::to_string(r) + "]";
     Napi::Object ro = CheckObject(env, rels.Get(r), rn,
                                   "a relation { kind, xNode?, yNode, weightSlot, biasSlot?, weightNode?, biasNode?, groups, tailProbe }");
@@ -463,7 +558,7 @@ void ParseOnlineConfig(Napi::Env env, const Napi::Value& v, bt::OnlineConfig* ou
       Napi::Value xn = ro.Get("xNode");
       rel.x_node = (xn.IsUndefined() || xn.IsNull()) ? -1 : CheckNodeId(env, xn, rn + ".xNode");
     } else {
-      throw Napi::TypeError::New(env, rn + ".kind must be 'dense' or 'elementWise' (got " + Describe(kind) + ")");
+      throw ArgTypeError(env, rn + ".kind must be 'dense' or 'elementWise' (got " + Describe(kind) + ")");
     }
     rel.y_node = CheckNodeId(env, ro.Get("yNode"), rn + ".yNode");
     rel.weight_slot = static_cast<int32_t>(CheckInteger(env, ro.Get("weightSlot"), rn + ".weightSlot",
@@ -487,7 +582,7 @@ void ParseOnlineConfig(Napi::Env env, const Napi::Value& v, bt::OnlineConfig* ou
     rel.tail_probe.clear();
     if (!tp.IsUndefined() && !tp.IsNull()) {
       Napi::Array ta = CheckList(env, tp, rn + ".tailProbe", "booleans");
-      for (uint32_t i = 0; i < ta.Length(); ++i) {
+      for (uint32_t i = 0, i_end = ta.Length(); i < i_end; ++i) {
         rel.tail_probe.push_back(OptionalBool(env, ta.Get(i), rn + ".tailProbe[" + std::to_string(i) + "]", false) ? 1 : 0);
       }
     }
@@ -497,48 +592,40 @@ void ParseOnlineConfig(Napi::Env env, const Napi::Value& v, bt::OnlineConfig* ou
   out->non_temporal_slots = SlotList(env, o.Get("nonTemporalSlots"), "config.nonTemporalSlots", "param slots");
 }
 
-void ParseOnlineArgs(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt::DType dtype, bool copy,
-                     bt::OnlineArgs* out, std::vector<std::vector<unsigned char>>* owned) {
+void ParseOnlineArgs(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt::DType dtype, PinnedArrays* pins,
+                     bt::OnlineArgs* out, const void** loss_scale) {
   Napi::Object o = CheckObject(env, v, "args", "an object { steps, inputs, lossScale?, computeGrads?, chunk? }");
   const int64_t steps = CheckInteger(env, o.Get("steps"), "steps", "an integer >= 1", 1, 9007199254740992.0);
   out->steps = steps;
   const int n_in = s.num_inputs();
   Napi::Array inputs = CheckArrayOf(env, o.Get("inputs"), "inputs", static_cast<size_t>(n_in));
   out->inputs.assign(static_cast<size_t>(n_in), nullptr);
-  if (copy) owned->assign(static_cast<size_t>(n_in), {});
-  const size_t esize = ElementSize(dtype);
   for (int i = 0; i < n_in; ++i) {
     const double total = double(steps) * double(Numel(s.input_shape(i)));
     const std::string name = "inputs[" + std::to_string(i) + "]";
     if (total > 9007199254740992.0) {
-      throw Napi::RangeError::New(env, name + " would need " + std::to_string(total) +
-                                           " elements (steps * numel of the slot): too large");
+      throw ArgRangeError(env, name + " would need " + std::to_string(total) +
+                                   " elements (steps * numel of the slot): too large");
     }
-    const size_t len = static_cast<size_t>(total);
-    const void* data = CheckArray(env, inputs.Get(static_cast<uint32_t>(i)), name, dtype, len);
-    if (copy) {
-      std::vector<unsigned char>& buf = (*owned)[static_cast<size_t>(i)];
-      buf.resize(len * esize == 0 ? 1 : len * esize);
-      if (len != 0) std::memcpy(buf.data(), data, len * esize);
-      out->inputs[static_cast<size_t>(i)] = buf.data();
-    } else {
-      out->inputs[static_cast<size_t>(i)] = data;
-    }
+    pins->Add(inputs.Get(static_cast<uint32_t>(i)), name, dtype, static_cast<size_t>(total),
+              &out->inputs[static_cast<size_t>(i)]);
   }
   Napi::Value ls = o.Get("lossScale");
   out->loss_scale.clear();
+  *loss_scale = nullptr;
   if (!ls.IsUndefined() && !ls.IsNull()) {
-    Napi::Float64Array f = CheckFloat64Array(env, ls, "lossScale");
-    if (f.ElementLength() != static_cast<size_t>(steps)) {
-      throw Napi::RangeError::New(env, "lossScale must be a Float64Array of length " + std::to_string(steps) + " (got " +
-                                           Describe(ls) + ")");
-    }
-    out->loss_scale.assign(f.Data(), f.Data() + f.ElementLength());
+    pins->Add(ls, "lossScale", napi_float64_array, static_cast<size_t>(steps), loss_scale);
   }
   out->compute_grads = OptionalBool(env, o.Get("computeGrads"), "computeGrads", true);
   Napi::Value ch = o.Get("chunk");
   out->chunk = (ch.IsUndefined() || ch.IsNull()) ? 1
                                                  : CheckInteger(env, ch, "chunk", "an integer >= 1", 1, 9007199254740992.0);
+}
+
+void FinishOnlineArgs(bt::OnlineArgs* out, const void* loss_scale) {
+  if (loss_scale == nullptr) return;
+  const double* ls = static_cast<const double*>(loss_scale);
+  out->loss_scale.assign(ls, ls + out->steps);
 }
 
 Napi::Object OnlineResultToJs(Napi::Env env, const bt::OnlineResult& r, bt::DType dtype, bool grads) {

@@ -22,19 +22,19 @@ const char* DTypeName(bt::DType d) { return d == bt::DType::F64 ? "float64" : "f
 
 bt::DType ParseDType(Napi::Env env, const Napi::Value& v) {
   if (v.IsUndefined()) return bt::DType::F32;
-  if (!v.IsString()) throw Napi::TypeError::New(env, "dtype must be 'float32' or 'float64' (got " + Describe(v) + ")");
+  if (!v.IsString()) throw ArgTypeError(env, "dtype must be 'float32' or 'float64' (got " + Describe(v) + ")");
   const std::string s = v.As<Napi::String>().Utf8Value();
   if (s == "float32") return bt::DType::F32;
   if (s == "float64") return bt::DType::F64;
-  throw Napi::RangeError::New(env, "dtype must be 'float32' or 'float64' (got '" + s + "')");
+  throw ArgRangeError(env, "dtype must be 'float32' or 'float64' (got '" + s + "')");
 }
 
 // A finite number >= 0 (TypeError when not a number, RangeError otherwise).
 double CheckNonNeg(Napi::Env env, const Napi::Value& v, const std::string& name) {
-  if (!v.IsNumber()) throw Napi::TypeError::New(env, name + " must be a finite number >= 0 (got " + Describe(v) + ")");
+  if (!v.IsNumber()) throw ArgTypeError(env, name + " must be a finite number >= 0 (got " + Describe(v) + ")");
   const double d = v.As<Napi::Number>().DoubleValue();
   if (!std::isfinite(d) || d < 0)
-    throw Napi::RangeError::New(env, name + " must be a finite number >= 0 (got " + Describe(v) + ")");
+    throw ArgRangeError(env, name + " must be a finite number >= 0 (got " + Describe(v) + ")");
   return d;
 }
 
@@ -44,7 +44,7 @@ bt::OptimHyper ParseHyper(Napi::Env env, const Napi::Value& v) {
   bt::OptimHyper h;
   if (v.IsUndefined() || v.IsNull()) return h;
   if (!v.IsObject() || v.IsArray() || v.IsTypedArray() || v.IsFunction())
-    throw Napi::TypeError::New(env, "hyper must be an object of numbers and booleans (got " + Describe(v) + ")");
+    throw ArgTypeError(env, "hyper must be an object of numbers and booleans (got " + Describe(v) + ")");
   Napi::Object o = v.As<Napi::Object>();
   struct NumField {
     const char* name;
@@ -57,13 +57,13 @@ bt::OptimHyper ParseHyper(Napi::Env env, const Napi::Value& v) {
     bool* dst;
   } bools[] = {{"nesterov", &h.nesterov}, {"centered", &h.centered}};
   Napi::Array keys = o.GetPropertyNames();
-  for (uint32_t i = 0; i < keys.Length(); ++i) {
+  for (uint32_t i = 0, i_end = keys.Length(); i < i_end; ++i) {
     const std::string key = keys.Get(i).ToString().Utf8Value();
     bool known = false;
     for (const auto& f : nums) known = known || key == f.name;
     for (const auto& f : bools) known = known || key == f.name;
     if (!known)
-      throw Napi::TypeError::New(env, "hyper." + key +
+      throw ArgTypeError(env, "hyper." + key +
                                           " is not a hyper-parameter (expected momentum, dampening, weightDecay, "
                                           "nesterov, beta1, beta2, eps, alpha, centered)");
   }
@@ -71,27 +71,17 @@ bt::OptimHyper ParseHyper(Napi::Env env, const Napi::Value& v) {
     Napi::Value x = o.Get(f.name);
     if (x.IsUndefined()) continue;
     if (!x.IsNumber())
-      throw Napi::TypeError::New(env, std::string("hyper.") + f.name + " must be a number (got " + Describe(x) + ")");
+      throw ArgTypeError(env, std::string("hyper.") + f.name + " must be a number (got " + Describe(x) + ")");
     *f.dst = x.As<Napi::Number>().DoubleValue();
   }
   for (const auto& f : bools) {
     Napi::Value x = o.Get(f.name);
     if (x.IsUndefined()) continue;
     if (!x.IsBoolean())
-      throw Napi::TypeError::New(env, std::string("hyper.") + f.name + " must be a boolean (got " + Describe(x) + ")");
+      throw ArgTypeError(env, std::string("hyper.") + f.name + " must be a boolean (got " + Describe(x) + ")");
     *f.dst = x.As<Napi::Boolean>().Value();
   }
   return h;
-}
-
-// Type check only (any length): the data of a typed array of the dtype.
-void* TypedData(Napi::Env env, const Napi::Value& v, const std::string& name, bt::DType dtype, size_t* length) {
-  const napi_typedarray_type want = dtype == bt::DType::F64 ? napi_float64_array : napi_float32_array;
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != want)
-    throw Napi::TypeError::New(env, name + " must be a " + ArrayTypeName(dtype) + " (got " + Describe(v) + ")");
-  *length = v.As<Napi::TypedArray>().ElementLength();
-  // CheckArray also rejects a detached buffer.
-  return const_cast<void*>(CheckArray(env, v, name, dtype, *length));
 }
 
 class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
@@ -118,15 +108,17 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
     Guard(env, [&]() {
       Napi::Value kv = info[0];
       if (!kv.IsString())
-        throw Napi::TypeError::New(env, "kind must be 'sgd', 'adam', 'adamw' or 'rmsprop' (got " + Describe(kv) + ")");
+        throw ArgTypeError(env, "kind must be 'sgd', 'adam', 'adamw' or 'rmsprop' (got " + Describe(kv) + ")");
       bt::OptimKind kind;
       const bt::Status ks = bt::optim_kind_from_name(kv.As<Napi::String>().Utf8Value(), &kind);
-      if (!ks.ok()) throw Napi::RangeError::New(env, ks.message);
+      if (!ks.ok()) throw ArgRangeError(env, ks.message);
       const bt::OptimHyper h = ParseHyper(env, info[1]);
       const bt::DType dtype = ParseDType(env, info[2]);
-      const bt::Status s = bt::Optimizer::Create(kind, h, dtype, &opt_);
-      if (s.code == bt::StatusCode::InvalidArgument) throw Napi::RangeError::New(env, s.message);
+      std::unique_ptr<bt::Optimizer> created;
+      const bt::Status s = bt::Optimizer::Create(kind, h, dtype, &created);
+      if (s.code == bt::StatusCode::InvalidArgument) throw ArgRangeError(env, s.message);
       ThrowIfError(env, s);
+      opt_ = std::move(created);
     });
   }
 
@@ -176,10 +168,10 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
     Guard(env, [&]() {
       bt::Optimizer& o = Live(env);
       const std::string want = "stepCount must be an integer in [0, 2^53 - 1]";
-      if (!v.IsNumber()) throw Napi::TypeError::New(env, want + " (got " + Describe(v) + ")");
+      if (!v.IsNumber()) throw ArgTypeError(env, want + " (got " + Describe(v) + ")");
       const double d = v.As<Napi::Number>().DoubleValue();
       if (!(d >= 0) || d > kMaxSafeInteger || std::floor(d) != d)
-        throw Napi::RangeError::New(env, want + " (got " + Describe(v) + ")");
+        throw ArgRangeError(env, want + " (got " + Describe(v) + ")");
       ThrowIfError(env, o.set_step_count(static_cast<int64_t>(d)));
     });
   }
@@ -188,42 +180,57 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
     return Napi::Boolean::New(info.Env(), last_skipped_);
   }
 
+  // The optimizer for a call, held so that a getter that disposes it during phase 1
+  // cannot free it; Live() is called again after phase 1 (DISPOSED then).
+  std::shared_ptr<bt::Optimizer> Hold(Napi::Env env) {
+    Live(env);
+    return opt_;
+  }
+
   Napi::Value Step(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return Guard(env, [&]() -> Napi::Value {
-      bt::Optimizer& o = Live(env);
+      const std::shared_ptr<bt::Optimizer> held = Hold(env);
+      bt::Optimizer& o = *held;
       const bt::DType dtype = o.dtype();
       const bt::NonFinitePolicy policy = ParsePolicy(env, info[4]);
       Napi::Value pv = info[0];
       if (!pv.IsArray())
-        throw Napi::TypeError::New(env, std::string("params must be an Array of ") + ArrayTypeName(dtype) + " (got " +
+        throw ArgTypeError(env, std::string("params must be an Array of ") + ArrayTypeName(dtype) + " (got " +
                                             Describe(pv) + ")");
       Napi::Array pa = pv.As<Napi::Array>();
       const size_t n = pa.Length();
       if (o.bound() && n != o.sizes().size())
-        throw Napi::RangeError::New(env, "params must be an Array of length " + std::to_string(o.sizes().size()) +
+        throw ArgRangeError(env, "params must be an Array of length " + std::to_string(o.sizes().size()) +
                                              ", as in the first step (got " + Describe(pv) + ")");
       Napi::Array ga = CheckArrayOf(env, info[1], "grads", n);
-      std::vector<void*> params(n);
-      std::vector<const void*> grads(n);
+      // Phase 1: every element read (a.Get may run getters); pointers only at Pin().
+      PinnedArrays pins(env);
+      pins.Reserve(2 * n);
+      std::vector<const void*> params(n, nullptr);
+      std::vector<const void*> grads(n, nullptr);
       std::vector<int64_t> sizes(n);
       for (size_t i = 0; i < n; ++i) {
         const std::string pn = "params[" + std::to_string(i) + "]";
-        size_t len = 0;
-        if (o.bound()) {
-          len = static_cast<size_t>(o.sizes()[i]);
-          params[i] = const_cast<void*>(CheckArray(env, pa.Get(static_cast<uint32_t>(i)), pn, dtype, len));
-        } else {
-          params[i] = TypedData(env, pa.Get(static_cast<uint32_t>(i)), pn, dtype, &len);
-        }
+        const size_t want = o.bound() ? static_cast<size_t>(o.sizes()[i]) : PinnedArrays::kAnyLength;
+        const size_t len = pins.Add(pa.Get(static_cast<uint32_t>(i)), pn, dtype, want, &params[i]);
         sizes[i] = static_cast<int64_t>(len);
-        grads[i] = CheckArray(env, ga.Get(static_cast<uint32_t>(i)), "grads[" + std::to_string(i) + "]", dtype, len);
+        pins.Add(ga.Get(static_cast<uint32_t>(i)), "grads[" + std::to_string(i) + "]", dtype, len, &grads[i]);
       }
       const double lr = CheckNonNeg(env, info[2], "lr");
       const double max_norm = info[3].IsUndefined() ? 0.0 : CheckNonNeg(env, info[3], "maxNorm");
+      // Phase 2: no JS runs until the core step has returned.
+      Live(env);
+      pins.Pin();
+      // The parameters are the caller's writable typed arrays, updated in place.
+      std::vector<void*> writable(n);
+      for (size_t i = 0; i < n; ++i) writable[i] = const_cast<void*>(params[i]);
       double norm = 0;
       bool skipped = false;
-      ThrowIfError(env, o.step(params, grads, sizes, lr, max_norm, &norm, policy, &skipped));
+      const bt::Status st = o.step(writable, grads, sizes, lr, max_norm, &norm, policy, &skipped);
+      pins.Unpin();
+      writable.assign(n, nullptr);
+      ThrowIfError(env, st);
       last_skipped_ = skipped;
       SyncExternal(env);
       return Napi::Number::New(env, norm);
@@ -243,33 +250,33 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
   Napi::Value SetStateBuffers(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return Guard(env, [&]() -> Napi::Value {
-      bt::Optimizer& o = Live(env);
+      const std::shared_ptr<bt::Optimizer> held = Hold(env);
+      bt::Optimizer& o = *held;
       const bt::DType dtype = o.dtype();
       const size_t K = static_cast<size_t>(o.num_state_slots());
       Napi::Value lv = info[0];
       if (!lv.IsArray())
-        throw Napi::TypeError::New(env, std::string("list must be an Array of ") + ArrayTypeName(dtype) + " (got " +
+        throw ArgTypeError(env, std::string("list must be an Array of ") + ArrayTypeName(dtype) + " (got " +
                                             Describe(lv) + ")");
       Napi::Array la = lv.As<Napi::Array>();
       const size_t m = la.Length();
       if (o.bound() && m != o.sizes().size() * K)
-        throw Napi::RangeError::New(env, "list must be an Array of length " + std::to_string(o.sizes().size() * K) +
+        throw ArgRangeError(env, "list must be an Array of length " + std::to_string(o.sizes().size() * K) +
                                              " (" + std::to_string(K) + " buffers per parameter; got " + Describe(lv) +
                                              ")");
-      std::vector<const void*> data(m);
+      PinnedArrays pins(env);
+      std::vector<const void*> data(m, nullptr);
       std::vector<int64_t> sizes(m);
       for (size_t j = 0; j < m; ++j) {
-        const std::string name = "list[" + std::to_string(j) + "]";
-        size_t len = 0;
-        if (o.bound()) {
-          len = static_cast<size_t>(o.sizes()[j / K]);
-          data[j] = CheckArray(env, la.Get(static_cast<uint32_t>(j)), name, dtype, len);
-        } else {
-          data[j] = TypedData(env, la.Get(static_cast<uint32_t>(j)), name, dtype, &len);
-        }
-        sizes[j] = static_cast<int64_t>(len);
+        const size_t want = o.bound() ? static_cast<size_t>(o.sizes()[j / K]) : PinnedArrays::kAnyLength;
+        sizes[j] = static_cast<int64_t>(
+            pins.Add(la.Get(static_cast<uint32_t>(j)), "list[" + std::to_string(j) + "]", dtype, want, &data[j]));
       }
-      ThrowIfError(env, o.set_state(data, sizes));
+      Live(env);
+      pins.Pin();
+      const bt::Status st = o.set_state(data, sizes);
+      pins.Unpin();
+      ThrowIfError(env, st);
       SyncExternal(env);
       return env.Undefined();
     });
@@ -283,19 +290,20 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
     });
   }
 
-  // nonFinite: 'error' (default) | 'skipUpdate' | 'allow' (bt::NonFinitePolicy).
+  // nonFinite: 'error' (default) | 'skipUpdate' | 'allow' (bt::NonFinitePolicy). A primitive
+  // argument: reading it runs no JS.
   static bt::NonFinitePolicy ParsePolicy(Napi::Env env, const Napi::Value& v) {
     if (v.IsUndefined()) return bt::NonFinitePolicy::Error;
     const std::string want = "nonFinite must be 'error', 'skipUpdate' or 'allow'";
-    if (!v.IsString()) throw Napi::TypeError::New(env, want + " (got " + Describe(v) + ")");
+    if (!v.IsString()) throw ArgTypeError(env, want + " (got " + Describe(v) + ")");
     const std::string s = v.As<Napi::String>().Utf8Value();
     if (s == "error") return bt::NonFinitePolicy::Error;
     if (s == "skipUpdate") return bt::NonFinitePolicy::Skip;
     if (s == "allow") return bt::NonFinitePolicy::Allow;
-    throw Napi::RangeError::New(env, want + " (got '" + s + "')");
+    throw ArgRangeError(env, want + " (got '" + s + "')");
   }
 
-  std::unique_ptr<bt::Optimizer> opt_;
+  std::shared_ptr<bt::Optimizer> opt_;  // shared only with in-progress calls (Hold)
   int64_t external_bytes_ = 0;
   bool last_skipped_ = false;  // whether the last step() skipped its update (policy 'skipUpdate')
 };

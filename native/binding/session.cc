@@ -28,28 +28,30 @@ const char* DTypeName(bt::DType d) { return d == bt::DType::F64 ? "float64" : "f
 // beyond any typed array V8 can allocate).
 constexpr double kMaxElements = 9007199254740992.0;
 
-// Parsed arguments of runSequence; with `copy`, the input data is owned here so
-// it can be read on a worker thread after the JS call has returned.
+// Parsed arguments of runSequence (phase 1): numbers in `args`, typed arrays in the
+// caller's PinnedArrays (destinations args.inputs[i] and loss_scale). An async call
+// pins with `owned`, so the worker reads copies after the JS call has returned.
 struct ParsedSequence {
   bt::SequenceArgs args;
+  const void* loss_scale = nullptr;  // pinned lossScale data (steps doubles), or null: all 1
   std::vector<std::vector<unsigned char>> owned;
   SequenceResultFields fields;  // optional result fields the call asked for
 };
 
-void ParseSequence(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt::DType dtype, bool copy,
+void ParseSequence(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt::DType dtype, PinnedArrays* pins,
                    ParsedSequence* out) {
   if (!v.IsObject() || v.IsArray() || v.IsTypedArray()) {
-    throw Napi::TypeError::New(env, "args must be an object { steps, inputs, lossScale?, computeGrads?, fetchValues?, jacobians? } (got " +
+    throw ArgTypeError(env, "args must be an object { steps, inputs, lossScale?, computeGrads?, fetchValues?, jacobians? } (got " +
                                         Describe(v) + ")");
   }
   Napi::Object o = v.As<Napi::Object>();
   Napi::Value steps_v = o.Get("steps");
   if (!steps_v.IsNumber()) {
-    throw Napi::TypeError::New(env, "steps must be an integer >= 1 (got " + Describe(steps_v) + ")");
+    throw ArgTypeError(env, "steps must be an integer >= 1 (got " + Describe(steps_v) + ")");
   }
   const double steps_d = steps_v.As<Napi::Number>().DoubleValue();
   if (!(steps_d >= 1) || std::floor(steps_d) != steps_d || steps_d > kMaxElements) {
-    throw Napi::RangeError::New(env, "steps must be an integer >= 1 (got " + Describe(steps_v) + ")");
+    throw ArgRangeError(env, "steps must be an integer >= 1 (got " + Describe(steps_v) + ")");
   }
   const int64_t steps = static_cast<int64_t>(steps_d);
   out->args.steps = steps;
@@ -57,42 +59,21 @@ void ParseSequence(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt
   const int n_in = s.num_inputs();
   Napi::Array inputs = CheckArrayOf(env, o.Get("inputs"), "inputs", static_cast<size_t>(n_in));
   out->args.inputs.assign(static_cast<size_t>(n_in), nullptr);
-  if (copy) out->owned.resize(static_cast<size_t>(n_in));
-  const size_t esize = ElementSize(dtype);
   for (int i = 0; i < n_in; ++i) {
     const double total = double(steps) * double(Numel(s.input_shape(i)));
     const std::string name = "inputs[" + std::to_string(i) + "]";
     if (total > kMaxElements) {
-      throw Napi::RangeError::New(env, name + " would need " + std::to_string(total) +
+      throw ArgRangeError(env, name + " would need " + std::to_string(total) +
                                            " elements (steps * numel of the slot): too large");
     }
-    const size_t len = static_cast<size_t>(total);
-    const void* data = CheckArray(env, inputs.Get(static_cast<uint32_t>(i)), name, dtype, len);
-    if (copy) {
-      std::vector<unsigned char>& buf = out->owned[static_cast<size_t>(i)];
-      buf.resize(len * esize == 0 ? 1 : len * esize);
-      if (len != 0) std::memcpy(buf.data(), data, len * esize);
-      out->args.inputs[static_cast<size_t>(i)] = buf.data();
-    } else {
-      out->args.inputs[static_cast<size_t>(i)] = data;
-    }
+    pins->Add(inputs.Get(static_cast<uint32_t>(i)), name, dtype, static_cast<size_t>(total),
+              &out->args.inputs[static_cast<size_t>(i)]);
   }
 
   Napi::Value ls = o.Get("lossScale");
-  if (ls.IsUndefined() || ls.IsNull()) {
-    out->args.loss_scale.assign(static_cast<size_t>(steps), 1.0);
-  } else {
-    if (!ls.IsTypedArray() || ls.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-        ls.As<Napi::TypedArray>().ElementLength() != static_cast<size_t>(steps)) {
-      const std::string msg = "lossScale must be a Float64Array of length " + std::to_string(steps) + " (got " +
-                              Describe(ls) + ")";
-      if (ls.IsTypedArray() && ls.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array) {
-        throw Napi::RangeError::New(env, msg);
-      }
-      throw Napi::TypeError::New(env, msg);
-    }
-    Napi::Float64Array f = ls.As<Napi::Float64Array>();
-    out->args.loss_scale.assign(f.Data(), f.Data() + f.ElementLength());
+  out->loss_scale = nullptr;
+  if (!ls.IsUndefined() && !ls.IsNull()) {
+    pins->Add(ls, "lossScale", napi_float64_array, static_cast<size_t>(steps), &out->loss_scale);
   }
 
   Napi::Value cg = o.Get("computeGrads");
@@ -101,12 +82,23 @@ void ParseSequence(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt
   } else if (cg.IsBoolean()) {
     out->args.compute_grads = cg.As<Napi::Boolean>().Value();
   } else {
-    throw Napi::TypeError::New(env, "computeGrads must be a boolean (got " + Describe(cg) + ")");
+    throw ArgTypeError(env, "computeGrads must be a boolean (got " + Describe(cg) + ")");
   }
   out->fields.grads = out->args.compute_grads;
   // Numbers only, copied into the args (safe for the async worker).
   out->fields.fetched_values = OptionalNodeIds(env, o.Get("fetchValues"), "fetchValues", &out->args.fetch_values);
   out->fields.jacobians = OptionalJacobians(env, o.Get("jacobians"), "jacobians", &out->args.jacobians);
+}
+
+// After PinnedArrays::Pin: the loss weights (copied; all 1 when not given).
+void FinishSequence(ParsedSequence* p) {
+  if (p->loss_scale == nullptr) {
+    p->args.loss_scale.assign(static_cast<size_t>(p->args.steps), 1.0);
+  } else {
+    const double* ls = static_cast<const double*>(p->loss_scale);
+    p->args.loss_scale.assign(ls, ls + p->args.steps);
+    p->loss_scale = nullptr;
+  }
 }
 
 // A fresh typed array of the session dtype with n values, filled by `fill(data)` (a core
@@ -299,7 +291,7 @@ SessionWrap::SessionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Sess
   Napi::Env env = info.Env();
   Addon* addon = env.GetInstanceData<Addon>();
   if (addon == nullptr || !addon->pending_session) {
-    throw Napi::TypeError::New(env, "NativeSession cannot be constructed directly; use createSession(code, fattr)");
+    throw ArgTypeError(env, "NativeSession cannot be constructed directly; use createSession(code, fattr)");
   }
   core_ = std::make_shared<SessionCore>();
   core_->session = std::shared_ptr<bt::Session>(std::move(addon->pending_session));
@@ -331,6 +323,11 @@ void SessionWrap::Release(Napi::Env env) {
   // An in-flight worker holds its own reference; the core session is freed when
   // the last holder lets go.
   if (core_) core_->session.reset();
+}
+
+std::shared_ptr<bt::Session> SessionWrap::Hold(Napi::Env env) {
+  Live(env, false);
+  return core_->session;
 }
 
 bt::Session& SessionWrap::Live(Napi::Env env, bool allow_busy) {
@@ -441,11 +438,18 @@ Napi::Value SessionWrap::OutputEntries(const Napi::CallbackInfo& info) {
 Napi::Value SessionWrap::SetParam(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guard(env, [&]() -> Napi::Value {
-    bt::Session& s = Live(env, false);
+    const std::shared_ptr<bt::Session> held = Hold(env);
+    bt::Session& s = *held;
+    PinnedArrays pins(env);
+    const void* data = nullptr;
     const int slot = CheckSlot(env, info[0], "slot", s.num_params());
     const size_t n = static_cast<size_t>(Numel(s.param_shape(slot)));
-    const void* data = CheckArray(env, info[1], "data", dtype_, n);
-    ThrowIfError(env, s.set_param(slot, data, n));
+    pins.Add(info[1], "data", dtype_, n, &data);
+    Live(env, false);
+    pins.Pin();
+    const bt::Status st = s.set_param(slot, data, n);
+    pins.Unpin();
+    ThrowIfError(env, st);
     return env.Undefined();
   });
 }
@@ -453,11 +457,18 @@ Napi::Value SessionWrap::SetParam(const Napi::CallbackInfo& info) {
 Napi::Value SessionWrap::SetState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guard(env, [&]() -> Napi::Value {
-    bt::Session& s = Live(env, false);
+    const std::shared_ptr<bt::Session> held = Hold(env);
+    bt::Session& s = *held;
+    PinnedArrays pins(env);
+    const void* data = nullptr;
     const int slot = CheckSlot(env, info[0], "slot", s.num_states());
     const size_t n = static_cast<size_t>(Numel(s.state_shape(slot)));
-    const void* data = CheckArray(env, info[1], "data", dtype_, n);
-    ThrowIfError(env, s.set_state(slot, data, n));
+    pins.Add(info[1], "data", dtype_, n, &data);
+    Live(env, false);
+    pins.Pin();
+    const bt::Status st = s.set_state(slot, data, n);
+    pins.Unpin();
+    ThrowIfError(env, st);
     return env.Undefined();
   });
 }
@@ -487,14 +498,17 @@ Napi::Value SessionWrap::GetState(const Napi::CallbackInfo& info) {
 Napi::Value SessionWrap::Evaluate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guard(env, [&]() -> Napi::Value {
-    bt::Session& s = Live(env, false);
+    const std::shared_ptr<bt::Session> held = Hold(env);
+    bt::Session& s = *held;
     if (!info[0].IsObject() || info[0].IsArray() || info[0].IsTypedArray()) {
-      throw Napi::TypeError::New(env, "args must be an object { inputs, params?, states?, ... } (got " +
+      throw ArgTypeError(env, "args must be an object { inputs, params?, states?, ... } (got " +
                                           Describe(info[0]) + ")");
     }
     Napi::Object o = info[0].As<Napi::Object>();
     bt::EvalArgs args;
+    PinnedArrays pins(env);
 
+    // Phase 1: every property read. Each pointer list is sized before arrays are added to it.
     const int n_in = s.num_inputs(), n_par = s.num_params(), n_st = s.num_states();
     const int n_ent = s.num_output_entries();
     auto input_len = [&](int i) { return static_cast<size_t>(Numel(s.input_shape(i))); };
@@ -503,10 +517,10 @@ Napi::Value SessionWrap::Evaluate(const Napi::CallbackInfo& info) {
     auto entry_len = [&](int i) { return static_cast<size_t>(Numel(s.output_entry_shape(i))); };
 
     Napi::Array inputs = CheckArrayOf(env, o.Get("inputs"), "inputs", static_cast<size_t>(n_in));
-    args.inputs.resize(static_cast<size_t>(n_in));
+    args.inputs.assign(static_cast<size_t>(n_in), nullptr);
     for (int i = 0; i < n_in; ++i) {
-      args.inputs[static_cast<size_t>(i)] = CheckArray(env, inputs.Get(static_cast<uint32_t>(i)),
-                                                       "inputs[" + std::to_string(i) + "]", dtype_, input_len(i));
+      pins.Add(inputs.Get(static_cast<uint32_t>(i)), "inputs[" + std::to_string(i) + "]", dtype_, input_len(i),
+               &args.inputs[static_cast<size_t>(i)]);
     }
 
     // An optional list: absent -> false; else `out` gets one pointer per slot,
@@ -516,11 +530,10 @@ Napi::Value SessionWrap::Evaluate(const Napi::CallbackInfo& info) {
       Napi::Array a;
       if (!OptionalArray(env, o.Get(key), key, static_cast<size_t>(count), &a)) return false;
       out->assign(static_cast<size_t>(count), nullptr);
-      for (uint32_t i = 0; i < a.Length(); ++i) {
+      for (uint32_t i = 0, i_end = a.Length(); i < i_end; ++i) {
         Napi::Value v = a.Get(i);
         if (v.IsUndefined() || v.IsNull()) continue;
-        (*out)[i] = CheckArray(env, v, std::string(key) + "[" + std::to_string(i) + "]", dtype_,
-                               len(static_cast<int>(i)));
+        pins.Add(v, std::string(key) + "[" + std::to_string(i) + "]", dtype_, len(static_cast<int>(i)), &(*out)[i]);
       }
       return true;
     };
@@ -544,8 +557,13 @@ Napi::Value SessionWrap::Evaluate(const Napi::CallbackInfo& info) {
         OptionalNodeIds(env, o.Get("stopCotangents"), "stopCotangents", &args.stop_cotangents);
     const bool want_jacobians = OptionalJacobians(env, o.Get("jacobians"), "jacobians", &args.jacobians);
 
+    // Phase 2: no JS runs from here until the core call has returned.
+    Live(env, false);
+    pins.Pin();
     bt::EvalResult r;
-    ThrowIfError(env, s.evaluate(args, &r));
+    const bt::Status st = s.evaluate(args, &r);
+    pins.Unpin();
+    ThrowIfError(env, st);
 
     Napi::Object res = Napi::Object::New(env);
     res.Set("outputs", BuffersToJs(env, r.outputs, dtype_));
@@ -567,11 +585,18 @@ Napi::Value SessionWrap::Evaluate(const Napi::CallbackInfo& info) {
 Napi::Value SessionWrap::RunSequence(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guard(env, [&]() -> Napi::Value {
-    bt::Session& s = Live(env, false);
+    const std::shared_ptr<bt::Session> held = Hold(env);
+    bt::Session& s = *held;
+    PinnedArrays pins(env);
     ParsedSequence p;
-    ParseSequence(env, info[0], s, dtype_, /*copy=*/false, &p);
+    ParseSequence(env, info[0], s, dtype_, &pins, &p);
+    Live(env, false);
+    pins.Pin();
+    FinishSequence(&p);
     bt::SequenceResult r;
-    ThrowIfError(env, s.run_sequence(p.args, &r));
+    const bt::Status st = s.run_sequence(p.args, &r);
+    pins.Unpin();
+    ThrowIfError(env, st);
     return SequenceResultToJs(env, r, dtype_, p.fields);
   });
 }
@@ -583,10 +608,14 @@ Napi::Value SessionWrap::RunSequenceAsync(const Napi::CallbackInfo& info) {
   // rejects the promise rather than throwing synchronously.
   try {
     Guard(env, [&] {
-      bt::Session& s = Live(env, false);
+      const std::shared_ptr<bt::Session> held = Hold(env);
+      PinnedArrays pins(env);
       ParsedSequence p;
-      ParseSequence(env, info[0], s, dtype_, /*copy=*/true, &p);
-      const Napi::Value on_progress = ParseControl(env, info[1]);
+      ParseSequence(env, info[0], *held, dtype_, &pins, &p);
+      const Napi::Value on_progress = ParseControl(env, info[1]);  // phase 1: may run getters
+      Live(env, false);
+      pins.Pin(&p.owned);  // copies: the worker reads them after this call returns
+      FinishSequence(&p);
       QueueSessionJob(env, "runSequenceAsync", deferred, core_, SequenceJob{std::move(p), dtype_, {}}, on_progress);
     });
   } catch (const Napi::Error& e) {
@@ -600,10 +629,11 @@ Napi::Value SessionWrap::RunSequenceAsync(const Napi::CallbackInfo& info) {
 Napi::Value SessionWrap::ConfigureOnline(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guard(env, [&]() -> Napi::Value {
-    bt::Session& s = Live(env, false);
+    const std::shared_ptr<bt::Session> held = Hold(env);
     bt::OnlineConfig config;
-    ParseOnlineConfig(env, info[0], &config);
-    ThrowIfError(env, s.configure_online(config));
+    ParseOnlineConfig(env, info[0], &config);  // numbers only, copied
+    Live(env, false);  // a getter may have disposed the session or started an async call
+    ThrowIfError(env, held->configure_online(config));
     return env.Undefined();
   });
 }
@@ -611,11 +641,18 @@ Napi::Value SessionWrap::ConfigureOnline(const Napi::CallbackInfo& info) {
 Napi::Value SessionWrap::RunOnline(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guard(env, [&]() -> Napi::Value {
-    bt::Session& s = Live(env, false);
+    const std::shared_ptr<bt::Session> held = Hold(env);
+    PinnedArrays pins(env);
     bt::OnlineArgs args;
-    ParseOnlineArgs(env, info[0], s, dtype_, /*copy=*/false, &args, nullptr);
+    const void* loss_scale = nullptr;
+    ParseOnlineArgs(env, info[0], *held, dtype_, &pins, &args, &loss_scale);
+    Live(env, false);
+    pins.Pin();
+    FinishOnlineArgs(&args, loss_scale);
     bt::OnlineResult r;
-    ThrowIfError(env, s.run_online(args, &r));
+    const bt::Status st = held->run_online(args, &r);
+    pins.Unpin();
+    ThrowIfError(env, st);
     return OnlineResultToJs(env, r, dtype_, args.compute_grads);
   });
 }
@@ -625,11 +662,16 @@ Napi::Value SessionWrap::RunOnlineAsync(const Napi::CallbackInfo& info) {
   Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
   try {
     Guard(env, [&] {
-      bt::Session& s = Live(env, false);
+      const std::shared_ptr<bt::Session> held = Hold(env);
+      PinnedArrays pins(env);
       bt::OnlineArgs args;
+      const void* loss_scale = nullptr;
       std::vector<std::vector<unsigned char>> owned;
-      ParseOnlineArgs(env, info[0], s, dtype_, /*copy=*/true, &args, &owned);
-      const Napi::Value on_progress = ParseControl(env, info[1]);
+      ParseOnlineArgs(env, info[0], *held, dtype_, &pins, &args, &loss_scale);
+      const Napi::Value on_progress = ParseControl(env, info[1]);  // phase 1: may run getters
+      Live(env, false);
+      pins.Pin(&owned);  // copies: the worker reads them after this call returns
+      FinishOnlineArgs(&args, loss_scale);
       QueueSessionJob(env, "runOnlineAsync", deferred, core_,
                       OnlineJob{std::move(args), std::move(owned), dtype_, {}}, on_progress);
     });
@@ -686,11 +728,18 @@ Napi::Value SessionWrap::GetTrace(const Napi::CallbackInfo& info) {
 Napi::Value SessionWrap::SetTrace(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guard(env, [&]() -> Napi::Value {
-    bt::Session& s = Live(env, false);
+    const std::shared_ptr<bt::Session> held = Hold(env);
+    bt::Session& s = *held;
+    PinnedArrays pins(env);
+    const void* data = nullptr;
     int index = 0;
     const size_t n = TraceNumel(env, s, info[0], &index);
-    const void* data = CheckArray(env, info[1], "data", dtype_, n);
-    ThrowIfError(env, s.set_trace(index, data, n));
+    pins.Add(info[1], "data", dtype_, n, &data);
+    Live(env, false);
+    pins.Pin();
+    const bt::Status st = s.set_trace(index, data, n);
+    pins.Unpin();
+    ThrowIfError(env, st);
     return env.Undefined();
   });
 }
@@ -704,10 +753,10 @@ Napi::Value SessionWrap::SetTraceSteps(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guard(env, [&]() -> Napi::Value {
     bt::Session& s = Live(env, false);
-    if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "n must be an integer >= 0 (got " + Describe(info[0]) + ")");
+    if (!info[0].IsNumber()) throw ArgTypeError(env, "n must be an integer >= 0 (got " + Describe(info[0]) + ")");
     const double d = info[0].As<Napi::Number>().DoubleValue();
     if (!(d >= 0 && d <= 9007199254740992.0) || std::floor(d) != d) {
-      throw Napi::RangeError::New(env, "n must be an integer >= 0 (got " + Describe(info[0]) + ")");
+      throw ArgRangeError(env, "n must be an integer >= 0 (got " + Describe(info[0]) + ")");
     }
     ThrowIfError(env, s.set_trace_steps(static_cast<int64_t>(d)));
     return env.Undefined();
@@ -720,7 +769,7 @@ Napi::Value SessionWrap::SetFiniteChecks(const Napi::CallbackInfo& info) {
     bt::Session& s = Live(env, false);
     for (size_t i = 0; i < 2; ++i)
       if (!info[i].IsBoolean())
-        throw Napi::TypeError::New(env, std::string(i == 0 ? "data" : "results") + " must be a boolean (got " +
+        throw ArgTypeError(env, std::string(i == 0 ? "data" : "results") + " must be a boolean (got " +
                                             Describe(info[i]) + ")");
     bt::FiniteChecks c;
     c.data = info[0].As<Napi::Boolean>().Value();

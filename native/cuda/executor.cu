@@ -8,10 +8,19 @@
 //
 // Every CUDA error becomes a Status with StatusCode::Cuda whose message holds
 // cudaGetErrorName and cudaGetErrorString; nothing here throws or aborts.
-// The CUDA runtime is linked statically; the driver is loaded at the first call,
-// and without one cudaGetDeviceCount returns cudaErrorInsufficientDriver, which
-// cuda_probe reports as the reason for the CPU fallback.
+// The CUDA runtime is linked statically; the driver is loaded at the first call.
+// Without one cudaGetDeviceCount returns cudaErrorInsufficientDriver, as it does with a
+// driver older than the runtime, so the probe also tries to load the driver library
+// itself and asks for the driver's version: cuda_probe_text::fallback_reason
+// (cuda/probe_reason.h) then says "no NVIDIA driver found", "driver too old" or
+// "driver present but no device", and what to install or check.
 #include <cuda_runtime.h>
+
+#if defined(_WIN32)
+#include <windows.h>
+#else
+#include <dlfcn.h>
+#endif
 
 #include <memory>
 #include <mutex>
@@ -19,6 +28,7 @@
 
 #include "core/executor.h"
 #include "cuda/launch.h"
+#include "cuda/probe_reason.h"
 #include "kernels/elementwise.h"
 
 namespace bt {
@@ -105,26 +115,56 @@ struct ProbeResult {
   std::string reason;
 };
 
+// Whether the driver library loads (it is then unloaded again: the runtime loads its own).
+void driver_library_facts(cuda_probe_text::ProbeFacts* f) {
+  const char* name = cuda_probe_text::driver_library_name();
+#if defined(_WIN32)
+  HMODULE h = LoadLibraryA(name);
+  f->driver_loadable = h != nullptr;
+  if (h != nullptr) FreeLibrary(h);
+  else f->load_error = "LoadLibrary error " + std::to_string(GetLastError());
+#else
+  void* h = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+  f->driver_loadable = h != nullptr;
+  if (h != nullptr) {
+    dlclose(h);
+  } else {
+    const char* e = dlerror();
+    f->load_error = e != nullptr ? e : "unknown dlopen error";
+  }
+#endif
+}
+
 // Probed once per process: with a driver, the first CUDA call initialises it
 // (costly); without one, it fails quickly and the failure is remembered.
 const ProbeResult& probe_once() {
   static ProbeResult result;
   static std::once_flag once;
   std::call_once(once, [] {
+    cuda_probe_text::ProbeFacts f;
     int version = 0;
     if (cudaRuntimeGetVersion(&version) == cudaSuccess) result.runtime_version = version;
+    f.runtime_version = result.runtime_version;
     int count = 0;
     const cudaError_t err = cudaGetDeviceCount(&count);
     if (err != cudaSuccess) {
       (void)cudaGetLastError();
-      result.device_count = 0;
-      result.reason = cuda_error_text(err);
-    } else if (count <= 0) {
-      result.device_count = 0;
-      result.reason = "no CUDA device found";
-    } else {
-      result.device_count = count;
+      f.error = err == cudaErrorInsufficientDriver ? cuda_probe_text::ProbeError::InsufficientDriver
+                : err == cudaErrorNoDevice         ? cuda_probe_text::ProbeError::NoDevice
+                                                   : cuda_probe_text::ProbeError::Other;
+      f.error_text = cuda_error_text(err);
+      count = 0;
     }
+    f.device_count = count > 0 ? count : 0;
+    if (f.device_count == 0) {
+      // Only on the failure path: is there a driver library at all, and which CUDA does it support?
+      driver_library_facts(&f);
+      int driver = 0;
+      if (cudaDriverGetVersion(&driver) == cudaSuccess) f.driver_version = driver;
+      (void)cudaGetLastError();
+    }
+    result.device_count = f.device_count;
+    result.reason = cuda_probe_text::fallback_reason(f);
   });
   return result;
 }
