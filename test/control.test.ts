@@ -6,6 +6,7 @@
  * learner stays usable after a cancel.
  */
 import * as path from 'path';
+import { spawn } from 'child_process';
 import { Worker } from 'worker_threads';
 
 import * as bt from '../lib/index';
@@ -267,11 +268,13 @@ describe('fit', () => {
   });
 });
 
-describe('worker threads', () => {
-  test('worker.terminate() during a long etraceGrad returns within 100 ms', async () => {
-    const root = path.join(__dirname, '..');
-    // The worker compiles the TypeScript sources on the fly (no build step needed).
-    const code = `
+/**
+ * JS source that compiles the TypeScript sources on the fly (no build step needed) and
+ * defines `bt`, a D_RTRL learner `l` and a long sequence `xs`, `ys` (T = 200 000).
+ * `root` is a JS expression giving the package root.
+ */
+function longGradScript(root: string): string {
+  return `
       const { parentPort, workerData } = require('worker_threads');
       const fs = require('fs');
       const ts = require('typescript');
@@ -282,7 +285,7 @@ describe('worker threads', () => {
         });
         m._compile(out.outputText, filename);
       };
-      const bt = require(workerData.root + '/lib/index.ts');
+      const bt = require(${root} + '/lib/index.ts');
       class RNN extends bt.Module {
         constructor() {
           super();
@@ -300,7 +303,13 @@ describe('worker threads', () => {
       const T = 200000, B = 8;
       const l = bt.compile(new RNN(), bt.D_RTRL, { inputShape: [4], batchSize: B, dtype: 'float64' });
       const xs = bt.tensor(new Float64Array(T * B * 4).fill(0.5), [T, B, 4], 'float64');
-      const ys = bt.tensor(new Float64Array(T * B * 2), [T, B, 2], 'float64');
+      const ys = bt.tensor(new Float64Array(T * B * 2), [T, B, 2], 'float64');`;
+}
+
+describe('worker threads and process exit', () => {
+  test('worker.terminate() during a long etraceGrad returns within 100 ms', async () => {
+    const root = path.join(__dirname, '..');
+    const code = `${longGradScript('workerData.root')}
       l.etraceGrad(xs, ys, { onProgress: (p) => parentPort.postMessage(p) })
         .then(() => parentPort.postMessage('finished'), (e) => parentPort.postMessage('error ' + e.message));
     `;
@@ -319,5 +328,38 @@ describe('worker threads', () => {
     const ms = performance.now() - t0;
     expect(messages).not.toContain('finished');
     expect(ms).toBeLessThan(100);
+  });
+
+  test('process.exit() during a long etraceGrad exits at once and cleanly', async () => {
+    const root = path.join(__dirname, '..');
+    const code = `${longGradScript(JSON.stringify(root))}
+      let first = true;
+      l.etraceGrad(xs, ys, {
+        onProgress: () => {
+          if (!first) return;
+          first = false;
+          process.stdout.write('started\\n', () => process.exit(0));
+        },
+      }).then(() => process.stdout.write('finished\\n'));
+    `;
+    const child = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    let startedAt = 0;
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const status = await new Promise<number | null>((resolve) => {
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (startedAt === 0 && out.includes('started')) startedAt = performance.now();
+      });
+      child.on('exit', (c) => resolve(c));
+    });
+    const ms = performance.now() - startedAt;
+    expect(err).toBe('');
+    expect(out).toBe('started\n');
+    expect(status).toBe(0);
+    expect(startedAt).toBeGreaterThan(0);
+    // Exit includes tearing down V8 and the process: the 100 ms contract, measured outside it.
+    expect(ms).toBeLessThan(150);
   });
 });

@@ -451,6 +451,13 @@ export interface NativeBinding {
    */
   checkFinite(data: NativeArray): number;
   /**
+   * Cancels every in-flight async call of this environment (sets their cancel flags; they
+   * reject with ERR_BRAINTRACE_ABORTED). lib/runtime/native.ts calls it from
+   * `process.on('exit')`: process.exit() joins the native thread pool right after the exit
+   * handlers, so without it the exit would wait for every running call to finish.
+   */
+  cancelAll(): void;
+  /**
    * STREAM-like copy benchmark: copies `bytes` bytes between two native buffers, split in
    * contiguous chunks over the native thread pool (the same `parallel_for` the kernels
    * use), `reps` times after one warm-up copy. Returns the best time of one copy and the

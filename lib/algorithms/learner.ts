@@ -329,7 +329,7 @@ export abstract class Learner {
     const xt = this.asData('x', x, [this.batchSize, ...this.inputShape]);
     const entry = this.session('', () => this.stepTrace);
     this.prepare(entry);
-    const res = this.native(() => entry.session.runSequence({ steps: 1, inputs: [xt.data] }));
+    const res = this.native(() => entry.session.runSequence({ steps: 1, inputs: [xt.data] }), entry);
     this.markOwner(entry);
     return { data: res.outputs[0], shape: [this.batchSize, ...this.outputShape], dtype: this.dtype };
   }

@@ -117,7 +117,10 @@ export abstract class OnlineLearner extends Learner {
     const xt = this.asData('x', x, [this.batchSize, ...this.inputShape]);
     const entry = this.session('', () => this.stepTrace);
     this.prepare(entry);
-    const res = this.native(() => entry.session.runOnline({ steps: 1, inputs: [xt.data as NativeArray], computeGrads: false }));
+    const res = this.native(
+      () => entry.session.runOnline({ steps: 1, inputs: [xt.data as NativeArray], computeGrads: false }),
+      entry,
+    );
     this.markOwner(entry);
     return { data: res.outputs[0], shape: [this.batchSize, ...this.outputShape], dtype: this.dtype };
   }

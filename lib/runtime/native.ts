@@ -211,6 +211,15 @@ export function loadBinding(): NativeBinding {
     const names = chosen.binding.opNames();
     const binding = names instanceof Array ? chosen.binding : adaptRealm(chosen.binding);
     cached = { binding, facts: chosen.facts };
+    // process.exit() joins the native thread pool right after the 'exit' handlers: cancel
+    // the calls in flight first, so the exit does not wait for them (docs/hardening.md).
+    process.once('exit', () => {
+      try {
+        binding.cancelAll();
+      } catch {
+        // exiting: nothing to report to
+      }
+    });
   }
   return cached.binding;
 }

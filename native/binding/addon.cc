@@ -21,6 +21,7 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
                            InstanceMethod("createSession", &Addon::CreateSession),
                            InstanceMethod("createOptimizer", &Addon::CreateOptimizer),
                            InstanceMethod("checkFinite", &Addon::CheckFinite),
+                           InstanceMethod("cancelAll", &Addon::CancelAll),
                            InstanceMethod("benchmarkCopy", &Addon::BenchmarkCopy),
                            InstanceMethod("benchmarkTraceStep", &Addon::BenchmarkTraceStep),
                        });
@@ -103,6 +104,16 @@ Napi::Value Addon::CreateSession(const Napi::CallbackInfo& info) {
     }
     pending_session.reset();
     return obj;
+  });
+}
+
+Napi::Value Addon::CancelAll(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    // Sets the flags only: process.exit() joins the thread pool right after the 'exit'
+    // handlers, and the calls return from their next check.
+    if (inflight) inflight->CancelAllAndWait(0);
+    return env.Undefined();
   });
 }
 

@@ -372,6 +372,7 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value CreateSession(const Napi::CallbackInfo& info);
   Napi::Value CreateOptimizer(const Napi::CallbackInfo& info);  // optim.cc
   Napi::Value CheckFinite(const Napi::CallbackInfo& info);
+  Napi::Value CancelAll(const Napi::CallbackInfo& info);
   Napi::Value BenchmarkCopy(const Napi::CallbackInfo& info);
   Napi::Value BenchmarkTraceStep(const Napi::CallbackInfo& info);
 };
