@@ -189,6 +189,10 @@ describe('cancel mid-call', () => {
     await expect(l.etraceGrad(xs, ys, { sigal: undefined } as never)).rejects.toThrow(ArgumentError);
     await expect(l.etraceGrad(xs, ys, { sigal: undefined } as never)).rejects.toThrow(/unknown option 'sigal'/);
     await expect(l.run(xs, { onprogress: () => {} } as never)).rejects.toThrow(/unknown option 'onprogress'/);
+    const online = make('D_RTRL') as bt.OnlineLearner;
+    await expect(online.run(xs, { chunkSize: 1 } as never)).rejects.toThrow(/unknown option 'chunkSize'/);
+    await expect(online.etraceEvolve(xs, { sginal: undefined } as never)).rejects.toThrow(/unknown option 'sginal'/);
+    online.dispose();
     await expect(l.etraceGrad(xs, ys, { signal: {} as AbortSignal })).rejects.toThrow(/signal: expected an AbortSignal/);
     await expect(l.etraceGrad(xs, ys, { onProgress: 3 as never })).rejects.toThrow(/onProgress: expected a function/);
     l.dispose();

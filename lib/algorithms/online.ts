@@ -130,7 +130,11 @@ export abstract class OnlineLearner extends Learner {
    * The same as {@link etraceEvolve} (with its `signal` / `onProgress`).
    */
   override run(xs: TensorLike, options: RunOptions = {}): Promise<HostTensor> {
-    checkOptionKeys('run: options', options, CALL_OPTION_KEYS);
+    try {
+      checkOptionKeys('run: options', options, CALL_OPTION_KEYS);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return this.etraceEvolve(xs, options);
   }
 
