@@ -313,18 +313,34 @@ describe('checkpoints', () => {
     try {
       const l = rnn(algo);
       const { xs, ys } = rnnData(4);
-      await l.etraceGrad(xs, ys);
+      const opt = new bt.optim.Adam({ lr: 1e-3 });
+      l.applyGradients((await l.etraceGrad(xs, ys)).grads, opt);
       const file = path.join(dir, 'ck.btck');
-      await l.save(file);
+      await l.save(file, { optimizer: opt });
       const ck = await bt.load(file);
-      // Patch the decoded checkpoint (as a corrupted-but-checksummed file would decode).
+      // Patch the decoded checkpoint (as a crafted, correctly checksummed file would decode).
       (ck.params.u.data as Float64Array)[2] = NaN;
       const other = rnn(algo, 'float64', { seed: 9 });
+      const otherOpt = new bt.optim.Adam({ lr: 1e-3 });
       const before = other.params();
-      expectNonFinite(await rejection(other.load(ck)), 'params.u', -1, 2);
+      const beforeStates = other.states();
+      expectNonFinite(await rejection(other.load(ck, { optimizer: otherOpt })), 'params.u', -1, 2);
+      // Nothing was restored: weights, states and the optimizer state are unchanged.
       expectSame(other.params(), before);
+      expectSame(other.states(), beforeStates);
+      expect(otherOpt.stepCount).toBe(0);
+      // A NaN in a state is refused the same way.
+      const ck2 = await bt.load(file);
+      (ck2.states.h.data as Float64Array)[5] = Infinity;
+      expectNonFinite(await rejection(other.load(ck2)), 'states.h', -1, 5);
+      // The unpatched checkpoint restores.
+      await other.load(await bt.load(file), { optimizer: otherOpt });
+      expectSame(other.params(), l.params());
+      expect(otherOpt.stepCount).toBe(1);
       l.dispose();
       other.dispose();
+      opt.dispose();
+      otherOpt.dispose();
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -28,6 +28,7 @@ import type { Learner } from '../algorithms/learner';
 import { BPTT } from '../algorithms/bptt';
 import { IODimVjpAlgorithm, OnlineLearner, ParamDimVjpAlgorithm } from '../algorithms/online';
 import type { VjpMethod } from '../executor/executor';
+import { checkFiniteData } from '../runtime/control';
 import { ArgumentError, BraintraceError, argumentError, checkOptionKeys, describeValue, fmtShape } from '../runtime/errors';
 import { cloneHost, numel, type DType, type HostTensor } from '../tensor';
 import { withLearnerLock, type OptimizerLike } from './common';
@@ -1080,6 +1081,23 @@ export function restoreCheckpoint(learner: Learner, ck: Checkpoint, options: Res
   if (online !== null) {
     if (ck.traces === null || ck.traceSteps === null) throw mismatch(ck, 'traces', 'traces', null);
     checkTensors(ck, 'traces', online.traces(), ck.traces);
+  }
+  // Non-finite weights, states or traces (learner policy nonFinite != 'allow'): refused before
+  // anything (the optimizer state included) is changed; setParams / setStates / setTraces
+  // would refuse them too, but only after the optimizer state was restored.
+  if (learner.nonFinite !== 'allow') {
+    const groups: [string, Record<string, { data: unknown }> | null][] = [
+      ['params', ck.params],
+      ['states', ck.states],
+      ['traces', online !== null ? ck.traces : null],
+    ];
+    for (const [kind, rec] of groups) {
+      if (rec === null) continue;
+      for (const [name, t] of Object.entries(rec)) {
+        const d = t.data;
+        if (d instanceof Float32Array || d instanceof Float64Array) checkFiniteData('restoreCheckpoint', `${kind}.${name}`, d);
+      }
+    }
   }
   const opt = options.optimizer;
   if (opt !== undefined) {
