@@ -109,6 +109,41 @@ describe('data: xs, ys', () => {
   );
 });
 
+describe('the state a NonFiniteError leaves', () => {
+  const traces = (l: bt.Learner) => (l instanceof bt.OnlineLearner ? l.traces() : {});
+  async function evolved(algo: Algo, make: () => bt.Learner, xs: bt.HostTensor, n: number): Promise<bt.Learner> {
+    const f = make();
+    if (n === 0) return f;
+    const part = { data: xs.data.slice(0, (n * xs.data.length) / xs.shape[0]), shape: [n, ...xs.shape.slice(1)], dtype: xs.dtype };
+    if (f instanceof bt.OnlineLearner) await f.etraceEvolve(part);
+    else await f.run(part);
+    return f;
+  }
+  test.each(ALGOS)('%s: an input at step t keeps t steps (BPTT: none); a gradient at online step t keeps t + 1', async (algo) => {
+    const l = rnn(algo);
+    const { xs, ys } = rnnData(10);
+    xs.data[6 * 6] = NaN; // step 6
+    await rejection(l.etraceGrad(xs, ys));
+    const keep = algo === 'BPTT' ? 0 : 6;
+    const f = await evolved(algo, () => rnn(algo), xs, keep);
+    expectSame(l.states(), f.states());
+    expectSame(traces(l), traces(f));
+    if (l instanceof bt.OnlineLearner) expect(l.traceSteps()).toBe(keep);
+    l.dispose();
+    f.dispose();
+
+    const g = lin(algo);
+    const d = linData(8, 3, 1e155);
+    await rejection(g.etraceGrad(d.xs, d.ys, { loss: 'sumSquares' }));
+    const keepG = algo === 'BPTT' ? 0 : 4;
+    const fg = await evolved(algo, () => lin(algo), d.xs, keepG);
+    expectSame(g.states(), fg.states());
+    expectSame(traces(g), traces(fg));
+    g.dispose();
+    fg.dispose();
+  });
+});
+
 describe('parameters, states and traces', () => {
   test.each(ALGOS)('%s: setParams / setStates with NaN or Inf throw and assign nothing', (algo) => {
     const l = rnn(algo);
