@@ -93,7 +93,54 @@ async function main() {
   }
 }
 
-main().catch((e) => {
+// Abort latency at a large size: D_RTRL B 64, I 256, H 512 (a 33 MB trace per relation).
+async function large() {
+  const [b, i, h] = [64, 256, 512];
+  class Big extends bt.Module {
+    constructor() {
+      super();
+      this.w = new bt.ParamState(bt.init.xavierNormal(), [i, h]);
+      this.u = new bt.ParamState(bt.init.uniform({ low: -0.9, high: 0.9 }), [h]);
+      this.ro = new bt.ParamState(bt.init.xavierNormal(), [h, 2]);
+      this.h = new bt.HiddenState([h]);
+    }
+    update(x) {
+      const hv = this.h.value;
+      this.h.value = bt.tanh(bt.add(bt.matmul(x, this.w), bt.elementWise(this.u, (y) => bt.mul(y, hv))));
+      return bt.matmul(this.h.value, this.ro.value);
+    }
+  }
+  const T2 = 2000;
+  const xs = bt.tensor(new Float32Array(T2 * b * i).map((_, k) => Math.sin(k)), [T2, b, i]);
+  const ys = bt.tensor(new Float32Array(T2 * b * 2), [T2, b, 2]);
+  const l = bt.compile(new Big(), bt.D_RTRL, { inputShape: [i], batchSize: b });
+  const ac = new AbortController();
+  let at = 0;
+  let t0 = 0;
+  const err = await l
+    .etraceGrad(xs, ys, {
+      signal: ac.signal,
+      onProgress: (q) => {
+        if (t0 === 0) t0 = performance.now();
+        if (at === 0 && q.done >= 20) {
+          at = performance.now();
+          ac.abort();
+        }
+      },
+    })
+    .catch((e) => e);
+  const end = performance.now();
+  const perStep = (at - t0) / Math.max(1, err.stepsDone - 1);
+  console.log(
+    `D_RTRL etraceGrad B=${b} I=${i} H=${h} T=${T2}: abort() to rejection ${(end - at).toFixed(1)} ms ` +
+      `(${err.name}, stepsDone ${err.stepsDone}, about ${perStep.toFixed(1)} ms per step)`,
+  );
+  l.dispose();
+}
+
+main()
+  .then(large)
+  .catch((e) => {
   console.error(e);
   process.exit(1);
 });
