@@ -11,7 +11,10 @@ import { Worker } from 'worker_threads';
 
 import * as bt from '../lib/index';
 import type { Tensor } from '../lib/dsl/tensor';
+import { encodePlan } from '../lib/compiler/plan';
+import { traceModel } from '../lib/dsl/trace';
 import { AbortError, ArgumentError } from '../lib/runtime/errors';
+import { loadBinding } from '../lib/runtime/native';
 
 const B = 8;
 const I = 4;
@@ -196,6 +199,43 @@ describe('cancel mid-call', () => {
     await expect(l.etraceGrad(xs, ys, { signal: {} as AbortSignal })).rejects.toThrow(/signal: expected an AbortSignal/);
     await expect(l.etraceGrad(xs, ys, { onProgress: 3 as never })).rejects.toThrow(/onProgress: expected a function/);
     l.dispose();
+  });
+});
+
+describe('the binding contract', () => {
+  function session() {
+    const traced = traceModel(new RNN(), { inputShapes: [[I]], batchSize: B, dtype: 'float64' });
+    const plan = encodePlan(traced.graph);
+    return loadBinding().createSession(plan.code, plan.fattr);
+  }
+  test('cancelRun, the control argument and setFiniteChecks', async () => {
+    const s = session();
+    const T = 20000;
+    const args = { steps: T, inputs: [new Float64Array(T * B * I).fill(0.25)] };
+    expect(s.cancelRun()).toBe(false); // nothing in flight
+    // A bad control argument rejects with a TypeError that has the argument code.
+    for (const bad of [3, { onProgres: () => {} }, { onProgress: 'x' }]) {
+      const e = await s.runSequenceAsync(args, bad as never).then(
+        () => null,
+        (x: unknown) => x as { name: string; code: string },
+      );
+      expect(e?.name).toBe('TypeError');
+      expect(e?.code).toBe('ERR_BRAINTRACE_INVALID_ARGUMENT');
+    }
+    const dones: number[] = [];
+    const p = s.runSequenceAsync(args, { onProgress: (d, t) => (dones.push(d), expect(t).toBe(T)) });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(s.cancelRun()).toBe(true);
+    const e = (await p.then(
+      () => null,
+      (x: unknown) => x,
+    )) as { code: string; stepsDone: number };
+    expect(e.code).toBe('ERR_BRAINTRACE_ABORTED');
+    expect(e.stepsDone).toBeGreaterThan(0);
+    expect(e.stepsDone).toBeLessThan(T);
+    expect(s.cancelRun()).toBe(false);
+    expect(() => s.setFiniteChecks('yes' as never, true)).toThrow(TypeError);
+    s.dispose();
   });
 });
 
