@@ -27,19 +27,8 @@ import {
   saveCheckpoint,
   writeFileAtomic,
 } from '../lib/train/index';
+import { DiagRNN, rejected, thrown } from './helpers/models';
 
-class DiagRNN extends bt.Module {
-  w = new bt.ParamState(bt.init.xavierNormal(), [2, 4]);
-  b = new bt.ParamState(bt.init.normal({ std: 0.2 }), [4]);
-  wd = new bt.ParamState(bt.init.uniform({ low: -0.9, high: 0.9 }), [4]);
-  ro = new bt.ParamState(bt.init.xavierNormal(), [4, 1]);
-  h = new bt.HiddenState([4]);
-  update(x: Tensor): Tensor {
-    const h = this.h.value;
-    this.h.value = bt.tanh(bt.add(bt.matmul(x, this.w, this.b), bt.elementWise(this.wd, (y) => bt.mul(y, h))));
-    return bt.matmul(this.h.value, this.ro.value);
-  }
-}
 
 const make = (seed = 3): bt.Learner => bt.compile(new DiagRNN(), bt.D_RTRL, { inputShape: [2], batchSize: 2, dtype: 'float64', seed });
 
@@ -54,28 +43,7 @@ afterAll(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-/** Runs `f`, expects it to throw an instance of `cls`, returns the error. */
-function thrown<E>(f: () => unknown, cls: new (...a: never[]) => E): E {
-  let err: unknown;
-  try {
-    f();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(cls);
-  return err as E;
-}
 
-async function rejected<E>(p: Promise<unknown>, cls: new (...a: never[]) => E): Promise<E> {
-  let err: unknown;
-  try {
-    await p;
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(cls);
-  return err as E;
-}
 
 /** A chain of `n` nested objects (or arrays), built without recursion. */
 function deep(n: number, arrays = false): unknown {

@@ -9,6 +9,7 @@ import { loadBinding } from '../lib/runtime/native';
 import { encodePlan } from '../lib/compiler/plan';
 import { analyseEtraceGraph } from '../lib/compiler/etrace';
 import type { NativeOnlineConfig } from '../types/binding';
+import { DiagRNN } from './helpers/models';
 import { prng } from './helpers/native';
 
 type Op = 'matmul' | 'matmulBias' | 'elementWise';
@@ -35,19 +36,6 @@ class Leaky extends bt.Module {
   }
 }
 
-/** Diagonal-recurrence tanh RNN: h = tanh(x W + b + w ⊙ h). */
-class DiagRNN extends bt.Module {
-  w = new bt.ParamState(bt.init.xavierNormal(), [4, 4]);
-  b = new bt.ParamState(bt.init.normal({ std: 0.2 }), [4]);
-  wd = new bt.ParamState(bt.init.uniform({ low: -0.9, high: 0.9 }), [4]);
-  ro = new bt.ParamState(bt.init.xavierNormal(), [4, 2]);
-  h = new bt.HiddenState([4]);
-  update(x: Tensor): Tensor {
-    const h = this.h.value;
-    this.h.value = bt.tanh(bt.add(bt.matmul(x, this.w, this.b), bt.elementWise(this.wd, (y) => bt.mul(y, h))));
-    return bt.matmul(this.h.value, this.ro.value);
-  }
-}
 
 /** LIF with an exponential current synapse and subtractive reset, no recurrent weight. */
 class LIF extends bt.Module {
@@ -191,7 +179,7 @@ const EXACT_MODELS: [string, () => bt.Module][] = [
   ['leaky matmul', () => new Leaky('matmul')],
   ['leaky matmul + bias', () => new Leaky('matmulBias')],
   ['leaky element-wise', () => new Leaky('elementWise')],
-  ['diagonal tanh RNN', () => new DiagRNN()],
+  ['diagonal tanh RNN', () => new DiagRNN(4, 4, 2)],
   ['LIF, exponential synapse (S = 2)', () => new LIF()],
   ['ALIF (S = 2)', () => new ALIF()],
 ];
@@ -470,7 +458,7 @@ describe('chunked windows (multi-step)', () => {
   });
 
   test('chunk 4 at T = 20 on the diagonal RNN equals BPTT (D_RTRL) and is approximate for pp_prop', async () => {
-    const make = () => new DiagRNN();
+    const make = () => new DiagRNN(4, 4, 2);
     const d = data(make, 20, 40);
     const exact = await grads(make, BPTT, d);
     expect(relErr(await grads(make, DRTRL, d, { vjpMethod: 'multi-step' }, { chunkSize: 4 }), exact)).toBeLessThan(1e-9);
@@ -527,7 +515,7 @@ describe('negative controls (GRU)', () => {
 
 describe('learner behaviour', () => {
   test('states and traces carry across calls: two halves equal one whole sequence', async () => {
-    const make = () => new DiagRNN();
+    const make = () => new DiagRNN(4, 4, 2);
     const d = data(make, 10, 60);
     const whole = await grads(make, DRTRL, d);
     const learner = bt.compile(make(), bt.D_RTRL, { inputShape: [4], batchSize: B, dtype: 'float64', seed: 3 });

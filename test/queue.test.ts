@@ -6,20 +6,9 @@
  */
 import * as bt from '../lib/index';
 import type { Tensor } from '../lib/dsl/tensor';
+import { DiagRNN, thrown } from './helpers/models';
 import { prng } from './helpers/native';
 
-class DiagRNN extends bt.Module {
-  w = new bt.ParamState(bt.init.xavierNormal(), [2, 4]);
-  b = new bt.ParamState(bt.init.normal({ std: 0.2 }), [4]);
-  wd = new bt.ParamState(bt.init.uniform({ low: -0.9, high: 0.9 }), [4]);
-  ro = new bt.ParamState(bt.init.xavierNormal(), [4, 1]);
-  h = new bt.HiddenState([4]);
-  update(x: Tensor): Tensor {
-    const h = this.h.value;
-    this.h.value = bt.tanh(bt.add(bt.matmul(x, this.w, this.b), bt.elementWise(this.wd, (y) => bt.mul(y, h))));
-    return bt.matmul(this.h.value, this.ro.value);
-  }
-}
 
 const B = 3;
 type Algo = 'D_RTRL' | 'pp_prop' | 'BPTT';
@@ -208,14 +197,7 @@ describe('typed errors: codes, fields, unknown options, sizes', () => {
   });
 
   test('errors thrown with a standard message carry argument / expected / actual', () => {
-    const catchIt = (f: () => unknown): bt.BraintraceError => {
-      try {
-        f();
-      } catch (e) {
-        return e as bt.BraintraceError;
-      }
-      throw new Error('did not throw');
-    };
+    const catchIt = (f: () => unknown) => thrown(f, bt.BraintraceError);
     expect(catchIt(() => new bt.nn.LIF(3, { tauMem: -1 } as never))).toMatchObject({
       code: 'ERR_BRAINTRACE_INVALID_ARGUMENT',
       argument: 'LIF: tauMem',

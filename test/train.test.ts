@@ -23,6 +23,7 @@ import {
   streamStep,
   type OptimizerLike,
 } from '../lib/train/index';
+import { DiagRNN } from './helpers/models';
 import { prng } from './helpers/native';
 
 // ------------------------------------------------------------------ models and data
@@ -49,19 +50,6 @@ class Leaky extends bt.Module {
   }
 }
 
-/** Diagonal tanh RNN (non-linear: traces differ between D_RTRL and pp_prop). */
-class DiagRNN extends bt.Module {
-  w = new bt.ParamState(bt.init.xavierNormal(), [2, 4]);
-  b = new bt.ParamState(bt.init.normal({ std: 0.2 }), [4]);
-  wd = new bt.ParamState(bt.init.uniform({ low: -0.9, high: 0.9 }), [4]);
-  ro = new bt.ParamState(bt.init.xavierNormal(), [4, 1]);
-  h = new bt.HiddenState([4]);
-  update(x: Tensor): Tensor {
-    const h = this.h.value;
-    this.h.value = bt.tanh(bt.add(bt.matmul(x, this.w, this.b), bt.elementWise(this.wd, (y) => bt.mul(y, h))));
-    return bt.matmul(this.h.value, this.ro.value);
-  }
-}
 
 /** DiagRNN with its input weight under another name. */
 class Renamed extends bt.Module {
