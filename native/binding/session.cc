@@ -80,7 +80,9 @@ void ParseSequence(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt
 
   Napi::Value ls = o.Get("lossScale");
   if (ls.IsUndefined() || ls.IsNull()) {
-    out->args.loss_scale.assign(static_cast<size_t>(steps), 1.0);
+    // Empty = weight 1 at every step (api.h): nothing sized by steps is allocated before
+    // the core has checked the sizes of the call.
+    out->args.loss_scale.clear();
   } else {
     if (!ls.IsTypedArray() || ls.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
         ls.As<Napi::TypedArray>().ElementLength() != static_cast<size_t>(steps)) {
