@@ -136,6 +136,16 @@ describe('plan sizes (decode_plan, session init)', () => {
     expect(err.message).toMatch(/node 0 \(Input\): shape \[0, 2147483647, 2147483647, 2147483647\]/);
   });
 
+  test('numel is never multiplied past int64 before the size check (fuzzer find)', () => {
+    // plan_fuzzer found numel * dim overflowing int64 (UB) one dim before the extent check
+    // refused the shape (fuzz/regressions/plan_fuzzer/); UBSan flags it under test:asan.
+    const big = 2 ** 31 - 1;
+    // [2^31-1, 8, 2^31-1]: numel 2^34 passes at dim 1, then 2^34 * 2^31 overflows at dim 2.
+    const plan = encode(0, [{ op: op('Input'), shape: [big, 8, big], ints: [0] }], [[0, 0, 0]]);
+    const err = nativeError(() => create(plan), 'ERR_BRAINTRACE_INVALID_PLAN');
+    expect(err.message).toMatch(/node 0 \(Input\): shape \[2147483647, 8, 2147483647\]/);
+  });
+
   test("a plan within the limit whose session buffers together pass it (session init)", () => {
     // 2 TiB of float32 values: the plan passes, but init also needs the step block and
     // the tangent and cotangent slots of the same size.

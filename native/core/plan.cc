@@ -393,11 +393,11 @@ Status decode_plan(const int32_t* code, size_t code_len, const double* fattr, si
       n.shape[d] = v;
     }
     for (int d = 0; d < rank; ++d) {
-      n.numel *= n.shape[d];  // <= extent, checked below
       size_t ignored = 0;
       if (!checked_mul(extent, std::max<int64_t>(n.shape[d], 1), &extent) || !checked_bytes(extent, es, &ignored))
         return plan_error(tag + ": shape " + shape_str(n.shape) + " of " + std::to_string(es) +
                           "-byte values exceeds the size limit of 2^42 bytes (kMaxTotalBytes)");
+      n.numel *= n.shape[d];  // <= extent, checked just above
     }
     BT_RETURN_IF_ERROR(plan_bytes.add(tag + " " + shape_str(n.shape), n.numel, es));
     int32_t nint;
