@@ -81,6 +81,8 @@ for t in "${targets[@]}"; do
 done
 [[ $build_only == 1 ]] && exit 0
 
+sym=$(command -v llvm-symbolizer-16 || command -v llvm-symbolizer || true)
+[[ -n $sym ]] && export ASAN_SYMBOLIZER_PATH=$sym
 export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:allocator_may_return_null=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 passed=0
