@@ -113,4 +113,45 @@ inline OnlineInput parse_online_input(const uint8_t* data, size_t size) {
   return in;
 }
 
+// request_fuzzer: Jacobian requests and node fetches for evaluate and run_sequence on the
+// fixed plan, as int32 values:
+//   J, J x { kind, M, M x (leaf, new, width), y_node, blocked list, probe_positions, positions },
+//   fetch_values list, fetch_cotangents list, stop_cotangents list,
+//   steps (1 + v % 4), flags (bit 0: JVP tangents, bit 1: VJP cotangents, bit 2: BPTT grads)
+// where a list is a count (v % 65) and that many values; J is v % 9.
+struct RequestInput {
+  std::vector<bt::JacobianRequest> jacobians;
+  std::vector<int32_t> fetch_values, fetch_cotangents, stop_cotangents;
+  int64_t steps = 1;
+  bool jvp = false, vjp = false, grads = false;
+};
+
+inline RequestInput parse_request_input(const uint8_t* data, size_t size) {
+  Ints r{data, size};
+  RequestInput in;
+  in.jacobians.resize(static_cast<uint32_t>(r.next()) % 9);
+  for (bt::JacobianRequest& q : in.jacobians) {
+    q.kind = static_cast<bt::JacobianRequest::Kind>(r.next());
+    q.members.resize(r.count());
+    for (bt::GroupMember& m : q.members) {
+      m.leaf_node = r.next();
+      m.new_node = r.next();
+      m.width = r.next();
+    }
+    q.y_node = r.next();
+    q.blocked = r.list();
+    q.probe_positions = r.next() & 1;
+    q.positions = r.next();
+  }
+  in.fetch_values = r.list();
+  in.fetch_cotangents = r.list();
+  in.stop_cotangents = r.list();
+  in.steps = 1 + static_cast<uint32_t>(r.next()) % 4;
+  const int32_t flags = r.next();
+  in.jvp = flags & 1;
+  in.vjp = flags & 2;
+  in.grads = flags & 4;
+  return in;
+}
+
 }  // namespace btfuzz

@@ -231,7 +231,47 @@ async function main() {
       cfg.relations.forEach((r) => (r.tailProbe = r.groups.map(() => true)));
     });
   }
-  console.log(`fuzz corpus: ${nPlans} real plans + 4 mutated in fuzz/corpus/plan_fuzzer, ${nCfg} real configs + mutations in fuzz/corpus/online_fuzzer`);
+  // Requests on the fixed plan: the library's online configurations as Jacobian requests.
+  const requestDir = dir('request_fuzzer');
+  const requestInts = (jacs, fetch, steps, flags) => {
+    const v = [jacs.length];
+    const list = (a) => v.push(a.length, ...a);
+    for (const q of jacs) {
+      v.push(q.kind, q.members.length);
+      for (const m of q.members) v.push(m.leafNode, m.newNode, m.width);
+      v.push(q.yNode);
+      list(q.blocked);
+      v.push(q.probe ? 1 : 0, q.positions);
+    }
+    list(fetch.values);
+    list(fetch.cotangents);
+    list(fetch.stop);
+    v.push(steps - 1, flags);
+    return v;
+  };
+  let nReq = 0;
+  for (const c of recorded.configs.filter((x) => key(x.plan) === fixedKey)) {
+    const cfg = c.config;
+    const jacs = cfg.groups.map((g) => ({ kind: 0, members: g.members, yNode: -1, blocked: cfg.blockedTransition, probe: g.probePositions, positions: g.positions }));
+    for (const r of cfg.relations)
+      r.groups.forEach((gi, k) => {
+        const g = cfg.groups[gi];
+        jacs.push({ kind: 1, members: g.members, yNode: r.yNode, blocked: cfg.etpNodes.filter((id) => id !== r.yNode), probe: r.tailProbe[k], positions: g.positions });
+      });
+    const news = cfg.groups.flatMap((g) => g.members.map((m) => m.newNode));
+    const fetch = { values: news, cotangents: news, stop: news };
+    const write = (name, j, f, steps, flags) => {
+      fs.writeFileSync(path.join(requestDir, `${name}.bin`), intBytes(requestInts(j, f, steps, flags)));
+      nReq++;
+    };
+    write(`${c.name}-all`, jacs, fetch, 3, 7);
+    write(`${c.name}-forward`, jacs, { values: news, cotangents: [], stop: [] }, 2, 0);
+    write(`mut-${c.name}-probe`, jacs.map((q) => ({ ...q, probe: true })), fetch, 2, 6);
+    write(`mut-${c.name}-width`, jacs.map((q) => ({ ...q, members: q.members.map((m) => ({ ...m, width: m.width * 65536 })) })), fetch, 1, 1);
+    write(`mut-${c.name}-positions`, jacs.map((q) => ({ ...q, positions: 0x7fffffff })), fetch, 4, 3);
+    write(`mut-${c.name}-ids`, jacs.map((q) => ({ ...q, yNode: 1 << 30 })), { values: [-1], cotangents: [1 << 30], stop: [] }, 1, 2);
+  }
+  console.log(`fuzz corpus: ${nPlans} real plans + 4 mutated in fuzz/corpus/plan_fuzzer, ${nCfg} real configs + mutations in fuzz/corpus/online_fuzzer, ${nReq} request sets in fuzz/corpus/request_fuzzer`);
 }
 
 main().catch((e) => {
