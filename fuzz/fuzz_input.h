@@ -64,13 +64,15 @@ struct Ints {
 //   R, R x { kind, x_node, y_node, weight_slot, bias_slot, weight_node, bias_node,
 //            groups list, tail_probe list },
 //   blocked_transition list, etp_nodes list, non_temporal_slots list,
-//   steps (1 + v % 8), chunk (v % 10, may be <= 0), compute_grads (v & 1)
+//   steps (1 + v % 8), chunk (v % 10, may be <= 0), compute_grads (v & 1),
+//   trace steps (two values: low and high 32 bits of an int64, set before the run)
 // where a list is a count (v % 65) and that many values.
 struct OnlineInput {
   bt::OnlineConfig config;
   int64_t steps = 1;
   int64_t chunk = 1;
   bool compute_grads = true;
+  int64_t trace_steps = 0;
 };
 
 inline OnlineInput parse_online_input(const uint8_t* data, size_t size) {
@@ -110,6 +112,9 @@ inline OnlineInput parse_online_input(const uint8_t* data, size_t size) {
   in.steps = 1 + static_cast<uint32_t>(r.next()) % 8;
   in.chunk = r.next() % 10;
   in.compute_grads = r.next() & 1;
+  const uint32_t lo = static_cast<uint32_t>(r.next());
+  const uint32_t hi = static_cast<uint32_t>(r.next());
+  in.trace_steps = static_cast<int64_t>((uint64_t(hi) << 32) | lo);
   return in;
 }
 

@@ -4,7 +4,7 @@
 // The plan (fuzz/online_plan.inc, written by scripts/fuzz-corpus.js) is a real model traced by
 // the TypeScript compiler: a dense relation with bias and an element-wise relation into a
 // two-member hidden group, a spiking readout and an MSE loss, batch 2, float64. The input
-// (fuzz_input.h) is an OnlineConfig plus run arguments; seeds in fuzz/corpus/online_fuzzer/ are the
+// (fuzz_input.h) is an OnlineConfig plus run arguments and a trace step count; seeds in fuzz/corpus/online_fuzzer/ are the
 // configurations the library itself sends for that plan (D_RTRL, pp_prop), plus mutations.
 // Any status is fine; a crash, a sanitizer report or an Internal status is a finding.
 #include <cstdint>
@@ -77,6 +77,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (double& x : t) x += 0.01;
     require_not_internal(s->set_trace(static_cast<int>(k), t.data(), t.size()), "set_trace");
   }
+
+  require_not_internal(s->set_trace_steps(in.trace_steps), "set_trace_steps");
 
   std::vector<std::vector<double>> inputs;
   bt::OnlineArgs a;

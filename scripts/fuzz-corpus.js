@@ -138,6 +138,8 @@ function configInts(c, run) {
   list(c.etpNodes);
   list(c.nonTemporalSlots);
   v.push((run.steps - 1) % 8, run.chunk, run.computeGrads ? 1 : 0);
+  const ts = BigInt(run.traceSteps ?? 0);
+  v.push(Number(BigInt.asIntN(32, ts)), Number(BigInt.asIntN(32, ts >> 32n)));
   return v;
 }
 const intBytes = (v) => Buffer.from(Int32Array.from(v).buffer);
@@ -217,12 +219,14 @@ async function main() {
     nCfg++;
     const m = (name, f) => {
       const cfg = JSON.parse(JSON.stringify(c.config));
-      const r = { ...run };
+      const r = { ...run };  // traceSteps may be a BigInt
       f(cfg, r);
       fs.writeFileSync(path.join(onlineDir, `mut-${c.name}-${name}.bin`), intBytes(configInts(cfg, r)));
     };
     m('chunk2', (_cfg, r) => Object.assign(r, { steps: 4, chunk: 2 }));
     m('nograds', (_cfg, r) => (r.computeGrads = false));
+    m('tracesteps-2p53', (_cfg, r) => (r.traceSteps = 2n ** 53n));
+    m('tracesteps-max', (_cfg, r) => (r.traceSteps = 2n ** 63n - 1n));
     m('hugewidth', (cfg) => (cfg.groups[0].members[0].width = 0x40000000));
     m('positions', (cfg) => (cfg.groups[0].positions = 0x7fffffff));
     m('badnode', (cfg) => (cfg.relations[0].yNode = 1 << 30));

@@ -1151,7 +1151,10 @@ Status SessionImpl<T>::set_trace_steps(int64_t n) {
   BusyGuard guard(busy_);
   if (!guard.ok()) return busy_status("set_trace_steps");
   BT_RETURN_IF_ERROR(online_check("set_trace_steps"));
-  if (n < 0) return invalid("set_trace_steps: n must be >= 0, got " + std::to_string(n));
+  // 2^53: the largest count the bias correction's double arithmetic (decay_f^n) holds exactly,
+  // and what the binding accepts; far below int64 overflow when runs add their steps.
+  if (n < 0 || n > (int64_t(1) << 53))
+    return invalid("set_trace_steps: n must be in [0, 2^53], got " + std::to_string(n));
   trace_n_ = n;
   return Status::Ok();
 }
@@ -1367,6 +1370,10 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
       BT_RETURN_IF_ERROR(b.add("the window tape", n, sizeof(T)));
     }
     if (has_loss()) BT_RETURN_IF_ERROR(b.add("the losses", steps, sizeof(double)));
+    int64_t trace_end = 0;  // the trace step counter after this call
+    if (!checked_add(trace_n_.load(), steps, &trace_end))
+      return invalid("run_online: the trace step counter " + std::to_string(trace_n_.load()) + " plus " +
+                     std::to_string(steps) + " steps overflows");
     for (size_t s = 0; s < ni; ++s)  // read from the caller's memory at t * numel
       BT_RETURN_IF_ERROR(checked_values(StatusCode::InvalidArgument, "run_online: inputs[" + std::to_string(s) +
                                         "] (steps * values per step)", {steps, numel(plan_.input_nodes[s])}, sizeof(T), &n));
