@@ -7,7 +7,8 @@
 #   scripts/fuzz.sh --seconds S      S seconds per target
 #   scripts/fuzz.sh --json FILE      also write a pass/fail report (jest's JSON fields) to FILE
 #   scripts/fuzz.sh --build-only     build the targets and stop
-#   scripts/fuzz.sh TARGET...        only these targets (plan_fuzzer, online_fuzzer)
+#   scripts/fuzz.sh TARGET...        only these targets (default: every fuzz/*_fuzzer.cc:
+#                                    plan_fuzzer, online_fuzzer, request_fuzzer)
 #
 # Seeds: fuzz/corpus/<target>/ (read only; `node scripts/fuzz-corpus.js` rewrites them from
 # real models) and fuzz/regressions/<target>/ (inputs that once crashed a target: kept by
@@ -36,7 +37,9 @@ while [[ $# -gt 0 ]]; do
     *) targets+=("$1"); shift ;;
   esac
 done
-[[ ${#targets[@]} == 0 ]] && targets=(plan_fuzzer online_fuzzer)
+if [[ ${#targets[@]} == 0 ]]; then  # every fuzz/*_fuzzer.cc
+  for f in fuzz/*_fuzzer.cc; do targets+=("$(basename "$f" .cc)"); done
+fi
 if ! [[ $seconds =~ ^[0-9]+$ ]] || [[ $seconds -lt 1 ]]; then
   echo "!! the run time must be at least 1 second (got '$seconds')"; exit 2
 fi
