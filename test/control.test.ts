@@ -210,7 +210,7 @@ describe('the binding contract', () => {
   }
   test('cancelRun, the control argument and setFiniteChecks', async () => {
     const s = session();
-    const T = 20000;
+    const T = 400000; // long enough that the first progress report (after ~50 ms) comes before the end
     const args = { steps: T, inputs: [new Float64Array(T * B * I).fill(0.25)] };
     expect(s.cancelRun()).toBe(false); // nothing in flight
     // A bad control argument rejects with a TypeError that has the argument code.
@@ -223,8 +223,17 @@ describe('the binding contract', () => {
       expect(e?.code).toBe('ERR_BRAINTRACE_INVALID_ARGUMENT');
     }
     const dones: number[] = [];
-    const p = s.runSequenceAsync(args, { onProgress: (d, t) => (dones.push(d), expect(t).toBe(T)) });
-    await new Promise((r) => setTimeout(r, 100));
+    let firstReport!: () => void;
+    const reported = new Promise<void>((r) => (firstReport = r));
+    const p = s.runSequenceAsync(args, {
+      onProgress: (d, t) => {
+        dones.push(d);
+        expect(t).toBe(T);
+        firstReport();
+      },
+    });
+    // Cancel as soon as the call has reported progress (a fixed sleep raced the end of the call).
+    await reported;
     expect(s.cancelRun()).toBe(true);
     const e = (await p.then(
       () => null,

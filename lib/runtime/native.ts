@@ -18,6 +18,12 @@
  * - `cuda`: the CUDA build even when no device answers (its sessions then run on
  *   the CPU inside that binary, and `info()` says so); an error when it is absent.
  *
+ * `BRAINTRACE_ADDON=/absolute/path/braintrace.node` overrides the search: that binary is
+ * loaded and nothing else is looked at (used by `npm run test:asan` to run the suites against
+ * the sanitizer build in `build-asan/`, and for trying any other build). Its
+ * {@link BindingFacts.build} is 'cuda' when the binary contains CUDA kernels; a relative
+ * path, a missing file or a failed load is an error.
+ *
  * The choice is made once per process (per module instance) and cached.
  */
 import * as fs from 'fs';
@@ -141,9 +147,28 @@ function loadCpuBuild(root: string): { binding: NativeBinding; path: string } {
   }
 }
 
+/** Loads the binary that BRAINTRACE_ADDON names (see the module comment). */
+function loadExplicit(file: string, preference: DevicePreference): { binding: NativeBinding; facts: BindingFacts } {
+  if (!path.isAbsolute(file)) {
+    throw new ArgumentError(`BRAINTRACE_ADDON must be an absolute path to a braintrace.node (got '${file}')`);
+  }
+  let binding: NativeBinding;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    binding = require(file) as NativeBinding;
+  } catch (e) {
+    throw new NotSupportedError(`BRAINTRACE_ADDON names ${file}, which failed to load: ${errorMessage(e)}`);
+  }
+  const build = binding.info('cpu').cudaCompiled ? 'cuda' : 'cpu';
+  const fallbackReason = build === 'cpu' && preference === 'auto' ? `BRAINTRACE_ADDON names a CPU-only build (${file})` : '';
+  return { binding, facts: { build, path: file, preference, fallbackReason } };
+}
+
 function select(): { binding: NativeBinding; facts: BindingFacts } {
   const preference = devicePreference();
   const root = PACKAGE_ROOT;
+  const explicit = process.env.BRAINTRACE_ADDON;
+  if (explicit !== undefined && explicit !== '') return loadExplicit(explicit, preference);
 
   if (preference === 'cpu') {
     const cpu = loadCpuBuild(root);

@@ -90,10 +90,12 @@ void ParseSequence(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt
   out->fields.jacobians = OptionalJacobians(env, o.Get("jacobians"), "jacobians", &out->args.jacobians);
 }
 
-// After PinnedArrays::Pin: the loss weights (copied; all 1 when not given).
+// After PinnedArrays::Pin: the loss weights (copied; empty = all 1 when not given).
 void FinishSequence(ParsedSequence* p) {
   if (p->loss_scale == nullptr) {
-    p->args.loss_scale.assign(static_cast<size_t>(p->args.steps), 1.0);
+    // Empty = weight 1 at every step (api.h): nothing sized by steps is allocated before
+    // the core has checked the sizes of the call.
+    p->args.loss_scale.clear();
   } else {
     const double* ls = static_cast<const double*>(p->loss_scale);
     p->args.loss_scale.assign(ls, ls + p->args.steps);

@@ -3,6 +3,11 @@
 
 #include <cstddef>
 
+#include <initializer_list>
+#include <string>
+
+#include "core/checked.h"
+#include "core/status_util.h"
 #include "core/executor.h"
 #include "core/memory.h"
 
@@ -43,6 +48,15 @@ class DeviceBuffer {
     bytes_ = n;
     memory_record_alloc(n);
     return Status::Ok();
+  }
+  // Allocates the product of `factors` values of elem_size bytes each, the product and the
+  // byte count computed with checked arithmetic (core/checked.h): a product that overflows or
+  // passes kMaxTotalBytes is InvalidArgument naming `what` and the factors, never a short buffer.
+  Status allocate_values(Executor* ex, std::initializer_list<int64_t> factors, size_t elem_size, const char* what) {
+    int64_t n = 0;
+    BT_RETURN_IF_ERROR(checked_values(StatusCode::InvalidArgument, std::string("allocating ") + what, factors,
+                                      elem_size, &n));
+    return allocate(ex, static_cast<size_t>(n) * elem_size, what);
   }
   void reset() {
     if (p_) {

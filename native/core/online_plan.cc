@@ -3,6 +3,9 @@
 
 #include <cmath>
 
+#include "core/checked.h"
+#include "core/status_util.h"
+
 namespace bt {
 namespace {
 
@@ -12,9 +15,6 @@ std::string node_desc(const Plan& plan, int32_t id) {
   return "node " + std::to_string(id) + " (" + kOpNames[static_cast<int>(plan.nodes[id].op)] + " " +
          shape_str(plan.nodes[id].shape) + ")";
 }
-
-// Largest number of values one trace may hold (beyond it the allocation is refused).
-constexpr double kMaxTraceValues = double(int64_t(1) << 48);
 
 // Validates a relation's weight / bias input `input` (of the op `y_node`) against its param
 // slot: either the slot's Param leaf itself (*resolved = -1), or, when `given` names it, a
@@ -238,17 +238,44 @@ Status resolve_online(const Plan& plan, const OnlineConfig& c, ResolvedOnline* o
     }
   }
 
-  // Trace layout, in trace_info order.
+  // Trace layout, in trace_info order. Every size is a checked product, and the buffers the
+  // configuration allocates (traces, group Jacobians, learning signals, df Jacobians) must fit
+  // kMaxTotalBytes together.
+  const size_t es = plan.dtype == DType::F64 ? sizeof(double) : sizeof(float);
+  ByteBudget budget(StatusCode::InvalidArgument, "configure_online: the configuration's buffers together");
+  Status add_status;
   auto add = [&](const std::string& name, std::vector<int64_t> shape) -> int {
-    double n = 1;
-    for (int64_t d : shape) n *= double(d);
+    int64_t n = 1;
+    std::string dims;
+    for (int64_t d : shape) {
+      dims += (dims.empty() ? "" : " * ") + std::to_string(d);
+      if (add_status.ok() && !checked_mul(n, d, &n))
+        add_status = arg("the trace " + name + " (" + dims + "...) overflows the size limit of 2^42 bytes");
+    }
+    if (add_status.ok()) add_status = budget.add("the trace " + name + " " + shape_str(shape), n, es);
     TraceSpec ts;
     ts.name = name;
     ts.shape = std::move(shape);
-    ts.numel = static_cast<int64_t>(n);
+    ts.numel = add_status.ok() ? n : 0;
     r.traces.push_back(std::move(ts));
     return static_cast<int>(r.traces.size()) - 1;
   };
+  for (size_t gi = 0; gi < r.groups.size(); ++gi) {
+    const ResolvedGroup& rg = r.groups[gi];
+    const std::string gp = "groups[" + std::to_string(gi) + "]";
+    int64_t n = 0;
+    // P * S * S and P * S were checked by check_jacobian_request above; checked again here.
+    if (rg.need_d) {
+      BT_RETURN_IF_ERROR(checked_values(StatusCode::InvalidArgument, "configure_online: " + gp + " Jacobian",
+                                        {rg.P, rg.S, rg.S}, es, &n));
+      BT_RETURN_IF_ERROR(budget.add(gp + " Jacobian (positions * S * S)", n, es));
+    }
+    if (rg.used) {
+      BT_RETURN_IF_ERROR(checked_values(StatusCode::InvalidArgument, "configure_online: " + gp + " learning signal",
+                                        {rg.P, rg.S}, es, &n));
+      BT_RETURN_IF_ERROR(budget.add(gp + " learning signal (positions * S)", n, es));
+    }
+  }
   for (size_t ri = 0; ri < r.relations.size(); ++ri) {
     ResolvedRelation& rr = r.relations[ri];
     const std::string rn = "r" + std::to_string(ri);
@@ -259,8 +286,6 @@ Status resolve_online(const Plan& plan, const OnlineConfig& c, ResolvedOnline* o
       const std::string gn = rn + "/g" + std::to_string(t.group);
       if (c.algorithm == TraceAlgorithm::DRtrl) {
         if (rr.kind == RelationKind::Dense) {
-          if (double(rr.B) * double(rr.I) * double(rr.O) * double(rg.S) > kMaxTraceValues)
-            return Status::Error(StatusCode::OutOfMemory, "configure_online: the trace " + gn + "/weight is too large");
           t.weight_trace = add(gn + "/weight", {rr.B, rr.I, rr.O, rg.S});
           if (rr.bias_slot >= 0) t.bias_trace = add(gn + "/bias", {rr.B, rr.O, rg.S});
         } else {
@@ -269,7 +294,13 @@ Status resolve_online(const Plan& plan, const OnlineConfig& c, ResolvedOnline* o
       } else {
         t.epsf_trace = add(gn + "/epsf", {rg.B, rg.O, rg.S});
       }
+      BT_RETURN_IF_ERROR(add_status);
+      int64_t n = 0;
+      BT_RETURN_IF_ERROR(checked_values(StatusCode::InvalidArgument, "configure_online: " + gn + " df Jacobian",
+                                        {rg.P, rg.S}, es, &n));
+      BT_RETURN_IF_ERROR(budget.add(gn + " df Jacobian (positions * S)", n, es));
     }
+    BT_RETURN_IF_ERROR(add_status);
   }
   *out = std::move(r);
   return Status::Ok();

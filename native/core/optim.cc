@@ -10,7 +10,9 @@
 #include <exception>
 #include <new>
 
+#include "core/checked.h"
 #include "core/memory.h"
+#include "core/status_util.h"
 #include "cpu/thread_pool.h"
 #include "kernels/finite.h"
 #include "kernels/optim.h"
@@ -218,10 +220,16 @@ Status Optimizer::bind(const std::vector<int64_t>& sizes) {
   const size_t es = elem_size(dtype_);
   std::vector<std::unique_ptr<HostBlock>> blocks;
   size_t total = 0;
+  // Sizes come from the caller (parameter lengths, or a restored state's): every byte count
+  // is checked, and the state of all parameters together must fit kMaxTotalBytes.
+  ByteBudget budget(StatusCode::InvalidArgument, "optimizer state");
+  for (size_t i = 0; i < sizes.size(); ++i)
+    for (size_t k = 0; k < K; ++k)
+      BT_RETURN_IF_ERROR(budget.add("'" + slot_names_[k] + "' of params[" + std::to_string(i) + "]", sizes[i], es));
   try {
     blocks.reserve(sizes.size() * K);
     for (size_t i = 0; i < sizes.size(); ++i) {
-      const size_t bytes = static_cast<size_t>(sizes[i]) * es;
+      const size_t bytes = static_cast<size_t>(sizes[i]) * es;  // within the budget checked above
       for (size_t k = 0; k < K; ++k) {
         std::unique_ptr<HostBlock> b(new HostBlock());
         if (!b->allocate(bytes))

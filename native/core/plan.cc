@@ -1,8 +1,11 @@
 #include "core/plan.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
+#include "core/checked.h"
+#include "core/status_util.h"
 #include "kernels/elementwise.h"
 #include "kernels/layout.h"
 
@@ -18,8 +21,6 @@ std::string shape_str(const std::vector<int64_t>& s) {
 }
 
 namespace {
-
-constexpr int64_t kMaxNumel = int64_t(1) << 40;
 
 Status plan_error(const std::string& msg) { return Status::Error(StatusCode::InvalidPlan, msg); }
 
@@ -342,6 +343,9 @@ Status decode_plan(const int32_t* code, size_t code_len, const double* fattr, si
 
   Plan p;
   p.dtype = static_cast<DType>(dtype);
+  const size_t es = dtype == 1 ? sizeof(double) : sizeof(float);
+  // The sum over all nodes of their value bytes (a session keeps one slot per node).
+  ByteBudget plan_bytes(StatusCode::InvalidPlan, "plan: the values of all nodes together");
   p.nodes.resize(static_cast<size_t>(count));
   for (int id = 0; id < count; ++id) {
     PlanNode& n = p.nodes[id];
@@ -378,16 +382,24 @@ Status decode_plan(const int32_t* code, size_t code_len, const double* fattr, si
       return plan_error(tag + ": rank must be in [0, " + std::to_string(kMaxRank) + "], got " +
                         std::to_string(rank));
     n.shape.resize(static_cast<size_t>(rank));
+    // numel, and the product of the non-zero dims (what strides reach even when numel is 0),
+    // both checked against the size limit: no later product of this node's dims can overflow.
     n.numel = 1;
+    int64_t extent = 1;
     for (int d = 0; d < rank; ++d) {
       int32_t v;
       if (!rd.next(&v)) return trunc("a dim");
       if (v < 0) return plan_error(tag + ": dim " + std::to_string(d) + " must be >= 0, got " + std::to_string(v));
       n.shape[d] = v;
-      if (v > 0 && n.numel > kMaxNumel / v)
-        return plan_error(tag + ": numel of shape " + shape_str(n.shape) + "... exceeds 2^40");
-      n.numel *= v;
     }
+    for (int d = 0; d < rank; ++d) {
+      size_t ignored = 0;
+      if (!checked_mul(extent, std::max<int64_t>(n.shape[d], 1), &extent) || !checked_bytes(extent, es, &ignored))
+        return plan_error(tag + ": shape " + shape_str(n.shape) + " of " + std::to_string(es) +
+                          "-byte values exceeds the size limit of 2^42 bytes (kMaxTotalBytes)");
+      n.numel *= n.shape[d];  // <= extent, checked just above
+    }
+    BT_RETURN_IF_ERROR(plan_bytes.add(tag + " " + shape_str(n.shape), n.numel, es));
     int32_t nint;
     if (!rd.next(&nint)) return trunc("the int attribute count");
     if (nint < 0 || static_cast<size_t>(nint) > code_len - rd.pos)
@@ -541,10 +553,10 @@ Status check_jacobian_request(const Plan& plan, const std::string& what, size_t 
       return arg_error(mp + ".new_node must be a node id in [0, " + std::to_string(nn) + "), got " +
                        std::to_string(g.new_node));
     if (g.width < 1) return arg_error(mp + ".width must be >= 1, got " + std::to_string(g.width));
-    if (P > kMaxNumel / g.width)
+    int64_t want = 0;
+    if (!checked_mul(P, g.width, &want))
       return arg_error(mp + ": positions * width = " + std::to_string(P) + " * " + std::to_string(g.width) +
-                       " exceeds every node size");
-    const int64_t want = P * g.width;
+                       " overflows (it exceeds every node size)");
     if (plan.nodes[g.leaf_node].numel != want)
       return arg_error(mp + ".leaf_node: expected positions * width = " + std::to_string(P) + " * " +
                        std::to_string(g.width) + " = " + std::to_string(want) + " values, got " +
@@ -553,7 +565,8 @@ Status check_jacobian_request(const Plan& plan, const std::string& what, size_t 
       return arg_error(mp + ".new_node: expected positions * width = " + std::to_string(P) + " * " +
                        std::to_string(g.width) + " = " + std::to_string(want) + " values, got " +
                        node_desc(g.new_node) + " with " + std::to_string(plan.nodes[g.new_node].numel) + " values");
-    S += g.width;
+    if (!checked_add(S, g.width, &S))
+      return arg_error(pre + ": the sum of the member widths overflows at members[" + std::to_string(m) + "]");
   }
   if (r.kind == JacobianRequest::Kind::Df) {
     if (!valid_id(r.y_node))
@@ -570,12 +583,15 @@ Status check_jacobian_request(const Plan& plan, const std::string& what, size_t 
       return arg_error(pre + ".blocked[" + std::to_string(k) + "] must be a node id in [0, " + std::to_string(nn) +
                        "), got " + std::to_string(r.blocked[k]));
   }
-  const double size = r.kind == JacobianRequest::Kind::Hid2Hid ? double(P) * double(S) * double(S)
-                                                               : double(P) * double(S);
-  if (size > double(int64_t(1) << 50))
-    return Status::Error(StatusCode::OutOfMemory, pre + ": the result would have " + std::to_string(size) +
-                                                      " values: too large");
-  if (values != nullptr) *values = static_cast<int64_t>(size);
+  const size_t es = plan.dtype == DType::F64 ? sizeof(double) : sizeof(float);
+  int64_t size = 0;
+  if (r.kind == JacobianRequest::Kind::Hid2Hid)
+    BT_RETURN_IF_ERROR(checked_values(StatusCode::InvalidArgument, pre + ": the result (positions * S * S)",
+                                      {P, S, S}, es, &size));
+  else
+    BT_RETURN_IF_ERROR(checked_values(StatusCode::InvalidArgument, pre + ": the result (positions * S)", {P, S},
+                                      es, &size));
+  if (values != nullptr) *values = size;
   return Status::Ok();
 }
 

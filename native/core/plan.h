@@ -63,7 +63,7 @@ Status check_node_ids(const Plan& plan, const std::string& what, const char* fie
 // non-empty with State leaves and any new node, widths >= 1, numel(leaf) == numel(new) ==
 // positions * width; Df: y_node a node with numel(y) == positions or positions a multiple of
 // numel(y); blocked ids valid. On success *values = the result size per step
-// (P*S*S or P*S); sizes beyond 2^50 values are refused with OutOfMemory.
+// (P*S*S or P*S), a checked product; one past the size limit (kMaxTotalBytes) is InvalidArgument.
 Status check_jacobian_request(const Plan& plan, const std::string& what, size_t index,
                               const JacobianRequest& r, int64_t* values);
 

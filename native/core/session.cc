@@ -17,6 +17,7 @@
 
 #include "core/status_util.h"
 #include "braintrace/api.h"
+#include "core/checked.h"
 #include "core/device_buffer.h"
 #include "braintrace/online.h"
 #include "core/executor.h"
@@ -316,7 +317,7 @@ class SessionImpl final : public Session {
   }
   Status ensure(DeviceBuffer& b, int64_t count, const char* what) {
     if (b.as<T>() != nullptr) return Status::Ok();
-    return b.allocate(ex_.get(), sizeof(T) * static_cast<size_t>(count), what);
+    return b.allocate_values(ex_.get(), {count}, sizeof(T), what);
   }
   // Cotangent of node j for accumulation, zeroed on first use.
   Status ctw(int j, T** out) {
@@ -554,6 +555,15 @@ class SessionImpl final : public Session {
 template <typename T>
 Status SessionImpl<T>::init() {
   n_ = static_cast<int>(plan_.nodes.size());
+  // Every total below is a checked sum (decode_plan bounds each node and the sum over all
+  // nodes; this keeps init safe on its own): a wrapped total would allocate a short buffer
+  // that the kernels overrun. The session's own buffers together must fit kMaxTotalBytes.
+  auto sum_error = [&](const char* total, int i) {
+    return Status::Error(StatusCode::InvalidPlan,
+                         std::string("session init: the ") + total + " overflows at node " + std::to_string(i) + " (" +
+                             kOpNames[static_cast<int>(plan_.nodes[i].op)] + " " + shape_str(plan_.nodes[i].shape) +
+                             ", " + std::to_string(plan_.nodes[i].numel) + " values)");
+  };
   persist_.assign(n_, 0);
   voff_.assign(n_, 0);
   aoff_.assign(n_, 0);
@@ -565,9 +575,9 @@ Status SessionImpl<T>::init() {
     persist_[i] = (n.op == OpCode::Param || n.op == OpCode::Const) ? 1 : 0;
     int64_t& total = persist_[i] ? pers_total_ : step_total_;
     voff_[i] = total;
-    total += n.numel;
+    if (!checked_add(total, n.numel, &total)) return sum_error(persist_[i] ? "persistent value total" : "step value total", i);
     aoff_[i] = all_total_;
-    all_total_ += n.numel;
+    if (!checked_add(all_total_, n.numel, &all_total_)) return sum_error("all-node value total", i);
     if (n.op == OpCode::Spike) attrs_[i].surrogate = n.ints[0];
     for (size_t k = 0; k < n.floats.size() && k < 4 && n.op != OpCode::Const; ++k) attrs_[i].f[k] = n.floats[k];
     if (n.op == OpCode::Input) dep_any_[i] = 1;
@@ -580,20 +590,32 @@ Status SessionImpl<T>::init() {
   soff_.assign(plan_.state_nodes.size(), 0);
   for (size_t s = 0; s < plan_.state_nodes.size(); ++s) {
     soff_[s] = state_total_;
-    state_total_ += numel(plan_.state_nodes[s]);
+    if (!checked_add(state_total_, numel(plan_.state_nodes[s]), &state_total_))
+      return sum_error("state total", plan_.state_nodes[s]);
+  }
+  {
+    // What init allocates now plus the tangent and cotangent slots allocated on first use.
+    ByteBudget b(StatusCode::InvalidPlan, "session init: the session's buffers together");
+    BT_RETURN_IF_ERROR(b.add("the parameter and constant values", pers_total_, sizeof(T)));
+    BT_RETURN_IF_ERROR(b.add("the node values of one step", step_total_, sizeof(T)));
+    BT_RETURN_IF_ERROR(b.add("the state staging", state_total_, sizeof(T)));
+    BT_RETURN_IF_ERROR(b.add("the stored states", state_total_, sizeof(T)));
+    for (int32_t id : plan_.param_nodes) BT_RETURN_IF_ERROR(b.add("the stored param of node " + std::to_string(id), numel(id), sizeof(T)));
+    BT_RETURN_IF_ERROR(b.add("the tangents", all_total_, sizeof(T)));
+    BT_RETURN_IF_ERROR(b.add("the cotangents", all_total_, sizeof(T)));
   }
   Executor* ex = ex_.get();
-  BT_RETURN_IF_ERROR(pers_.allocate(ex, sizeof(T) * pers_total_, "parameter and constant values"));
-  BT_RETURN_IF_ERROR(step_.allocate(ex, sizeof(T) * step_total_, "node values"));
-  BT_RETURN_IF_ERROR(stage_.allocate(ex, sizeof(T) * state_total_, "state staging"));
+  BT_RETURN_IF_ERROR(pers_.allocate_values(ex, {pers_total_}, sizeof(T), "parameter and constant values"));
+  BT_RETURN_IF_ERROR(step_.allocate_values(ex, {step_total_}, sizeof(T), "node values"));
+  BT_RETURN_IF_ERROR(stage_.allocate_values(ex, {state_total_}, sizeof(T), "state staging"));
   param_store_.resize(plan_.param_nodes.size());
   state_store_.resize(plan_.state_nodes.size());
   for (size_t s = 0; s < param_store_.size(); ++s) {
-    BT_RETURN_IF_ERROR(param_store_[s].allocate(ex, nbytes(plan_.param_nodes[s]), "a stored parameter"));
+    BT_RETURN_IF_ERROR(param_store_[s].allocate_values(ex, {numel(plan_.param_nodes[s])}, sizeof(T), "a stored parameter"));
     std::memset(param_store_[s].as<T>(), 0, nbytes(plan_.param_nodes[s]));
   }
   for (size_t s = 0; s < state_store_.size(); ++s) {
-    BT_RETURN_IF_ERROR(state_store_[s].allocate(ex, nbytes(plan_.state_nodes[s]), "a stored state"));
+    BT_RETURN_IF_ERROR(state_store_[s].allocate_values(ex, {numel(plan_.state_nodes[s])}, sizeof(T), "a stored state"));
     std::memset(state_store_[s].as<T>(), 0, nbytes(plan_.state_nodes[s]));
   }
   for (int i = 0; i < n_; ++i) {
@@ -876,16 +898,27 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
                    std::to_string(steps) + ", got " + std::to_string(a.loss_scale.size()));
   std::vector<int64_t> jac_sizes;
   BT_RETURN_IF_ERROR(check_requests("run_sequence", a.fetch_values, a.jacobians, &jac_sizes));
-  // Sizes below are products with T: refuse any that would overflow (never a short buffer).
+  // Sizes below are products with T: each is checked, and the call's results and tape
+  // together must fit kMaxTotalBytes (never a short buffer).
   {
-    int64_t per_step = a.compute_grads ? step_total_ : 0;
-    for (int s = 0; s < num_outputs(); ++s) per_step = std::max<int64_t>(per_step, numel(plan_.outputs[plan_.output_slot_entry[s]].node));
-    for (int32_t id : a.fetch_values) per_step = std::max<int64_t>(per_step, numel(id));
-    for (int64_t js : jac_sizes) per_step = std::max<int64_t>(per_step, js);
-    if (per_step > 0 && steps > (int64_t(1) << 50) / per_step)
-      return Status::Error(StatusCode::OutOfMemory, "run_sequence: " + std::to_string(steps) +
-                                                        " steps of " + std::to_string(per_step) +
-                                                        " values do not fit in memory");
+    ByteBudget b(StatusCode::InvalidArgument, "run_sequence: the results of " + std::to_string(steps) + " steps");
+    int64_t n = 0;
+    auto piece = [&](const std::string& name, int64_t per_step) -> Status {
+      BT_RETURN_IF_ERROR(checked_values(StatusCode::InvalidArgument, "run_sequence: " + name + " (steps * values per step)",
+                                        {steps, per_step}, sizeof(T), &n));
+      return b.add(name, n, sizeof(T));
+    };
+    if (a.compute_grads) BT_RETURN_IF_ERROR(piece("the BPTT tape", step_total_));
+    for (int s = 0; s < num_outputs(); ++s)
+      BT_RETURN_IF_ERROR(piece("outputs[" + std::to_string(s) + "]", numel(plan_.outputs[plan_.output_slot_entry[s]].node)));
+    for (size_t k = 0; k < a.fetch_values.size(); ++k)
+      BT_RETURN_IF_ERROR(piece("fetch_values[" + std::to_string(k) + "]", numel(a.fetch_values[k])));
+    for (size_t r = 0; r < jac_sizes.size(); ++r)
+      BT_RETURN_IF_ERROR(piece("jacobians[" + std::to_string(r) + "]", jac_sizes[r]));
+    if (has_loss()) BT_RETURN_IF_ERROR(b.add("the losses", steps, sizeof(double)));
+    for (size_t s = 0; s < ni; ++s)  // read from the caller's memory at t * numel
+      BT_RETURN_IF_ERROR(checked_values(StatusCode::InvalidArgument, "run_sequence: inputs[" + std::to_string(s) +
+                                        "] (steps * values per step)", {steps, numel(plan_.input_nodes[s])}, sizeof(T), &n));
   }
 
   const int nouts = num_outputs();
@@ -991,7 +1024,7 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
 
   // BPTT: forward over all steps into a tape (one allocation), then a reverse sweep.
   DeviceBuffer tape;
-  BT_RETURN_IF_ERROR(tape.allocate(ex_.get(), sizeof(T) * static_cast<size_t>(step_total_) * static_cast<size_t>(steps),
+  BT_RETURN_IF_ERROR(tape.allocate_values(ex_.get(), {step_total_, steps}, sizeof(T),
                                    "the BPTT tape"));
   auto block_at = [&](int64_t t) { return tape.as<T>() + t * step_total_; };
   for (int64_t t = 0; t < steps; ++t) {
@@ -1015,7 +1048,7 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
 
   BT_RETURN_IF_ERROR(ensure(ct_, all_total_, "cotangents"));
   DeviceBuffer carry;
-  BT_RETURN_IF_ERROR(carry.allocate(ex_.get(), sizeof(T) * state_total_, "state cotangents"));
+  BT_RETURN_IF_ERROR(carry.allocate_values(ex_.get(), {state_total_}, sizeof(T), "state cotangents"));
   std::vector<char> has_carry(ns, 0);
   for (int i = 0; i < n_; ++i) cp_[i] = ct_.as<T>() + aoff_[i];
   has_c_.assign(n_, 0);
@@ -1079,18 +1112,17 @@ Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
   BT_RETURN_IF_ERROR(sync());
   std::vector<DeviceBuffer> traces(r.traces.size());
   for (size_t k = 0; k < r.traces.size(); ++k) {
-    const size_t bytes = sizeof(T) * static_cast<size_t>(r.traces[k].numel);
-    BT_RETURN_IF_ERROR(traces[k].allocate(ex, bytes, "an eligibility trace"));
-    std::memset(traces[k].template as<T>(), 0, bytes);
+    BT_RETURN_IF_ERROR(traces[k].allocate_values(ex, {r.traces[k].numel}, sizeof(T), "an eligibility trace"));
+    std::memset(traces[k].template as<T>(), 0, sizeof(T) * static_cast<size_t>(r.traces[k].numel));
   }
   std::vector<DeviceBuffer> dbuf(r.groups.size()), gbuf(r.groups.size());
   int64_t q_values = 1;
   for (size_t g = 0; g < r.groups.size(); ++g) {
     const ResolvedGroup& rg = r.groups[g];
     if (rg.need_d)
-      BT_RETURN_IF_ERROR(dbuf[g].allocate(ex, sizeof(T) * static_cast<size_t>(rg.P * rg.S * rg.S), "a group Jacobian"));
+      BT_RETURN_IF_ERROR(dbuf[g].allocate_values(ex, {rg.P, rg.S, rg.S}, sizeof(T), "a group Jacobian"));
     if (rg.used)
-      BT_RETURN_IF_ERROR(gbuf[g].allocate(ex, sizeof(T) * static_cast<size_t>(rg.P * rg.S), "a learning signal"));
+      BT_RETURN_IF_ERROR(gbuf[g].allocate_values(ex, {rg.P, rg.S}, sizeof(T), "a learning signal"));
     q_values = std::max(q_values, rg.P);
   }
   std::vector<std::vector<DeviceBuffer>> dfbuf(r.relations.size());
@@ -1098,21 +1130,21 @@ Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
     dfbuf[ri].resize(r.relations[ri].targets.size());
     for (size_t k = 0; k < r.relations[ri].targets.size(); ++k) {
       const ResolvedGroup& rg = r.groups[static_cast<size_t>(r.relations[ri].targets[k].group)];
-      BT_RETURN_IF_ERROR(dfbuf[ri][k].allocate(ex, sizeof(T) * static_cast<size_t>(rg.P * rg.S), "a df Jacobian"));
+      BT_RETURN_IF_ERROR(dfbuf[ri][k].allocate_values(ex, {rg.P, rg.S}, sizeof(T), "a df Jacobian"));
     }
   }
   std::vector<DeviceBuffer> wscr(r.relations.size()), bscr(r.relations.size());
   for (size_t ri = 0; ri < r.relations.size(); ++ri) {
     const ResolvedRelation& rr = r.relations[ri];
     if (rr.weight_node >= 0)
-      BT_RETURN_IF_ERROR(wscr[ri].allocate(ex, nbytes(rr.weight_node), "a transformed-weight gradient"));
+      BT_RETURN_IF_ERROR(wscr[ri].allocate_values(ex, {numel(rr.weight_node)}, sizeof(T), "a transformed-weight gradient"));
     if (rr.bias_node >= 0)
-      BT_RETURN_IF_ERROR(bscr[ri].allocate(ex, nbytes(rr.bias_node), "a transformed-bias gradient"));
+      BT_RETURN_IF_ERROR(bscr[ri].allocate_values(ex, {numel(rr.bias_node)}, sizeof(T), "a transformed-bias gradient"));
   }
   DeviceBuffer q, st, carry;
-  BT_RETURN_IF_ERROR(q.allocate(ex, sizeof(T) * static_cast<size_t>(q_values), "the pp_prop projection"));
-  BT_RETURN_IF_ERROR(st.allocate(ex, sizeof(T) * static_cast<size_t>(state_total_), "the window states"));
-  BT_RETURN_IF_ERROR(carry.allocate(ex, sizeof(T) * static_cast<size_t>(state_total_), "the window state cotangents"));
+  BT_RETURN_IF_ERROR(q.allocate_values(ex, {q_values}, sizeof(T), "the pp_prop projection"));
+  BT_RETURN_IF_ERROR(st.allocate_values(ex, {state_total_}, sizeof(T), "the window states"));
+  BT_RETURN_IF_ERROR(carry.allocate_values(ex, {state_total_}, sizeof(T), "the window state cotangents"));
   // Interpreter buffers the runs use, allocated now so that a run allocates nothing that
   // outlives it (memory after configure == memory after any run).
   BT_RETURN_IF_ERROR(ensure(tan_, all_total_, "tangents"));
@@ -1243,7 +1275,10 @@ Status SessionImpl<T>::set_trace_steps(int64_t n) {
   BusyGuard guard(busy_);
   if (!guard.ok()) return busy_status("set_trace_steps");
   BT_RETURN_IF_ERROR(online_check("set_trace_steps"));
-  if (n < 0) return invalid("set_trace_steps: n must be >= 0, got " + std::to_string(n));
+  // 2^53: the largest count the bias correction's double arithmetic (decay_f^n) holds exactly,
+  // and what the binding accepts; far below int64 overflow when runs add their steps.
+  if (n < 0 || n > (int64_t(1) << 53))
+    return invalid("set_trace_steps: n must be in [0, 2^53], got " + std::to_string(n));
   trace_n_ = n;
   return Status::Ok();
 }
@@ -1443,13 +1478,29 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
                    std::to_string(steps) + ", got " + std::to_string(a.loss_scale.size()));
   const bool windows = a.compute_grads && a.chunk >= 2;
   {
-    int64_t per_step = 0;
-    for (int s = 0; s < num_outputs(); ++s)
-      per_step = std::max<int64_t>(per_step, numel(plan_.outputs[plan_.output_slot_entry[s]].node));
-    if ((per_step > 0 && steps > (int64_t(1) << 50) / per_step) ||
-        (windows && a.chunk > (int64_t(1) << 50) / std::max<int64_t>(1, step_total_)))
-      return Status::Error(StatusCode::OutOfMemory, "run_online: " + std::to_string(steps) + " steps (chunk " +
-                                                        std::to_string(a.chunk) + ") do not fit in memory");
+    // Products with T (outputs) and with the chunk (the window tape): checked, and the
+    // call's results and tape together must fit kMaxTotalBytes.
+    ByteBudget b(StatusCode::InvalidArgument, "run_online: the results of " + std::to_string(steps) + " steps");
+    int64_t n = 0;
+    for (int s = 0; s < num_outputs(); ++s) {
+      const std::string name = "outputs[" + std::to_string(s) + "]";
+      BT_RETURN_IF_ERROR(checked_values(StatusCode::InvalidArgument, "run_online: " + name + " (steps * values per step)",
+                                        {steps, numel(plan_.outputs[plan_.output_slot_entry[s]].node)}, sizeof(T), &n));
+      BT_RETURN_IF_ERROR(b.add(name, n, sizeof(T)));
+    }
+    if (windows) {
+      BT_RETURN_IF_ERROR(checked_values(StatusCode::InvalidArgument, "run_online: the window tape (chunk * values per step)",
+                                        {a.chunk, step_total_}, sizeof(T), &n));
+      BT_RETURN_IF_ERROR(b.add("the window tape", n, sizeof(T)));
+    }
+    if (has_loss()) BT_RETURN_IF_ERROR(b.add("the losses", steps, sizeof(double)));
+    int64_t trace_end = 0;  // the trace step counter after this call
+    if (!checked_add(trace_n_.load(), steps, &trace_end))
+      return invalid("run_online: the trace step counter " + std::to_string(trace_n_.load()) + " plus " +
+                     std::to_string(steps) + " steps overflows");
+    for (size_t s = 0; s < ni; ++s)  // read from the caller's memory at t * numel
+      BT_RETURN_IF_ERROR(checked_values(StatusCode::InvalidArgument, "run_online: inputs[" + std::to_string(s) +
+                                        "] (steps * values per step)", {steps, numel(plan_.input_nodes[s])}, sizeof(T), &n));
   }
   const int nouts = num_outputs();
   out->outputs.assign(nouts, Buffer{});
@@ -1545,7 +1596,7 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
   // Multi-step windows of k steps: a k-step tape (freed at the end of the call).
   const int64_t k = a.chunk;
   DeviceBuffer tape;
-  BT_RETURN_IF_ERROR(tape.allocate(ex_.get(), sizeof(T) * static_cast<size_t>(step_total_) * static_cast<size_t>(k),
+  BT_RETURN_IF_ERROR(tape.allocate_values(ex_.get(), {step_total_, k}, sizeof(T),
                                    "the window tape"));
   auto block_at = [&](int64_t j) { return tape.as<T>() + j * step_total_; };
   T* cur = on_state_.as<T>();

@@ -97,6 +97,23 @@ struct FiniteChecks {
   bool results = true;
 };
 
+// Size limit. Every size the core computes from a plan, an online configuration or a
+// request (element counts, byte counts, their sums over nodes and their products with
+// batch, width, positions or step counts) is computed with overflow-checked arithmetic
+// (core/checked.h) and refused when it exceeds this many bytes:
+//   - a plan (Session::Create): every node, and the sum over all nodes, of numel * element
+//     size (the session keeps one value slot per node, and tangent / cotangent slots of the
+//     same total), InvalidPlan naming the node;
+//   - an online configuration: each trace, and all its buffers together, InvalidArgument;
+//   - a request (evaluate, run_sequence, run_online, an optimizer's state): each result and
+//     tape, InvalidArgument naming the argument and the sizes.
+// Why 2^42 bytes (4 TiB): more than any single host or GPU this library runs on can allocate,
+// so no real model is refused, while every size below it times an element size (<= 8) and
+// summed over up to 2^31 pieces stays far from int64 overflow. A size past it is a corrupt
+// or hostile plan or a mistaken argument, and refusing it here gives a typed error naming
+// the culprit instead of an overcommitted allocation that faults later.
+constexpr int64_t kMaxTotalBytes = int64_t(1) << 42;
+
 // Stable error code strings used by the JS layer: "ERR_BRAINTRACE_INVALID_ARGUMENT", ...
 const char* status_code_name(StatusCode code);
 
