@@ -8,7 +8,9 @@
 #   scripts/fuzz.sh --json FILE      also write a pass/fail report (jest's JSON fields) to FILE
 #   scripts/fuzz.sh --build-only     build the targets and stop
 #   scripts/fuzz.sh TARGET...        only these targets (default: every fuzz/*_fuzzer.cc:
-#                                    plan_fuzzer, online_fuzzer, request_fuzzer)
+#                                    plan_fuzzer, online_fuzzer, request_fuzzer; and
+#                                    checkpoint, the JS mutation fuzzer of the checkpoint
+#                                    decoder, fuzz/checkpoint-fuzz.js, run on dist/)
 #
 # Seeds: fuzz/corpus/<target>/ (read only; `node scripts/fuzz-corpus.js` rewrites them from
 # real models) and fuzz/regressions/<target>/ (inputs that once crashed a target: kept by
@@ -39,6 +41,7 @@ while [[ $# -gt 0 ]]; do
 done
 if [[ ${#targets[@]} == 0 ]]; then  # every fuzz/*_fuzzer.cc
   for f in fuzz/*_fuzzer.cc; do targets+=("$(basename "$f" .cc)"); done
+  targets+=(checkpoint)
 fi
 if ! [[ $seconds =~ ^[0-9]+$ ]] || [[ $seconds -lt 1 ]]; then
   echo "!! the run time must be at least 1 second (got '$seconds')"; exit 2
@@ -74,6 +77,11 @@ fi
 objs=()
 for src in "${sources[@]}"; do objs+=("$out/obj/$(echo "$src" | tr '/' '_').o"); done
 for t in "${targets[@]}"; do
+  if [[ $t == checkpoint ]]; then  # JS: compile the TypeScript it fuzzes
+    echo "== checkpoint: npm run build:ts"
+    npm run --silent build:ts
+    continue
+  fi
   [[ -f fuzz/$t.cc ]] || { echo "!! unknown target '$t' (no fuzz/$t.cc)"; exit 2; }
   bin="$out/$t"
   if [[ ! -f $bin || fuzz/$t.cc -nt $bin || $newest_header -nt $bin || $newest_fuzz -nt $bin ||
@@ -98,9 +106,14 @@ for t in "${targets[@]}"; do
   seeds=("fuzz/corpus/$t")
   [[ -d fuzz/regressions/$t ]] && seeds+=("fuzz/regressions/$t")
   rc=0
-  "$out/$t" -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$out/artifacts/$t-" "$out/corpus/$t" "${seeds[@]}" >"$log" 2>&1 || rc=$?
-  runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo '?')
+  if [[ $t == checkpoint ]]; then
+    # Failing inputs go to fuzz/checkpoint-failures/ (git-ignored); see the script's header.
+    node fuzz/checkpoint-fuzz.js --seconds "$seconds" >"$log" 2>&1 || rc=$?
+  else
+    "$out/$t" -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2048 -print_final_stats=1 \
+      -artifact_prefix="$out/artifacts/$t-" "$out/corpus/$t" "${seeds[@]}" >"$log" 2>&1 || rc=$?
+  fi
+  runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+|checkpoint fuzz: [0-9]+ inputs' "$log" | grep -oE '[0-9]+' | tail -1 || echo '?')
   cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+' || echo '?')
   if [[ $rc == 0 ]] && ! grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error:' "$log"; then
     echo "   $t: ok, $runs inputs run, coverage $cov edges"
