@@ -16,31 +16,11 @@
 #include "braintrace/api.h"
 #include "braintrace/online.h"
 #include "fuzz_input.h"
+#include "harness.h"
 
-namespace {
-
-#include "online_plan.inc"  // kPlanCode, kPlanFattr
-
-void require_not_internal(const bt::Status& s, const char* what) {
-  if (s.code == bt::StatusCode::Internal) {
-    std::fprintf(stderr, "%s returned Internal: %s\n", what, s.message.c_str());
-    std::abort();
-  }
-}
-
-int64_t numel(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
-}
-
-std::vector<double> filled(int64_t n, double base) {
-  std::vector<double> v(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = base + 0.013 * double(i % 89);
-  return v;
-}
-
-}  // namespace
+using btfuzz::filled;
+using btfuzz::numel;
+using btfuzz::require_not_internal;
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   setenv("BRAINTRACE_NUM_THREADS", "2", 0);
@@ -48,13 +28,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  std::unique_ptr<bt::Session> s;
-  bt::Status st = bt::Session::Create(kPlanCode, sizeof(kPlanCode) / sizeof(kPlanCode[0]), kPlanFattr,
-                                      sizeof(kPlanFattr) / sizeof(kPlanFattr[0]), bt::Backend::Cpu, &s);
-  if (!st.ok() || s->dtype() != bt::DType::F64) {
-    std::fprintf(stderr, "the fixed plan does not load: %s\n", st.message.c_str());
-    std::abort();  // the harness is broken, not the library
-  }
+  std::unique_ptr<bt::Session> s = btfuzz::fixed_session();
   for (int i = 0; i < s->num_params(); ++i) {
     const std::vector<double> v = filled(numel(s->param_shape(i)), -0.3 + 0.1 * i);
     require_not_internal(s->set_param(i, v.data(), v.size()), "set_param");
@@ -65,7 +39,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
 
   btfuzz::OnlineInput in = btfuzz::parse_online_input(data, size);
-  st = s->configure_online(in.config);
+  bt::Status st = s->configure_online(in.config);
   require_not_internal(st, "configure_online");
   if (!st.ok()) return 0;
 

@@ -15,31 +15,11 @@
 
 #include "braintrace/api.h"
 #include "fuzz_input.h"
+#include "harness.h"
 
-namespace {
-
-#include "online_plan.inc"  // kPlanCode, kPlanFattr
-
-void require_not_internal(const bt::Status& s, const char* what) {
-  if (s.code == bt::StatusCode::Internal) {
-    std::fprintf(stderr, "%s returned Internal: %s\n", what, s.message.c_str());
-    std::abort();
-  }
-}
-
-int64_t numel(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
-}
-
-std::vector<double> filled(int64_t n, double base) {
-  std::vector<double> v(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = base + 0.017 * double(i % 83);
-  return v;
-}
-
-}  // namespace
+using btfuzz::filled;
+using btfuzz::numel;
+using btfuzz::require_not_internal;
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   setenv("BRAINTRACE_NUM_THREADS", "2", 0);
@@ -47,13 +27,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  std::unique_ptr<bt::Session> s;
-  bt::Status st = bt::Session::Create(kPlanCode, sizeof(kPlanCode) / sizeof(kPlanCode[0]), kPlanFattr,
-                                      sizeof(kPlanFattr) / sizeof(kPlanFattr[0]), bt::Backend::Cpu, &s);
-  if (!st.ok() || s->dtype() != bt::DType::F64) {
-    std::fprintf(stderr, "the fixed plan does not load: %s\n", st.message.c_str());
-    std::abort();  // the harness is broken, not the library
-  }
+  std::unique_ptr<bt::Session> s = btfuzz::fixed_session();
   const btfuzz::RequestInput in = btfuzz::parse_request_input(data, size);
   std::vector<std::vector<double>> store;
   store.reserve(256);
