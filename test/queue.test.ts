@@ -6,7 +6,7 @@
  */
 import * as bt from '../lib/index';
 import type { Tensor } from '../lib/dsl/tensor';
-import { DiagRNN, thrown } from './helpers/models';
+import { DiagRNN, rejected, thrown } from './helpers/models';
 import { prng } from './helpers/native';
 
 
@@ -133,6 +133,35 @@ describe.each(ALGOS)('call queue (%s)', (algo) => {
     expect(seen).toBe(2);
     require('fs').rmSync(`${require('os').tmpdir()}/bt-queue-${process.pid}-${algo}.btck`, { force: true });
     opt.dispose();
+    l.dispose();
+  });
+});
+
+describe('aborting a queued call', () => {
+  test.each(ALGOS)('%s: an abort while the call waits for its turn rejects it at once; it never runs', async (algo) => {
+    const l = make(algo);
+    const a = data(4, 11);
+    const b = data(3, 12);
+    const first = l.etraceGrad(a.xs, a.ys);
+    const ac = new AbortController();
+    const second = l.etraceGrad(b.xs, b.ys, { signal: ac.signal });
+    const third = l.run(b.xs);
+    const order: string[] = [];
+    void first.then(() => order.push('first'));
+    ac.abort();
+    const err = await rejected(second, bt.AbortError);
+    order.push('second');
+    expect(err).toMatchObject({ code: 'ERR_BRAINTRACE_ABORTED', stepsDone: 0 });
+    await first;
+    // Rejected at once, not when its turn came after `first`.
+    expect(order).toEqual(['second', 'first']);
+    await third;
+    // The aborted call never ran: the states are those of first + third only.
+    const ref = make(algo);
+    await ref.etraceGrad(a.xs, a.ys);
+    await ref.run(b.xs);
+    expect(arr(l.states()['h'])).toEqual(arr(ref.states()['h']));
+    ref.dispose();
     l.dispose();
   });
 });

@@ -4,7 +4,7 @@
  */
 import type { Module } from '../dsl/module';
 import type { TensorLike } from '../tensor';
-import { Learner, type CompileOptions, type GradOptions, type GradResult } from './learner';
+import { Learner, signalOf, type CompileOptions, type GradOptions, type GradResult } from './learner';
 
 /**
  * Exact gradients by reverse mode through the whole `(T, B, ...)` sequence.
@@ -37,6 +37,6 @@ export class BPTT extends Learner {
    * @returns `{ grads, losses }`: a gradient per weight path, and the T per-step losses.
    */
   etraceGrad(xs: TensorLike, ys: TensorLike, options: GradOptions = {}): Promise<GradResult> {
-    return this.enqueue('etraceGrad', () => this.bpttGrad(xs, ys, options));
+    return this.enqueue('etraceGrad', () => this.bpttGrad(xs, ys, options), signalOf(options));
   }
 }

@@ -355,7 +355,7 @@ export abstract class Learner {
         { what: 'run', options },
       );
       return { data: res.outputs[0], shape: [steps, this.batchSize, ...this.outputShape], dtype: this.dtype };
-    });
+    }, signalOf(options));
   }
 
   // ------------------------------------------------------------------ the call queue
@@ -374,9 +374,13 @@ export abstract class Learner {
    * the call's Promise settles.
    */
   enqueue<R>(fn: () => R | Promise<R>): Promise<R>;
-  /** @internal the same, naming the call (for BusyError messages). */
-  enqueue<R>(name: string, fn: () => R | Promise<R>): Promise<R>;
-  enqueue<R>(a: string | (() => R | Promise<R>), b?: () => R | Promise<R>): Promise<R> {
+  /**
+   * @internal the same, naming the call (for BusyError messages); with `signal`, an abort
+   * while the call still waits for its turn rejects it at once with AbortError (stepsDone 0)
+   * and it never starts.
+   */
+  enqueue<R>(name: string, fn: () => R | Promise<R>, signal?: unknown): Promise<R>;
+  enqueue<R>(a: string | (() => R | Promise<R>), b?: () => R | Promise<R>, signal?: unknown): Promise<R> {
     const name = typeof a === 'string' ? a : 'enqueue';
     const fn = (typeof a === 'string' ? b : a) as () => R | Promise<R>;
     if (typeof fn !== 'function') {
@@ -393,7 +397,10 @@ export abstract class Learner {
     }
     this.pendingCalls.push(name);
     const token: QueueToken = { learner: this, active: false };
+    const abortable = isAbortSignal(signal) ? signal : undefined;
+    let abandoned = false; // rejected by an abort while still waiting: never starts
     const run = this.queueTail.then(() => {
+      if (abandoned) return undefined as R;
       token.active = true;
       const held = queueContext.getStore();
       return queueContext.run(held ? [...held, token] : [token], fn);
@@ -406,7 +413,26 @@ export abstract class Learner {
     // Registered before the caller's own continuation, so a caller that awaits the
     // result may use synchronous methods right away.
     this.queueTail = run.then(done, done);
-    return run;
+    if (abortable === undefined || abortable.aborted) return run; // an aborted one rejects when it starts
+    return new Promise<R>((resolve, reject) => {
+      const onAbort = (): void => {
+        if (token.active) return; // running: the call itself stops and rejects (with stepsDone)
+        abandoned = true;
+        reject(abortedBeforeStart(name, abortable));
+      };
+      abortable.addEventListener('abort', onAbort, { once: true });
+      const settle = (): void => abortable.removeEventListener('abort', onAbort);
+      run.then(
+        (v) => {
+          settle();
+          if (!abandoned) resolve(v);
+        },
+        (e: unknown) => {
+          settle();
+          if (!abandoned) reject(e);
+        },
+      );
+    });
   }
 
   /** Number of asynchronous calls of this learner that are queued or running. */
@@ -660,6 +686,17 @@ interface QueueToken {
 
 /** The queued calls the running code is inside of (propagates across awaits and callbacks). */
 const queueContext = new AsyncLocalStorage<QueueToken[]>();
+
+/** The `signal` of a call's options, unvalidated (the call validates its options itself). */
+export function signalOf(options: unknown): unknown {
+  return typeof options === 'object' && options !== null ? (options as { signal?: unknown }).signal : undefined;
+}
+
+/** True for an AbortSignal (of this realm or another): what the queue can listen to. */
+function isAbortSignal(v: unknown): v is AbortSignal {
+  const s = v as Partial<AbortSignal> | null;
+  return typeof s === 'object' && s !== null && typeof s.aborted === 'boolean' && typeof s.addEventListener === 'function';
+}
 
 /** Largest batch size (the native plan stores dimensions as int32). */
 const MAX_BATCH = 2 ** 31 - 1;

@@ -16,6 +16,7 @@ import { asDType, isHostTensor, tensor, type HostTensor, type TensorLike } from 
 import {
   GRAD_OPTION_KEYS,
   Learner,
+  signalOf,
   type CompileOptions,
   type GradOptions,
   type GradResult,
@@ -150,7 +151,7 @@ export abstract class OnlineLearner extends Learner {
    * plus a final report. An already-aborted signal rejects before any native work.
    */
   etraceEvolve(xs: TensorLike, options: EvolveOptions = {}): Promise<HostTensor> {
-    return this.enqueue('etraceEvolve', () => this.evolveNow(xs, options));
+    return this.enqueue('etraceEvolve', () => this.evolveNow(xs, options), signalOf(options));
   }
 
   private async evolveNow(xs: TensorLike, options: EvolveOptions): Promise<HostTensor> {
@@ -186,7 +187,7 @@ export abstract class OnlineLearner extends Learner {
    * @returns `{ grads, losses }`: a gradient per weight path, and the T per-step losses.
    */
   etraceGrad(xs: TensorLike, ys: TensorLike, options: OnlineGradOptions = {}): Promise<GradResult> {
-    return this.enqueue('etraceGrad', () => this.gradNow(xs, ys, options));
+    return this.enqueue('etraceGrad', () => this.gradNow(xs, ys, options), signalOf(options));
   }
 
   private async gradNow(xs: TensorLike, ys: TensorLike, options: OnlineGradOptions): Promise<GradResult> {
