@@ -25,7 +25,7 @@ import { encodePlan } from '../lib/compiler/plan';
 import { analyseEtraceGraph } from '../lib/compiler/etrace';
 import { loadBinding, wrapNativeError } from '../lib/runtime/native';
 import type { NativeBinding, NativeOnlineConfig, NativeSession } from '../types/binding';
-import { prng } from './helpers/native';
+import { prng, rawOnlineConfig } from './helpers/native';
 
 const CODE = 'ERR_BRAINTRACE_INVALID_ARGUMENT';
 const B = 3;
@@ -176,32 +176,7 @@ function setup(seed: number): Loaded {
   const params = graph.params.map((p) => randomArray(numelOf(p.shape), rnd));
   const states = graph.states.map((s) => randomArray(numelOf(s.shape), rnd));
   const etg = analyseEtraceGraph(graph, { batchSize: B });
-  const relationSlots = new Set<number>();
-  etg.relations.forEach((r) => {
-    relationSlots.add(r.weightSlot);
-    if (r.biasSlot !== null) relationSlots.add(r.biasSlot);
-  });
-  const config: NativeOnlineConfig = {
-    algorithm: 'd_rtrl',
-    groups: etg.groups.map((g) => ({
-      members: g.members.map((m) => ({ leafNode: m.leafNode, newNode: m.newNode, width: m.width })),
-      positions: g.positions,
-      zeroRecurrence: g.zeroRecurrence,
-      probePositions: g.coupled,
-    })),
-    relations: etg.relations.map((r) => ({
-      kind: r.op === 'EtpMatMul' ? ('dense' as const) : ('elementWise' as const),
-      xNode: r.xNode ?? undefined,
-      yNode: r.yNode,
-      weightSlot: r.weightSlot,
-      biasSlot: r.biasSlot ?? -1,
-      groups: r.groups.slice(),
-      tailProbe: r.groups.map((gi) => r.tailCoupled[gi]),
-    })),
-    blockedTransition: graph.nodes.filter((n) => n.op === 'EtpMatMul' || n.op === 'MatMul').map((n) => n.id),
-    etpNodes: graph.nodes.filter((n) => n.op === 'EtpMatMul').map((n) => n.id),
-    nonTemporalSlots: graph.params.map((_, i) => i).filter((i) => !relationSlots.has(i)),
-  };
+  const config: NativeOnlineConfig = rawOnlineConfig(graph, etg);
   const l: Loaded = {
     graph,
     session,

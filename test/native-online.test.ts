@@ -22,7 +22,7 @@ import { encodePlan } from '../lib/compiler/plan';
 import { analyseEtraceGraph } from '../lib/compiler/etrace';
 import { loadBinding } from '../lib/runtime/native';
 import type { NativeOnlineConfig, NativeSession } from '../types/binding';
-import { prng } from './helpers/native';
+import { prng, rawOnlineConfig } from './helpers/native';
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -56,36 +56,8 @@ function setup(model: bt.Module, inputShape: number[], loss: bt.TraceLoss, seed:
   graph.params.forEach((p, s) => session.setParam(s, randomArray(numelOf(p.shape), rnd, -0.7, 0.7)));
   graph.states.forEach((st, s) => session.setState(s, randomArray(numelOf(st.shape), rnd, 0.2, 1.2)));
   const etg = analyseEtraceGraph(graph, { batchSize: B });
-  const config = (algorithm: 'd_rtrl' | 'pp_prop', decay: [number, number] = [0, 0]): NativeOnlineConfig => {
-    const relationSlots = new Set<number>();
-    etg.relations.forEach((r) => {
-      relationSlots.add(r.weightSlot);
-      if (r.biasSlot !== null) relationSlots.add(r.biasSlot);
-    });
-    return {
-      algorithm,
-      decayX: decay[0],
-      decayF: decay[1],
-      groups: etg.groups.map((g) => ({
-        members: g.members.map((m) => ({ leafNode: m.leafNode, newNode: m.newNode, width: m.width })),
-        positions: g.positions,
-        zeroRecurrence: g.zeroRecurrence,
-        probePositions: g.coupled,
-      })),
-      relations: etg.relations.map((r) => ({
-        kind: r.op === 'EtpMatMul' ? ('dense' as const) : ('elementWise' as const),
-        xNode: r.xNode ?? undefined,
-        yNode: r.yNode,
-        weightSlot: r.weightSlot,
-        biasSlot: r.biasSlot ?? -1,
-        groups: r.groups.slice(),
-        tailProbe: r.groups.map((gi) => r.tailCoupled[gi]),
-      })),
-      blockedTransition: graph.nodes.filter((n) => n.op === 'EtpMatMul' || n.op === 'MatMul').map((n) => n.id),
-      etpNodes: graph.nodes.filter((n) => n.op === 'EtpMatMul').map((n) => n.id),
-      nonTemporalSlots: graph.params.map((_, i) => i).filter((i) => !relationSlots.has(i)),
-    };
-  };
+  const config = (algorithm: 'd_rtrl' | 'pp_prop', decay: [number, number] = [0, 0]): NativeOnlineConfig =>
+    rawOnlineConfig(graph, etg, algorithm, decay);
   return { graph, session, config };
 }
 

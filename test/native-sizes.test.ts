@@ -10,37 +10,12 @@
  * big allocation. Also run under ASan+UBSan by `npm run test:asan`.
  */
 import type { NativeArray, NativeSession } from '../types/binding';
-import { OP_NAMES } from '../lib/graph/ops';
 import { PLAN_MAGIC, PLAN_VERSION } from '../lib/compiler/plan';
 import { loadBinding } from '../lib/runtime/native';
+import { encodeNodes, op } from './helpers/native';
 
 const binding = loadBinding();
-const op = (name: (typeof OP_NAMES)[number]): number => OP_NAMES.indexOf(name);
-
-interface NodeSpec {
-  op: number;
-  inputs?: number[];
-  shape: number[];
-  ints?: number[];
-  floats?: number[];
-}
-
-/** Encodes a plan as native/include/braintrace/ops.h specifies (dtype 0 = f32, 1 = f64). */
-function encode(dtype: 0 | 1, nodes: NodeSpec[], outputs: [kind: number, node: number, index: number][]) {
-  const code: number[] = [PLAN_MAGIC, PLAN_VERSION, dtype, nodes.length];
-  const fattr: number[] = [];
-  for (const n of nodes) {
-    const inputs = n.inputs ?? [];
-    const ints = n.ints ?? [];
-    const floats = n.floats ?? [];
-    code.push(n.op, inputs.length, ...inputs, n.shape.length, ...n.shape, ints.length, ...ints);
-    code.push(floats.length, fattr.length);
-    for (const f of floats) fattr.push(f);
-  }
-  code.push(outputs.length);
-  for (const o of outputs) code.push(...o);
-  return { code: Int32Array.from(code), fattr: Float64Array.from(fattr) };
-}
+const encode = encodeNodes;
 
 interface NativeErr {
   code?: string;

@@ -14,36 +14,11 @@ import { OP_NAMES } from '../lib/graph/ops';
 import { DisposedError, NativeError } from '../lib/runtime/errors';
 import { info } from '../lib/runtime/info';
 import { bindingInfo, loadBinding, wrapNativeError } from '../lib/runtime/native';
+import { encodeNodes, op } from './helpers/native';
 
 // ---- a hand-written plan encoder (the encoding of native/include/braintrace/ops.h) ----------
 
-const MAGIC = 0x42545031;
-const VERSION = 1;
-const op = (name: (typeof OP_NAMES)[number]): number => OP_NAMES.indexOf(name);
-
-interface NodeSpec {
-  op: number;
-  inputs?: number[];
-  shape: number[];
-  ints?: number[];
-  floats?: number[];
-}
-
-function encode(dtype: 0 | 1, nodes: NodeSpec[], outputs: [kind: number, node: number, index: number][]) {
-  const code: number[] = [MAGIC, VERSION, dtype, nodes.length];
-  const fattr: number[] = [];
-  for (const n of nodes) {
-    const inputs = n.inputs ?? [];
-    const ints = n.ints ?? [];
-    const floats = n.floats ?? [];
-    code.push(n.op, inputs.length, ...inputs, n.shape.length, ...n.shape, ints.length, ...ints);
-    code.push(floats.length, fattr.length);
-    fattr.push(...floats);
-  }
-  code.push(outputs.length);
-  for (const o of outputs) code.push(...o);
-  return { code: Int32Array.from(code), fattr: Float64Array.from(fattr) };
-}
+const encode = encodeNodes;
 
 /** y = tanh(x), x: Input slot 0 of shape [2, 3], float64. */
 const tanhPlan = () =>

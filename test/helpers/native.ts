@@ -2,8 +2,10 @@
  * Test helpers: run a traced graph natively with explicit leaf values, and
  * finite-difference oracles. Numbers here are test oracles, not library math.
  */
-import type { NativeArray, NativeEvalResult, NativeSession } from '../../types/binding';
-import { encodePlan } from '../../lib/compiler/plan';
+import type { NativeArray, NativeEvalResult, NativeOnlineConfig, NativeSession } from '../../types/binding';
+import type { ETraceGraph } from '../../lib/compiler/etrace';
+import { PLAN_MAGIC, PLAN_VERSION, encodePlan } from '../../lib/compiler/plan';
+import { OP_NAMES } from '../../lib/graph/ops';
 import type { Graph } from '../../lib/graph/ir';
 import { loadBinding } from '../../lib/runtime/native';
 
@@ -137,4 +139,75 @@ export function erf(x: number): number {
   for (let n = 60; n >= 1; n--) f = n / 2 / (ax + f);
   const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / (ax + f);
   return Math.sign(x) * (1 - erfc);
+}
+
+// ---- hand-written plans (the encoding of native/include/braintrace/ops.h) --------------------
+
+/** The op code of an op name. */
+export const op = (name: (typeof OP_NAMES)[number]): number => OP_NAMES.indexOf(name);
+
+/** One node of a hand-written plan. */
+export interface NodeSpec {
+  op: number;
+  inputs?: number[];
+  shape: number[];
+  ints?: number[];
+  floats?: number[];
+}
+
+/** Encodes nodes and an output table `[kind, node, index]` as a plan (dtype 0 = f32, 1 = f64). */
+export function encodeNodes(dtype: 0 | 1, nodes: NodeSpec[], outputs: [kind: number, node: number, index: number][]) {
+  const code: number[] = [PLAN_MAGIC, PLAN_VERSION, dtype, nodes.length];
+  const fattr: number[] = [];
+  for (const n of nodes) {
+    const inputs = n.inputs ?? [];
+    const ints = n.ints ?? [];
+    const floats = n.floats ?? [];
+    code.push(n.op, inputs.length, ...inputs, n.shape.length, ...n.shape, ints.length, ...ints);
+    code.push(floats.length, fattr.length);
+    for (const f of floats) fattr.push(f);
+  }
+  code.push(outputs.length);
+  for (const o of outputs) code.push(...o);
+  return { code: Int32Array.from(code), fattr: Float64Array.from(fattr) };
+}
+
+/**
+ * The native online configuration of an analysed graph, built independently of the learners
+ * (raw weights only; every param that no relation trains is non-temporal).
+ */
+export function rawOnlineConfig(
+  graph: Graph,
+  etg: ETraceGraph,
+  algorithm: 'd_rtrl' | 'pp_prop' = 'd_rtrl',
+  decay: [number, number] = [0, 0],
+): NativeOnlineConfig {
+  const relationSlots = new Set<number>();
+  etg.relations.forEach((r) => {
+    relationSlots.add(r.weightSlot);
+    if (r.biasSlot !== null) relationSlots.add(r.biasSlot);
+  });
+  return {
+    algorithm,
+    decayX: decay[0],
+    decayF: decay[1],
+    groups: etg.groups.map((g) => ({
+      members: g.members.map((m) => ({ leafNode: m.leafNode, newNode: m.newNode, width: m.width })),
+      positions: g.positions,
+      zeroRecurrence: g.zeroRecurrence,
+      probePositions: g.coupled,
+    })),
+    relations: etg.relations.map((r) => ({
+      kind: r.op === 'EtpMatMul' ? ('dense' as const) : ('elementWise' as const),
+      xNode: r.xNode ?? undefined,
+      yNode: r.yNode,
+      weightSlot: r.weightSlot,
+      biasSlot: r.biasSlot ?? -1,
+      groups: r.groups.slice(),
+      tailProbe: r.groups.map((gi) => r.tailCoupled[gi]),
+    })),
+    blockedTransition: graph.nodes.filter((n) => n.op === 'EtpMatMul' || n.op === 'MatMul').map((n) => n.id),
+    etpNodes: graph.nodes.filter((n) => n.op === 'EtpMatMul').map((n) => n.id),
+    nonTemporalSlots: graph.params.map((_, i) => i).filter((i) => !relationSlots.has(i)),
+  };
 }
