@@ -1,0 +1,566 @@
+// The session's implementation class, shared by the files that define its members along
+// the pipeline (private to native/core):
+//   session.cc      construction and buffer layout (init), Session::Create
+//   interpreter.cc  one node forward / JVP / VJP through the executor, evaluate
+//   jacobian.cc     the forward-mode Jacobian passes (per-position Jacobians, fetches)
+//   sequence.cc     whole sequences: forward, BPTT over a tape
+//   online.cc       online learning: configure, traces, run_online
+// Each file explicitly instantiates its members for float and double.
+// Session: a validated plan, its buffers and the interpreter (forward, JVP, VJP, and
+// whole sequences with BPTT).
+//
+// Memory layout (allocated once per session, not per step):
+//   persist   values of Param and Const nodes (params copied in at each call)
+//   step      values of every other node for one step; run_sequence with gradients
+//             uses a tape of T step blocks instead (one allocation per call)
+//   tangents / cotangents: one slot per node (all nodes), allocated on first use.
+// A node's tangent or cotangent is "absent" (zero, skipped) until something writes it;
+// cotangent blocks are zeroed lazily on first accumulation.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "core/status_util.h"
+#include "braintrace/api.h"
+#include "core/checked.h"
+#include "core/device_buffer.h"
+#include "braintrace/online.h"
+#include "core/executor.h"
+#include "core/online_plan.h"
+#include "core/ops_host.h"
+#include "core/plan.h"
+#include "cpu/thread_pool.h"
+#include "cpu/trace_cpu.h"
+#include "kernels/elementwise.h"
+#include "kernels/finite.h"
+
+
+namespace bt {
+namespace detail {
+
+inline bool is_leaf(OpCode op) {
+  return op == OpCode::Input || op == OpCode::Param || op == OpCode::State || op == OpCode::Const;
+}
+
+
+// Checks a copy between the caller and stored value `index` of `count` (slots of params or
+// states, or traces): the index, the length n against `numel`, and a null pointer. `noun` is
+// "slot" or "index"; `desc` names the value in messages ("slot 0 [2, 3]", "trace r0/g0/weight [..]").
+inline Status check_copy(const char* what, const char* noun, int index, size_t count, int64_t numel,
+                  const std::string& desc, size_t n, const void* ptr, bool writing) {
+  if (index < 0 || index >= static_cast<int>(count))
+    return invalid(std::string(what) + ": " + noun + " must be in [0, " + std::to_string(count) + "), got " +
+                   std::to_string(index));
+  if (n != static_cast<size_t>(numel))
+    return invalid(std::string(what) + ": " + desc + (writing ? " needs " : " has ") + std::to_string(numel) +
+                   (writing ? " values, got " : " values, got a buffer for ") + std::to_string(n));
+  if (ptr == nullptr && n > 0) return invalid(std::string(what) + (writing ? ": data is null" : ": out is null"));
+  return Status::Ok();
+}
+
+class BusyGuard {
+ public:
+  explicit BusyGuard(std::atomic<bool>& f) : f_(f) {
+    bool expected = false;
+    ok_ = f_.compare_exchange_strong(expected, true);
+  }
+  ~BusyGuard() {
+    if (ok_) f_.store(false);
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  std::atomic<bool>& f_;
+  bool ok_ = false;
+};
+
+// "NaN", "Infinity" or "-Infinity" (as JavaScript prints them).
+template <typename T>
+inline std::string non_finite_name(T v) {
+  if (v != v) return "NaN";
+  return v > 0 ? "Infinity" : "-Infinity";
+}
+
+inline bool stops_call(const Status& s) { return s.code == StatusCode::Cancelled || s.code == StatusCode::NonFinite; }
+
+inline Status busy_status(const char* what) {
+  return Status::Error(StatusCode::Busy, std::string(what) + ": the session is running another call");
+}
+
+template <typename F>
+inline Status guarded(const char* what, F&& f) {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    return Status::Error(StatusCode::OutOfMemory, std::string(what) + ": out of host memory");
+  } catch (const std::exception& e) {
+    return Status::Error(StatusCode::Internal, std::string(what) + ": " + e.what());
+  } catch (...) {
+    return Status::Error(StatusCode::Internal, std::string(what) + ": unknown exception");
+  }
+}
+
+template <typename T>
+class SessionImpl final : public Session {
+ public:
+  SessionImpl(Plan plan, std::unique_ptr<Executor> ex, Backend backend)
+      : plan_(std::move(plan)), ex_(std::move(ex)), backend_(backend) {}
+
+  Status init();
+
+  DType dtype() const override { return plan_.dtype; }
+  Backend backend() const override { return backend_; }
+  int num_inputs() const override { return static_cast<int>(plan_.input_nodes.size()); }
+  int num_params() const override { return static_cast<int>(plan_.param_nodes.size()); }
+  int num_states() const override { return static_cast<int>(plan_.state_nodes.size()); }
+  int num_outputs() const override { return static_cast<int>(plan_.output_slot_entry.size()); }
+  int num_output_entries() const override { return static_cast<int>(plan_.outputs.size()); }
+  bool has_loss() const override { return plan_.loss_entry >= 0; }
+  const std::vector<int64_t>& input_shape(int s) const override { return slot_shape(plan_.input_nodes, s); }
+  const std::vector<int64_t>& param_shape(int s) const override { return slot_shape(plan_.param_nodes, s); }
+  const std::vector<int64_t>& state_shape(int s) const override { return slot_shape(plan_.state_nodes, s); }
+  const std::vector<int64_t>& output_shape(int s) const override {
+    if (s < 0 || s >= num_outputs()) return empty_;
+    return plan_.nodes[plan_.outputs[plan_.output_slot_entry[s]].node].shape;
+  }
+  OutputKind output_entry_kind(int e) const override {
+    return (e < 0 || e >= num_output_entries()) ? OutputKind::Output : plan_.outputs[e].kind;
+  }
+  int output_entry_index(int e) const override {
+    return (e < 0 || e >= num_output_entries()) ? -1 : plan_.outputs[e].index;
+  }
+  const std::vector<int64_t>& output_entry_shape(int e) const override {
+    if (e < 0 || e >= num_output_entries()) return empty_;
+    return plan_.nodes[plan_.outputs[e].node].shape;
+  }
+
+  Status set_param(int slot, const void* data, size_t n) override {
+    return set_stored(param_store_, plan_.param_nodes, "set_param", "params", slot, data, n);
+  }
+  Status get_param(int slot, void* out, size_t n) const override {
+    return get_stored(param_store_, plan_.param_nodes, "get_param", slot, out, n);
+  }
+  Status set_state(int slot, const void* data, size_t n) override {
+    return set_stored(state_store_, plan_.state_nodes, "set_state", "states", slot, data, n);
+  }
+  Status get_state(int slot, void* out, size_t n) const override {
+    return get_stored(state_store_, plan_.state_nodes, "get_state", slot, out, n);
+  }
+
+  void set_finite_checks(const FiniteChecks& c) override { checks_ = c; }
+  FiniteChecks finite_checks() const override { return checks_; }
+
+  Status evaluate(const EvalArgs& args, EvalResult* out) override {
+    BusyGuard guard(busy_);
+    if (!guard.ok()) return busy_status("evaluate");
+    if (out == nullptr) return invalid("evaluate: result pointer is null");
+    return guarded("evaluate", [&] { return evaluate_impl(args, out); });
+  }
+  Status run_sequence(const SequenceArgs& args, SequenceResult* out) override {
+    BusyGuard guard(busy_);
+    if (!guard.ok()) return busy_status("run_sequence");
+    if (out == nullptr) return invalid("run_sequence: result pointer is null");
+    ControlScope scope(this, args.control);
+    return guarded("run_sequence", [&] { return run_sequence_impl(args, out); });
+  }
+
+  // --- online learning (braintrace/online.h; definitions after run_sequence_impl) ----------
+  Status configure_online(const OnlineConfig& config) override {
+    BusyGuard guard(busy_);
+    if (!guard.ok()) return busy_status("configure_online");
+    return guarded("configure_online", [&] { return configure_online_impl(config); });
+  }
+  Status run_online(const OnlineArgs& args, OnlineResult* out) override {
+    BusyGuard guard(busy_);
+    if (!guard.ok()) return busy_status("run_online");
+    if (out == nullptr) return invalid("run_online: result pointer is null");
+    ControlScope scope(this, args.control);
+    return guarded("run_online", [&] { return run_online_impl(args, out); });
+  }
+  Status reset_traces() override;
+  Status trace_info(std::vector<TraceInfo>* out) const override;
+  Status get_trace(int index, void* out, size_t n) const override;
+  Status set_trace(int index, const void* data, size_t n) override;
+  int64_t trace_steps() const override { return trace_n_.load(); }
+  Status set_trace_steps(int64_t n) override;
+
+ private:
+  const std::vector<int64_t>& slot_shape(const std::vector<int32_t>& nodes, int s) const {
+    if (s < 0 || s >= static_cast<int>(nodes.size())) return empty_;
+    return plan_.nodes[nodes[s]].shape;
+  }
+  int64_t numel(int node) const { return plan_.nodes[node].numel; }
+  size_t nbytes(int node) const { return sizeof(T) * static_cast<size_t>(numel(node)); }
+
+  Status set_stored(std::vector<DeviceBuffer>& store, const std::vector<int32_t>& nodes, const char* what,
+                    const char* kind, int slot, const void* data, size_t n) {
+    BusyGuard guard(busy_);
+    if (!guard.ok()) return busy_status(what);
+    BT_RETURN_IF_ERROR(check_copy(what, "slot", slot, nodes.size(), slot_numel(nodes, slot),
+                                  slot_desc(nodes, slot), n, data, true));
+    if (checks_.data)
+      BT_RETURN_IF_ERROR(check_finite(what, std::string(kind) + "[" + std::to_string(slot) + "]",
+                                      static_cast<const T*>(data), static_cast<int64_t>(n), -1));
+    BT_RETURN_IF_ERROR(sync());
+    if (n > 0) std::memcpy(store[slot].as<T>(), data, n * sizeof(T));
+    return Status::Ok();
+  }
+  Status get_stored(const std::vector<DeviceBuffer>& store, const std::vector<int32_t>& nodes, const char* what,
+                    int slot, void* out, size_t n) const {
+    BusyGuard guard(busy_);
+    if (!guard.ok()) return busy_status(what);
+    BT_RETURN_IF_ERROR(check_copy(what, "slot", slot, nodes.size(), slot_numel(nodes, slot),
+                                  slot_desc(nodes, slot), n, out, false));
+    if (n > 0) std::memcpy(out, store[slot].as<T>(), n * sizeof(T));
+    return Status::Ok();
+  }
+  int64_t slot_numel(const std::vector<int32_t>& nodes, int slot) const {
+    return slot >= 0 && slot < static_cast<int>(nodes.size()) ? numel(nodes[slot]) : 0;
+  }
+  int64_t trace_numel(int index) const {
+    return index >= 0 && index < static_cast<int>(on_.traces.size()) ? on_.traces[static_cast<size_t>(index)].numel : 0;
+  }
+  std::string trace_desc(int index) const {
+    if (index < 0 || index >= static_cast<int>(on_.traces.size())) return "trace " + std::to_string(index);
+    const TraceSpec& t = on_.traces[static_cast<size_t>(index)];
+    return "trace " + t.name + " " + shape_str(t.shape);
+  }
+  std::string slot_desc(const std::vector<int32_t>& nodes, int slot) const {
+    if (slot < 0 || slot >= static_cast<int>(nodes.size())) return "slot " + std::to_string(slot);
+    return "slot " + std::to_string(slot) + " " + shape_str(plan_.nodes[nodes[slot]].shape);
+  }
+
+  // --- cancellation, progress and the non-finite policy ------------------------------------
+  // The control block of the call in progress (run_sequence / run_online), or null.
+  struct ControlScope {
+    SessionImpl* s;
+    ControlScope(SessionImpl* self, const RunControl* c) : s(self) { s->ctl_ = c; }
+    ~ControlScope() { s->ctl_ = nullptr; }
+  };
+  bool cancel_requested() const {
+    return ctl_ != nullptr && ctl_->cancel != nullptr && ctl_->cancel->load(std::memory_order_relaxed);
+  }
+  Status cancelled_status() {
+    (void)sync();  // no task of the abandoned step may still run
+    return Status::Error(StatusCode::Cancelled, "the call was cancelled");
+  }
+  void report(int64_t done, int64_t total) const {
+    if (ctl_ != nullptr && ctl_->progress != nullptr) ctl_->progress(ctl_->ctx, done, total);
+  }
+  // NonFinite naming `tensor` when x[0, n) holds a NaN or infinity (step -1: no time axis).
+  static Status check_finite(const std::string& what, const std::string& tensor, const T* x, int64_t n,
+                             int64_t step) {
+    const int64_t bad = first_non_finite(x, n);
+    if (bad < 0) return Status::Ok();
+    return Status::NonFiniteValue(what + ": " + tensor + " holds a non-finite value (" + non_finite_name(x[bad]) +
+                                      ")" + (step >= 0 ? " at step " + std::to_string(step) : std::string()) +
+                                      ", index " + std::to_string(bad),
+                                  tensor, step, bad);
+  }
+  // The per-step loss check of a sequence call.
+  Status check_loss(const std::string& what, double loss, int64_t step) const {
+    if (!checks_.results || std::isfinite(loss)) return Status::Ok();
+    return Status::NonFiniteValue(what + ": loss became non-finite (" + non_finite_name(loss) + ") at step " +
+                                      std::to_string(step),
+                                  "loss", step, -1);
+  }
+  // Gradient accumulators of run_online: every param gradient and transformed-weight scratch.
+  Status check_online_grads(const std::vector<Buffer>& grads, int64_t step) const {
+    if (!checks_.results) return Status::Ok();
+    for (size_t s = 0; s < grads.size(); ++s)
+      BT_RETURN_IF_ERROR(check_finite("run_online", "grads[" + std::to_string(s) + "]",
+                                      reinterpret_cast<const T*>(grads[s].bytes.data()),
+                                      static_cast<int64_t>(grads[s].numel), step));
+    for (size_t ri = 0; ri < on_.relations.size(); ++ri) {
+      const ResolvedRelation& rr = on_.relations[ri];
+      if (rr.weight_node >= 0)
+        BT_RETURN_IF_ERROR(check_finite("run_online", "grads[" + std::to_string(rr.weight_slot) + "]",
+                                        on_wscr_[ri].template as<T>(), numel(rr.weight_node), step));
+      if (rr.bias_node >= 0)
+        BT_RETURN_IF_ERROR(check_finite("run_online", "grads[" + std::to_string(rr.bias_slot) + "]",
+                                        on_bscr_[ri].template as<T>(), numel(rr.bias_node), step));
+    }
+    return Status::Ok();
+  }
+  // Param cotangents accumulated so far by a reverse sweep (BPTT, windows).
+  Status check_param_cotangents(const std::string& what, int64_t step) const {
+    if (!checks_.results) return Status::Ok();
+    for (size_t s = 0; s < plan_.param_nodes.size(); ++s) {
+      const int node = plan_.param_nodes[s];
+      if (has_c_[node])
+        BT_RETURN_IF_ERROR(check_finite(what, "grads[" + std::to_string(s) + "]", cp_[node], numel(node), step));
+    }
+    return Status::Ok();
+  }
+  // Copies step t's slice of every input slot into `block` (checking it under checks_.data).
+  Status load_step_inputs(const char* what, const std::vector<const void*>& inputs, T* block, int64_t t) {
+    for (size_t s = 0; s < plan_.input_nodes.size(); ++s) {
+      const int node = plan_.input_nodes[s];
+      T* dst = value_ptr(node, block);
+      std::memcpy(dst, static_cast<const T*>(inputs[s]) + t * numel(node), nbytes(node));
+      if (checks_.data)
+        BT_RETURN_IF_ERROR(check_finite(what, "inputs[" + std::to_string(s) + "]", dst, numel(node), t));
+    }
+    return Status::Ok();
+  }
+
+  // --- executor plumbing -------------------------------------------------------------------
+  Status sync() {
+    if (!dirty_) return Status::Ok();
+    dirty_ = false;
+    return ex_->synchronize();
+  }
+  Status ew(const EwTask<T>& t) {
+    dirty_ = true;
+    return ex_->elementwise(t);
+  }
+  T* value_ptr(int i, T* block) const {
+    return (persist_[i] ? pers_.as<T>() : block) + voff_[i];
+  }
+  void set_value_ptrs(T* block) {
+    for (int i = 0; i < n_; ++i) vp_[i] = value_ptr(i, block);
+  }
+  Status ensure(DeviceBuffer& b, int64_t count, const char* what) {
+    if (b.as<T>() != nullptr) return Status::Ok();
+    return b.allocate_values(ex_.get(), {count}, sizeof(T), what);
+  }
+  // Cotangent of node j for accumulation, zeroed on first use.
+  Status ctw(int j, T** out) {
+    if (!has_c_[j]) {
+      BT_RETURN_IF_ERROR(sync());
+      std::memset(cp_[j], 0, nbytes(j));
+      has_c_[j] = 1;
+    }
+    *out = cp_[j];
+    return Status::Ok();
+  }
+
+  EwTask<T> ew_task(int i, EwMode mode) const {
+    const PlanNode& n = plan_.nodes[i];
+    EwTask<T> t;
+    t.op = n.op;
+    t.mode = mode;
+    t.attrs = attrs_[i];
+    t.n = n.numel;
+    for (size_t k = 0; k < n.inputs.size(); ++k) t.in[k] = vp_[n.inputs[k]];
+    t.out = vp_[i];
+    return t;
+  }
+
+  // --- one node ----------------------------------------------------------------------------
+  Status forward_node(int i) {
+    const PlanNode& n = plan_.nodes[i];
+    if (is_leaf(n.op)) return Status::Ok();
+    if (ew_arity(n.op) > 0) {
+      EwTask<T> t = ew_task(i, EwMode::Forward);
+      t.out = nullptr;
+      t.result = vp_[i];
+      return ew(t);
+    }
+    BT_RETURN_IF_ERROR(sync());
+    HostOps<T>::forward(plan_, i, vp_);
+    return Status::Ok();
+  }
+
+  Status jvp_node(int i) {
+    const PlanNode& n = plan_.nodes[i];
+    if (jac_active_ && jmark_[i] == kBlocked) {
+      // Jacobian passes: a blocked node (an excluded op) has a zero tangent.
+      has_t_[i] = 0;
+      tview_[i] = nullptr;
+      return Status::Ok();
+    }
+    if (is_leaf(n.op)) return Status::Ok();
+    bool any = false;
+    for (size_t k = 0; k < n.inputs.size(); ++k) {
+      if (n.op == OpCode::Where && k == 0) continue;
+      any = any || has_t_[n.inputs[k]];
+    }
+    if (!any || ew_zero_derivative(n.op)) {
+      has_t_[i] = 0;  // zero tangent
+      tview_[i] = nullptr;
+      return Status::Ok();
+    }
+    has_t_[i] = 1;
+    if (ew_arity(n.op) > 0) {
+      tview_[i] = tp_[i];
+      EwTask<T> t = ew_task(i, EwMode::Jvp);
+      for (size_t k = 0; k < n.inputs.size(); ++k) t.tin[k] = has_t_[n.inputs[k]] ? tp_[n.inputs[k]] : nullptr;
+      t.result = tp_[i];
+      return ew(t);
+    }
+    BT_RETURN_IF_ERROR(sync());
+    HostOps<T>::jvp(plan_, i, vp_, tview_, tp_[i]);
+    tview_[i] = tp_[i];
+    return Status::Ok();
+  }
+
+  Status vjp_node(int i) {
+    const PlanNode& n = plan_.nodes[i];
+    if (is_leaf(n.op) || !has_c_[i] || ew_zero_derivative(n.op)) return Status::Ok();
+    // Online learning signal: the cotangent stops at the hidden states' new values.
+    if (vstop_active_ && vstop_[i]) return Status::Ok();
+    std::vector<T*>& gin = gin_;
+    gin.assign(n.inputs.size(), nullptr);
+    bool any = false;
+    for (size_t k = 0; k < n.inputs.size(); ++k) {
+      const int j = n.inputs[k];
+      if (!want_[j] || (n.op == OpCode::Where && k == 0)) continue;
+      BT_RETURN_IF_ERROR(ctw(j, &gin[k]));
+      any = true;
+    }
+    if (!any) return Status::Ok();
+    if (ew_arity(n.op) > 0) {
+      EwTask<T> t = ew_task(i, EwMode::Vjp);
+      t.gout = cp_[i];
+      for (size_t k = 0; k < n.inputs.size(); ++k) t.gin[k] = gin[k];
+      return ew(t);
+    }
+    BT_RETURN_IF_ERROR(sync());
+    HostOps<T>::vjp(plan_, i, vp_, cp_[i], gin);
+    return Status::Ok();
+  }
+
+  Status forward_all() {
+    for (int i = 0; i < n_; ++i) {
+      if (cancel_requested()) return cancelled_status();
+      BT_RETURN_IF_ERROR(forward_node(i));
+    }
+    return sync();
+  }
+  Status reverse_all() {
+    for (int i = n_ - 1; i >= 0; --i) {
+      if (cancel_requested()) return cancelled_status();
+      BT_RETURN_IF_ERROR(vjp_node(i));
+    }
+    return sync();
+  }
+
+  void copy_out(Buffer* b, const T* src, int64_t count) {
+    b->bytes.resize(sizeof(T) * static_cast<size_t>(count));
+    b->numel = static_cast<size_t>(count);
+    if (count > 0) std::memcpy(b->bytes.data(), src, sizeof(T) * static_cast<size_t>(count));
+  }
+  void zero_out(Buffer* b, int64_t count) {
+    b->bytes.assign(sizeof(T) * static_cast<size_t>(count), 0);
+    b->numel = static_cast<size_t>(count);
+  }
+  void add_host(T* dst, const T* src, int64_t count) {
+    for (int64_t k = 0; k < count; ++k) dst[k] += src[k];
+  }
+
+  Status check_slot_ptrs(const std::vector<const void*>& v, size_t count, const char* what, bool allow_empty,
+                         bool allow_null) {
+    if (v.empty() && (allow_empty || count == 0)) return Status::Ok();
+    if (v.size() != count)
+      return invalid(std::string(what) + ": expected " + std::to_string(count) + " pointers (one per slot), got " +
+                     std::to_string(v.size()));
+    if (!allow_null)
+      for (size_t s = 0; s < v.size(); ++s)
+        if (v[s] == nullptr) return invalid(std::string(what) + "[" + std::to_string(s) + "] is null");
+    return Status::Ok();
+  }
+
+  Status evaluate_impl(const EvalArgs& a, EvalResult* out);
+  Status run_sequence_impl(const SequenceArgs& a, SequenceResult* out);
+  Status configure_online_impl(const OnlineConfig& c);
+  Status run_online_impl(const OnlineArgs& a, OnlineResult* out);
+  // Online pieces of the step whose values are in vp_: D per group, df per (relation, target).
+  Status online_pieces();
+  // The VJP of the step in vp_ with the loss cotangent `scale`: learning signals g per used
+  // group into on_g_ (partial derivatives: the sweep stops at the new hidden values), exact
+  // instantaneous cotangents of the non-temporal params added to grads.
+  Status online_vjp(double scale, std::vector<Buffer>* grads);
+  // update: advance every trace by the pieces in on_D_ / on_df_ / vp_ (and contract the NEW
+  // trace with on_g_ when `contract`); !update: contract the current traces only. `n_c` is
+  // the trace count entering pp_prop's bias correction c = 1 - decay_f^n_c (0: skip).
+  Status online_trace_step(bool update, bool contract, int64_t n_c, std::vector<Buffer>* grads);
+  // Transformed relation weights: one reverse sweep seeded at each transformed weight / bias
+  // node with the dL/dW_eff summed over the call (on_wscr_ / on_bscr_), adding the param
+  // cotangents to grads. Values of the transform nodes are read from vp_ (any step's block).
+  Status online_pullback(std::vector<Buffer>* grads);
+  Status online_check(const char* what) const {
+    if (!online_)
+      return invalid(std::string(what) + ": the session has no online configuration: call configure_online first");
+    return Status::Ok();
+  }
+
+  // --- eligibility-trace pieces: node fetches and per-position Jacobians (forward-mode
+  // passes of the interpreter's JVP) ------------------------------------------------------
+  static constexpr char kBlocked = 1;
+  // Checks fetch_values and the Jacobian requests; *jac_sizes gets each request's
+  // per-step result size.
+  Status check_requests(const std::string& what, const std::vector<int32_t>& fetch_values,
+                        const std::vector<JacobianRequest>& jacobians, std::vector<int64_t>* jac_sizes) {
+    BT_RETURN_IF_ERROR(check_node_ids(plan_, what, "fetch_values", fetch_values));
+    jac_sizes->assign(jacobians.size(), 0);
+    for (size_t r = 0; r < jacobians.size(); ++r)
+      BT_RETURN_IF_ERROR(check_jacobian_request(plan_, what, r, jacobians[r], &(*jac_sizes)[r]));
+    return Status::Ok();
+  }
+  // One forward-mode pass: every tangent cleared, `seed` writes the tangent of seed_node
+  // (a leaf, or a non-leaf whose propagated tangent it replaces), then the JVP runs over
+  // (seed_node, end]: nodes before the seed have no tangent, nodes after `end` are not read.
+  template <typename Seed>
+  Status jac_pass(int seed_node, int end, Seed&& seed);
+  // Writes the request's per-position Jacobian of the current step (values in vp_) to dst
+  // (P*S*S or P*S values).
+  Status jacobian(const JacobianRequest& r, T* dst);
+
+  Plan plan_;
+  std::unique_ptr<Executor> ex_;
+  Backend backend_;
+  int n_ = 0;
+  std::vector<char> persist_;
+  std::vector<int64_t> voff_, aoff_, soff_;  // value offset; all-node offset; state staging offset
+  int64_t pers_total_ = 0, step_total_ = 0, all_total_ = 0, state_total_ = 0;
+  std::vector<EwAttrs> attrs_;
+  std::vector<char> dep_any_, dep_ps_;  // depends on a non-Const leaf / on a Param or State
+  DeviceBuffer pers_, step_, tan_, ct_, stage_;
+  std::vector<DeviceBuffer> param_store_, state_store_;
+  std::vector<T*> vp_, tp_, cp_, gin_;
+  std::vector<const T*> tview_;
+  std::vector<char> has_t_, has_c_, want_;
+  std::vector<char> jmark_;    // per node during Jacobian passes: 0 or kBlocked
+  bool jac_active_ = false;    // jvp_node honours jmark_ only while set
+  bool dirty_ = false;
+  mutable std::atomic<bool> busy_{false};
+  FiniteChecks checks_;
+  const RunControl* ctl_ = nullptr;  // the running call's control block (ControlScope)
+  std::vector<int64_t> empty_;
+
+  // Online learning: configuration, traces (allocated once by configure_online) and the
+  // per-step scratch (D per group, df per (relation, target), learning signal per group,
+  // pp_prop's projection q, the window state carry and its cotangent).
+  bool online_ = false;
+  ResolvedOnline on_;
+  std::vector<DeviceBuffer> traces_;
+  std::atomic<int64_t> trace_n_{0};
+  std::vector<DeviceBuffer> on_D_, on_g_;
+  std::vector<char> vstop_;        // per node: a group member's new value (online_vjp stops there)
+  // When a group's new value feeds another group's new value within the step (stacked
+  // layers), each group's signal needs its own sweep that stops only at its own members:
+  // group_stop_[g] is that stop set (empty when one sweep with all stops serves every group).
+  std::vector<std::vector<char>> group_stop_;
+  bool vstop_active_ = false;      // vjp_node honours vstop_ only while set
+  bool nt_through_h_ = false;      // a non-temporal param reaches a member's new value
+  // online_vjp's want_ masks (configure_online): the stopped sweep needs cotangents only on
+  // nodes that depend on a member's new value or on a non-temporal param (the learning
+  // signal and the instantaneous gradients); the unstopped one only on nodes that depend on
+  // a non-temporal param. Relation weights (and inputs, old states) get none: no dW GEMM.
+  std::vector<char> want_on_stop_, want_on_nt_;
+  std::vector<int64_t> jac_off_;   // jacobian(): member offsets (no allocation per step)
+  std::vector<std::vector<DeviceBuffer>> on_df_;
+  DeviceBuffer on_q_, on_state_, on_carry_;
+  // Per relation: dL/dW_eff (and dL/db_eff) summed over a run_online call, for a transformed
+  // weight (bias) input; empty buffers for raw Param leaves.
+  std::vector<DeviceBuffer> on_wscr_, on_bscr_;
+};
+
+}  // namespace detail
+}  // namespace bt
