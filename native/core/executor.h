@@ -1,17 +1,26 @@
-// The backend seam of the core: what the interpreter asks a backend to do.
+// The backend seam of the core: every numeric task the core asks a backend to do.
 //
-// The interpreter (native/core) walks a plan and, for each node, either runs a
-// host loop itself or hands a task to the session's Executor. The element-wise
-// family (unary, binary, comparison and Where ops, in forward, JVP and VJP
-// form) always goes through `Executor::elementwise`, whose task is applied one
-// element at a time by the single shared body `ew_apply` in
-// native/kernels/elementwise.h:
-//   * the CPU executor (native/cpu) runs ew_apply over [0, n) on the thread pool;
-//   * the CUDA executor (native/cuda) launches a grid-stride kernel that runs the
-//     same ew_apply on the device.
-// Memory comes from Executor::alloc: plain aligned host memory on the CPU and
-// CUDA managed memory on the GPU, so the ops that have no CUDA path yet can still
-// run as host loops over the same pointers after synchronize().
+// native/core decodes plans, owns sessions and schedules work; it holds no numeric loop.
+// For each plan node the interpreter hands one task to the session's Executor, chosen by
+// the single table `op_task` below (test/executor-seam.test.ts lists it for every OpCode):
+//   Elementwise  unary, binary, comparison, Where ops   -> Executor::elementwise (EwTask)
+//   Layout       Reshape, BroadcastTo, Transpose, Slice, Concat  -> Executor::layout
+//   Reduce       ReduceSum, ReduceMean, ReduceMax      -> Executor::reduce
+//   Softmax      Softmax, LogSoftmax                   -> Executor::softmax
+//   MatMul       MatMul, EtpMatMul (and their transposed VJP products) -> Executor::matmul
+// each in forward, JVP and VJP form. The other families of a step are tasks too: the
+// per-position Jacobian reads and seeds of the Jacobian passes (jacobian_read, fill),
+// cotangent accumulation (axpy), the non-finite scans (find_non_finite), the
+// eligibility-trace updates and contractions (D_RTRL dense / vector traces, pp_prop) and
+// the optimizer steps (optim_step, sum_squares).
+//
+// Drivers: native/cpu runs every task on the thread pool over the shared bodies in
+// native/kernels (cpu/host_tasks.h); native/cuda runs element-wise tasks on the device
+// and, until its kernels for the other families land, runs those through the same CPU
+// driver functions over CUDA managed memory after synchronize(). A new backend is a new
+// driver: nothing in native/core changes.
+// Memory comes from Executor::alloc: plain aligned host memory on the CPU and CUDA
+// managed memory on the GPU.
 #pragma once
 
 #include <cstddef>
@@ -19,6 +28,12 @@
 #include <memory>
 
 #include "braintrace/api.h"
+#include "kernels/optim.h"
+#include "kernels/trace.h"
+
+namespace bt {
+struct Plan;
+}
 
 namespace bt {
 
@@ -50,20 +65,154 @@ struct EwTask {
   T* gin[3] = {nullptr, nullptr, nullptr};         // Vjp: input cotangents, accumulated into
 };
 
+
+// Which executor task runs an op: the one table (op_task in native/core/executor.cc).
+enum class TaskKind : int32_t { Leaf = 0, Elementwise = 1, Layout = 2, Reduce = 3, Softmax = 4, MatMul = 5 };
+TaskKind op_task(OpCode op);
+// "leaf" | "elementwise" | "layout" | "reduce" | "softmax" | "matmul"
+const char* task_kind_name(TaskKind kind);
+
+// One node of the Layout, Reduce, Softmax or MatMul family in forward, JVP or VJP form.
+// The driver reads the node's geometry (shapes, axes, permutation) from the plan; the
+// arrays are dense row-major arrays of the node and input shapes, indexed by node id.
+template <typename T>
+struct NodeTask {
+  const Plan* plan = nullptr;
+  int node = -1;
+  EwMode mode = EwMode::Forward;
+  const T* const* v = nullptr;  // values of every node (inputs and, for JVP/VJP, the output)
+  const T* const* t = nullptr;  // Jvp: tangents of every node, null = zero tangent
+  T* result = nullptr;          // Forward: the node's value; Jvp: its tangent (overwritten)
+  const T* gout = nullptr;      // Vjp: the node's cotangent
+  T* const* gin = nullptr;      // Vjp: one per input, accumulated into (+=); null = not wanted
+};
+
+// y[0, n) += alpha * x[0, n).
+template <typename T>
+struct AxpyTask {
+  int64_t n = 0;
+  T alpha = T(1);
+  const T* x = nullptr;
+  T* y = nullptr;
+};
+
+// y[k * stride] = value for k in [0, count) (stride 1: a dense fill).
+template <typename T>
+struct FillTask {
+  T* y = nullptr;
+  int64_t count = 0;
+  int64_t stride = 1;
+  T value = T(0);
+};
+
+// Copies the tangents of a Jacobian request's members at positions [p0, p1) into its
+// result: members m with width w[m] at column offset off[m] of S; src[m] null = zero.
+//   col >= 0: Hid2Hid column col, dst[(p * S + off[m] + j) * S + col] = src[m][p * w[m] + j]
+//   col <  0: Df rows,            dst[p * S + off[m] + j]             = src[m][p * w[m] + j]
+template <typename T>
+struct JacobianReadTask {
+  int members = 0;
+  const T* const* src = nullptr;
+  const int64_t* width = nullptr;
+  const int64_t* off = nullptr;
+  int64_t p0 = 0, p1 = 0, S = 0, col = -1;
+  T* dst = nullptr;
+};
+
+// The first index i in [0, n) with x[i] NaN or infinite, or -1, into *first.
+template <typename T>
+struct FiniteScanTask {
+  const T* x = nullptr;
+  int64_t n = 0;
+  int64_t* first = nullptr;
+};
+
+// One optimizer update over n elements with the body of `kind` (kernels/optim.h). commit:
+// apply it; !commit: a dry run that only reports, in *first_bad, the first element whose
+// new value would not be finite (-1: none).
+template <typename T>
+struct OptimTask {
+  int32_t kind = 0;  // 0 sgd, 1 adam / adamw, 2 rmsprop
+  int64_t n = 0;
+  bool commit = true;
+  SgdTask<T> sgd;
+  AdamTask<T> adam;
+  RmsPropTask<T> rmsprop;
+  int64_t* first_bad = nullptr;
+};
+
+// Sum of squares of a list of arrays into *out (double), in fixed blocks summed in order,
+// so the result does not depend on the thread count.
+template <typename T>
+struct SumSquaresTask {
+  const T* const* x = nullptr;
+  const int64_t* n = nullptr;
+  int64_t arrays = 0;
+  double* out = nullptr;
+};
+
+// pp_prop's input trace: xbar[0, n) <- decay_x * xbar + x.
+template <typename T>
+struct PpInputTask {
+  T* xbar = nullptr;
+  const T* x = nullptr;
+  T decay_x = T(0);
+  int64_t n = 0;
+};
+
+// pp_prop's gradient contraction of one relation: q (B*O) <- sum_a g epsf / c; then
+// dW (I, O) += xbar^T q (dW may be null) and dp (O) += sum_b q (each dp may be null).
+template <typename T>
+struct PpGradTask {
+  const T* g = nullptr;
+  const T* epsf = nullptr;
+  const T* xbar = nullptr;
+  int64_t B = 0, I = 0, O = 0, S = 1;
+  T inv_c = T(1);
+  T* q = nullptr;
+  T* dW = nullptr;
+  T* dp0 = nullptr;
+  T* dp1 = nullptr;
+};
+
+// The task list of the seam: X(method, task type). Each becomes a pair of pure virtual
+// methods of Executor (float and double). BT_EXECUTOR_NON_EW_TASKS: all but elementwise.
+#define BT_EXECUTOR_NON_EW_TASKS(X)    \
+  X(layout, NodeTask)                  \
+  X(reduce, NodeTask)                  \
+  X(softmax, NodeTask)                 \
+  X(matmul, NodeTask)                  \
+  X(axpy, AxpyTask)                    \
+  X(fill, FillTask)                    \
+  X(jacobian_read, JacobianReadTask)   \
+  X(find_non_finite, FiniteScanTask)   \
+  X(drtrl_dense, DenseTraceTask)       \
+  X(vec_trace, VecTraceTask)           \
+  X(pp_input, PpInputTask)             \
+  X(pp_grad, PpGradTask)               \
+  X(optim_step, OptimTask)             \
+  X(sum_squares, SumSquaresTask)
+#define BT_EXECUTOR_TASKS(X) \
+  X(elementwise, EwTask)     \
+  BT_EXECUTOR_NON_EW_TASKS(X)
+
 class Executor {
  public:
   virtual ~Executor() = default;
   virtual Backend kind() const = 0;
 
-  // Allocates `bytes` of memory usable by both this executor and host loops
-  // (after synchronize()). Returns nullptr on failure (never throws).
+  // Allocates `bytes` of memory usable by both this executor and the host (after
+  // synchronize()). Returns nullptr on failure (never throws).
   virtual void* alloc(size_t bytes) = 0;
   virtual void free(void* p) = 0;
   // Waits until every task handed to this executor has finished.
   virtual Status synchronize() = 0;
 
-  virtual Status elementwise(const EwTask<float>& task) = 0;
-  virtual Status elementwise(const EwTask<double>& task) = 0;
+#define BT_EXECUTOR_DECLARE(method, Task)                  \
+  virtual Status method(const Task<float>& task) = 0;     \
+  virtual Status method(const Task<double>& task) = 0;
+  BT_EXECUTOR_TASKS(BT_EXECUTOR_DECLARE)
+#undef BT_EXECUTOR_DECLARE
 };
 
 // CPU executor (native/cpu): always available.

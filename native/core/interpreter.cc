@@ -106,7 +106,7 @@ Status SessionImpl<T>::evaluate_impl(const EvalArgs& a, EvalResult* out) {
       if (!a.output_cotangents[e] || !want_[node]) continue;
       T* c = nullptr;
       BT_RETURN_IF_ERROR(ctw(node, &c));
-      add_host(c, static_cast<const T*>(a.output_cotangents[e]), numel(node));
+      BT_RETURN_IF_ERROR(accumulate(c, static_cast<const T*>(a.output_cotangents[e]), numel(node)));
     }
     if (a.stop_cotangents.empty()) {
       BT_RETURN_IF_ERROR(reverse_all());

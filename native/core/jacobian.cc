@@ -8,10 +8,11 @@ namespace detail {
 template <typename T>
 template <typename Seed>
 Status SessionImpl<T>::jac_pass(int seed_node, int end, Seed&& seed) {
-  BT_RETURN_IF_ERROR(sync());  // the previous pass's tasks may still read the seed buffer
+  // Tasks run in order on the executor, so the seed may overwrite a buffer that the
+  // previous pass's read task is still reading.
   std::fill(has_t_.begin(), has_t_.end(), 0);
   std::fill(tview_.begin(), tview_.end(), nullptr);
-  seed(tp_[seed_node]);
+  BT_RETURN_IF_ERROR(seed(tp_[seed_node]));
   has_t_[seed_node] = 1;
   tview_[seed_node] = tp_[seed_node];
   for (int i = seed_node + 1; i <= end; ++i) {
@@ -51,18 +52,28 @@ Status SessionImpl<T>::jacobian(const JacobianRequest& r, T* dst) {
 
   // Copies the tangents of every member's new node at positions [p0, p1) into
   // the result: Hid2Hid column `col` (D[p, a, col]) or Df rows (df[p, a]).
-  auto read = [&](int64_t p0, int64_t p1, int64_t col) {
+  std::vector<const T*>& src = jac_src_;
+  std::vector<int64_t>& width = jac_width_;
+  src.assign(nm, nullptr);
+  width.assign(nm, 0);
+  for (size_t m = 0; m < nm; ++m) width[m] = r.members[m].width;
+  auto read = [&](int64_t p0, int64_t p1, int64_t col) -> Status {
     for (size_t m = 0; m < nm; ++m) {
       const int node = r.members[m].new_node;
-      const int64_t w = r.members[m].width;
-      const T* t = has_t_[node] ? tp_[node] : nullptr;
-      for (int64_t p = p0; p < p1; ++p)
-        for (int64_t j = 0; j < w; ++j) {
-          const T v = t ? t[p * w + j] : T(0);
-          if (col >= 0) dst[(p * S + off[m] + j) * S + col] = v;
-          else dst[p * S + off[m] + j] = v;
-        }
+      src[m] = has_t_[node] ? tp_[node] : nullptr;
     }
+    JacobianReadTask<T> task;
+    task.members = static_cast<int>(nm);
+    task.src = src.data();
+    task.width = width.data();
+    task.off = off.data();
+    task.p0 = p0;
+    task.p1 = p1;
+    task.S = S;
+    task.col = col;
+    task.dst = dst;
+    dirty_ = true;
+    return ex_->jacobian_read(task);
   };
 
   // Every entry of dst is written by `read` below (all p, a for each column b; all rows for Df).
@@ -75,17 +86,17 @@ Status SessionImpl<T>::jacobian(const JacobianRequest& r, T* dst) {
         if (!r.probe_positions) {
           // One pass per input state b: 1 at (p, j) for every position p.
           BT_RETURN_IF_ERROR(jac_pass(leaf, end, [&](T* t) {
-            std::fill(t, t + P * w, T(0));
-            for (int64_t p = 0; p < P; ++p) t[p * w + j] = T(1);
+            BT_RETURN_IF_ERROR(fill(t, P * w, T(0)));
+            return fill(t + j, P, T(1), w);
           }));
-          read(0, P, b);
+          BT_RETURN_IF_ERROR(read(0, P, b));
         } else {
           for (int64_t p = 0; p < P; ++p) {
             BT_RETURN_IF_ERROR(jac_pass(leaf, end, [&](T* t) {
-              std::fill(t, t + P * w, T(0));
-              t[p * w + j] = T(1);
+              BT_RETURN_IF_ERROR(fill(t, P * w, T(0)));
+              return fill(t + p * w + j, 1, T(1));
             }));
-            read(p, p + 1, b);
+            BT_RETURN_IF_ERROR(read(p, p + 1, b));
           }
         }
       }
@@ -98,16 +109,16 @@ Status SessionImpl<T>::jacobian(const JacobianRequest& r, T* dst) {
   const int64_t ny = numel(y);
   const int64_t reps = P / ny;  // 1 for a batched y; B for an unbatched one
   if (!r.probe_positions) {
-    BT_RETURN_IF_ERROR(jac_pass(y, end, [&](T* t) { std::fill(t, t + ny, T(1)); }));
-    read(0, P, -1);
+    BT_RETURN_IF_ERROR(jac_pass(y, end, [&](T* t) { return fill(t, ny, T(1)); }));
+    BT_RETURN_IF_ERROR(read(0, P, -1));
     return Status::Ok();
   }
   for (int64_t q = 0; q < ny; ++q) {
     BT_RETURN_IF_ERROR(jac_pass(y, end, [&](T* t) {
-      std::fill(t, t + ny, T(0));
-      t[q] = T(1);
+      BT_RETURN_IF_ERROR(fill(t, ny, T(0)));
+      return fill(t + q, 1, T(1));
     }));
-    for (int64_t k = 0; k < reps; ++k) read(q + k * ny, q + k * ny + 1, -1);
+    for (int64_t k = 0; k < reps; ++k) BT_RETURN_IF_ERROR(read(q + k * ny, q + k * ny + 1, -1));
   }
   return Status::Ok();
 }

@@ -18,7 +18,7 @@ Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
   std::vector<DeviceBuffer> traces(r.traces.size());
   for (size_t k = 0; k < r.traces.size(); ++k) {
     BT_RETURN_IF_ERROR(traces[k].allocate_values(ex, {r.traces[k].numel}, sizeof(T), "an eligibility trace"));
-    std::memset(traces[k].template as<T>(), 0, sizeof(T) * static_cast<size_t>(r.traces[k].numel));
+    BT_RETURN_IF_ERROR(fill(traces[k].template as<T>(), r.traces[k].numel, T(0)));
   }
   std::vector<DeviceBuffer> dbuf(r.groups.size()), gbuf(r.groups.size());
   int64_t q_values = 1;
@@ -131,9 +131,9 @@ Status SessionImpl<T>::reset_traces() {
   BusyGuard guard(busy_);
   if (!guard.ok()) return busy_status("reset_traces");
   BT_RETURN_IF_ERROR(online_check("reset_traces"));
-  BT_RETURN_IF_ERROR(sync());
   for (size_t k = 0; k < traces_.size(); ++k)
-    std::memset(traces_[k].template as<T>(), 0, sizeof(T) * static_cast<size_t>(on_.traces[k].numel));
+    BT_RETURN_IF_ERROR(fill(traces_[k].template as<T>(), on_.traces[k].numel, T(0)));
+  BT_RETURN_IF_ERROR(sync());
   trace_n_ = 0;
   return Status::Ok();
 }
@@ -219,12 +219,13 @@ Status SessionImpl<T>::online_vjp(double scale, std::vector<Buffer>* grads) {
     vstop_active_ = stop;
     return reverse_all();
   };
-  auto add_non_temporal = [&]() {
+  auto add_non_temporal = [&]() -> Status {
     for (size_t s = 0; s < plan_.param_nodes.size(); ++s) {
       const int node = plan_.param_nodes[s];
       if (on_.non_temporal[s] && has_c_[node])
-        add_host(reinterpret_cast<T*>((*grads)[s].bytes.data()), cp_[node], numel(node));
+        BT_RETURN_IF_ERROR(accumulate(reinterpret_cast<T*>((*grads)[s].bytes.data()), cp_[node], numel(node)));
     }
+    return Status::Ok();
   };
   // g[p, off_m + j] = cotangent of member m's new value at (p, j), with the new values of the
   // group's other members held fixed (the sweep stops at them). One sweep serves all groups
@@ -240,18 +241,30 @@ Status SessionImpl<T>::online_vjp(double scale, std::vector<Buffer>* grads) {
       std::swap(vstop_, group_stop_[g]);
       BT_RETURN_IF_ERROR(st);
     }
-    T* dst = on_g_[g].template as<T>();
+    // The rows of g are read like a Df Jacobian's: one jacobian_read task over the members.
     const std::vector<GroupMember>& mem = on_.config.groups[g].members;
+    jac_src_.assign(mem.size(), nullptr);
+    jac_width_.assign(mem.size(), 0);
     for (size_t m = 0; m < mem.size(); ++m) {
       const int node = mem[m].new_node;
-      const int64_t w = mem[m].width;
-      const T* src = has_c_[node] ? cp_[node] : nullptr;
-      for (int64_t p = 0; p < rg.P; ++p)
-        for (int64_t j = 0; j < w; ++j) dst[p * rg.S + rg.member_off[m] + j] = src ? src[p * w + j] : T(0);
+      jac_width_[m] = mem[m].width;
+      jac_src_[m] = has_c_[node] ? cp_[node] : nullptr;
     }
+    JacobianReadTask<T> read;
+    read.members = static_cast<int>(mem.size());
+    read.src = jac_src_.data();
+    read.width = jac_width_.data();
+    read.off = rg.member_off.data();
+    read.p0 = 0;
+    read.p1 = rg.P;
+    read.S = rg.S;
+    read.col = -1;
+    read.dst = on_g_[g].template as<T>();
+    dirty_ = true;
+    BT_RETURN_IF_ERROR(ex_->jacobian_read(read));
   }
   if (nt_through_h_) BT_RETURN_IF_ERROR(sweep(false));
-  add_non_temporal();
+  BT_RETURN_IF_ERROR(add_non_temporal());
   return Status::Ok();
 }
 
@@ -271,7 +284,15 @@ Status SessionImpl<T>::online_trace_step(bool update, bool contract, int64_t n_c
     };
     const T* x = rr.kind == RelationKind::Dense ? vp_[rr.x_node] : nullptr;
     T* xbar = rr.xbar_trace >= 0 ? traces_[static_cast<size_t>(rr.xbar_trace)].template as<T>() : nullptr;
-    if (update && xbar) cpu_pp_input(xbar, x, static_cast<T>(c.decay_x), rr.B * rr.I);
+    if (update && xbar) {
+      PpInputTask<T> in;
+      in.xbar = xbar;
+      in.x = x;
+      in.decay_x = static_cast<T>(c.decay_x);
+      in.n = rr.B * rr.I;
+      dirty_ = true;
+      BT_RETURN_IF_ERROR(ex_->pp_input(in));
+    }
     for (size_t k = 0; k < rr.targets.size(); ++k) {
       const ResolvedTarget& t = rr.targets[k];
       const ResolvedGroup& rg = on_.groups[static_cast<size_t>(t.group)];
@@ -293,7 +314,8 @@ Status SessionImpl<T>::online_trace_step(bool update, bool contract, int64_t n_c
           d.g = g;
           d.dW = grad(rr.weight_slot);
           d.update = update;
-          cpu_drtrl_dense(d);
+          dirty_ = true;
+          BT_RETURN_IF_ERROR(ex_->drtrl_dense(d));
         }
         for (int which : {rr.kind == RelationKind::ElementWise ? t.weight_trace : -1, t.bias_trace}) {
           if (which < 0) continue;
@@ -307,7 +329,8 @@ Status SessionImpl<T>::online_trace_step(bool update, bool contract, int64_t n_c
           v.g = g;
           v.dp = grad(which == t.bias_trace ? rr.bias_slot : rr.weight_slot);
           v.update = update;
-          cpu_vec_trace(v);
+          dirty_ = true;
+          BT_RETURN_IF_ERROR(ex_->vec_trace(v));
         }
       } else {
         T* epsf = traces_[static_cast<size_t>(t.epsf_trace)].template as<T>();
@@ -321,15 +344,27 @@ Status SessionImpl<T>::online_trace_step(bool update, bool contract, int64_t n_c
           v.df = df;
           v.alpha = static_cast<T>(c.decay_f);
           v.beta = static_cast<T>(1.0 - c.decay_f);
-          cpu_vec_trace(v);
+          dirty_ = true;
+          BT_RETURN_IF_ERROR(ex_->vec_trace(v));
         }
         if (contract && n_c >= 1) {
           // Bias correction of the output trace after n_c steps (the reference counts calls: F-30).
           const double corr = std::max(1.0 - std::pow(c.decay_f, static_cast<double>(n_c)), 1e-8);
           const bool dense = rr.kind == RelationKind::Dense;
-          cpu_pp_grad(g, epsf, xbar, rg.B, rr.I, rg.O, rg.S, static_cast<T>(1.0 / corr), on_q_.template as<T>(),
-                      dense ? grad(rr.weight_slot) : nullptr, dense ? grad(rr.bias_slot) : grad(rr.weight_slot),
-                      static_cast<T*>(nullptr));
+          PpGradTask<T> pg;
+          pg.g = g;
+          pg.epsf = epsf;
+          pg.xbar = xbar;
+          pg.B = rg.B;
+          pg.I = rr.I;
+          pg.O = rg.O;
+          pg.S = rg.S;
+          pg.inv_c = static_cast<T>(1.0 / corr);
+          pg.q = on_q_.template as<T>();
+          pg.dW = dense ? grad(rr.weight_slot) : nullptr;
+          pg.dp0 = dense ? grad(rr.bias_slot) : grad(rr.weight_slot);
+          dirty_ = true;
+          BT_RETURN_IF_ERROR(ex_->pp_grad(pg));
         }
       }
     }
@@ -353,7 +388,7 @@ Status SessionImpl<T>::online_pullback(std::vector<Buffer>* grads) {
       if (node < 0) continue;
       T* c = nullptr;
       BT_RETURN_IF_ERROR(ctw(node, &c));
-      add_host(c, (which == 0 ? on_wscr_[ri] : on_bscr_[ri]).template as<T>(), numel(node));
+      BT_RETURN_IF_ERROR(accumulate(c, (which == 0 ? on_wscr_[ri] : on_bscr_[ri]).template as<T>(), numel(node)));
     }
   }
   // The transforms depend on params and constants only: the sweep from the highest seed
@@ -362,7 +397,7 @@ Status SessionImpl<T>::online_pullback(std::vector<Buffer>* grads) {
   BT_RETURN_IF_ERROR(sync());
   for (size_t s = 0; s < plan_.param_nodes.size(); ++s) {
     const int node = plan_.param_nodes[s];
-    if (has_c_[node]) add_host(reinterpret_cast<T*>((*grads)[s].bytes.data()), cp_[node], numel(node));
+    if (has_c_[node]) BT_RETURN_IF_ERROR(accumulate(reinterpret_cast<T*>((*grads)[s].bytes.data()), cp_[node], numel(node)));
   }
   return Status::Ok();
 }
@@ -418,11 +453,10 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
   if (a.compute_grads) {
     out->param_grads.assign(np, Buffer{});
     for (size_t s = 0; s < np; ++s) zero_out(&out->param_grads[s], numel(plan_.param_nodes[s]));
-    BT_RETURN_IF_ERROR(sync());
     for (size_t ri = 0; ri < on_.relations.size(); ++ri) {
       const ResolvedRelation& rr = on_.relations[ri];
-      if (rr.weight_node >= 0) std::memset(on_wscr_[ri].template as<T>(), 0, nbytes(rr.weight_node));
-      if (rr.bias_node >= 0) std::memset(on_bscr_[ri].template as<T>(), 0, nbytes(rr.bias_node));
+      if (rr.weight_node >= 0) BT_RETURN_IF_ERROR(fill(on_wscr_[ri].template as<T>(), numel(rr.weight_node), T(0)));
+      if (rr.bias_node >= 0) BT_RETURN_IF_ERROR(fill(on_bscr_[ri].template as<T>(), numel(rr.bias_node), T(0)));
     }
   }
   auto scale_at = [&](int64_t t) { return a.loss_scale.empty() ? 1.0 : a.loss_scale[static_cast<size_t>(t)]; };
@@ -558,7 +592,7 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
         if (!want_[target]) continue;
         T* c = nullptr;
         BT_RETURN_IF_ERROR(ctw(target, &c));
-        add_host(c, carry + soff_[s], numel(plan_.state_nodes[s]));
+        BT_RETURN_IF_ERROR(accumulate(c, carry + soff_[s], numel(plan_.state_nodes[s])));
       }
       BT_RETURN_IF_ERROR(stop(reverse_all(), t0));
       BT_RETURN_IF_ERROR(stop(check_param_cotangents("run_online", t0 + j), t0));
@@ -570,7 +604,7 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
     }
     for (size_t s = 0; s < np; ++s) {
       const int node = plan_.param_nodes[s];
-      if (has_c_[node]) add_host(reinterpret_cast<T*>(out->param_grads[s].bytes.data()), cp_[node], numel(node));
+      if (has_c_[node]) BT_RETURN_IF_ERROR(accumulate(reinterpret_cast<T*>(out->param_grads[s].bytes.data()), cp_[node], numel(node)));
     }
     // Learning signal at the entry: g[p, off_m + j] = dL_window / d h_m^entry at (p, j).
     for (size_t g = 0; g < on_.groups.size(); ++g) {

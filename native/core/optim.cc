@@ -1,6 +1,7 @@
-// The optimizer state and its CPU step driver (see core/optim.h). The math is in
-// kernels/optim.h; this file checks, allocates, computes the per-step scalars in double
-// and runs the bodies over the thread pool.
+// The optimizer state and its step (see core/optim.h). The math is in kernels/optim.h;
+// this file checks, allocates, computes the per-step scalars in double and hands the
+// updates, the norm and the non-finite scans to its executor (optim_step, sum_squares,
+// find_non_finite tasks of core/executor.h), the CPU executor today.
 #include "core/optim.h"
 
 #include <algorithm>
@@ -13,9 +14,7 @@
 #include "core/checked.h"
 #include "core/memory.h"
 #include "core/status_util.h"
-#include "cpu/thread_pool.h"
-#include "kernels/finite.h"
-#include "kernels/optim.h"
+#include "core/executor.h"
 
 namespace bt {
 
@@ -44,11 +43,6 @@ struct Optimizer::HostBlock {
 
 namespace {
 
-// Elements per work item of the update loops and per partial sum of the norm. Fixed
-// (not derived from the thread count) so the norm's summation order never changes.
-constexpr int64_t kGrain = 16384;
-constexpr int64_t kNormBlock = 16384;
-
 size_t elem_size(DType d) { return d == DType::F64 ? sizeof(double) : sizeof(float); }
 
 bool finite_nonneg(double x) { return std::isfinite(x) && x >= 0; }
@@ -61,75 +55,31 @@ std::string num(double x) {
   return b;
 }
 
-template <typename F>
-void for_elements(int64_t n, F&& f) {
-  if (n <= kGrain) {
-    for (int64_t i = 0; i < n; ++i) f(i);
-    return;
-  }
-  parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) f(i);
-  });
-}
-
-// First i in [0, n) with !ok(i), or -1: the elements split like for_elements, the first
-// bad index of each work item kept, the lowest returned (independent of the thread count).
-template <typename F>
-int64_t first_failing(int64_t n, F&& ok) {
-  if (n <= kGrain) {
-    for (int64_t i = 0; i < n; ++i)
-      if (!ok(i)) return i;
-    return -1;
-  }
-  const int64_t chunks = (n + kGrain - 1) / kGrain;
-  std::vector<int64_t> first(static_cast<size_t>(chunks), -1);
-  parallel_for(chunks, 1, [&](int64_t b, int64_t e) {
-    for (int64_t c = b; c < e; ++c) {
-      const int64_t end = std::min(n, (c + 1) * kGrain);
-      for (int64_t i = c * kGrain; i < end; ++i)
-        if (!ok(i)) {
-          first[static_cast<size_t>(c)] = i;
-          break;
-        }
-    }
-  });
-  for (int64_t f : first)
-    if (f >= 0) return f;
-  return -1;
-}
-
-// Runs body(i) over [0, n): the update (commit) or a dry run returning the first failure.
-template <typename F>
-int64_t drive(int64_t n, bool commit, F&& body) {
-  if (!commit) return first_failing(n, [&body](int64_t j) { return body(j, false); });
-  for_elements(n, [&body](int64_t j) { body(j, true); });
-  return -1;
-}
-
-// Global L2 norm of all gradients: fixed blocks, partial sums in double, summed in order.
+// Global L2 norm of all gradients (sum_squares task: fixed blocks, partial sums in double,
+// summed in order).
 template <typename T>
-double global_norm(const std::vector<const void*>& grads, const std::vector<int64_t>& sizes) {
-  struct Block {
-    const T* g;
-    int64_t b, e;
-  };
-  std::vector<Block> blocks;
-  for (size_t i = 0; i < grads.size(); ++i) {
-    const T* g = static_cast<const T*>(grads[i]);
-    for (int64_t b = 0; b < sizes[i]; b += kNormBlock) blocks.push_back({g, b, std::min(sizes[i], b + kNormBlock)});
-  }
-  std::vector<double> partial(blocks.size(), 0.0);
-  const int64_t nb = static_cast<int64_t>(blocks.size());
-  if (nb > 1) {
-    parallel_for(nb, 1, [&](int64_t b, int64_t e) {
-      for (int64_t j = b; j < e; ++j) partial[j] = sum_squares(blocks[j].g, blocks[j].b, blocks[j].e);
-    });
-  } else if (nb == 1) {
-    partial[0] = sum_squares(blocks[0].g, blocks[0].b, blocks[0].e);
-  }
+Status global_norm(Executor* ex, const std::vector<const void*>& grads, const std::vector<int64_t>& sizes,
+                   double* norm) {
+  std::vector<const T*> x(grads.size());
+  for (size_t i = 0; i < grads.size(); ++i) x[i] = static_cast<const T*>(grads[i]);
   double s = 0;
-  for (double p : partial) s += p;
-  return std::sqrt(s);
+  SumSquaresTask<T> t;
+  t.x = x.data();
+  t.n = sizes.data();
+  t.arrays = static_cast<int64_t>(x.size());
+  t.out = &s;
+  BT_RETURN_IF_ERROR(ex->sum_squares(t));
+  *norm = std::sqrt(s);
+  return Status::Ok();
+}
+
+template <typename T>
+Status first_non_finite_in(Executor* ex, const void* x, int64_t n, int64_t* first) {
+  FiniteScanTask<T> t;
+  t.x = static_cast<const T*>(x);
+  t.n = n;
+  t.first = first;
+  return ex->find_non_finite(t);
 }
 
 }  // namespace
@@ -154,7 +104,7 @@ const char* optim_kind_name(OptimKind kind) {
 }
 
 Optimizer::Optimizer(OptimKind kind, const OptimHyper& hyper, DType dtype)
-    : kind_(kind), hyper_(hyper), dtype_(dtype) {
+    : kind_(kind), hyper_(hyper), dtype_(dtype), ex_(make_cpu_executor()) {
   switch (kind) {
     case OptimKind::Sgd:
       if (hyper.momentum > 0) slot_names_ = {"momentum"};
@@ -251,18 +201,23 @@ Status Optimizer::bind(const std::vector<int64_t>& sizes) {
 }
 
 template <typename T>
-std::pair<int64_t, int64_t> Optimizer::run_step(const std::vector<void*>& params, const std::vector<const void*>& grads,
-                                                double lr, double scale, bool commit) {
+Status Optimizer::run_step(const std::vector<void*>& params, const std::vector<const void*>& grads, double lr,
+                           double scale, bool commit, std::pair<int64_t, int64_t>* first_bad) {
+  *first_bad = {-1, -1};
   const OptimHyper& h = hyper_;
   const int64_t t = step_count_ + 1;
   for (size_t i = 0; i < params.size(); ++i) {
     int64_t bad = -1;
-    const int64_t n = sizes_[i];
+    OptimTask<T> task;
+    task.n = sizes_[i];
+    task.commit = commit;
+    task.first_bad = &bad;
     T* p = static_cast<T*>(params[i]);
     const T* g = static_cast<const T*>(grads[i]);
     switch (kind_) {
       case OptimKind::Sgd: {
-        SgdTask<T> k;
+        task.kind = 0;
+        SgdTask<T>& k = task.sgd;
         k.p = p;
         k.g = g;
         k.buf = h.momentum > 0 ? static_cast<T*>(slot(i, 0)) : nullptr;
@@ -273,12 +228,12 @@ std::pair<int64_t, int64_t> Optimizer::run_step(const std::vector<void*>& params
         k.weight_decay = T(h.weight_decay);
         k.nesterov = h.nesterov;
         k.first = step_count_ == 0;
-        bad = drive(n, commit, [&k](int64_t j, bool c) { return sgd_update(k, j, c); });
         break;
       }
       case OptimKind::Adam:
       case OptimKind::AdamW: {
-        AdamTask<T> k;
+        task.kind = 1;
+        AdamTask<T>& k = task.adam;
         k.p = p;
         k.g = g;
         k.m = static_cast<T*>(slot(i, 0));
@@ -295,11 +250,11 @@ std::pair<int64_t, int64_t> Optimizer::run_step(const std::vector<void*>& params
         k.step_size = T(lr / bc1);
         k.bc2_sqrt = T(std::sqrt(bc2));
         k.decoupled = kind_ == OptimKind::AdamW;
-        bad = drive(n, commit, [&k](int64_t j, bool c) { return adam_update(k, j, c); });
         break;
       }
       case OptimKind::RmsProp: {
-        RmsPropTask<T> k;
+        task.kind = 2;
+        RmsPropTask<T>& k = task.rmsprop;
         k.p = p;
         k.g = g;
         int next = 0;
@@ -312,13 +267,16 @@ std::pair<int64_t, int64_t> Optimizer::run_step(const std::vector<void*>& params
         k.eps = T(h.eps);
         k.momentum = T(h.momentum);
         k.weight_decay = T(h.weight_decay);
-        bad = drive(n, commit, [&k](int64_t j, bool c) { return rmsprop_update(k, j, c); });
         break;
       }
     }
-    if (bad >= 0) return {static_cast<int64_t>(i), bad};
+    BT_RETURN_IF_ERROR(ex_->optim_step(task));
+    if (bad >= 0) {
+      *first_bad = {static_cast<int64_t>(i), bad};
+      return Status::Ok();
+    }
   }
-  return {-1, -1};
+  return Status::Ok();
 }
 
 Status Optimizer::step(const std::vector<void*>& params, const std::vector<const void*>& grads,
@@ -351,7 +309,9 @@ Status Optimizer::step(const std::vector<void*>& params, const std::vector<const
       if (!s.ok()) return s;
     }
     const bool f64 = dtype_ == DType::F64;
-    const double norm = f64 ? global_norm<double>(grads, sizes_) : global_norm<float>(grads, sizes_);
+    double norm = 0;
+    BT_RETURN_IF_ERROR(f64 ? global_norm<double>(ex_.get(), grads, sizes_, &norm)
+                           : global_norm<float>(ex_.get(), grads, sizes_, &norm));
     const bool check = policy != NonFinitePolicy::Allow;
     // A non-finite norm means a non-finite gradient (the norm pass read every one); only then
     // is the first bad element looked for.
@@ -362,8 +322,9 @@ Status Optimizer::step(const std::vector<void*>& params, const std::vector<const
         return Status::Ok();
       }
       for (size_t i = 0; i < grads.size(); ++i) {
-        const int64_t bad = f64 ? first_non_finite(static_cast<const double*>(grads[i]), sizes_[i])
-                                : first_non_finite(static_cast<const float*>(grads[i]), sizes_[i]);
+        int64_t bad = -1;
+        BT_RETURN_IF_ERROR(f64 ? first_non_finite_in<double>(ex_.get(), grads[i], sizes_[i], &bad)
+                               : first_non_finite_in<float>(ex_.get(), grads[i], sizes_[i], &bad));
         if (bad < 0) continue;
         const double v = f64 ? static_cast<const double*>(grads[i])[bad] : static_cast<const float*>(grads[i])[bad];
         return Status::NonFiniteValue("optimizer step: grads[" + std::to_string(i) + "] holds a non-finite value (" +
@@ -383,8 +344,9 @@ Status Optimizer::step(const std::vector<void*>& params, const std::vector<const
       scale = c < 1.0 ? c : 1.0;
     }
     if (check) {
-      const std::pair<int64_t, int64_t> bad =
-          f64 ? run_step<double>(params, grads, lr, scale, false) : run_step<float>(params, grads, lr, scale, false);
+      std::pair<int64_t, int64_t> bad;
+      BT_RETURN_IF_ERROR(f64 ? run_step<double>(params, grads, lr, scale, false, &bad)
+                             : run_step<float>(params, grads, lr, scale, false, &bad));
       if (bad.first >= 0) {
         if (grad_norm != nullptr) *grad_norm = norm;
         if (policy == NonFinitePolicy::Skip) {
@@ -399,8 +361,9 @@ Status Optimizer::step(const std::vector<void*>& params, const std::vector<const
                                       name, -1, bad.second);
       }
     }
-    if (f64) run_step<double>(params, grads, lr, scale, true);
-    else run_step<float>(params, grads, lr, scale, true);
+    std::pair<int64_t, int64_t> none;
+    BT_RETURN_IF_ERROR(f64 ? run_step<double>(params, grads, lr, scale, true, &none)
+                           : run_step<float>(params, grads, lr, scale, true, &none));
     ++step_count_;
     if (grad_norm != nullptr) *grad_norm = norm;
     return Status::Ok();

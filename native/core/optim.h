@@ -33,6 +33,8 @@
 
 namespace bt {
 
+class Executor;
+
 enum class OptimKind : int32_t { Sgd = 0, Adam = 1, AdamW = 2, RmsProp = 3 };
 
 // "sgd" | "adam" | "adamw" | "rmsprop" (InvalidArgument otherwise).
@@ -123,8 +125,8 @@ class Optimizer {
   // commit = true: the update. commit = false: a dry run writing nothing; returns the first
   // (param, element) whose new value would be non-finite, or (-1, -1).
   template <typename T>
-  std::pair<int64_t, int64_t> run_step(const std::vector<void*>& params, const std::vector<const void*>& grads,
-                                       double lr, double scale, bool commit);
+  Status run_step(const std::vector<void*>& params, const std::vector<const void*>& grads, double lr, double scale,
+                  bool commit, std::pair<int64_t, int64_t>* first_bad);
 
   OptimKind kind_;
   OptimHyper hyper_;
@@ -135,6 +137,7 @@ class Optimizer {
   std::vector<std::unique_ptr<HostBlock>> state_;  // parameter-major, sizes_.size() * K
   size_t state_bytes_ = 0;
   int64_t step_count_ = 0;
+  std::unique_ptr<Executor> ex_;  // runs the update, norm and scan tasks (the CPU executor)
 };
 
 }  // namespace bt

@@ -190,7 +190,7 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
       if (!want_[target]) continue;
       T* c = nullptr;
       BT_RETURN_IF_ERROR(ctw(target, &c));
-      add_host(c, carry.as<T>() + soff_[s], numel(plan_.state_nodes[s]));
+      BT_RETURN_IF_ERROR(accumulate(c, carry.as<T>() + soff_[s], numel(plan_.state_nodes[s])));
     }
     BT_RETURN_IF_ERROR(stopped(reverse_all()));
     BT_RETURN_IF_ERROR(stopped(check_param_cotangents("run_sequence", t)));

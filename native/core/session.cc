@@ -65,11 +65,11 @@ Status SessionImpl<T>::init() {
   state_store_.resize(plan_.state_nodes.size());
   for (size_t s = 0; s < param_store_.size(); ++s) {
     BT_RETURN_IF_ERROR(param_store_[s].allocate_values(ex, {numel(plan_.param_nodes[s])}, sizeof(T), "a stored parameter"));
-    std::memset(param_store_[s].as<T>(), 0, nbytes(plan_.param_nodes[s]));
+    BT_RETURN_IF_ERROR(fill(param_store_[s].as<T>(), numel(plan_.param_nodes[s]), T(0)));
   }
   for (size_t s = 0; s < state_store_.size(); ++s) {
     BT_RETURN_IF_ERROR(state_store_[s].allocate_values(ex, {numel(plan_.state_nodes[s])}, sizeof(T), "a stored state"));
-    std::memset(state_store_[s].as<T>(), 0, nbytes(plan_.state_nodes[s]));
+    BT_RETURN_IF_ERROR(fill(state_store_[s].as<T>(), numel(plan_.state_nodes[s]), T(0)));
   }
   for (int i = 0; i < n_; ++i) {
     const PlanNode& n = plan_.nodes[i];

@@ -32,7 +32,6 @@
 #include "braintrace/online.h"
 #include "core/executor.h"
 #include "core/online_plan.h"
-#include "core/ops_host.h"
 #include "core/plan.h"
 #include "cpu/thread_pool.h"
 #include "cpu/trace_cpu.h"
@@ -253,9 +252,14 @@ class SessionImpl final : public Session {
     if (ctl_ != nullptr && ctl_->progress != nullptr) ctl_->progress(ctl_->ctx, done, total);
   }
   // NonFinite naming `tensor` when x[0, n) holds a NaN or infinity (step -1: no time axis).
-  static Status check_finite(const std::string& what, const std::string& tensor, const T* x, int64_t n,
-                             int64_t step) {
-    const int64_t bad = first_non_finite(x, n);
+  Status check_finite(const std::string& what, const std::string& tensor, const T* x, int64_t n,
+                      int64_t step) const {
+    int64_t bad = -1;
+    FiniteScanTask<T> scan;
+    scan.x = x;
+    scan.n = n;
+    scan.first = &bad;
+    BT_RETURN_IF_ERROR(ex_->find_non_finite(scan));
     if (bad < 0) return Status::Ok();
     return Status::NonFiniteValue(what + ": " + tensor + " holds a non-finite value (" + non_finite_name(x[bad]) +
                                       ")" + (step >= 0 ? " at step " + std::to_string(step) : std::string()) +
@@ -332,12 +336,53 @@ class SessionImpl final : public Session {
   // Cotangent of node j for accumulation, zeroed on first use.
   Status ctw(int j, T** out) {
     if (!has_c_[j]) {
-      BT_RETURN_IF_ERROR(sync());
-      std::memset(cp_[j], 0, nbytes(j));
+      BT_RETURN_IF_ERROR(fill(cp_[j], numel(j), T(0)));
       has_c_[j] = 1;
     }
     *out = cp_[j];
     return Status::Ok();
+  }
+
+  NodeTask<T> node_task(int i, EwMode mode) const {
+    NodeTask<T> t;
+    t.plan = &plan_;
+    t.node = i;
+    t.mode = mode;
+    t.v = vp_.data();
+    return t;
+  }
+  // Hands a Layout / Reduce / Softmax / MatMul node task to the executor (op_task decides).
+  Status run_node(const NodeTask<T>& t) {
+    dirty_ = true;
+    switch (op_task(plan_.nodes[t.node].op)) {
+      case TaskKind::Layout: return ex_->layout(t);
+      case TaskKind::Reduce: return ex_->reduce(t);
+      case TaskKind::Softmax: return ex_->softmax(t);
+      case TaskKind::MatMul: return ex_->matmul(t);
+      default:
+        return Status::Error(StatusCode::Internal, std::string("run_node: op ") +
+                                                       kOpNames[static_cast<int>(plan_.nodes[t.node].op)] +
+                                                       " is not a node task");
+    }
+  }
+  // dst[0, count) += src[0, count) (cotangent and gradient accumulation).
+  Status accumulate(T* dst, const T* src, int64_t count) {
+    AxpyTask<T> a;
+    a.n = count;
+    a.x = src;
+    a.y = dst;
+    dirty_ = true;
+    return ex_->axpy(a);
+  }
+  // y[k * stride] = value for k in [0, count).
+  Status fill(T* y, int64_t count, T value, int64_t stride = 1) {
+    FillTask<T> f;
+    f.y = y;
+    f.count = count;
+    f.stride = stride;
+    f.value = value;
+    dirty_ = true;
+    return ex_->fill(f);
   }
 
   EwTask<T> ew_task(int i, EwMode mode) const {
@@ -362,9 +407,9 @@ class SessionImpl final : public Session {
       t.result = vp_[i];
       return ew(t);
     }
-    BT_RETURN_IF_ERROR(sync());
-    HostOps<T>::forward(plan_, i, vp_);
-    return Status::Ok();
+    NodeTask<T> t = node_task(i, EwMode::Forward);
+    t.result = vp_[i];
+    return run_node(t);
   }
 
   Status jvp_node(int i) {
@@ -394,10 +439,11 @@ class SessionImpl final : public Session {
       t.result = tp_[i];
       return ew(t);
     }
-    BT_RETURN_IF_ERROR(sync());
-    HostOps<T>::jvp(plan_, i, vp_, tview_, tp_[i]);
+    NodeTask<T> t = node_task(i, EwMode::Jvp);
+    t.t = tview_.data();
+    t.result = tp_[i];
     tview_[i] = tp_[i];
-    return Status::Ok();
+    return run_node(t);
   }
 
   Status vjp_node(int i) {
@@ -421,9 +467,10 @@ class SessionImpl final : public Session {
       for (size_t k = 0; k < n.inputs.size(); ++k) t.gin[k] = gin[k];
       return ew(t);
     }
-    BT_RETURN_IF_ERROR(sync());
-    HostOps<T>::vjp(plan_, i, vp_, cp_[i], gin);
-    return Status::Ok();
+    NodeTask<T> t = node_task(i, EwMode::Vjp);
+    t.gout = cp_[i];
+    t.gin = gin.data();
+    return run_node(t);
   }
 
   Status forward_all() {
@@ -449,9 +496,6 @@ class SessionImpl final : public Session {
   void zero_out(Buffer* b, int64_t count) {
     b->bytes.assign(sizeof(T) * static_cast<size_t>(count), 0);
     b->numel = static_cast<size_t>(count);
-  }
-  void add_host(T* dst, const T* src, int64_t count) {
-    for (int64_t k = 0; k < count; ++k) dst[k] += src[k];
   }
 
   Status check_slot_ptrs(const std::vector<const void*>& v, size_t count, const char* what, bool allow_empty,
@@ -555,6 +599,8 @@ class SessionImpl final : public Session {
   // a non-temporal param. Relation weights (and inputs, old states) get none: no dW GEMM.
   std::vector<char> want_on_stop_, want_on_nt_;
   std::vector<int64_t> jac_off_;   // jacobian(): member offsets (no allocation per step)
+  std::vector<int64_t> jac_width_;  // jacobian(): member widths
+  std::vector<const T*> jac_src_;   // jacobian(): member tangents of the current pass
   std::vector<std::vector<DeviceBuffer>> on_df_;
   DeviceBuffer on_q_, on_state_, on_carry_;
   // Per relation: dL/dW_eff (and dL/db_eff) summed over a run_online call, for a transformed

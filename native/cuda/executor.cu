@@ -1,10 +1,11 @@
 // The CUDA backend: an Executor whose element-wise tasks run on the GPU.
 //
-// Memory is CUDA managed memory (cudaMallocManaged), so the host loops of the
-// interpreter (ops without a CUDA path yet) can read and write the same buffers
-// after synchronize(). Element-wise tasks run the single shared body
-// bt::ew_apply (native/kernels/elementwise.h) in a grid-stride kernel; there is
-// no CUDA-specific copy of any formula.
+// Memory is CUDA managed memory (cudaMallocManaged). Element-wise tasks run the single
+// shared body bt::ew_apply (native/kernels/elementwise.h) in a grid-stride kernel; there
+// is no CUDA-specific copy of any formula. Every other task of the seam (core/executor.h)
+// has no device kernel yet: it runs through the CPU driver (cpu/host_tasks.h) over the
+// same managed buffers after synchronize() (the CUDA backend issue replaces these with
+// device kernels, task by task, with no change in native/core).
 //
 // Every CUDA error becomes a Status with StatusCode::Cuda whose message holds
 // cudaGetErrorName and cudaGetErrorString; nothing here throws or aborts.
@@ -27,6 +28,7 @@
 #include <string>
 
 #include "core/executor.h"
+#include "cpu/host_tasks.h"
 #include "cuda/launch.h"
 #include "cuda/probe_reason.h"
 #include "kernels/elementwise.h"
@@ -90,7 +92,21 @@ class CudaExecutor final : public Executor {
   Status elementwise(const EwTask<float>& task) override { return launch(task); }
   Status elementwise(const EwTask<double>& task) override { return launch(task); }
 
+  // The other tasks: the CPU driver over managed memory, once the device is idle.
+#define BT_CUDA_HOST_TASK(method, Task)                                                             \
+  Status method(const Task<float>& task) override { return on_host(task, host_##method<float>); }   \
+  Status method(const Task<double>& task) override { return on_host(task, host_##method<double>); }
+  BT_EXECUTOR_NON_EW_TASKS(BT_CUDA_HOST_TASK)
+#undef BT_CUDA_HOST_TASK
+
  private:
+  template <typename Task>
+  Status on_host(const Task& task, Status (*run)(const Task&)) {
+    Status s = synchronize();
+    if (!s.ok()) return s;
+    return run(task);
+  }
+
   template <typename T>
   Status launch(const EwTask<T>& task) {
     const cuda_launch::Geometry g = cuda_launch::geometry_for(task.n, sm_count_);

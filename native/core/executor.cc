@@ -1,0 +1,46 @@
+// The op -> executor task table of the seam (core/executor.h).
+#include "core/executor.h"
+
+namespace bt {
+
+TaskKind op_task(OpCode op) {
+  switch (op) {
+    case OpCode::Input:
+    case OpCode::Param:
+    case OpCode::State:
+    case OpCode::Const:
+      return TaskKind::Leaf;
+    case OpCode::Reshape:
+    case OpCode::BroadcastTo:
+    case OpCode::Transpose:
+    case OpCode::Slice:
+    case OpCode::Concat:
+      return TaskKind::Layout;
+    case OpCode::ReduceSum:
+    case OpCode::ReduceMean:
+    case OpCode::ReduceMax:
+      return TaskKind::Reduce;
+    case OpCode::Softmax:
+    case OpCode::LogSoftmax:
+      return TaskKind::Softmax;
+    case OpCode::MatMul:
+    case OpCode::EtpMatMul:
+      return TaskKind::MatMul;
+    default:
+      return TaskKind::Elementwise;  // every other op of BT_OP_LIST (ew_arity > 0)
+  }
+}
+
+const char* task_kind_name(TaskKind kind) {
+  switch (kind) {
+    case TaskKind::Leaf: return "leaf";
+    case TaskKind::Elementwise: return "elementwise";
+    case TaskKind::Layout: return "layout";
+    case TaskKind::Reduce: return "reduce";
+    case TaskKind::Softmax: return "softmax";
+    case TaskKind::MatMul: return "matmul";
+  }
+  return "unknown";
+}
+
+}  // namespace bt

@@ -1,0 +1,593 @@
+// The CPU driver of every executor task (see cpu/host_tasks.h). Node tasks pick their
+// geometry from the plan node and loop; the math bodies live in native/kernels/.
+//
+// Node tasks: all pointers are dense row-major arrays of the node / input shapes. VJP
+// forms accumulate (+=) into input cotangents. JVP forms write the output tangent; a null
+// input tangent means zero.
+#include "cpu/host_tasks.h"
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "core/plan.h"
+#include "cpu/parallel_gemm.h"
+#include "cpu/thread_pool.h"
+#include "cpu/trace_cpu.h"
+#include "kernels/elementwise.h"
+#include "kernels/finite.h"
+#include "kernels/layout.h"
+#include "kernels/optim.h"
+#include "kernels/reduce.h"
+#include "kernels/softmax.h"
+
+namespace bt {
+namespace {
+
+constexpr int64_t kGrain = 16384;
+// Elements per work item of the optimizer loops and per partial sum of the norm. Fixed
+// (not derived from the thread count) so the norm's summation order never changes.
+constexpr int64_t kOptimGrain = 16384;
+constexpr int64_t kNormBlock = 16384;
+
+template <typename F>
+void par(int64_t n, int64_t grain, F&& f) {
+  if (n <= 0) return;
+  if (n <= grain) {
+    f(int64_t(0), n);
+    return;
+  }
+  parallel_for(n, grain, f);
+}
+
+template <typename F>
+Status guard(const char* what, F&& f) {
+  try {
+    f();
+    return Status::Ok();
+  } catch (const std::bad_alloc&) {
+    return Status::Error(StatusCode::OutOfMemory, std::string(what) + ": out of host memory");
+  } catch (const std::exception& e) {
+    return Status::Error(StatusCode::Internal, std::string(what) + ": " + e.what());
+  } catch (...) {
+    return Status::Error(StatusCode::Internal, std::string(what) + ": unknown exception");
+  }
+}
+
+ReduceKind reduce_kind(OpCode op) {
+  return op == OpCode::ReduceSum ? ReduceKind::Sum : op == OpCode::ReduceMean ? ReduceKind::Mean : ReduceKind::Max;
+}
+
+ReduceGeom reduce_geom(const PlanNode& n, const PlanNode& in) {
+  bool red[kMaxRank] = {false};
+  for (int32_t a : n.ints) red[a] = true;
+  return make_reduce_geom(static_cast<int>(in.shape.size()), in.shape.data(), red);
+}
+
+// (outer, L, inner) around a softmax axis.
+struct Lines {
+  int64_t outer = 1, L = 1, inner = 1;
+};
+Lines lines_of(const PlanNode& n) {
+  Lines l;
+  const int axis = n.ints[0];
+  for (int d = 0; d < axis; ++d) l.outer *= n.shape[d];
+  l.L = n.shape[axis];
+  for (size_t d = axis + 1; d < n.shape.size(); ++d) l.inner *= n.shape[d];
+  return l;
+}
+
+// Matrix-product geometry: G products of (M x K) by (K x N), operand strides per product.
+struct MM {
+  int64_t G = 1, M = 0, K = 0, N = 0;
+  int64_t sa = 0, sb = 0, sc = 0;
+};
+MM mm_of(const Plan& p, const PlanNode& n) {
+  const auto& a = p.nodes[n.inputs[0]].shape;
+  const auto& b = p.nodes[n.inputs[1]].shape;
+  MM m;
+  m.K = a.back();
+  m.N = b.back();
+  if (b.size() == 2) {
+    m.M = 1;
+    for (size_t d = 0; d + 1 < a.size(); ++d) m.M *= a[d];
+  } else {
+    for (size_t d = 0; d + 2 < a.size(); ++d) m.G *= a[d];
+    m.M = a[a.size() - 2];
+    m.sa = m.M * m.K;
+    m.sb = m.K * m.N;
+    m.sc = m.M * m.N;
+  }
+  return m;
+}
+
+template <typename T>
+void mm_product(const MM& m, const T* A, const T* B, T beta, T* C) {
+  GemmDims d;
+  d.M = m.M; d.N = m.N; d.K = m.K;
+  d.lda = m.K; d.ldb = m.N; d.ldc = m.N;
+  for (int64_t g = 0; g < m.G; ++g) gemm(d, T(1), A + g * m.sa, B + g * m.sb, beta, C + g * m.sc);
+}
+
+// gA += G B^T
+template <typename T>
+void mm_grad_a(const MM& m, const T* Gr, const T* B, T* gA) {
+  GemmDims d;
+  d.trans_b = true;
+  d.M = m.M; d.N = m.K; d.K = m.N;
+  d.lda = m.N; d.ldb = m.N; d.ldc = m.K;
+  for (int64_t g = 0; g < m.G; ++g) gemm(d, T(1), Gr + g * m.sc, B + g * m.sb, T(1), gA + g * m.sa);
+}
+
+// gB += A^T G
+template <typename T>
+void mm_grad_b(const MM& m, const T* A, const T* Gr, T* gB) {
+  GemmDims d;
+  d.trans_a = true;
+  d.M = m.K; d.N = m.N; d.K = m.M;
+  d.lda = m.K; d.ldb = m.N; d.ldc = m.N;
+  for (int64_t g = 0; g < m.G; ++g) gemm(d, T(1), A + g * m.sa, Gr + g * m.sc, T(1), gB + g * m.sb);
+}
+
+// Linear layout ops: y = L(x). Used for the forward and (on tangents) the JVP.
+// Concat takes one pointer per input (nullptr = zero block).
+template <typename T>
+void layout_apply(const Plan& p, const PlanNode& n, const std::vector<const T*>& x, T* y) {
+  const int r = static_cast<int>(n.shape.size());
+  int64_t strides[kMaxRank];
+  switch (n.op) {
+    case OpCode::Reshape: {
+      const T* src = x[0];
+      if (src == nullptr) {
+        par(n.numel, kGrain, [&](int64_t b, int64_t e) { std::fill(y + b, y + e, T(0)); });
+        return;
+      }
+      par(n.numel, kGrain, [&](int64_t b, int64_t e) { std::memcpy(y + b, src + b, sizeof(T) * (e - b)); });
+      return;
+    }
+    case OpCode::BroadcastTo:
+    case OpCode::Transpose:
+    case OpCode::Slice: {
+      const auto& is = p.nodes[n.inputs[0]].shape;
+      int64_t base = 0;
+      if (n.op == OpCode::BroadcastTo)
+        broadcast_strides(static_cast<int>(is.size()), is.data(), r, n.shape.data(), strides);
+      else if (n.op == OpCode::Transpose)
+        transpose_strides(r, is.data(), n.ints.data(), strides);
+      else
+        base = slice_strides(r, is.data(), n.ints.data(), strides);
+      const T* src = x[0];
+      if (src == nullptr) {
+        par(n.numel, kGrain, [&](int64_t b, int64_t e) { std::fill(y + b, y + e, T(0)); });
+        return;
+      }
+      par(n.numel, kGrain, [&](int64_t b, int64_t e) {
+        strided_gather(r, n.shape.data(), strides, base, src, y, false, b, e);
+      });
+      return;
+    }
+    case OpCode::Concat: {
+      const int axis = n.ints[0];
+      row_major_strides(r, n.shape.data(), strides);
+      int64_t off = 0;
+      for (size_t k = 0; k < n.inputs.size(); ++k) {
+        const PlanNode& in = p.nodes[n.inputs[k]];
+        const int64_t base = off * strides[axis];
+        off += in.shape[axis];
+        if (x[k] == nullptr) {
+          for_each_strided(r, in.shape.data(), strides, base, 0, in.numel, [&](int64_t, int64_t o) { y[o] = T(0); });
+          continue;
+        }
+        const T* src = x[k];
+        par(in.numel, kGrain, [&](int64_t b, int64_t e) {
+          strided_scatter(r, in.shape.data(), strides, base, src, y, false, b, e);
+        });
+      }
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+template <typename T>
+void layout_vjp(const Plan& p, const PlanNode& n, const T* g, T* const* gin) {
+  const int r = static_cast<int>(n.shape.size());
+  int64_t strides[kMaxRank];
+  switch (n.op) {
+    case OpCode::Reshape: {
+      T* gx = gin[0];
+      if (!gx) return;
+      par(n.numel, kGrain, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) gx[i] += g[i];
+      });
+      return;
+    }
+    case OpCode::BroadcastTo: {
+      T* gx = gin[0];
+      if (!gx) return;
+      const auto& is = p.nodes[n.inputs[0]].shape;
+      const ReduceGeom geo = make_broadcast_vjp_geom(static_cast<int>(is.size()), is.data(), r, n.shape.data());
+      par(geo.out_numel, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, geo.red_numel)),
+          [&](int64_t b, int64_t e) { reduce_forward(ReduceKind::Sum, geo, g, gx, true, b, e); });
+      return;
+    }
+    case OpCode::Transpose:
+    case OpCode::Slice: {
+      T* gx = gin[0];
+      if (!gx) return;
+      const auto& is = p.nodes[n.inputs[0]].shape;
+      int64_t base = 0;
+      if (n.op == OpCode::Transpose)
+        transpose_strides(r, is.data(), n.ints.data(), strides);
+      else
+        base = slice_strides(r, is.data(), n.ints.data(), strides);
+      par(n.numel, kGrain, [&](int64_t b, int64_t e) {
+        strided_scatter(r, n.shape.data(), strides, base, g, gx, true, b, e);
+      });
+      return;
+    }
+    case OpCode::Concat: {
+      const int axis = n.ints[0];
+      row_major_strides(r, n.shape.data(), strides);
+      int64_t off = 0;
+      for (size_t k = 0; k < n.inputs.size(); ++k) {
+        const PlanNode& in = p.nodes[n.inputs[k]];
+        const int64_t base = off * strides[axis];
+        off += in.shape[axis];
+        T* gx = gin[k];
+        if (!gx) continue;
+        par(in.numel, kGrain, [&](int64_t b, int64_t e) {
+          strided_gather(r, in.shape.data(), strides, base, g, gx, true, b, e);
+        });
+      }
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+Status wrong_family(const char* method, OpCode op) {
+  return Status::Error(StatusCode::Internal, std::string("executor ") + method + ": op " +
+                                                 kOpNames[static_cast<int>(op)] + " belongs to the " +
+                                                 task_kind_name(op_task(op)) + " task");
+}
+
+// Runs body(i, commit) over [0, n): the update (commit), or a dry run returning the first
+// failing element (the lowest, independent of the thread count).
+template <typename F>
+int64_t drive_optim(int64_t n, bool commit, F&& body) {
+  if (commit) {
+    par(n, kOptimGrain, [&body](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) body(i, true);
+    });
+    return -1;
+  }
+  if (n <= kOptimGrain) {
+    for (int64_t i = 0; i < n; ++i)
+      if (!body(i, false)) return i;
+    return -1;
+  }
+  const int64_t chunks = (n + kOptimGrain - 1) / kOptimGrain;
+  std::vector<int64_t> first(static_cast<size_t>(chunks), -1);
+  parallel_for(chunks, 1, [&](int64_t b, int64_t e) {
+    for (int64_t c = b; c < e; ++c) {
+      const int64_t end = std::min(n, (c + 1) * kOptimGrain);
+      for (int64_t i = c * kOptimGrain; i < end; ++i)
+        if (!body(i, false)) {
+          first[static_cast<size_t>(c)] = i;
+          break;
+        }
+    }
+  });
+  for (int64_t f : first)
+    if (f >= 0) return f;
+  return -1;
+}
+
+}  // namespace
+
+template <typename T>
+Status host_elementwise(const EwTask<T>& task) {
+  if (ew_arity(task.op) == 0) return wrong_family("elementwise", task.op);
+  return guard("elementwise", [&] {
+    parallel_for(task.n, kGrain, [&task](int64_t b, int64_t e) {
+      const EwTask<T> t = task;  // local copy: the compiler sees no aliasing through the task
+      for (int64_t i = b; i < e; ++i) ew_apply(t, i);
+    });
+  });
+}
+
+template <typename T>
+Status host_layout(const NodeTask<T>& task) {
+  const Plan& p = *task.plan;
+  const PlanNode& n = p.nodes[task.node];
+  if (op_task(n.op) != TaskKind::Layout) return wrong_family("layout", n.op);
+  return guard("layout", [&] {
+    if (task.mode == EwMode::Vjp) {
+      layout_vjp(p, n, task.gout, task.gin);
+      return;
+    }
+    const T* const* src = task.mode == EwMode::Forward ? task.v : task.t;
+    thread_local std::vector<const T*> x;  // grown once: no allocation per step
+    x.resize(n.inputs.size());
+    for (size_t k = 0; k < x.size(); ++k) x[k] = src[n.inputs[k]];
+    layout_apply(p, n, x, task.result);
+  });
+}
+
+template <typename T>
+Status host_reduce(const NodeTask<T>& task) {
+  const Plan& p = *task.plan;
+  const PlanNode& n = p.nodes[task.node];
+  if (op_task(n.op) != TaskKind::Reduce) return wrong_family("reduce", n.op);
+  return guard("reduce", [&] {
+    const ReduceGeom g = reduce_geom(n, p.nodes[n.inputs[0]]);
+    const T* x = task.v[n.inputs[0]];
+    const ReduceKind k = reduce_kind(n.op);
+    const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, g.red_numel));
+    switch (task.mode) {
+      case EwMode::Forward: {
+        T* y = task.result;
+        par(g.out_numel, grain, [&](int64_t b, int64_t e) { reduce_forward(k, g, x, y, false, b, e); });
+        return;
+      }
+      case EwMode::Jvp: {
+        const T* dx = task.t[n.inputs[0]];
+        const T* y = task.v[task.node];
+        T* dy = task.result;
+        par(g.out_numel, grain, [&](int64_t b, int64_t e) { reduce_jvp(k, g, x, y, dx, dy, b, e); });
+        return;
+      }
+      case EwMode::Vjp: {
+        T* gx = task.gin[0];
+        if (!gx) return;
+        const T* y = task.v[task.node];
+        const T* gy = task.gout;
+        par(g.out_numel, grain, [&](int64_t b, int64_t e) { reduce_vjp(k, g, x, y, gy, gx, b, e); });
+        return;
+      }
+    }
+  });
+}
+
+template <typename T>
+Status host_softmax(const NodeTask<T>& task) {
+  const Plan& p = *task.plan;
+  const PlanNode& n = p.nodes[task.node];
+  if (op_task(n.op) != TaskKind::Softmax) return wrong_family("softmax", n.op);
+  return guard("softmax", [&] {
+    const Lines l = lines_of(n);
+    const bool lg = n.op == OpCode::LogSoftmax;
+    const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, l.L));
+    const T* y = task.v[task.node];
+    auto lines = [&](auto&& line) {
+      par(l.outer * l.inner, grain, [&](int64_t b, int64_t e) {
+        for (int64_t li = b; li < e; ++li) line((li / l.inner) * l.L * l.inner + li % l.inner);
+      });
+    };
+    switch (task.mode) {
+      case EwMode::Forward: {
+        const T* x = task.v[n.inputs[0]];
+        T* out = task.result;
+        lines([&](int64_t base) { softmax_line_forward(lg, x + base, out + base, l.L, l.inner); });
+        return;
+      }
+      case EwMode::Jvp: {
+        const T* dx = task.t[n.inputs[0]];
+        T* dy = task.result;
+        lines([&](int64_t base) { softmax_line_jvp(lg, y + base, dx + base, dy + base, l.L, l.inner); });
+        return;
+      }
+      case EwMode::Vjp: {
+        T* gx = task.gin[0];
+        if (!gx) return;
+        const T* g = task.gout;
+        lines([&](int64_t base) { softmax_line_vjp(lg, y + base, g + base, gx + base, l.L, l.inner); });
+        return;
+      }
+    }
+  });
+}
+
+template <typename T>
+Status host_matmul(const NodeTask<T>& task) {
+  const Plan& p = *task.plan;
+  const PlanNode& n = p.nodes[task.node];
+  if (op_task(n.op) != TaskKind::MatMul) return wrong_family("matmul", n.op);
+  return guard("matmul", [&] {
+    const MM m = mm_of(p, n);
+    const T* A = task.v[n.inputs[0]];
+    const T* B = task.v[n.inputs[1]];
+    const bool has_bias = n.inputs.size() == 3;
+    switch (task.mode) {
+      case EwMode::Forward: {
+        T* y = task.result;
+        T beta = T(0);
+        if (has_bias) {
+          const T* bias = task.v[n.inputs[2]];
+          for (int64_t r = 0; r < m.M; ++r) std::memcpy(y + r * m.N, bias, sizeof(T) * m.N);
+          beta = T(1);
+        }
+        mm_product(m, A, B, beta, y);
+        return;
+      }
+      case EwMode::Jvp: {
+        // d(A B + c) = dA B + A dB + dc
+        T* dy = task.result;
+        const T* dA = task.t[n.inputs[0]];
+        const T* dB = task.t[n.inputs[1]];
+        const T* dc = has_bias ? task.t[n.inputs[2]] : nullptr;
+        T beta = T(0);
+        if (dc) {
+          for (int64_t r = 0; r < m.M; ++r) std::memcpy(dy + r * m.N, dc, sizeof(T) * m.N);
+          beta = T(1);
+        }
+        if (dA) {
+          mm_product(m, dA, B, beta, dy);
+          beta = T(1);
+        }
+        if (dB) {
+          mm_product(m, A, dB, beta, dy);
+          beta = T(1);
+        }
+        if (beta == T(0)) std::memset(dy, 0, sizeof(T) * n.numel);
+        return;
+      }
+      case EwMode::Vjp: {
+        const T* g = task.gout;
+        if (task.gin[0]) mm_grad_a(m, g, B, task.gin[0]);
+        if (task.gin[1]) mm_grad_b(m, A, g, task.gin[1]);
+        if (has_bias && task.gin[2]) {
+          // The bias is broadcast over all leading dims: its VJP sums the rows.
+          T* gb = task.gin[2];
+          par(m.N, 64, [&](int64_t b, int64_t e) {
+            for (int64_t row = 0; row < m.M; ++row) {
+              const T* gr = g + row * m.N;
+              for (int64_t j = b; j < e; ++j) gb[j] += gr[j];
+            }
+          });
+        }
+        return;
+      }
+    }
+  });
+}
+
+template <typename T>
+Status host_axpy(const AxpyTask<T>& task) {
+  return guard("axpy", [&] {
+    const AxpyTask<T> t = task;
+    par(t.n, kGrain, [&t](int64_t b, int64_t e) {
+      if (t.alpha == T(1)) {
+        for (int64_t i = b; i < e; ++i) t.y[i] += t.x[i];
+      } else {
+        for (int64_t i = b; i < e; ++i) t.y[i] += t.alpha * t.x[i];
+      }
+    });
+  });
+}
+
+template <typename T>
+Status host_fill(const FillTask<T>& task) {
+  return guard("fill", [&] {
+    const FillTask<T> t = task;
+    if (t.stride == 1) {
+      par(t.count, kGrain, [&t](int64_t b, int64_t e) { std::fill(t.y + b, t.y + e, t.value); });
+      return;
+    }
+    for (int64_t k = 0; k < t.count; ++k) t.y[k * t.stride] = t.value;
+  });
+}
+
+template <typename T>
+Status host_jacobian_read(const JacobianReadTask<T>& task) {
+  return guard("jacobian_read", [&] {
+    const JacobianReadTask<T> r = task;
+    for (int m = 0; m < r.members; ++m) {
+      const T* src = r.src[m];
+      const int64_t w = r.width[m];
+      const int64_t off = r.off[m];
+      for (int64_t p = r.p0; p < r.p1; ++p)
+        for (int64_t j = 0; j < w; ++j) {
+          const T v = src ? src[p * w + j] : T(0);
+          if (r.col >= 0) r.dst[(p * r.S + off + j) * r.S + r.col] = v;
+          else r.dst[p * r.S + off + j] = v;
+        }
+    }
+  });
+}
+
+template <typename T>
+Status host_find_non_finite(const FiniteScanTask<T>& task) {
+  if (task.first == nullptr) return Status::Error(StatusCode::Internal, "find_non_finite: no result pointer");
+  *task.first = first_non_finite(task.x, task.n);
+  return Status::Ok();
+}
+
+template <typename T>
+Status host_drtrl_dense(const DenseTraceTask<T>& task) {
+  return guard("drtrl_dense", [&] { cpu_drtrl_dense(task); });
+}
+
+template <typename T>
+Status host_vec_trace(const VecTraceTask<T>& task) {
+  return guard("vec_trace", [&] { cpu_vec_trace(task); });
+}
+
+template <typename T>
+Status host_pp_input(const PpInputTask<T>& task) {
+  return guard("pp_input", [&] { cpu_pp_input(task.xbar, task.x, task.decay_x, task.n); });
+}
+
+template <typename T>
+Status host_pp_grad(const PpGradTask<T>& t) {
+  return guard("pp_grad", [&] {
+    cpu_pp_grad(t.g, t.epsf, t.xbar, t.B, t.I, t.O, t.S, t.inv_c, t.q, t.dW, t.dp0, t.dp1);
+  });
+}
+
+template <typename T>
+Status host_optim_step(const OptimTask<T>& task) {
+  if (task.first_bad == nullptr) return Status::Error(StatusCode::Internal, "optim_step: no result pointer");
+  return guard("optim_step", [&] {
+    int64_t bad = -1;
+    switch (task.kind) {
+      case 0: {
+        const SgdTask<T>& k = task.sgd;
+        bad = drive_optim(task.n, task.commit, [&k](int64_t j, bool c) { return sgd_update(k, j, c); });
+        break;
+      }
+      case 1: {
+        const AdamTask<T>& k = task.adam;
+        bad = drive_optim(task.n, task.commit, [&k](int64_t j, bool c) { return adam_update(k, j, c); });
+        break;
+      }
+      default: {
+        const RmsPropTask<T>& k = task.rmsprop;
+        bad = drive_optim(task.n, task.commit, [&k](int64_t j, bool c) { return rmsprop_update(k, j, c); });
+        break;
+      }
+    }
+    *task.first_bad = bad;
+  });
+}
+
+template <typename T>
+Status host_sum_squares(const SumSquaresTask<T>& task) {
+  if (task.out == nullptr) return Status::Error(StatusCode::Internal, "sum_squares: no result pointer");
+  return guard("sum_squares", [&] {
+    struct Block {
+      const T* x;
+      int64_t b, e;
+    };
+    std::vector<Block> blocks;
+    for (int64_t a = 0; a < task.arrays; ++a)
+      for (int64_t b = 0; b < task.n[a]; b += kNormBlock)
+        blocks.push_back({task.x[a], b, std::min(task.n[a], b + kNormBlock)});
+    std::vector<double> partial(blocks.size(), 0.0);
+    const int64_t nb = static_cast<int64_t>(blocks.size());
+    if (nb > 1) {
+      parallel_for(nb, 1, [&](int64_t b, int64_t e) {
+        for (int64_t j = b; j < e; ++j) partial[j] = sum_squares(blocks[j].x, blocks[j].b, blocks[j].e);
+      });
+    } else if (nb == 1) {
+      partial[0] = sum_squares(blocks[0].x, blocks[0].b, blocks[0].e);
+    }
+    double s = 0;
+    for (double v : partial) s += v;
+    *task.out = s;
+  });
+}
+
+#define BT_HOST_TASK_INSTANTIATE(method, Task)                         \
+  template Status host_##method<float>(const Task<float>& task);      \
+  template Status host_##method<double>(const Task<double>& task);
+BT_EXECUTOR_TASKS(BT_HOST_TASK_INSTANTIATE)
+#undef BT_HOST_TASK_INSTANTIATE
+
+}  // namespace bt
