@@ -435,6 +435,17 @@ export interface NativeBinding {
   info(preference?: string): NativeInfo;
   /** Names of the ops in native code order (must equal lib/graph/ops.ts OP_NAMES). */
   opNames(): string[];
+  /**
+   * The executor task that runs each op, in opNames() order: 'leaf' | 'elementwise' |
+   * 'layout' | 'reduce' | 'softmax' | 'matmul' (native/core/executor.h, op_task).
+   */
+  opTasks(): string[];
+  /**
+   * Process-wide calls so far of each executor task method (elementwise, layout, reduce,
+   * softmax, matmul, axpy, fill, jacobian_read, find_non_finite, drtrl_dense, vec_trace,
+   * pp_input, pp_grad, optim_step, sum_squares), counted by the driver that ran them.
+   */
+  taskCounts(): Record<string, number>;
   memoryStats(): NativeMemoryStats;
   resetPeakMemory(): void;
   /** Validates and loads a plan; `preference` picks the backend like `info`. */

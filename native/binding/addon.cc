@@ -1,10 +1,11 @@
-// Module entry of the braintrace addon: info, opNames, memoryStats,
+// Module entry of the braintrace addon: info, opNames, opTasks, taskCounts, memoryStats,
 // resetPeakMemory, createSession, createOptimizer, benchmarkCopy, benchmarkTraceStep (see
 // types/binding.d.ts for the contract).
 #include <cmath>
 
 #include "binding/binding.h"
 #include "core/bench.h"
+#include "core/executor.h"
 #include "kernels/finite.h"
 
 namespace btnode {
@@ -16,6 +17,8 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
   DefineAddon(exports, {
                            InstanceMethod("info", &Addon::Info),
                            InstanceMethod("opNames", &Addon::OpNames),
+                           InstanceMethod("opTasks", &Addon::OpTasks),
+                           InstanceMethod("taskCounts", &Addon::TaskCounts),
                            InstanceMethod("memoryStats", &Addon::MemoryStats),
                            InstanceMethod("resetPeakMemory", &Addon::ResetPeakMemory),
                            InstanceMethod("createSession", &Addon::CreateSession),
@@ -50,6 +53,26 @@ Napi::Value Addon::OpNames(const Napi::CallbackInfo& info) {
     Napi::Array a = Napi::Array::New(env, bt::kOpCount);
     for (int32_t i = 0; i < bt::kOpCount; ++i) a.Set(static_cast<uint32_t>(i), Napi::String::New(env, bt::kOpNames[i]));
     return a;
+  });
+}
+
+Napi::Value Addon::OpTasks(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    Napi::Array a = Napi::Array::New(env, bt::kOpCount);
+    for (int32_t i = 0; i < bt::kOpCount; ++i)
+      a.Set(static_cast<uint32_t>(i),
+            Napi::String::New(env, bt::task_kind_name(bt::op_task(static_cast<bt::OpCode>(i)))));
+    return a;
+  });
+}
+
+Napi::Value Addon::TaskCounts(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    Napi::Object o = Napi::Object::New(env);
+    for (const auto& c : bt::task_counts()) o.Set(c.first, Napi::Number::New(env, static_cast<double>(c.second)));
+    return o;
   });
 }
 

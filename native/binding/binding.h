@@ -367,6 +367,8 @@ class Addon : public Napi::Addon<Addon> {
  private:
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value OpNames(const Napi::CallbackInfo& info);
+  Napi::Value OpTasks(const Napi::CallbackInfo& info);
+  Napi::Value TaskCounts(const Napi::CallbackInfo& info);
   Napi::Value MemoryStats(const Napi::CallbackInfo& info);
   Napi::Value ResetPeakMemory(const Napi::CallbackInfo& info);
   Napi::Value CreateSession(const Napi::CallbackInfo& info);

@@ -1,7 +1,29 @@
 // The op -> executor task table of the seam (core/executor.h).
 #include "core/executor.h"
 
+#include <atomic>
+
 namespace bt {
+namespace {
+
+std::atomic<uint64_t> g_task_calls[static_cast<int>(TaskId::Count_)];
+
+constexpr const char* kTaskNames[] = {
+#define BT_EXECUTOR_TASK_NAME(method, Task) #method,
+    BT_EXECUTOR_TASKS(BT_EXECUTOR_TASK_NAME)
+#undef BT_EXECUTOR_TASK_NAME
+};
+
+}  // namespace
+
+void count_task(TaskId id) { g_task_calls[static_cast<int>(id)].fetch_add(1, std::memory_order_relaxed); }
+
+std::vector<std::pair<const char*, uint64_t>> task_counts() {
+  std::vector<std::pair<const char*, uint64_t>> out;
+  for (int i = 0; i < static_cast<int>(TaskId::Count_); ++i)
+    out.emplace_back(kTaskNames[i], g_task_calls[i].load(std::memory_order_relaxed));
+  return out;
+}
 
 TaskKind op_task(OpCode op) {
   switch (op) {

@@ -26,6 +26,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <utility>
+#include <vector>
 
 #include "braintrace/api.h"
 #include "kernels/optim.h"
@@ -195,6 +197,19 @@ struct PpGradTask {
 #define BT_EXECUTOR_TASKS(X) \
   X(elementwise, EwTask)     \
   BT_EXECUTOR_NON_EW_TASKS(X)
+
+// Process-wide call counters of the seam, one per task method (relaxed atomics, a few
+// nanoseconds per task, never per element): each driver counts the tasks it is handed, so
+// a test can check that every op family runs through its task. Index order: the task list.
+enum class TaskId : int32_t {
+#define BT_EXECUTOR_TASK_ID(method, Task) method,
+  BT_EXECUTOR_TASKS(BT_EXECUTOR_TASK_ID)
+#undef BT_EXECUTOR_TASK_ID
+  Count_
+};
+void count_task(TaskId id);
+// (task method name, calls so far) for every task, in the order of the task list.
+std::vector<std::pair<const char*, uint64_t>> task_counts();
 
 class Executor {
  public:

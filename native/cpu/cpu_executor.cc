@@ -17,9 +17,15 @@ class CpuExecutor final : public Executor {
   void free(void* p) override { aligned_host_free(p); }
   Status synchronize() override { return Status::Ok(); }
 
-#define BT_CPU_TASK(method, Task)                                                      \
-  Status method(const Task<float>& task) override { return host_##method(task); }     \
-  Status method(const Task<double>& task) override { return host_##method(task); }
+#define BT_CPU_TASK(method, Task)             \
+  Status method(const Task<float>& task) override {  \
+    count_task(TaskId::method);                      \
+    return host_##method(task);                      \
+  }                                                  \
+  Status method(const Task<double>& task) override { \
+    count_task(TaskId::method);                      \
+    return host_##method(task);                      \
+  }
   BT_EXECUTOR_TASKS(BT_CPU_TASK)
 #undef BT_CPU_TASK
 };

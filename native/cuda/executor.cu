@@ -89,13 +89,25 @@ class CudaExecutor final : public Executor {
     return cuda_status(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   }
 
-  Status elementwise(const EwTask<float>& task) override { return launch(task); }
-  Status elementwise(const EwTask<double>& task) override { return launch(task); }
+  Status elementwise(const EwTask<float>& task) override {
+    count_task(TaskId::elementwise);
+    return launch(task);
+  }
+  Status elementwise(const EwTask<double>& task) override {
+    count_task(TaskId::elementwise);
+    return launch(task);
+  }
 
   // The other tasks: the CPU driver over managed memory, once the device is idle.
 #define BT_CUDA_HOST_TASK(method, Task)                                                             \
-  Status method(const Task<float>& task) override { return on_host(task, host_##method<float>); }   \
-  Status method(const Task<double>& task) override { return on_host(task, host_##method<double>); }
+  Status method(const Task<float>& task) override {                                                  \
+    count_task(TaskId::method);                                                                      \
+    return on_host(task, host_##method<float>);                                                      \
+  }                                                                                                  \
+  Status method(const Task<double>& task) override {                                                 \
+    count_task(TaskId::method);                                                                      \
+    return on_host(task, host_##method<double>);                                                     \
+  }
   BT_EXECUTOR_NON_EW_TASKS(BT_CUDA_HOST_TASK)
 #undef BT_CUDA_HOST_TASK
 
