@@ -104,7 +104,13 @@ function fmtTime(s) {
   if (!Number.isFinite(s)) return '-';
   if (s >= 1) return `${s.toFixed(3)} s`;
   if (s >= 1e-3) return `${(s * 1e3).toFixed(3)} ms`;
-  return `${(s * 1e6).toFixed(2)} us`;
+  if (s >= 1e-6) return `${(s * 1e6).toFixed(2)} us`;
+  return `${(s * 1e9).toFixed(1)} ns`;
+}
+
+function fmtRatio(x) {
+  if (!Number.isFinite(x)) return '-';
+  return x >= 1000 ? x.toExponential(1) : x.toFixed(2);
 }
 
 const gemmFlops = (m, n, k) => 2 * m * n * k;
@@ -206,7 +212,7 @@ function buildRows(o) {
         unit: 'step',
         ours: { op: 'traceKernel', B, I, O, S: 1, reps },
         metric: 'best',
-        peers: [{ name: 'torch same 3 ops', engine: 'torch', req: { op: 'traceKernel', B, I, O, reps } }],
+        peers: [{ name: 'torch trace_step', engine: 'torch', req: { op: 'traceKernel', B, I, O, reps } }],
         // The bound: the trace read once and written once (the kernel's bytesMoved).
         model: (r) => ({ flops: 0, bytes: r.bytesMoved, note: 'trace bytes / bandwidth' }),
       });
@@ -448,12 +454,12 @@ async function main(argv) {
   const lines = [];
   for (const r of results) {
     const base = [`${r.label} (per ${r.unit})`, String(r.threads), r.metric, fmtTime(r.seconds)];
-    const tail = [fmtTime(r.model.seconds), r.model.ratio.toFixed(2)];
+    const tail = [fmtTime(r.model.seconds), fmtRatio(r.model.ratio)];
     if (r.peers.length === 0) lines.push([...base, '-', '-', '-', ...tail]);
     r.peers.forEach((p, i) => {
-      const peerCells = p.skipped ? [p.name, 'skipped', '-'] : [p.name, fmtTime(p.seconds), (r.seconds / p.seconds).toFixed(2)];
+      const peerCells = p.skipped ? [p.name, 'skipped', '-'] : [p.name, fmtTime(p.seconds), fmtRatio(r.seconds / p.seconds)];
       lines.push([...(i === 0 ? base : ['', '', '', '']), ...peerCells, ...(i === 0 ? tail : ['', ''])]);
-      if (p.model) lines.push(['', '', '', '', `  (${p.name} itself)`, '', '', fmtTime(p.model.seconds), (p.seconds / p.model.seconds).toFixed(2)]);
+      if (p.model) lines.push(['', '', '', '', `  (${p.name} itself)`, '', '', fmtTime(p.model.seconds), fmtRatio(p.seconds / p.model.seconds)]);
     });
   }
   const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));

@@ -4,6 +4,8 @@
 // achieved bandwidth of the D_RTRL trace step next to a STREAM-like copy measured in
 // the same run. Prints a table and writes bench-results/bench.json.
 // Run: npm run bench   (builds the TypeScript first). Options: --quick (T up to 200).
+// `npm run bench -- --compare [...]` runs the comparison with PyTorch and OpenBLAS instead
+// (scripts/bench-compare.js; its options are listed there and in docs/benchmarks.md).
 'use strict';
 const fs = require('fs');
 const path = require('path');

@@ -113,6 +113,20 @@ def op_gru_bptt(req):
     return timed(reps, 1, cached(("gru", B, I, H, O, T), build))
 
 
+def trace_step(eps, D, x, df, g, dW):
+    """eps <- D * eps + x (x) df (B, I, H), then dW += sum_b g * eps: the D_RTRL weight trace step.
+
+    The fastest eager form found here (1 thread, B 64, I = H = 256): mul_ + addcmul(out=eps) for
+    the update (0.74 ms, against 0.96 ms for mul_ + baddbmm_), and one addcmul_ per sample for
+    the contraction (1.3 ms: each eps[b] slab is read once and dW stays in cache; against 3.0 ms
+    for mul + sum(0) and 27 ms for einsum, which copies eps into a permuted layout). Blocking the
+    update and the contraction per sample (so each slab is read from memory once) measured the same.
+    """
+    torch.addcmul(eps.mul_(D.unsqueeze(1)), x.unsqueeze(2), df.unsqueeze(1), out=eps)
+    for b in range(eps.shape[0]):
+        dW.addcmul_(eps[b], g[b])
+
+
 class DrtrlDiag:
     """The hand-tuned D_RTRL loop on DiagRNN (see the module docstring); state and traces carry."""
 
@@ -120,11 +134,11 @@ class DrtrlDiag:
         self.W, self.b, self.wd, self.ro = W, b, wd, ro
         B, (I, H), O = h0.shape[0], W.shape, ro.shape[1]
         kw = {"dtype": W.dtype}
-        self.h = h0.clone()
+        self.hbuf = [h0.clone(), torch.empty_like(h0)]  # h and h' (swapped every step)
+        self.cur = 0
         self.epsW = torch.zeros(B, I, H, **kw)
         self.epsb = torch.zeros(B, H, **kw)
         self.epswd = torch.zeros(B, H, **kw)
-        self.tmp = torch.empty(B, I, H, **kw)
         self.pre = torch.empty(B, H, **kw)
         self.df = torch.empty(B, H, **kw)
         self.D = torch.empty(B, H, **kw)
@@ -142,19 +156,18 @@ class DrtrlDiag:
 
     def steps(self, xs, ys):
         W, b, wd, ro = self.W, self.b, self.wd, self.ro
-        epsW, epsb, epswd, tmp, pre, df, D, dfh, y, g = (
-            self.epsW, self.epsb, self.epswd, self.tmp, self.pre, self.df, self.D, self.dfh, self.y, self.g)
+        epsW, epsb, epswd, pre, df, D, dfh, y, g = (
+            self.epsW, self.epsb, self.epswd, self.pre, self.df, self.D, self.dfh, self.y, self.g)
         loss = 0.0
         for t in range(xs.shape[0]):
-            x, hp = xs[t], self.h
+            x, hp, h = xs[t], self.hbuf[self.cur], self.hbuf[1 - self.cur]
             torch.addmm(b, x, W, out=pre)          # x W + b
             pre.addcmul_(wd, hp)                    # + wd * h
-            h = torch.tanh(pre)
+            torch.tanh(pre, out=h)
             torch.mul(h, h, out=df)
             df.neg_().add_(1.0)                     # df = 1 - h'^2
             torch.mul(df, wd, out=D)                # D = diag(dh'/dh)
             torch.mul(df, hp, out=dfh)              # dh'/dwd
-            epsW.mul_(D.unsqueeze(1)).baddbmm_(x.unsqueeze(2), df.unsqueeze(1))  # D eps + x (x) df
             epsb.mul_(D).add_(df)
             epswd.mul_(D).add_(dfh)
             torch.mm(h, ro, out=y)
@@ -162,12 +175,11 @@ class DrtrlDiag:
             loss += float(y.square().sum()) / y.numel()
             y.mul_(self.scale)                      # dloss/dy
             torch.mm(y, ro.t(), out=g)              # learning signal dloss/dh'
-            torch.mul(epsW, g.unsqueeze(1), out=tmp)
-            self.dW.add_(tmp.sum(0))                # sum_b g * eps_W
+            trace_step(epsW, D, x, df, g, self.dW)  # eps_W <- D eps_W + x (x) df; dW += sum_b g eps_W
             self.db.add_((g * epsb).sum(0))
             self.dwd.add_((g * epswd).sum(0))
             self.dro.addmm_(h.t(), y)
-            self.h = h
+            self.cur = 1 - self.cur
         return loss
 
 
@@ -190,22 +202,16 @@ def op_drtrl_diag(req):
 
 
 def op_trace_kernel(req):
-    """The trace part of the loop alone: eps <- D eps + x (x) df, then sum_b g * eps (3 passes)."""
+    """The trace step of the loop alone (trace_step), on the synthetic values of benchmarkTraceStep."""
     B, I, O, reps = req["B"], req["I"], req["O"], req["reps"]
 
     def build():
         eps = torch.full((B, I, O), 0.01)
-        tmp = torch.empty(B, I, O)
         D, df, g = torch.full((B, O), 0.9), torch.full((B, O), 0.5), torch.full((B, O), 0.125)
         x = torch.full((B, I), 0.25)
         dW = torch.zeros(I, O)
 
-        def run():
-            eps.mul_(D.unsqueeze(1)).baddbmm_(x.unsqueeze(2), df.unsqueeze(1))
-            torch.mul(eps, g.unsqueeze(1), out=tmp)
-            dW.add_(tmp.sum(0))
-
-        return run
+        return lambda: trace_step(eps, D, x, df, g, dW)
 
     # The best of reps, as braintrace's benchmarkTraceStep reports.
     fn = cached(("trace", B, I, O), build)
