@@ -35,7 +35,7 @@ const os = require('os');
 const path = require('path');
 const { spawnSync } = require('child_process');
 const { JsonChild } = require('./lib/line-child');
-const { buildOpenblasGemm, OpenblasGemm } = require('./lib/openblas-runner');
+const { buildOpenblasGemm, removeOpenblasGemm, OpenblasGemm } = require('./lib/openblas-runner');
 
 const PYTHON = '/usr/bin/python3';
 const CASES = ['gemm', 'gru', 'drtrl', 'trace', 'lif3', 'tiny'];
@@ -298,7 +298,10 @@ async function main(argv) {
   if (o.openblas) {
     const b = buildOpenblasGemm();
     if (b.skip) skipped.openblas = b.skip;
-    else openblasBinary = b.binary;
+    else {
+      openblasBinary = b.binary;
+      process.once('exit', () => removeOpenblasGemm(b.binary)); // also when a worker fails mid-run
+    }
   } else skipped.openblas = 'disabled with --no-openblas';
 
   // One worker per (engine, thread count). torch also gets OPENBLAS_NUM_THREADS / OMP_NUM_THREADS
@@ -323,7 +326,7 @@ async function main(argv) {
       if (workers[`openblas:${t}`]) versions[`openblas:${t}`] = await workers[`openblas:${t}`].start();
     }
   } catch (e) {
-    await Promise.all(Object.values(workers).map((w) => (w.close ? w.close() : null)));
+    await Promise.all(Object.values(workers).map((w) => w.close()));
     throw e;
   }
 
@@ -405,6 +408,7 @@ async function main(argv) {
     process.stdout.write(`  round ${round + 1}/${o.rounds} done (${((Date.now() - started) / 1000).toFixed(0)} s)\n`);
   }
   await Promise.all(Object.values(workers).map((w) => w.close()));
+  if (openblasBinary) removeOpenblasGemm(openblasBinary);
 
   // Rates of the cost model, per thread count.
   const rates = {};

@@ -23,9 +23,15 @@ function buildOpenblasGemm() {
     execFileSync(cc, ['-O2', SOURCE, '-o', binary, '-lopenblas'], { stdio: 'pipe' });
     return { binary };
   } catch (e) {
+    fs.rmSync(dir, { recursive: true, force: true });
     const msg = String((e.stderr && e.stderr.toString()) || e.message).trim().split('\n').find((l) => /error|not found/i.test(l));
     return { skip: `OpenBLAS not available (\`${cc} -O2 openblas_gemm.c -lopenblas\` failed: ${msg || e.message})` };
   }
+}
+
+/** Removes the temporary directory of a binary built by buildOpenblasGemm. */
+function removeOpenblasGemm(binary) {
+  fs.rmSync(path.dirname(binary), { recursive: true, force: true });
 }
 
 /** A running SGEMM timer with `threads` OpenBLAS threads. */
@@ -50,4 +56,4 @@ class OpenblasGemm {
   }
 }
 
-module.exports = { buildOpenblasGemm, OpenblasGemm };
+module.exports = { buildOpenblasGemm, removeOpenblasGemm, OpenblasGemm };
