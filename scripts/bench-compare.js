@@ -292,10 +292,12 @@ async function main(argv) {
     OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? null,
   };
   const skipped = {};
-  const torchWhy = o.torch ? torchAvailable() : 'disabled with --no-torch';
+  const uses = (engine) => rows.some((r) => r.peers.some((p) => p.engine === engine));
+  const torchWhy = !o.torch ? 'disabled with --no-torch' : !uses('torch') && !o.verify ? 'no selected case uses it' : torchAvailable();
   if (torchWhy) skipped.torch = torchWhy;
   let openblasBinary = null;
-  if (o.openblas) {
+  if (!uses('openblas')) skipped.openblas = 'no selected case uses it';
+  else if (o.openblas) {
     const b = buildOpenblasGemm();
     if (b.skip) skipped.openblas = b.skip;
     else {
