@@ -4,11 +4,24 @@
 // achieved bandwidth of the D_RTRL trace step next to a STREAM-like copy measured in
 // the same run. Prints a table and writes bench-results/bench.json.
 // Run: npm run bench   (builds the TypeScript first). Options: --quick (T up to 200).
+// `npm run bench -- --compare [...]` runs the comparison with PyTorch and OpenBLAS instead
+// (scripts/bench-compare.js; its options are listed there and in docs/benchmarks.md).
 'use strict';
 const fs = require('fs');
 const path = require('path');
 const bt = require('..');
 const { loadBinding } = require('../dist/runtime/native');
+
+if (process.argv.includes('--compare')) {
+  // `npm run bench -- --compare`: braintrace next to PyTorch and OpenBLAS (scripts/bench-compare.js).
+  require('./bench-compare').main(process.argv.slice(2)).catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+  return;
+}
+
+const { LIF3: LIF3Model, GRU: GRUModel, randomArray } = require('./lib/bench-models');
 
 const quick = process.argv.includes('--quick');
 const Ts = quick ? [50, 100, 200] : [50, 100, 200, 400, 1000];
@@ -16,65 +29,8 @@ const B = 16;
 const IN = 32;
 const H = 64;
 
-class LIFLayer extends bt.Module {
-  constructor(nIn, n) {
-    super();
-    this.w = new bt.ParamState(bt.init.kaimingNormal(), [nIn, n]);
-    this.i = new bt.HiddenState([n]);
-    this.v = new bt.HiddenState([n]);
-  }
-  step(x) {
-    const s = bt.spike(bt.sub(this.v.value, 1), bt.surrogate.arctan());
-    const iNew = bt.add(bt.mul(this.i.value, 0.8), bt.matmul(x, this.w));
-    this.i.value = iNew;
-    this.v.value = bt.sub(bt.add(bt.mul(this.v.value, 0.9), bt.mul(iNew, 0.5)), s);
-    return bt.spike(bt.sub(this.v.value, 1), bt.surrogate.arctan());
-  }
-}
-
-class LIF3 extends bt.Module {
-  constructor() {
-    super();
-    this.layers = [new LIFLayer(IN, H), new LIFLayer(H, H), new LIFLayer(H, H)];
-    this.ro = new bt.ParamState(bt.init.xavierNormal(), [H, 4]);
-  }
-  update(x) {
-    let s = x;
-    for (const l of this.layers) s = l.step(s);
-    return bt.matmul(this.layers[2].v.value, this.ro.value);
-  }
-}
-
-class GRU extends bt.Module {
-  constructor() {
-    super();
-    this.wz = new bt.ParamState(bt.init.xavierNormal(), [IN + H, H]);
-    this.wr = new bt.ParamState(bt.init.xavierNormal(), [IN + H, H]);
-    this.wh = new bt.ParamState(bt.init.xavierNormal(), [IN + H, H]);
-    this.ro = new bt.ParamState(bt.init.xavierNormal(), [H, 4]);
-    this.h = new bt.HiddenState([H]);
-  }
-  update(x) {
-    const h = this.h.value;
-    const xh = bt.concat([x, h], -1);
-    const z = bt.sigmoid(bt.matmul(xh, this.wz));
-    const r = bt.sigmoid(bt.matmul(xh, this.wr));
-    const c = bt.tanh(bt.matmul(bt.concat([x, bt.mul(r, h)], -1), this.wh));
-    this.h.value = bt.add(bt.mul(bt.sub(1, z), h), bt.mul(z, c));
-    return bt.matmul(this.h.value, this.ro.value);
-  }
-}
-
 function randomSeq(T, width, seed) {
-  let a = seed >>> 0;
-  const rnd = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return { data: Float32Array.from({ length: T * B * width }, () => rnd() * 1.5), shape: [T, B, width], dtype: 'float32' };
+  return { data: randomArray(T * B * width, seed, 1.5), shape: [T, B, width], dtype: 'float32' };
 }
 
 async function measure(make, algo, opts, T) {
@@ -142,8 +98,8 @@ async function traceBandwidth() {
 async function main() {
   const info = bt.info();
   const models = [
-    ['lif3', () => new LIF3()],
-    ['gru', () => new GRU()],
+    ['lif3', () => new LIF3Model(IN, H)],
+    ['gru', () => new GRUModel(IN, H)],
   ];
   const algos = [
     ['BPTT', bt.BPTT, {}],
