@@ -498,12 +498,10 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
     return Status::Ok();
   }
 
-  // Multi-step windows of k steps: a k-step tape (freed at the end of the call).
+  // Multi-step windows of k steps: the first k blocks of the tape arena (kept across calls).
   const int64_t k = a.chunk;
-  DeviceBuffer tape;
-  BT_RETURN_IF_ERROR(tape.allocate_values(ex_.get(), {step_total_, k}, sizeof(T),
-                                   "the window tape"));
-  auto block_at = [&](int64_t j) { return tape.as<T>() + j * step_total_; };
+  BT_RETURN_IF_ERROR(ensure_tape(k, "the window tape"));
+  auto block_at = [&](int64_t j) { return tape_.as<T>() + j * step_total_; };
   T* cur = on_state_.as<T>();
   T* carry = on_carry_.as<T>();
   for (size_t s = 0; s < ns; ++s)
@@ -608,7 +606,7 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
       std::memcpy(cur + soff_[s], new_state_ptr(s, block_at(k - 1)), nbytes(plan_.state_nodes[s]));
   }
   keep_states();
-  // vp_ still points at the last window's last step (the tape lives until the return).
+  // vp_ still points at the last window's last step (in the tape arena).
   BT_RETURN_IF_ERROR(online_pullback(&out->param_grads));
   BT_RETURN_IF_ERROR(stop(check_online_grads(out->param_grads, steps - 1), steps));
   return Status::Ok();

@@ -120,12 +120,16 @@ double global_norm(const std::vector<const void*>& grads, const std::vector<int6
   }
   std::vector<double> partial(blocks.size(), 0.0);
   const int64_t nb = static_cast<int64_t>(blocks.size());
-  if (nb > 1) {
+  int64_t total = 0;
+  for (int64_t n : sizes) total += n;
+  // Less than one block of work in all (many tiny tensors): the pool's wake-up would cost
+  // more than the sums; the same partials, summed in the same order, on this thread.
+  if (nb > 1 && total > kNormBlock) {
     parallel_for(nb, 1, [&](int64_t b, int64_t e) {
       for (int64_t j = b; j < e; ++j) partial[j] = sum_squares(blocks[j].g, blocks[j].b, blocks[j].e);
     });
-  } else if (nb == 1) {
-    partial[0] = sum_squares(blocks[0].g, blocks[0].b, blocks[0].e);
+  } else {
+    for (int64_t j = 0; j < nb; ++j) partial[j] = sum_squares(blocks[j].g, blocks[j].b, blocks[j].e);
   }
   double s = 0;
   for (double p : partial) s += p;

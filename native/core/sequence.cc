@@ -140,11 +140,9 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
     return st;
   };
 
-  // BPTT: forward over all steps into a tape (one allocation), then a reverse sweep.
-  DeviceBuffer tape;
-  BT_RETURN_IF_ERROR(tape.allocate_values(ex_.get(), {step_total_, steps}, sizeof(T),
-                                   "the BPTT tape"));
-  auto block_at = [&](int64_t t) { return tape.as<T>() + t * step_total_; };
+  // BPTT: forward over all steps into the tape arena (reused across calls), then a reverse sweep.
+  BT_RETURN_IF_ERROR(ensure_tape(steps, "the BPTT tape"));
+  auto block_at = [&](int64_t t) { return tape_.as<T>() + t * step_total_; };
   for (int64_t t = 0; t < steps; ++t) {
     T* block = block_at(t);
     for (size_t s = 0; s < ns; ++s) {
@@ -165,8 +163,8 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
     std::memcpy(stage + soff_[s], new_state_ptr(s, block_at(steps - 1)), nbytes(plan_.state_nodes[s]));
 
   BT_RETURN_IF_ERROR(ensure(ct_, all_total_, "cotangents"));
-  DeviceBuffer carry;
-  BT_RETURN_IF_ERROR(carry.allocate_values(ex_.get(), {state_total_}, sizeof(T), "state cotangents"));
+  BT_RETURN_IF_ERROR(ensure(carry_, state_total_, "state cotangents"));
+  DeviceBuffer& carry = carry_;
   std::vector<char> has_carry(ns, 0);
   for (int i = 0; i < n_; ++i) cp_[i] = ct_.as<T>() + aoff_[i];
   has_c_.assign(n_, 0);

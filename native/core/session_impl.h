@@ -12,7 +12,12 @@
 // Memory layout (allocated once per session, not per step):
 //   persist   values of Param and Const nodes (params copied in at each call)
 //   step      values of every other node for one step; run_sequence with gradients
-//             uses a tape of T step blocks instead (one allocation per call)
+//             (and run_online's windows) use the tape arena instead
+//   tape      the tape arena: T step blocks of step_total_ values (every non-persistent
+//             node's value at every step; see ensure_tape). Kept by the session across
+//             calls and grown when a call needs more steps than it holds, so repeated
+//             calls of the same T allocate nothing; freed with the session (dispose),
+//             counted in memory_stats() like every other buffer.
 //   tangents / cotangents: one slot per node (all nodes), allocated on first use.
 // A node's tangent or cotangent is "absent" (zero, skipped) until something writes it;
 // cotangent blocks are zeroed lazily on first accumulation.
@@ -329,6 +334,20 @@ class SessionImpl final : public Session {
     if (b.as<T>() != nullptr) return Status::Ok();
     return b.allocate_values(ex_.get(), {count}, sizeof(T), what);
   }
+  // The tape arena holding at least `steps` step blocks (block t at tape_.as<T>() + t *
+  // step_total_). Reused as is when it is large enough; otherwise the old one is freed
+  // first (after every task that may read it) and one of exactly `steps` blocks allocated,
+  // so the arena grows to the longest sequence the session has run and never shrinks.
+  // `what` names the tape in errors ("the BPTT tape", "the window tape").
+  Status ensure_tape(int64_t steps, const char* what) {
+    int64_t count = 0;
+    BT_RETURN_IF_ERROR(checked_values(StatusCode::InvalidArgument, std::string("allocating ") + what,
+                                      {step_total_, steps}, sizeof(T), &count));
+    if (tape_.as<T>() != nullptr && tape_.bytes() >= static_cast<size_t>(count) * sizeof(T)) return Status::Ok();
+    BT_RETURN_IF_ERROR(sync());
+    tape_.reset();
+    return tape_.allocate_values(ex_.get(), {step_total_, steps}, sizeof(T), what);
+  }
   // Cotangent of node j for accumulation, zeroed on first use.
   Status ctw(int j, T** out) {
     if (!has_c_[j]) {
@@ -522,6 +541,8 @@ class SessionImpl final : public Session {
   std::vector<EwAttrs> attrs_;
   std::vector<char> dep_any_, dep_ps_;  // depends on a non-Const leaf / on a Param or State
   DeviceBuffer pers_, step_, tan_, ct_, stage_;
+  DeviceBuffer tape_;       // the tape arena (ensure_tape)
+  DeviceBuffer carry_;      // BPTT state cotangents (state_total_ values, allocated on first use)
   std::vector<DeviceBuffer> param_store_, state_store_;
   std::vector<T*> vp_, tp_, cp_, gin_;
   std::vector<const T*> tview_;
