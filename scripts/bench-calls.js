@@ -7,7 +7,7 @@
 //   learner.etraceGrad(xs, ys) (T 1)      one online gradient step, no update
 //   etraceGrad of T 1000 / 1000           the same step inside one long call
 //   GRU BPTT etraceGrad, T 100            one call (forward + reverse)
-// Median of rounds; each round times `n` calls back to back.
+// Wall and process CPU time per call, medians of rounds; each round times `n` calls back to back.
 // Run: node scripts/bench-calls.js [--quick] [--json out.json]   (after npm run build:ts).
 // Compare two builds interleaved: BRAINTRACE_ADDON=/abs/old/braintrace.node node scripts/bench-calls.js
 // (scripts/bench-calls-compare.sh runs both builds alternately).
@@ -67,28 +67,26 @@ function filled(n, seed) {
 
 const median = (v) => v.slice().sort((a, b) => a - b)[v.length >> 1];
 
-/** Median over ROUNDS of the mean us per call of `n` back-to-back calls of `fn` (may be async). */
-async function perCall(n, fn) {
-  for (let i = 0; i < Math.min(n, 50); i++) await fn(); // warm-up
-  const r = [];
+/**
+ * Per-call cost of `n` back-to-back calls of `fn` (awaited when async): the median over
+ * ROUNDS of the wall time and of the process CPU time (user + system, all threads) per call.
+ * On a loaded machine the CPU time is the steadier number; the wall time includes waits.
+ */
+async function perCall(n, fn, sync = false) {
+  for (let i = 0; i < Math.min(n, 50); i++) (sync ? fn() : await fn()); // warm-up
+  const wall = [], cpu = [];
   for (let k = 0; k < ROUNDS; k++) {
+    const c0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
-    for (let i = 0; i < n; i++) await fn();
-    r.push(Number(process.hrtime.bigint() - t0) / 1e3 / n);
+    if (sync) for (let i = 0; i < n; i++) fn();
+    else for (let i = 0; i < n; i++) await fn();
+    wall.push(Number(process.hrtime.bigint() - t0) / 1e3 / n);
+    const c = process.cpuUsage(c0);
+    cpu.push((c.user + c.system) / n);
   }
-  return median(r);
+  return { wall: median(wall), cpu: median(cpu) };
 }
-/** The same for a synchronous fn (no await between calls). */
-function perCallSync(n, fn) {
-  for (let i = 0; i < Math.min(n, 50); i++) fn();
-  const r = [];
-  for (let k = 0; k < ROUNDS; k++) {
-    const t0 = process.hrtime.bigint();
-    for (let i = 0; i < n; i++) fn();
-    r.push(Number(process.hrtime.bigint() - t0) / 1e3 / n);
-  }
-  return median(r);
-}
+const perCallSync = (n, fn) => perCall(n, fn, true);
 
 async function tiny() {
   const I = 2, H = 4, B = 1, T = 1000;
@@ -101,17 +99,18 @@ async function tiny() {
   const ysT = { data: filled(T * B, 4), shape: [T, B, 1], dtype: 'float32' };
   {
     const l = bt.compile(new DiagRNN(I, H), bt.D_RTRL, { inputShape: [I], batchSize: B });
-    out['update (D_RTRL learner), us/call'] = perCallSync(2000, () => l.update(x));
+    out['update (D_RTRL learner), us/call'] = await perCallSync(2000, () => l.update(x));
     const optimizer = new bt.optim.SGD({ lr: 1e-3 });
     out['step (D_RTRL + SGD), us/call'] = await perCall(1000, () => l.step(x, y, { optimizer, output: true }));
     out['etraceGrad T 1 (D_RTRL), us/call'] = await perCall(1000, () => l.etraceGrad(xs1, ys1));
-    out['etraceGrad T 1000 (D_RTRL), us/step'] = (await perCall(3, () => l.etraceGrad(xsT, ysT))) / T;
+    const long = await perCall(3, () => l.etraceGrad(xsT, ysT));
+    out['etraceGrad T 1000 (D_RTRL), us/step'] = { wall: long.wall / T, cpu: long.cpu / T };
     optimizer.dispose();
     l.dispose();
   }
   {
     const l = bt.compile(new DiagRNN(I, H), bt.BPTT, { inputShape: [I], batchSize: B });
-    out['update (BPTT learner), us/call'] = perCallSync(2000, () => l.update(x));
+    out['update (BPTT learner), us/call'] = await perCallSync(2000, () => l.update(x));
     const optimizer = new bt.optim.SGD({ lr: 1e-3 });
     out['step (BPTT T 1 + SGD), us/call'] = await perCall(1000, () => l.step(x, y, { optimizer, output: true }));
     out['etraceGrad T 1 (BPTT), us/call'] = await perCall(1000, () => l.etraceGrad(xs1, ys1));
@@ -129,14 +128,17 @@ async function gru() {
   const ys = { data: filled(T * B * 4, 6), shape: [T, B, 4], dtype: 'float32' };
   await l.etraceGrad(xs, ys);
   const live0 = loadBinding().memoryStats().liveBytes;
-  const r = [];
+  const wall = [], cpu = [];
   for (let k = 0; k < (quick ? 3 : 5); k++) {
     l.resetState();
+    const c0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
     await l.etraceGrad(xs, ys);
-    r.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    wall.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    const c = process.cpuUsage(c0);
+    cpu.push((c.user + c.system) / 1e3);
   }
-  out[`GRU BPTT B ${B} I ${I} H ${H} T ${T}, ms/call`] = median(r);
+  out[`GRU BPTT B ${B} I ${I} H ${H} T ${T}, ms/call`] = { wall: median(wall), cpu: median(cpu) };
   out['GRU BPTT: native bytes kept between calls, MiB'] = live0 / 2 ** 20;
   l.dispose();
   out['GRU BPTT: native bytes after dispose, MiB'] = loadBinding().memoryStats().liveBytes / 2 ** 20;
@@ -145,7 +147,11 @@ async function gru() {
 
 async function main() {
   const res = { addon: process.env.BRAINTRACE_ADDON ?? '(default)', ...(await tiny()), ...(await gru()) };
-  for (const [k, v] of Object.entries(res)) console.log(`${k.padEnd(52)} ${typeof v === 'number' ? v.toFixed(2) : v}`);
+  console.log(`${'case'.padEnd(52)} ${'wall'.padStart(9)} ${'cpu'.padStart(9)}`);
+  for (const [k, v] of Object.entries(res)) {
+    const cell = (x) => x.toFixed(2).padStart(9);
+    console.log(`${k.padEnd(52)} ${typeof v === 'object' ? `${cell(v.wall)} ${cell(v.cpu)}` : typeof v === 'number' ? cell(v) : v}`);
+  }
   if (jsonAt > 0) require('fs').writeFileSync(process.argv[jsonAt + 1], JSON.stringify(res, null, 1));
 }
 
