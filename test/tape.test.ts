@@ -1,9 +1,11 @@
 /**
  * The tape arena and small synchronous calls (issue 9, item 5).
  *
- * - A session keeps its BPTT tape (and run_online's window tape) between calls: repeated
- *   calls of the same T allocate nothing (memoryStats flat), a longer T grows the arena by
- *   exactly the extra step blocks, a shorter one reuses it, and dispose frees it.
+ * - A session keeps its BPTT tape between calls: repeated calls of the same T allocate
+ *   nothing (memoryStats flat), a longer T grows the arena by exactly the extra step blocks,
+ *   a shorter one reuses it, and dispose frees it. run_online's window tape stays per call.
+ * - BPTT tapes only what it cannot cheaply recompute: a step block on the tape is smaller
+ *   than all of the step's values.
  * - Results are bit-identical across repeated calls on the reused arena, to a fresh
  *   session's, and between the synchronous path small calls take and the async worker.
  * - Small calls that run synchronously still return Promises that settle in queue order,
@@ -59,6 +61,29 @@ describe('BPTT tape arena', () => {
     expect(block20).toBeGreaterThan(0);
     await grad(80);
     expect(live() - at40).toBe(2 * block20); // 40 more: linear in the extra steps
+    // One tape block holds the taped nodes only (native/core/session_impl.h): cheap
+    // element-wise nodes of taped inputs are recomputed, a state's new value is taped.
+    const entry = [...(l as unknown as { sessions: Map<string, { traced: { graph: bt.Graph } }> }).sessions.entries()].find(
+      ([k]) => k !== '',
+    )![1];
+    const { nodes, outputs } = entry.traced.graph;
+    const cheap = new Set(['Neg', 'Square', 'Abs', 'Relu', 'LeakyRelu', 'Clamp', 'Spike', 'StopGradient', 'EtpElementWise',
+      'Add', 'Sub', 'Mul', 'Minimum', 'Maximum', 'Less', 'LessEqual', 'Greater', 'GreaterEqual', 'Equal', 'NotEqual', 'Where']);
+    const stateNew = new Set(outputs.filter((o) => o.kind === 'stateNew').map((o) => o.nodeId));
+    const persistent = (op: string) => op === 'Param' || op === 'Const';
+    const taped = new Array<boolean>(nodes.length).fill(false);
+    let all = 0;
+    let tapedValues = 0;
+    for (const n of nodes) {
+      if (persistent(n.op)) continue;
+      const size = n.shape.reduce((a, d) => a * d, 1);
+      all += size;
+      const recompute = cheap.has(n.op) && !stateNew.has(n.id) && n.inputs.every((j) => persistent(nodes[j].op) || taped[j]);
+      taped[n.id] = !recompute;
+      if (!recompute) tapedValues += size;
+    }
+    expect(tapedValues).toBeLessThan(all);
+    expect(block20).toBe(20 * 8 * tapedValues);
     const at80 = live();
     await grad(30); // shorter: reuses the arena, never shrinks
     await grad(5);
@@ -73,7 +98,7 @@ describe('BPTT tape arena', () => {
     expect(live()).toBe(before);
   });
 
-  test('online windows reuse the arena too (chunkSize k)', async () => {
+  test('online windows keep no tape between calls (chunkSize k), with identical results', async () => {
     const before = live();
     const l = make(bt.D_RTRL, { vjpMethod: 'multi-step' }) as bt.OnlineLearner;
     const xs = seq(12, I, 31);
@@ -84,7 +109,7 @@ describe('BPTT tape arena', () => {
       await l.etraceGrad(xs, ys, { chunkSize: 4 });
       expect(live()).toBe(after);
     }
-    await l.etraceGrad(xs, ys, { chunkSize: 2 }); // fewer blocks: reused
+    await l.etraceGrad(xs, ys, { chunkSize: 2 });
     expect(live()).toBe(after);
     // The same window gradients from the same states and traces on a fresh learner.
     const fresh = make(bt.D_RTRL, { vjpMethod: 'multi-step' }) as bt.OnlineLearner;

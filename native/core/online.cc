@@ -498,10 +498,14 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
     return Status::Ok();
   }
 
-  // Multi-step windows of k steps: the first k blocks of the tape arena (kept across calls).
+  // Multi-step windows of k steps: a k-step tape of full step blocks, freed at the end of the
+  // call (not the session's tape arena: between calls an online session holds only what
+  // configure_online allocated).
   const int64_t k = a.chunk;
-  BT_RETURN_IF_ERROR(ensure_tape(k, "the window tape"));
-  auto block_at = [&](int64_t j) { return tape_.as<T>() + j * step_total_; };
+  DeviceBuffer tape;
+  BT_RETURN_IF_ERROR(tape.allocate_values(ex_.get(), {step_total_, k}, sizeof(T),
+                                   "the window tape"));
+  auto block_at = [&](int64_t j) { return tape.as<T>() + j * step_total_; };
   T* cur = on_state_.as<T>();
   T* carry = on_carry_.as<T>();
   for (size_t s = 0; s < ns; ++s)
@@ -606,7 +610,7 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
       std::memcpy(cur + soff_[s], new_state_ptr(s, block_at(k - 1)), nbytes(plan_.state_nodes[s]));
   }
   keep_states();
-  // vp_ still points at the last window's last step (in the tape arena).
+  // vp_ still points at the last window's last step (the tape lives until the return).
   BT_RETURN_IF_ERROR(online_pullback(&out->param_grads));
   BT_RETURN_IF_ERROR(stop(check_online_grads(out->param_grads, steps - 1), steps));
   return Status::Ok();

@@ -40,6 +40,29 @@ Status SessionImpl<T>::init() {
       dep_ps_[i] = dep_ps_[i] || dep_ps_[j];
     }
   }
+  // BPTT's compact tape: which nodes are taped (tape_recomputable and the layout comment).
+  {
+    std::vector<char> state_new(n_, 0);
+    for (size_t s = 0; s < plan_.state_nodes.size(); ++s) {
+      const int e = plan_.state_new_entry[s];
+      if (e >= 0) state_new[plan_.outputs[e].node] = 1;
+    }
+    toff_.assign(n_, -1);
+    tape_total_ = 0;
+    tape_recompute_.clear();
+    for (int i = 0; i < n_; ++i) {
+      const PlanNode& n = plan_.nodes[i];
+      if (persist_[i]) continue;
+      bool recompute = !is_leaf(n.op) && ew_arity(n.op) > 0 && tape_recomputable(n.op) && !state_new[i];
+      for (int j : n.inputs) recompute = recompute && (persist_[j] || toff_[j] >= 0);
+      if (recompute) {
+        tape_recompute_.push_back(i);
+        continue;
+      }
+      toff_[i] = tape_total_;
+      tape_total_ += n.numel;  // <= step_total_, a checked sum above
+    }
+  }
   soff_.assign(plan_.state_nodes.size(), 0);
   for (size_t s = 0; s < plan_.state_nodes.size(); ++s) {
     soff_[s] = state_total_;
