@@ -47,14 +47,29 @@ Status SessionImpl<T>::init() {
       const int e = plan_.state_new_entry[s];
       if (e >= 0) state_new[plan_.outputs[e].node] = 1;
     }
+    std::vector<char> needed(n_, 0), recomputed(n_, 0);
+    for (int i = 0; i < n_; ++i) tape_needed(plan_.nodes[i], i, &needed);
+    // A needed cheap value is worth recomputing when the inputs that would have to be kept
+    // for it (those no VJP reads) hold no more values than it does: keep them instead.
+    // Consumers come later in plan order, so this runs backwards.
+    for (int i = n_ - 1; i >= 0; --i) {
+      const PlanNode& n = plan_.nodes[i];
+      if (persist_[i] || !needed[i] || state_new[i] || !tape_recomputable(n.op)) continue;
+      int64_t extra = 0;
+      for (int j : n.inputs)
+        if (!persist_[j] && !needed[j]) extra += numel(j);  // <= step_total_ each
+      if (extra <= n.numel)
+        for (int j : n.inputs) needed[j] = 1;
+    }
     toff_.assign(n_, -1);
     tape_total_ = 0;
     tape_recompute_.clear();
     for (int i = 0; i < n_; ++i) {
       const PlanNode& n = plan_.nodes[i];
-      if (persist_[i]) continue;
-      bool recompute = !is_leaf(n.op) && ew_arity(n.op) > 0 && tape_recomputable(n.op) && !state_new[i];
-      for (int j : n.inputs) recompute = recompute && (persist_[j] || toff_[j] >= 0);
+      if (persist_[i] || (!needed[i] && !state_new[i])) continue;  // persistent, or read by no VJP
+      bool recompute = tape_recomputable(n.op) && !state_new[i];
+      for (int j : n.inputs) recompute = recompute && (persist_[j] || toff_[j] >= 0 || recomputed[j]);
+      recomputed[i] = recompute ? 1 : 0;
       if (recompute) {
         tape_recompute_.push_back(i);
         continue;

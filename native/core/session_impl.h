@@ -17,16 +17,29 @@
 //             when a call needs more than it holds, so repeated calls of the same T
 //             allocate nothing; freed with the session (dispose), counted in
 //             memory_stats() like every other buffer. BPTT keeps T compact blocks of
-//             tape_total_ values (tape_ptr): the values of the "taped" nodes only. A
-//             non-leaf node is NOT taped, and is recomputed from its inputs by the reverse
-//             sweep (into the step block, before the step's VJPs), when its op is a cheap
-//             element-wise one (tape_recomputable: Neg, Square, Abs, Relu, LeakyRelu,
-//             Clamp, Spike, StopGradient, EtpElementWise, Add, Sub, Mul, Minimum, Maximum,
-//             comparisons, Where), every input is a Param, a Const or taped, and it is no
-//             state's new value (the next step reads that). Everything else is taped:
-//             leaves (inputs, states), products, layout ops, reductions, softmaxes and
-//             transcendental element-wise ops (Exp, Tanh, Sigmoid, Div, ...). The
-//             recomputed value is the same kernel on the same inputs: bit-identical.
+//             tape_total_ values (tape_ptr): the values of the "taped" nodes only, decided
+//             per node (init) in plan order:
+//               - a state's new value (the next step's state leaf) is taped;
+//               - a value no VJP reads (tape_needed: e.g. a MatMul output feeding Tanh or
+//                 Sigmoid, whose rules use their output; the inputs of Add, Sub, Concat,
+//                 Reshape; the new state's summands) is not kept at all: its slot in the
+//                 step block holds whatever the last step wrote, and the rules that load
+//                 it ignore it;
+//               - a needed value of a cheap op (tape_recomputable: Neg, Square, Abs, Relu,
+//                 LeakyRelu, Clamp, Spike, StopGradient, EtpElementWise, Add, Sub, Mul,
+//                 Minimum, Maximum, comparisons, Where, and the layout ops Reshape,
+//                 BroadcastTo, Transpose, Slice, Concat) whose inputs are all Params,
+//                 Consts, taped or recomputed is recomputed by the reverse sweep (once per
+//                 step, in plan order, into the step block, before the step's VJPs): the
+//                 same kernel on the same inputs, bit-identical, and at most one forward
+//                 pass over the cheap ops per step. Its inputs count as needed when the
+//                 ones nothing else needs hold no more values than it does (init);
+//               - every other needed value is taped (leaves, products, reductions,
+//                 softmaxes, transcendental element-wise ops, and cheap ops of an input
+//                 that is kept nowhere).
+//             For a GRU cell this keeps x, h, the gates z, r, the candidate and the new h
+//             (I + 5 H values per sample and step) and recomputes [x, h], r h, [x, r h] and
+//             1 - z (torch.nn.GRU saves about 8.3 H at I = H / 4; docs/benchmarks.md).
 //             run_online's windows use a k-block tape of full step blocks allocated per
 //             call instead (the trace advance re-reads every value of the window's steps,
 //             and an online session keeps only what configure_online allocated).
@@ -64,9 +77,39 @@ inline bool is_leaf(OpCode op) {
   return op == OpCode::Input || op == OpCode::Param || op == OpCode::State || op == OpCode::Const;
 }
 
-// Element-wise ops whose forward costs about a load and an add per element (no division,
-// no transcendental): BPTT recomputes them in the reverse sweep instead of taping them
-// (see the layout comment of SessionImpl).
+// Ops whose forward costs about a load and an add per element (element-wise ops without
+// division or transcendentals, and the layout copies): BPTT recomputes them in the reverse
+// sweep instead of taping them (see the layout comment of SessionImpl).
+// Marks in *needed the values the VJP of node n (id i) reads: its inputs and its own output
+// (kernels/ew_rules.h for the element-wise rules, core/ops_host.cc for the others; an op
+// not listed reads everything).
+inline void tape_needed(const PlanNode& n, int i, std::vector<char>* needed) {
+  std::vector<char>& nd = *needed;
+  if (ew_arity(n.op) > 0) {
+    for (size_t k = 0; k < n.inputs.size(); ++k)
+      if (ew_vjp_reads_input(n.op, static_cast<int>(k))) nd[n.inputs[k]] = 1;
+    if (ew_vjp_reads_output(n.op)) nd[i] = 1;
+    return;
+  }
+  switch (n.op) {
+    case OpCode::Input: case OpCode::Param: case OpCode::State: case OpCode::Const:
+    case OpCode::Reshape: case OpCode::BroadcastTo: case OpCode::Transpose: case OpCode::Slice:
+    case OpCode::Concat:
+      return;  // leaves; layout VJPs move cotangents only
+    case OpCode::MatMul: case OpCode::EtpMatMul:
+      nd[n.inputs[0]] = 1;  // dB = A^T g
+      nd[n.inputs[1]] = 1;  // dA = g B^T; the bias VJP sums g
+      return;
+    case OpCode::Softmax: case OpCode::LogSoftmax:
+      nd[i] = 1;
+      return;
+    default:
+      for (int j : n.inputs) nd[j] = 1;
+      nd[i] = 1;
+      return;
+  }
+}
+
 inline bool tape_recomputable(OpCode op) {
   switch (op) {
     case OpCode::Neg: case OpCode::Square: case OpCode::Abs: case OpCode::Relu: case OpCode::LeakyRelu:
@@ -74,6 +117,8 @@ inline bool tape_recomputable(OpCode op) {
     case OpCode::Add: case OpCode::Sub: case OpCode::Mul: case OpCode::Minimum: case OpCode::Maximum:
     case OpCode::Less: case OpCode::LessEqual: case OpCode::Greater: case OpCode::GreaterEqual:
     case OpCode::Equal: case OpCode::NotEqual: case OpCode::Where:
+    case OpCode::Reshape: case OpCode::BroadcastTo: case OpCode::Transpose: case OpCode::Slice:
+    case OpCode::Concat:
       return true;
     default:
       return false;
@@ -395,7 +440,7 @@ class SessionImpl final : public Session {
     for (int i = 0; i < n_; ++i) vp_[i] = tape_ptr(i, t);
   }
   // The reverse sweep's recompute of BPTT step t (vp_ set by set_tape_ptrs(t)): the
-  // untaped nodes, in plan order, from their taped inputs.
+  // recomputed nodes, in plan order, from taped, persistent or recomputed inputs.
   Status recompute_untaped() {
     for (int i : tape_recompute_) BT_RETURN_IF_ERROR(forward_node(i));
     return sync();
