@@ -387,6 +387,7 @@ class SessionImpl final : public Session {
       BT_RETURN_IF_ERROR(load_step_input(what, inputs, s, vp_[plan_.input_nodes[s]], t));
     return Status::Ok();
   }
+  // Copies step t's slice of input slot s to dst (checked under checks_.data).
   Status load_step_input(const char* what, const std::vector<const void*>& inputs, size_t s, T* dst, int64_t t) {
     const int node = plan_.input_nodes[s];
     std::memcpy(dst, static_cast<const T*>(inputs[s]) + t * numel(node), nbytes(node));
