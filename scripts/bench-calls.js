@@ -9,8 +9,9 @@
 //   GRU BPTT etraceGrad, T 100            one call (forward + reverse)
 // Wall and process CPU time per call, medians of rounds; each round times `n` calls back to back.
 // Run: node scripts/bench-calls.js [--quick] [--json out.json]   (after npm run build:ts).
-// Compare two builds interleaved: BRAINTRACE_ADDON=/abs/old/braintrace.node node scripts/bench-calls.js
-// (scripts/bench-calls-compare.sh runs both builds alternately).
+// Compare two builds interleaved: copy this script into the old tree's scripts/ and run it
+// there (BRAINTRACE_ADDON=/abs/old/braintrace.node node <old>/scripts/bench-calls.js) and here,
+// alternately (docs/benchmarks.md, "Per-call cost and the BPTT tape").
 'use strict';
 const bt = require('..');
 const { loadBinding } = require('../dist/runtime/native');
