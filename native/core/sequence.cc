@@ -26,7 +26,9 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
                                         {steps, per_step}, sizeof(T), &n));
       return b.add(name, n, sizeof(T));
     };
-    if (a.compute_grads) BT_RETURN_IF_ERROR(piece("the BPTT tape", tape_total_));
+    // The tape counts as full step blocks (step_total_ >= tape_total_): the limit stays the
+    // one callers have always seen, whatever the compact tape keeps.
+    if (a.compute_grads) BT_RETURN_IF_ERROR(piece("the BPTT tape", step_total_));
     for (int s = 0; s < num_outputs(); ++s)
       BT_RETURN_IF_ERROR(piece("outputs[" + std::to_string(s) + "]", numel(plan_.outputs[plan_.output_slot_entry[s]].node)));
     for (size_t k = 0; k < a.fetch_values.size(); ++k)
