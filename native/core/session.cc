@@ -43,9 +43,9 @@ Status SessionImpl<T>::init() {
   // BPTT's compact tape: which nodes are taped (tape_recomputable and the layout comment).
   {
     std::vector<char> state_new(n_, 0);
-    for (size_t s = 0; s < plan_.state_nodes.size(); ++s) {
+    for (size_t s = 0; s < plan_.state_nodes.size(); ++s) {  // what the next step's state leaf copies
       const int e = plan_.state_new_entry[s];
-      if (e >= 0) state_new[plan_.outputs[e].node] = 1;
+      state_new[e >= 0 ? plan_.outputs[e].node : plan_.state_nodes[s]] = 1;
     }
     std::vector<char> needed(n_, 0), recomputed(n_, 0);
     for (int i = 0; i < n_; ++i) tape_needed(plan_.nodes[i], i, &needed);
