@@ -90,6 +90,38 @@ export interface SessionEntry {
   traced: TracedModel;
   /** Weight version last pushed into the session (-1: never). */
   paramVersion: number;
+  /** Estimated work of one step (see {@link stepWork}), computed on first use. */
+  stepWork?: number;
+}
+
+/**
+ * Largest estimated work (in {@link stepWork} units, about one multiply-add or one value
+ * touched each) of a call that runs synchronously on the JS thread instead of on the libuv
+ * thread pool: at about 1 ns a unit such a call takes some tens of microseconds, less than
+ * the hop to a worker thread and back costs (tens to hundreds of microseconds), so tiny
+ * models stream fast; larger calls keep running off the event loop. Either way the call
+ * returns a Promise that settles in queue order (see {@link Learner.enqueue}).
+ */
+export const SYNC_WORK_LIMIT = 2 ** 16;
+
+/**
+ * Estimated work of one step of `traced` (with `traceValues` eligibility-trace values
+ * updated per step): every node's values, times the contraction length for matrix
+ * products, plus three passes over the traces (read, write, contract). Only compared with
+ * {@link SYNC_WORK_LIMIT}; never a measured time.
+ */
+export function stepWork(traced: TracedModel, traceValues = 0): number {
+  let w = 0;
+  for (const n of traced.graph.nodes) {
+    const size = numel(n.shape);
+    if (n.op === 'MatMul' || n.op === 'EtpMatMul') {
+      const a = traced.graph.nodes[n.inputs[0]].shape;
+      w += size * Math.max(1, a.length > 0 ? a[a.length - 1] : 1);
+    } else {
+      w += size;
+    }
+  }
+  return w + 3 * traceValues;
 }
 
 /**
@@ -248,8 +280,8 @@ export abstract class Learner {
    */
   step(x: TensorLike, y: TensorLike, options: StreamStepOptions): Promise<StreamStepResult> {
     return this.enqueue('step', async () => {
-      const { streamStep } = await import('../train/stream');
-      return streamStep(this, x, y, options);
+      streamModule ??= await import('../train/stream'); // loaded once (a per-call import costs a module lookup)
+      return streamModule.streamStep(this, x, y, options);
     });
   }
 
@@ -349,10 +381,12 @@ export abstract class Learner {
       const x = this.asSequence('xs', xs);
       const steps = x.shape[0];
       const entry = this.session('', () => this.stepTrace);
+      const args = { steps, inputs: [x.data] };
       const res = await this.runExclusive(
         entry,
-        (control) => entry.session.runSequenceAsync({ steps, inputs: [x.data] }, control),
+        (control) => entry.session.runSequenceAsync(args, control),
         { what: 'run', options },
+        this.runsSynchronously(entry, steps, false) ? () => entry.session.runSequence(args) : undefined,
       );
       return { data: res.outputs[0], shape: [steps, this.batchSize, ...this.outputShape], dtype: this.dtype };
     }, signalOf(options));
@@ -484,10 +518,12 @@ export abstract class Learner {
     const targetShape = y.shape.slice(2);
     const entry = this.session(lossCacheKey(loss, targetShape), () => this.trace({ fn, targetShape }));
     const lossScale = lossScaleOf(steps, options.mask, options.reduction ?? 'sum', 'etraceGrad');
+    const args = { steps, inputs: [x.data, y.data], lossScale, computeGrads: true };
     const res = await this.runExclusive(
       entry,
-      (control) => entry.session.runSequenceAsync({ steps, inputs: [x.data, y.data], lossScale, computeGrads: true }, control),
+      (control) => entry.session.runSequenceAsync(args, control),
       { what: 'etraceGrad', options },
+      this.runsSynchronously(entry, steps, true) ? () => entry.session.runSequence(args) : undefined,
     );
     const grads: Record<string, HostTensor> = {};
     entry.traced.params.forEach((p, i) => {
@@ -633,6 +669,7 @@ export abstract class Learner {
     entry: SessionEntry,
     call: (control: NativeCallControl | undefined) => Promise<R>,
     control?: { what: string; options: CallOptions },
+    syncCall?: () => R,
   ): Promise<R> {
     // An aborted signal rejects before any native work (and before prepare() moves a value).
     const signal = control?.options.signal;
@@ -640,6 +677,9 @@ export abstract class Learner {
     this.prepare(entry);
     this.nativeInFlight = true;
     try {
+      // A small call (syncCall, see runsSynchronously) runs here on the JS thread: nothing can
+      // abort it while it runs, and a call that asks for progress reports takes the async path.
+      if (syncCall !== undefined && control?.options.onProgress === undefined) return syncCall();
       const r = control === undefined ? await call(undefined) : await runControlled(control.what, entry.session, control.options, call);
       return r;
     } catch (e) {
@@ -648,6 +688,21 @@ export abstract class Learner {
       this.stateOwner = entry;
       this.nativeInFlight = false;
     }
+  }
+
+  /**
+   * True when a call of `steps` steps on `entry` is small enough to run synchronously on
+   * the JS thread (estimated work at most {@link SYNC_WORK_LIMIT}; `grads`: a reverse
+   * sweep or learning signal too, counted as twice the forward work).
+   */
+  protected runsSynchronously(entry: SessionEntry, steps: number, grads: boolean): boolean {
+    entry.stepWork ??= stepWork(entry.traced, this.traceValuesOf(entry));
+    return steps * entry.stepWork * (grads ? 3 : 1) <= SYNC_WORK_LIMIT;
+  }
+
+  /** Number of eligibility-trace values `entry`'s session updates per step (0 here; online learners: their traces). */
+  protected traceValuesOf(_entry: SessionEntry): number {
+    return 0;
   }
 
   /** Runs a synchronous native call, mapping its errors (tensor names of `entry`'s slots). */
@@ -683,6 +738,9 @@ interface QueueToken {
   learner: Learner;
   active: boolean;
 }
+
+/** lib/train/stream, loaded by the first {@link Learner.step} (it imports this module). */
+let streamModule: typeof import('../train/stream') | undefined;
 
 /** The queued calls the running code is inside of (propagates across awaits and callbacks). */
 const queueContext = new AsyncLocalStorage<QueueToken[]>();

@@ -12,7 +12,7 @@ import type { Module } from '../dsl/module';
 import type { VjpMethod } from '../executor/executor';
 import { CALL_OPTION_KEYS, checkCallOptions, checkFiniteData, type CallOptions } from '../runtime/control';
 import { ArgumentError, NotSupportedError, ShapeError, checkOptionKeys, fmtShape } from '../runtime/errors';
-import { asDType, isHostTensor, tensor, type HostTensor, type TensorLike } from '../tensor';
+import { asDType, isHostTensor, numel, tensor, type HostTensor, type TensorLike } from '../tensor';
 import {
   GRAD_OPTION_KEYS,
   Learner,
@@ -162,10 +162,12 @@ export abstract class OnlineLearner extends Learner {
     const steps = x.shape[0];
     const chunk = this.chunkOf(options.chunkSize, steps, false);
     const entry = this.session('', () => this.stepTrace);
+    const args = { steps, inputs: [x.data as NativeArray], computeGrads: false, chunk };
     const res = await this.runExclusive(
       entry,
-      (control) => entry.session.runOnlineAsync({ steps, inputs: [x.data as NativeArray], computeGrads: false, chunk }, control),
+      (control) => entry.session.runOnlineAsync(args, control),
       { what: 'etraceEvolve', options },
+      this.runsSynchronously(entry, steps, false) ? () => entry.session.runOnline(args) : undefined,
     );
     return { data: res.outputs[0], shape: [steps, this.batchSize, ...this.outputShape], dtype: this.dtype };
   }
@@ -207,14 +209,12 @@ export abstract class OnlineLearner extends Learner {
     const lossScale = lossScaleOf(steps, options.mask, options.reduction ?? 'sum', 'etraceGrad');
     const targetShape = y.shape.slice(2);
     const entry = this.session(lossCacheKey(loss, targetShape), () => this.trace({ fn, targetShape }));
+    const args = { steps, inputs: [x.data as NativeArray, y.data as NativeArray], lossScale, computeGrads: true, chunk };
     const res = await this.runExclusive(
       entry,
-      (control) =>
-        entry.session.runOnlineAsync(
-          { steps, inputs: [x.data as NativeArray, y.data as NativeArray], lossScale, computeGrads: true, chunk },
-          control,
-        ),
+      (control) => entry.session.runOnlineAsync(args, control),
       { what: 'etraceGrad', options },
+      this.runsSynchronously(entry, steps, true) ? () => entry.session.runOnline(args) : undefined,
     );
     const grads: Record<string, HostTensor> = {};
     entry.traced.params.forEach((p, i) => {
@@ -309,6 +309,11 @@ export abstract class OnlineLearner extends Learner {
       nonTemporalSlots: entry.traced.graph.params.map((p, i) => (nonTemporal.has(p.path) ? i : -1)).filter((i) => i >= 0),
     };
     this.native(() => entry.session.configureOnline(config));
+  }
+
+  /** The values of every eligibility trace of `entry`'s session (updated at every step). */
+  protected override traceValuesOf(entry: SessionEntry): number {
+    return this.native(() => entry.session.traceInfo()).reduce((n, t) => n + numel(t.shape), 0);
   }
 
   protected override onPull(owner: SessionEntry): void {

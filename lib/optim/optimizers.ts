@@ -159,6 +159,11 @@ export interface RMSPropOptions extends CommonOptions {
 
 /** dtype of a typed array, realm-safe (arrays made by the addon may come from another context). */
 function arrayDType(d: unknown): DType | null {
+  // Fast path for this realm's arrays (the tag lookup below costs about a microsecond per call).
+  if (ArrayBuffer.isView(d)) {
+    if (d instanceof Float32Array) return 'float32';
+    if (d instanceof Float64Array) return 'float64';
+  }
   const tag = Object.prototype.toString.call(d);
   if (tag === '[object Float64Array]') return 'float64';
   if (tag === '[object Float32Array]') return 'float32';

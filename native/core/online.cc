@@ -532,7 +532,9 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
     return Status::Ok();
   }
 
-  // Multi-step windows of k steps: a k-step tape (freed at the end of the call).
+  // Multi-step windows of k steps: a k-step tape of full step blocks, freed at the end of the
+  // call (not the session's tape arena: between calls an online session holds only what
+  // configure_online allocated).
   const int64_t k = a.chunk;
   DeviceBuffer tape;
   BT_RETURN_IF_ERROR(tape.allocate_values(ex_.get(), {step_total_, k}, sizeof(T),

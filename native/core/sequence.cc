@@ -26,6 +26,8 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
                                         {steps, per_step}, sizeof(T), &n));
       return b.add(name, n, sizeof(T));
     };
+    // The tape counts as full step blocks (step_total_ >= tape_total_): the limit stays the
+    // one callers have always seen, whatever the compact tape keeps.
     if (a.compute_grads) BT_RETURN_IF_ERROR(piece("the BPTT tape", step_total_));
     for (int s = 0; s < num_outputs(); ++s)
       BT_RETURN_IF_ERROR(piece("outputs[" + std::to_string(s) + "]", numel(plan_.outputs[plan_.output_slot_entry[s]].node)));
@@ -140,21 +142,24 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
     return st;
   };
 
-  // BPTT: forward over all steps into a tape (one allocation), then a reverse sweep.
-  DeviceBuffer tape;
-  BT_RETURN_IF_ERROR(tape.allocate_values(ex_.get(), {step_total_, steps}, sizeof(T),
-                                   "the BPTT tape"));
-  auto block_at = [&](int64_t t) { return tape.as<T>() + t * step_total_; };
+  // BPTT: forward over all steps into the compact tape in the arena (reused across calls;
+  // untaped nodes go to the step block and are recomputed by the reverse sweep), then the
+  // reverse sweep.
+  BT_RETURN_IF_ERROR(ensure_tape(steps, tape_total_, "the BPTT tape"));
+  // The value state slot s has after BPTT step t.
+  auto new_state_at = [&](size_t s, int64_t t) -> T* {
+    const int e = plan_.state_new_entry[s];
+    return tape_ptr(e >= 0 ? plan_.outputs[e].node : plan_.state_nodes[s], t);
+  };
   for (int64_t t = 0; t < steps; ++t) {
-    T* block = block_at(t);
     for (size_t s = 0; s < ns; ++s) {
       const int node = plan_.state_nodes[s];
-      const T* src = t == 0 ? state_store_[s].as<T>() : new_state_ptr(s, block_at(t - 1));
-      std::memcpy(value_ptr(node, block), src, nbytes(node));
+      const T* src = t == 0 ? state_store_[s].as<T>() : new_state_at(s, t - 1);
+      std::memcpy(tape_ptr(node, t), src, nbytes(node));
     }
     if (cancel_requested()) return stopped(cancelled_status());
-    BT_RETURN_IF_ERROR(stopped(load_inputs(block, t)));
-    set_value_ptrs(block);
+    set_tape_ptrs(t);
+    BT_RETURN_IF_ERROR(stopped(load_step_inputs_vp("run_sequence", a.inputs, t)));
     BT_RETURN_IF_ERROR(stopped(forward_all()));
     BT_RETURN_IF_ERROR(stopped(store_results(t)));
     BT_RETURN_IF_ERROR(stopped(store_requests(t)));
@@ -162,18 +167,19 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
   }
   T* stage = stage_.as<T>();  // final states, written back after the sweep succeeds
   for (size_t s = 0; s < ns; ++s)
-    std::memcpy(stage + soff_[s], new_state_ptr(s, block_at(steps - 1)), nbytes(plan_.state_nodes[s]));
+    std::memcpy(stage + soff_[s], new_state_at(s, steps - 1), nbytes(plan_.state_nodes[s]));
 
   BT_RETURN_IF_ERROR(ensure(ct_, all_total_, "cotangents"));
-  DeviceBuffer carry;
-  BT_RETURN_IF_ERROR(carry.allocate_values(ex_.get(), {state_total_}, sizeof(T), "state cotangents"));
+  BT_RETURN_IF_ERROR(ensure(carry_, state_total_, "state cotangents"));
+  DeviceBuffer& carry = carry_;
   std::vector<char> has_carry(ns, 0);
   for (int i = 0; i < n_; ++i) cp_[i] = ct_.as<T>() + aoff_[i];
   has_c_.assign(n_, 0);
   want_ = dep_ps_;
   const int loss_node = has_loss() ? plan_.outputs[plan_.loss_entry].node : -1;
   for (int64_t t = steps - 1; t >= 0; --t) {
-    set_value_ptrs(block_at(t));
+    set_tape_ptrs(t);
+    BT_RETURN_IF_ERROR(stopped(recompute_untaped()));
     for (int i = 0; i < n_; ++i)
       if (plan_.nodes[i].op != OpCode::Param) has_c_[i] = 0;  // param cotangents accumulate over steps
     if (loss_node >= 0 && want_[loss_node]) {

@@ -40,6 +40,44 @@ Status SessionImpl<T>::init() {
       dep_ps_[i] = dep_ps_[i] || dep_ps_[j];
     }
   }
+  // BPTT's compact tape: which nodes are taped (tape_recomputable and the layout comment).
+  {
+    std::vector<char> state_new(n_, 0);
+    for (size_t s = 0; s < plan_.state_nodes.size(); ++s) {  // what the next step's state leaf copies
+      const int e = plan_.state_new_entry[s];
+      state_new[e >= 0 ? plan_.outputs[e].node : plan_.state_nodes[s]] = 1;
+    }
+    std::vector<char> needed(n_, 0), recomputed(n_, 0);
+    for (int i = 0; i < n_; ++i) tape_needed(plan_.nodes[i], i, &needed);
+    // A needed cheap value is worth recomputing when the inputs that would have to be kept
+    // for it (those no VJP reads) hold no more values than it does: keep them instead.
+    // Consumers come later in plan order, so this runs backwards.
+    for (int i = n_ - 1; i >= 0; --i) {
+      const PlanNode& n = plan_.nodes[i];
+      if (persist_[i] || !needed[i] || state_new[i] || !tape_recomputable(n.op)) continue;
+      int64_t extra = 0;
+      for (int j : n.inputs)
+        if (!persist_[j] && !needed[j]) extra += numel(j);  // <= step_total_ each
+      if (extra <= n.numel)
+        for (int j : n.inputs) needed[j] = 1;
+    }
+    toff_.assign(n_, -1);
+    tape_total_ = 0;
+    tape_recompute_.clear();
+    for (int i = 0; i < n_; ++i) {
+      const PlanNode& n = plan_.nodes[i];
+      if (persist_[i] || (!needed[i] && !state_new[i])) continue;  // persistent, or read by no VJP
+      bool recompute = tape_recomputable(n.op) && !state_new[i];
+      for (int j : n.inputs) recompute = recompute && (persist_[j] || toff_[j] >= 0 || recomputed[j]);
+      recomputed[i] = recompute ? 1 : 0;
+      if (recompute) {
+        tape_recompute_.push_back(i);
+        continue;
+      }
+      toff_[i] = tape_total_;
+      tape_total_ += n.numel;  // <= step_total_, a checked sum above
+    }
+  }
   soff_.assign(plan_.state_nodes.size(), 0);
   for (size_t s = 0; s < plan_.state_nodes.size(); ++s) {
     soff_[s] = state_total_;

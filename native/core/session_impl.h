@@ -11,8 +11,38 @@
 //
 // Memory layout (allocated once per session, not per step):
 //   persist   values of Param and Const nodes (params copied in at each call)
-//   step      values of every other node for one step; run_sequence with gradients
-//             uses a tape of T step blocks instead (one allocation per call)
+//   step      values of every other node for one step (and the values BPTT recomputes);
+//             run_sequence with gradients keeps the others in the tape arena
+//   tape      the tape arena (ensure_tape), kept by the session across calls and grown
+//             when a call needs more than it holds, so repeated calls of the same T
+//             allocate nothing; freed with the session (dispose), counted in
+//             memory_stats() like every other buffer. BPTT keeps T compact blocks of
+//             tape_total_ values (tape_ptr): the values of the "taped" nodes only, decided
+//             per node (init) in plan order:
+//               - a state's new value (the next step's state leaf) is taped;
+//               - a value no VJP reads (tape_needed: e.g. a MatMul output feeding Tanh or
+//                 Sigmoid, whose rules use their output; the inputs of Add, Sub, Concat,
+//                 Reshape; the new state's summands) is not kept at all: its slot in the
+//                 step block holds whatever the last step wrote, and the rules that load
+//                 it ignore it;
+//               - a needed value of a cheap op (tape_recomputable: Neg, Square, Abs, Relu,
+//                 LeakyRelu, Clamp, Spike, StopGradient, EtpElementWise, Add, Sub, Mul,
+//                 Minimum, Maximum, comparisons, Where, and the layout ops Reshape,
+//                 BroadcastTo, Transpose, Slice, Concat) whose inputs are all Params,
+//                 Consts, taped or recomputed is recomputed by the reverse sweep (once per
+//                 step, in plan order, into the step block, before the step's VJPs): the
+//                 same kernel on the same inputs, bit-identical, and at most one forward
+//                 pass over the cheap ops per step. Its inputs count as needed when the
+//                 ones nothing else needs hold no more values than it does (init);
+//               - every other needed value is taped (leaves, products, reductions,
+//                 softmaxes, transcendental element-wise ops, and cheap ops of an input
+//                 that is kept nowhere).
+//             For a GRU cell this keeps x, h, the gates z, r, the candidate and the new h
+//             (I + 5 H values per sample and step) and recomputes [x, h], r h, [x, r h] and
+//             1 - z (torch.nn.GRU saves about 8.3 H at I = H / 4; docs/benchmarks.md).
+//             run_online's windows use a k-block tape of full step blocks allocated per
+//             call instead (the trace advance re-reads every value of the window's steps,
+//             and an online session keeps only what configure_online allocated).
 //   tangents / cotangents: one slot per node (all nodes), allocated on first use.
 // A node's tangent or cotangent is "absent" (zero, skipped) until something writes it;
 // cotangent blocks are zeroed lazily on first accumulation.
@@ -44,6 +74,54 @@ namespace detail {
 
 inline bool is_leaf(OpCode op) {
   return op == OpCode::Input || op == OpCode::Param || op == OpCode::State || op == OpCode::Const;
+}
+
+// Ops whose forward costs about a load and an add per element (element-wise ops without
+// division or transcendentals, and the layout copies): BPTT recomputes them in the reverse
+// sweep instead of taping them (see the layout comment of SessionImpl).
+// Marks in *needed the values the VJP of node n (id i) reads: its inputs and its own output
+// (kernels/ew_rules.h for the element-wise rules, core/ops_host.cc for the others; an op
+// not listed reads everything).
+inline void tape_needed(const PlanNode& n, int i, std::vector<char>* needed) {
+  std::vector<char>& nd = *needed;
+  if (ew_arity(n.op) > 0) {
+    for (size_t k = 0; k < n.inputs.size(); ++k)
+      if (ew_vjp_reads_input(n.op, static_cast<int>(k))) nd[n.inputs[k]] = 1;
+    if (ew_vjp_reads_output(n.op)) nd[i] = 1;
+    return;
+  }
+  switch (n.op) {
+    case OpCode::Input: case OpCode::Param: case OpCode::State: case OpCode::Const:
+    case OpCode::Reshape: case OpCode::BroadcastTo: case OpCode::Transpose: case OpCode::Slice:
+    case OpCode::Concat:
+      return;  // leaves; layout VJPs move cotangents only
+    case OpCode::MatMul: case OpCode::EtpMatMul:
+      nd[n.inputs[0]] = 1;  // dB = A^T g
+      nd[n.inputs[1]] = 1;  // dA = g B^T; the bias VJP sums g
+      return;
+    case OpCode::Softmax: case OpCode::LogSoftmax:
+      nd[i] = 1;
+      return;
+    default:
+      for (int j : n.inputs) nd[j] = 1;
+      nd[i] = 1;
+      return;
+  }
+}
+
+inline bool tape_recomputable(OpCode op) {
+  switch (op) {
+    case OpCode::Neg: case OpCode::Square: case OpCode::Abs: case OpCode::Relu: case OpCode::LeakyRelu:
+    case OpCode::Clamp: case OpCode::Spike: case OpCode::StopGradient: case OpCode::EtpElementWise:
+    case OpCode::Add: case OpCode::Sub: case OpCode::Mul: case OpCode::Minimum: case OpCode::Maximum:
+    case OpCode::Less: case OpCode::LessEqual: case OpCode::Greater: case OpCode::GreaterEqual:
+    case OpCode::Equal: case OpCode::NotEqual: case OpCode::Where:
+    case OpCode::Reshape: case OpCode::BroadcastTo: case OpCode::Transpose: case OpCode::Slice:
+    case OpCode::Concat:
+      return true;
+    default:
+      return false;
+  }
 }
 
 
@@ -303,13 +381,22 @@ class SessionImpl final : public Session {
   }
   // Copies step t's slice of every input slot into `block` (checking it under checks_.data).
   Status load_step_inputs(const char* what, const std::vector<const void*>& inputs, T* block, int64_t t) {
-    for (size_t s = 0; s < plan_.input_nodes.size(); ++s) {
-      const int node = plan_.input_nodes[s];
-      T* dst = value_ptr(node, block);
-      std::memcpy(dst, static_cast<const T*>(inputs[s]) + t * numel(node), nbytes(node));
-      if (checks_.data)
-        BT_RETURN_IF_ERROR(check_finite(what, "inputs[" + std::to_string(s) + "]", dst, numel(node), t));
-    }
+    for (size_t s = 0; s < plan_.input_nodes.size(); ++s)
+      BT_RETURN_IF_ERROR(load_step_input(what, inputs, s, value_ptr(plan_.input_nodes[s], block), t));
+    return Status::Ok();
+  }
+  // The same into vp_ (BPTT's compact tape: vp_ set by set_tape_ptrs).
+  Status load_step_inputs_vp(const char* what, const std::vector<const void*>& inputs, int64_t t) {
+    for (size_t s = 0; s < plan_.input_nodes.size(); ++s)
+      BT_RETURN_IF_ERROR(load_step_input(what, inputs, s, vp_[plan_.input_nodes[s]], t));
+    return Status::Ok();
+  }
+  // Copies step t's slice of input slot s to dst (checked under checks_.data).
+  Status load_step_input(const char* what, const std::vector<const void*>& inputs, size_t s, T* dst, int64_t t) {
+    const int node = plan_.input_nodes[s];
+    std::memcpy(dst, static_cast<const T*>(inputs[s]) + t * numel(node), nbytes(node));
+    if (checks_.data)
+      BT_RETURN_IF_ERROR(check_finite(what, "inputs[" + std::to_string(s) + "]", dst, numel(node), t));
     return Status::Ok();
   }
 
@@ -332,6 +419,36 @@ class SessionImpl final : public Session {
   Status ensure(DeviceBuffer& b, int64_t count, const char* what) {
     if (b.as<T>() != nullptr) return Status::Ok();
     return b.allocate_values(ex_.get(), {count}, sizeof(T), what);
+  }
+  // The tape arena holding at least `steps` blocks of `per_step` values. Reused as is when
+  // it is large enough; otherwise the old one is freed first (after every task that may
+  // read it) and one of exactly steps * per_step values allocated, so the arena grows to
+  // the longest sequence the session has run and never shrinks. `what` names the tape in
+  // errors ("the BPTT tape").
+  Status ensure_tape(int64_t steps, int64_t per_step, const char* what) {
+    int64_t count = 0;
+    BT_RETURN_IF_ERROR(checked_values(StatusCode::InvalidArgument, std::string("allocating ") + what,
+                                      {per_step, steps}, sizeof(T), &count));
+    if (tape_.as<T>() != nullptr && tape_.bytes() >= static_cast<size_t>(count) * sizeof(T)) return Status::Ok();
+    BT_RETURN_IF_ERROR(sync());
+    tape_.reset();
+    return tape_.allocate_values(ex_.get(), {per_step, steps}, sizeof(T), what);
+  }
+  // Where node i's value of BPTT step t lives: persistent values, the step's compact tape
+  // block for taped nodes, the step block (scratch) for recomputed ones.
+  T* tape_ptr(int i, int64_t t) const {
+    if (persist_[i]) return pers_.as<T>() + voff_[i];
+    if (toff_[i] >= 0) return tape_.as<T>() + t * tape_total_ + toff_[i];
+    return step_.as<T>() + voff_[i];
+  }
+  void set_tape_ptrs(int64_t t) {
+    for (int i = 0; i < n_; ++i) vp_[i] = tape_ptr(i, t);
+  }
+  // The reverse sweep's recompute of BPTT step t (vp_ set by set_tape_ptrs(t)): the
+  // recomputed nodes, in plan order, from taped, persistent or recomputed inputs.
+  Status recompute_untaped() {
+    for (int i : tape_recompute_) BT_RETURN_IF_ERROR(forward_node(i));
+    return sync();
   }
   // Cotangent of node j for accumulation, zeroed on first use.
   Status ctw(int j, T** out) {
@@ -563,9 +680,16 @@ class SessionImpl final : public Session {
   std::vector<char> persist_;
   std::vector<int64_t> voff_, aoff_, soff_;  // value offset; all-node offset; state staging offset
   int64_t pers_total_ = 0, step_total_ = 0, all_total_ = 0, state_total_ = 0;
+  // BPTT's compact tape (see the layout comment): offset of a taped node in a tape block
+  // (-1: persistent or recomputed), the values per block, the recomputed nodes in order.
+  std::vector<int64_t> toff_;
+  int64_t tape_total_ = 0;
+  std::vector<int> tape_recompute_;
   std::vector<EwAttrs> attrs_;
   std::vector<char> dep_any_, dep_ps_;  // depends on a non-Const leaf / on a Param or State
   DeviceBuffer pers_, step_, tan_, ct_, stage_;
+  DeviceBuffer tape_;       // the tape arena (ensure_tape)
+  DeviceBuffer carry_;      // BPTT state cotangents (state_total_ values, allocated on first use)
   std::vector<DeviceBuffer> param_store_, state_store_;
   std::vector<T*> vp_, tp_, cp_, gin_;
   std::vector<const T*> tview_;

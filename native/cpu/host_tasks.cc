@@ -571,12 +571,16 @@ Status host_sum_squares(const SumSquaresTask<T>& task) {
         blocks.push_back({task.x[a], b, std::min(task.n[a], b + kNormBlock)});
     std::vector<double> partial(blocks.size(), 0.0);
     const int64_t nb = static_cast<int64_t>(blocks.size());
-    if (nb > 1) {
+    int64_t total = 0;
+    for (int64_t a = 0; a < task.arrays; ++a) total += task.n[a];
+    // Less than one block of work in all (many tiny tensors): the pool's wake-up would cost
+    // more than the sums; the same partials, summed in the same order, on this thread.
+    if (nb > 1 && total > kNormBlock) {
       parallel_for(nb, 1, [&](int64_t b, int64_t e) {
         for (int64_t j = b; j < e; ++j) partial[j] = sum_squares(blocks[j].x, blocks[j].b, blocks[j].e);
       });
-    } else if (nb == 1) {
-      partial[0] = sum_squares(blocks[0].x, blocks[0].b, blocks[0].e);
+    } else {
+      for (int64_t j = 0; j < nb; ++j) partial[j] = sum_squares(blocks[j].x, blocks[j].b, blocks[j].e);
     }
     double s = 0;
     for (double v : partial) s += v;

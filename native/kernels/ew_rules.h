@@ -189,4 +189,27 @@ BT_HD void binary_partials(OpCode op, T a, T b, T y, T* da, T* db) {
   }
 }
 
+// Which values the derivative rules above read (host only: BPTT's tape layout, see
+// core/session_impl.h): input k of op (false where the rule ignores it) and the output y.
+// Comparisons and StopGradient have zero derivatives (their VJP never runs). Change these
+// together with unary_deriv / binary_partials: a rule that starts reading a value the table
+// says it ignores would read an untaped (stale) value in BPTT.
+inline bool ew_vjp_reads_input(OpCode op, int k) {
+  switch (op) {
+    case OpCode::Neg: case OpCode::Sqrt: case OpCode::Exp: case OpCode::Tanh: case OpCode::Sigmoid:
+    case OpCode::StopGradient: case OpCode::EtpElementWise:
+    case OpCode::Add: case OpCode::Sub:
+    case OpCode::Less: case OpCode::LessEqual: case OpCode::Greater: case OpCode::GreaterEqual:
+    case OpCode::Equal: case OpCode::NotEqual:
+      return false;
+    case OpCode::Div: return k == 1;    // da = 1 / b, db = -y / b
+    case OpCode::Where: return k == 0;  // the condition selects the branch
+    default: return true;  // Square, Abs, Log, ..., Spike, Mul, Pow, Minimum, Maximum
+  }
+}
+inline bool ew_vjp_reads_output(OpCode op) {
+  return op == OpCode::Sqrt || op == OpCode::Exp || op == OpCode::Tanh || op == OpCode::Sigmoid ||
+         op == OpCode::Elu || op == OpCode::Div || op == OpCode::Pow;
+}
+
 }  // namespace bt

@@ -1,0 +1,162 @@
+#!/usr/bin/env node
+// Benchmark: per-call cost of the learner's entry points on a tiny model (a diagonal RNN,
+// I 2, H 4, B 1; float32) and of one GRU BPTT call (B 64, I 64, H 256, T 100), plus the
+// native memory a BPTT call keeps between calls (the tape arena) and its per-step size.
+//   learner.update(x)                     forward only, synchronous
+//   learner.step(x, y, { optimizer })     streaming: one D_RTRL step + an SGD update
+//   learner.etraceGrad(xs, ys) (T 1)      one online gradient step, no update
+//   etraceGrad of T 1000 / 1000           the same step inside one long call
+//   GRU BPTT etraceGrad, T 100            one call (forward + reverse)
+// Wall and process CPU time per call, medians of rounds; each round times `n` calls back to back.
+// Run: node scripts/bench-calls.js [--quick] [--json out.json]   (after npm run build:ts).
+// Compare two builds interleaved: copy this script into the old tree's scripts/ and run it
+// there (BRAINTRACE_ADDON=/abs/old/braintrace.node node <old>/scripts/bench-calls.js) and here,
+// alternately (docs/benchmarks.md, "Per-call cost and the BPTT tape").
+'use strict';
+const bt = require('..');
+const { loadBinding } = require('../dist/runtime/native');
+
+const quick = process.argv.includes('--quick');
+const jsonAt = process.argv.indexOf('--json');
+const ROUNDS = quick ? 5 : 9;
+
+class DiagRNN extends bt.Module {
+  constructor(I, H) {
+    super();
+    this.w = new bt.ParamState(bt.init.xavierNormal(), [I, H]);
+    this.b = new bt.ParamState(bt.init.zeros(), [H]);
+    this.wd = new bt.ParamState(bt.init.uniform({ low: 0.5, high: 0.95 }), [H]);
+    this.ro = new bt.ParamState(bt.init.xavierNormal(), [H, 1]);
+    this.h = new bt.HiddenState([H]);
+  }
+  update(x) {
+    const h = this.h.value;
+    this.h.value = bt.tanh(bt.add(bt.matmul(x, this.w, this.b), bt.elementWise(this.wd, (y) => bt.mul(y, h))));
+    return bt.matmul(this.h.value, this.ro);
+  }
+}
+
+class GRU extends bt.Module {
+  constructor(I, H) {
+    super();
+    this.wz = new bt.ParamState(bt.init.xavierNormal(), [I + H, H]);
+    this.wr = new bt.ParamState(bt.init.xavierNormal(), [I + H, H]);
+    this.wh = new bt.ParamState(bt.init.xavierNormal(), [I + H, H]);
+    this.ro = new bt.ParamState(bt.init.xavierNormal(), [H, 4]);
+    this.h = new bt.HiddenState([H]);
+  }
+  update(x) {
+    const h = this.h.value;
+    const xh = bt.concat([x, h], -1);
+    const z = bt.sigmoid(bt.matmul(xh, this.wz));
+    const r = bt.sigmoid(bt.matmul(xh, this.wr));
+    const c = bt.tanh(bt.matmul(bt.concat([x, bt.mul(r, h)], -1), this.wh));
+    this.h.value = bt.add(bt.mul(bt.sub(1, z), h), bt.mul(z, c));
+    return bt.matmul(this.h.value, this.ro.value);
+  }
+}
+
+function filled(n, seed) {
+  const a = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[i] = (s / 4294967296 - 0.5) * 1.5;
+  }
+  return a;
+}
+
+const median = (v) => v.slice().sort((a, b) => a - b)[v.length >> 1];
+
+/**
+ * Per-call cost of `n` back-to-back calls of `fn` (awaited when async): the median over
+ * ROUNDS of the wall time and of the process CPU time (user + system, all threads) per call.
+ * On a loaded machine the CPU time is the steadier number; the wall time includes waits.
+ */
+async function perCall(n, fn, sync = false) {
+  for (let i = 0; i < Math.min(n, 50); i++) (sync ? fn() : await fn()); // warm-up
+  const wall = [], cpu = [];
+  for (let k = 0; k < ROUNDS; k++) {
+    const c0 = process.cpuUsage();
+    const t0 = process.hrtime.bigint();
+    if (sync) for (let i = 0; i < n; i++) fn();
+    else for (let i = 0; i < n; i++) await fn();
+    wall.push(Number(process.hrtime.bigint() - t0) / 1e3 / n);
+    const c = process.cpuUsage(c0);
+    cpu.push((c.user + c.system) / n);
+  }
+  return { wall: median(wall), cpu: median(cpu) };
+}
+const perCallSync = (n, fn) => perCall(n, fn, true);
+
+async function tiny() {
+  const I = 2, H = 4, B = 1, T = 1000;
+  const out = {};
+  const x = { data: filled(B * I, 1), shape: [B, I], dtype: 'float32' };
+  const y = { data: filled(B, 2), shape: [B, 1], dtype: 'float32' };
+  const xs1 = { data: x.data, shape: [1, B, I], dtype: 'float32' };
+  const ys1 = { data: y.data, shape: [1, B, 1], dtype: 'float32' };
+  const xsT = { data: filled(T * B * I, 3), shape: [T, B, I], dtype: 'float32' };
+  const ysT = { data: filled(T * B, 4), shape: [T, B, 1], dtype: 'float32' };
+  {
+    const l = bt.compile(new DiagRNN(I, H), bt.D_RTRL, { inputShape: [I], batchSize: B });
+    out['update (D_RTRL learner), us/call'] = await perCallSync(2000, () => l.update(x));
+    const optimizer = new bt.optim.SGD({ lr: 1e-3 });
+    out['step (D_RTRL + SGD), us/call'] = await perCall(1000, () => l.step(x, y, { optimizer, output: true }));
+    out['etraceGrad T 1 (D_RTRL), us/call'] = await perCall(1000, () => l.etraceGrad(xs1, ys1));
+    const long = await perCall(3, () => l.etraceGrad(xsT, ysT));
+    out['etraceGrad T 1000 (D_RTRL), us/step'] = { wall: long.wall / T, cpu: long.cpu / T };
+    optimizer.dispose();
+    l.dispose();
+  }
+  {
+    const l = bt.compile(new DiagRNN(I, H), bt.BPTT, { inputShape: [I], batchSize: B });
+    out['update (BPTT learner), us/call'] = await perCallSync(2000, () => l.update(x));
+    const optimizer = new bt.optim.SGD({ lr: 1e-3 });
+    out['step (BPTT T 1 + SGD), us/call'] = await perCall(1000, () => l.step(x, y, { optimizer, output: true }));
+    out['etraceGrad T 1 (BPTT), us/call'] = await perCall(1000, () => l.etraceGrad(xs1, ys1));
+    optimizer.dispose();
+    l.dispose();
+  }
+  return out;
+}
+
+async function gru() {
+  const I = 64, H = 256, B = 64, T = quick ? 50 : 100;
+  const out = {};
+  const l = bt.compile(new GRU(I, H), bt.BPTT, { inputShape: [I], batchSize: B });
+  const xs = { data: filled(T * B * I, 5), shape: [T, B, I], dtype: 'float32' };
+  const ys = { data: filled(T * B * 4, 6), shape: [T, B, 4], dtype: 'float32' };
+  await l.etraceGrad(xs, ys);
+  const live0 = loadBinding().memoryStats().liveBytes;
+  const wall = [], cpu = [];
+  for (let k = 0; k < (quick ? 3 : 5); k++) {
+    l.resetState();
+    const c0 = process.cpuUsage();
+    const t0 = process.hrtime.bigint();
+    await l.etraceGrad(xs, ys);
+    wall.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    const c = process.cpuUsage(c0);
+    cpu.push((c.user + c.system) / 1e3);
+  }
+  out[`GRU BPTT B ${B} I ${I} H ${H} T ${T}, ms/call`] = { wall: median(wall), cpu: median(cpu) };
+  out['GRU BPTT: native bytes kept between calls, MiB'] = live0 / 2 ** 20;
+  l.dispose();
+  out['GRU BPTT: native bytes after dispose, MiB'] = loadBinding().memoryStats().liveBytes / 2 ** 20;
+  return out;
+}
+
+async function main() {
+  const res = { addon: process.env.BRAINTRACE_ADDON ?? '(default)', ...(await tiny()), ...(await gru()) };
+  console.log(`${'case'.padEnd(52)} ${'wall'.padStart(9)} ${'cpu'.padStart(9)}`);
+  for (const [k, v] of Object.entries(res)) {
+    const cell = (x) => x.toFixed(2).padStart(9);
+    console.log(`${k.padEnd(52)} ${typeof v === 'object' ? `${cell(v.wall)} ${cell(v.cpu)}` : typeof v === 'number' ? cell(v) : v}`);
+  }
+  if (jsonAt > 0) require('fs').writeFileSync(process.argv[jsonAt + 1], JSON.stringify(res, null, 1));
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
