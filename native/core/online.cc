@@ -46,6 +46,13 @@ Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
     if (rr.bias_node >= 0)
       BT_RETURN_IF_ERROR(bscr[ri].allocate_values(ex, {numel(rr.bias_node)}, sizeof(T), "a transformed-bias gradient"));
   }
+  std::vector<DeviceBuffer> ppx(r.relations.size()), ppq(r.relations.size());
+  for (size_t ri = 0; ri < r.relations.size(); ++ri) {
+    const ResolvedRelation& rr = r.relations[ri];
+    if (rr.pp_chunk <= 0) continue;
+    BT_RETURN_IF_ERROR(ppx[ri].allocate_values(ex, {rr.pp_chunk * rr.B * rr.I}, sizeof(T), "the pp_prop input ring"));
+    BT_RETURN_IF_ERROR(ppq[ri].allocate_values(ex, {rr.pp_chunk * rr.B * rr.O}, sizeof(T), "the pp_prop projection ring"));
+  }
   DeviceBuffer q, st, carry;
   BT_RETURN_IF_ERROR(q.allocate_values(ex, {q_values}, sizeof(T), "the pp_prop projection"));
   BT_RETURN_IF_ERROR(st.allocate_values(ex, {state_total_}, sizeof(T), "the window states"));
@@ -121,6 +128,9 @@ Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
   on_carry_ = std::move(carry);
   on_wscr_ = std::move(wscr);
   on_bscr_ = std::move(bscr);
+  on_ppx_ = std::move(ppx);
+  on_ppq_ = std::move(ppq);
+  on_ppn_.assign(on_.relations.size(), 0);
   trace_n_ = 0;
   online_ = true;
   return Status::Ok();
@@ -326,15 +336,47 @@ Status SessionImpl<T>::online_trace_step(bool update, bool contract, int64_t n_c
         if (contract && n_c >= 1) {
           // Bias correction of the output trace after n_c steps (the reference counts calls: F-30).
           const double corr = std::max(1.0 - std::pow(c.decay_f, static_cast<double>(n_c)), 1e-8);
-          const bool dense = rr.kind == RelationKind::Dense;
-          cpu_pp_grad(g, epsf, xbar, rg.B, rr.I, rg.O, rg.S, static_cast<T>(1.0 / corr), on_q_.template as<T>(),
-                      dense ? grad(rr.weight_slot) : nullptr, dense ? grad(rr.bias_slot) : grad(rr.weight_slot),
-                      static_cast<T*>(nullptr));
+          const T inv_c = static_cast<T>(1.0 / corr);
+          if (rr.kind == RelationKind::Dense) {
+            // q of every target summed into the ring's next slot; dW waits for the flush.
+            T* qs = on_ppq_[ri].template as<T>() + on_ppn_[ri] * rr.B * rr.O;
+            cpu_pp_project(g, epsf, rg.B * rg.O, rg.S, inv_c, qs, k > 0);
+          } else {
+            T* q = on_q_.template as<T>();
+            cpu_pp_project(g, epsf, rg.B * rg.O, rg.S, inv_c, q, false);
+            cpu_pp_vec_grad(q, rg.B, rg.O, grad(rr.weight_slot));
+          }
         }
       }
     }
+    if (c.algorithm == TraceAlgorithm::PpProp && rr.pp_chunk > 0 && contract && n_c >= 1) {
+      // Close the slot: its input trace, the bias gradient (cheap, per contraction), and a
+      // flush when the ring is full or the slot holds a non-finite value.
+      const int64_t slot = on_ppn_[ri];
+      T* xs = on_ppx_[ri].template as<T>() + slot * rr.B * rr.I;
+      const T* qs = on_ppq_[ri].template as<T>() + slot * rr.B * rr.O;
+      std::memcpy(xs, xbar, sizeof(T) * static_cast<size_t>(rr.B * rr.I));
+      if (rr.bias_slot >= 0) cpu_pp_vec_grad(qs, rr.B, rr.O, grad(rr.bias_slot));
+      on_ppn_[ri] = slot + 1;
+      const bool bad = checks_.results &&
+                       (first_non_finite(xs, rr.B * rr.I) >= 0 || first_non_finite(qs, rr.B * rr.O) >= 0);
+      if (on_ppn_[ri] == rr.pp_chunk || bad) online_pp_flush(static_cast<int>(ri), grads);
+    }
   }
   return Status::Ok();
+}
+
+template <typename T>
+void SessionImpl<T>::online_pp_flush(int which, std::vector<Buffer>* grads) {
+  for (size_t ri = 0; ri < on_.relations.size(); ++ri) {
+    if (which >= 0 && static_cast<size_t>(which) != ri) continue;
+    const ResolvedRelation& rr = on_.relations[ri];
+    if (rr.pp_chunk <= 0 || on_ppn_[ri] == 0) continue;
+    T* dW = rr.weight_node >= 0 ? on_wscr_[ri].template as<T>()
+                                : reinterpret_cast<T*>((*grads)[static_cast<size_t>(rr.weight_slot)].bytes.data());
+    cpu_pp_dense_grad(on_ppx_[ri].template as<T>(), on_ppq_[ri].template as<T>(), on_ppn_[ri] * rr.B, rr.I, rr.O, dW);
+    on_ppn_[ri] = 0;
+  }
 }
 
 template <typename T>
@@ -417,6 +459,7 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
   out->param_grads.clear();
   if (a.compute_grads) {
     out->param_grads.assign(np, Buffer{});
+    std::fill(on_ppn_.begin(), on_ppn_.end(), 0);  // a stopped call's pending slots are dropped with it
     for (size_t s = 0; s < np; ++s) zero_out(&out->param_grads[s], numel(plan_.param_nodes[s]));
     BT_RETURN_IF_ERROR(sync());
     for (size_t ri = 0; ri < on_.relations.size(); ++ri) {
@@ -492,6 +535,7 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
     }
     keep_states();
     if (a.compute_grads) {
+      online_pp_flush(-1, &out->param_grads);
       BT_RETURN_IF_ERROR(online_pullback(&out->param_grads));
       BT_RETURN_IF_ERROR(stop(check_online_grads(out->param_grads, steps - 1), steps));
     }
@@ -609,6 +653,7 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
   }
   keep_states();
   // vp_ still points at the last window's last step (the tape lives until the return).
+  online_pp_flush(-1, &out->param_grads);
   BT_RETURN_IF_ERROR(online_pullback(&out->param_grads));
   BT_RETURN_IF_ERROR(stop(check_online_grads(out->param_grads, steps - 1), steps));
   return Status::Ok();
@@ -624,6 +669,7 @@ template Status SessionImpl<float>::online_pieces();
 template Status SessionImpl<float>::online_vjp(double, std::vector<Buffer>*);
 template Status SessionImpl<float>::online_trace_step(bool, bool, int64_t, std::vector<Buffer>*);
 template Status SessionImpl<float>::online_pullback(std::vector<Buffer>*);
+template void SessionImpl<float>::online_pp_flush(int, std::vector<Buffer>*);
 template Status SessionImpl<float>::run_online_impl(const OnlineArgs&, OnlineResult*);
 template Status SessionImpl<double>::configure_online_impl(const OnlineConfig&);
 template Status SessionImpl<double>::reset_traces();
@@ -635,6 +681,7 @@ template Status SessionImpl<double>::online_pieces();
 template Status SessionImpl<double>::online_vjp(double, std::vector<Buffer>*);
 template Status SessionImpl<double>::online_trace_step(bool, bool, int64_t, std::vector<Buffer>*);
 template Status SessionImpl<double>::online_pullback(std::vector<Buffer>*);
+template void SessionImpl<double>::online_pp_flush(int, std::vector<Buffer>*);
 template Status SessionImpl<double>::run_online_impl(const OnlineArgs&, OnlineResult*);
 
 }  // namespace detail

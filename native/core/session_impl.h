@@ -484,6 +484,11 @@ class SessionImpl final : public Session {
   // node with the dL/dW_eff summed over the call (on_wscr_ / on_bscr_), adding the param
   // cotangents to grads. Values of the transform nodes are read from vp_ (any step's block).
   Status online_pullback(std::vector<Buffer>* grads);
+  // pp_prop, dense relations: adds the ring's pending contractions to the weight gradient
+  // (one GEMM, dW += Xbar^T Q) and empties the ring; relation `ri`, or every relation (-1).
+  // Run when a ring fills, when a pending slot holds a non-finite value (so the per-step
+  // gradient check sees it at its step), and before a call returns its gradients.
+  void online_pp_flush(int ri, std::vector<Buffer>* grads);
   Status online_check(const char* what) const {
     if (!online_)
       return invalid(std::string(what) + ": the session has no online configuration: call configure_online first");
@@ -560,6 +565,11 @@ class SessionImpl final : public Session {
   // Per relation: dL/dW_eff (and dL/db_eff) summed over a run_online call, for a transformed
   // weight (bias) input; empty buffers for raw Param leaves.
   std::vector<DeviceBuffer> on_wscr_, on_bscr_;
+  // Per relation (pp_prop, dense): the ring of pending contractions, pp_chunk slots of the
+  // input trace xbar (B, I) and of the projection q (B, O) summed over the targets, and the
+  // number of filled slots (reset at the start of every run_online).
+  std::vector<DeviceBuffer> on_ppx_, on_ppq_;
+  std::vector<int64_t> on_ppn_;
 };
 
 }  // namespace detail

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "cpu/parallel_gemm.h"
 #include "cpu/thread_pool.h"
 
 // x86-64 GCC / Clang: an AVX2 clone of the dense trace rows, picked at run time (the
@@ -110,28 +111,40 @@ void cpu_pp_input(T* xbar, const T* x, T decay_x, int64_t n) {
 }
 
 template <typename T>
-void cpu_pp_grad(const T* g, const T* epsf, const T* xbar, int64_t B, int64_t I, int64_t O, int64_t S, T inv_c, T* q,
-                 T* dW, T* dp0, T* dp1) {
-  parallel_for(B * O, row_grain(S), [=](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) pp_project(g, epsf, S, inv_c, q, p);
+void cpu_pp_project(const T* g, const T* epsf, int64_t P, int64_t S, T inv_c, T* q, bool accumulate) {
+  parallel_for(P, row_grain(S), [=](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) pp_project(g, epsf, S, inv_c, q, p, accumulate);
   });
-  if (dW)
-    parallel_for(I, row_grain(B * O), [=](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) pp_dense_row(xbar, q, B, I, O, dW, i);
-    });
-  for (T* dp : {dp0, dp1})
-    if (dp)
-      parallel_for(O, row_grain(B), [=](int64_t k0, int64_t k1) {
-        for (int64_t k = k0; k < k1; ++k) pp_vec_col(q, B, O, dp, k);
-      });
+}
+
+template <typename T>
+void cpu_pp_vec_grad(const T* q, int64_t B, int64_t O, T* dp) {
+  parallel_for(O, row_grain(B), [=](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) pp_vec_col(q, B, O, dp, k);
+  });
+}
+
+template <typename T>
+void cpu_pp_dense_grad(const T* xbar, const T* q, int64_t K, int64_t I, int64_t O, T* dW) {
+  if (K <= 0 || I <= 0 || O <= 0) return;
+  GemmDims d;
+  d.trans_a = true;  // op(A) = Xbar^T: I x K, from the K x I row-major stack
+  d.M = I;
+  d.N = O;
+  d.K = K;
+  d.lda = I;
+  d.ldb = O;
+  d.ldc = O;
+  gemm(d, T(1), xbar, q, T(1), dW);
 }
 
 #define BT_TRACE_INSTANTIATE(T)                                                                     \
   template void cpu_drtrl_dense<T>(const DenseTraceTask<T>&);                                       \
   template void cpu_vec_trace<T>(const VecTraceTask<T>&);                                           \
   template void cpu_pp_input<T>(T*, const T*, T, int64_t);                                          \
-  template void cpu_pp_grad<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, T, T*, T*, T*, \
-                               T*);
+  template void cpu_pp_project<T>(const T*, const T*, int64_t, int64_t, T, T*, bool);                   \
+  template void cpu_pp_vec_grad<T>(const T*, int64_t, int64_t, T*);                                    \
+  template void cpu_pp_dense_grad<T>(const T*, const T*, int64_t, int64_t, int64_t, T*);
 BT_TRACE_INSTANTIATE(float)
 BT_TRACE_INSTANTIATE(double)
 #undef BT_TRACE_INSTANTIATE

@@ -163,25 +163,19 @@ BT_HD void pp_input_update(T* xbar, const T* x, T decay_x, int64_t n) {
 }
 
 // pp_prop learning-signal projection, one position p = (b, k):
-//   q[p] = sum_a g[p, a] epsf[p, a] / c
+//   q[p] = sum_a g[p, a] epsf[p, a] / c        (accumulate: q[p] += ..., for a relation
+//                                               that targets several groups)
 template <typename T>
-BT_HD void pp_project(const T* g, const T* epsf, int64_t S, T inv_c, T* q, int64_t p) {
+BT_HD void pp_project(const T* g, const T* epsf, int64_t S, T inv_c, T* q, int64_t p, bool accumulate) {
   T acc = T(0);
   for (int64_t a = 0; a < S; ++a) acc += g[p * S + a] * epsf[p * S + a];
-  q[p] = acc * inv_c;
+  q[p] = accumulate ? q[p] + acc * inv_c : acc * inv_c;
 }
 
-// pp_prop dense gradient, one row i: dW[i,k] += sum_b xbar[b,i] q[b,k] (a rank-B update;
-// the per-step cost is B*I*O multiply-adds over data of size B*(I+O)).
-template <typename T>
-BT_HD void pp_dense_row(const T* xbar, const T* q, int64_t B, int64_t I, int64_t O, T* dW, int64_t i) {
-  T* dWi = dW + i * O;
-  for (int64_t b = 0; b < B; ++b) {
-    const T xb = xbar[b * I + i];
-    const T* qb = q + b * O;
-    for (int64_t k = 0; k < O; ++k) dWi[k] += xb * qb[k];
-  }
-}
+// pp_prop dense gradient: dW[i,k] += sum_t sum_b xbar_t[b,i] q_t[b,k] is one GEMM over a
+// chunk of contractions (xbar and q of C steps stacked, K = C * B): dW += Xbar^T Q, run by
+// the driver's gemm (cpu/parallel_gemm.h), not a per-step body here (a rank-B update per
+// step would be BLAS-2: B*I*O multiply-adds over B*(I+O) values, bound by reading dW).
 
 // pp_prop bias / element-wise gradient, one k: dp[k] += sum_b q[b,k].
 template <typename T>
