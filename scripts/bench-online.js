@@ -5,7 +5,7 @@
 // the trace's bytes read + written / the measured copy rate). float32, medians of rounds.
 //
 // Run (after `npx tsc -p tsconfig.build.json`):
-//   node scripts/bench-online.js [--rounds N] [--T N]
+//   node scripts/bench-online.js [--rounds N] [--T N] [--cpu]
 //   node scripts/bench-online.js --compare /abs/old/braintrace.node [--rounds N]
 // --compare runs old and new binaries interleaved (one child process per round and binary,
 // BRAINTRACE_ADDON selecting the binary) and prints both medians side by side.
@@ -20,6 +20,7 @@ const opt = (name, dflt) => {
 };
 const rounds = Number(opt('--rounds', 3));
 const T = Number(opt('--T', 10));
+const useCpu = argv.includes('--cpu');
 const median = (v) => {
   const s = [...v].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
@@ -89,9 +90,14 @@ async function measureOnce() {
     const ys = randomSeq([steps, b, ...shapeOut], 2, 1);
     await learner.etraceGrad(randomSeq([2, b, ...shapeIn], 3, 1.5), randomSeq([2, b, ...shapeOut], 4, 1));
     learner.resetState();
+    const c0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
     await learner.etraceGrad(xs, ys);
-    const ms = Number(process.hrtime.bigint() - t0) / 1e6 / steps;
+    const wall = Number(process.hrtime.bigint() - t0) / 1e6 / steps;
+    const c = process.cpuUsage(c0);
+    // CPU time (user + system, every thread) per step under --cpu: less sensitive than wall
+    // time to other processes on a shared machine; with 1 thread it is the step's cost.
+    const ms = useCpu ? (c.user + c.system) / 1e3 / steps : wall;
     learner.dispose();
     return ms;
   }
@@ -112,7 +118,7 @@ function runChild(addon) {
   const env = { ...process.env };
   if (addon) env.BRAINTRACE_ADDON = addon;
   else delete env.BRAINTRACE_ADDON;
-  const out = execFileSync(process.execPath, [__filename, '--child', '--T', String(T)], { env, encoding: 'utf8' });
+  const out = execFileSync(process.execPath, [__filename, '--child', '--T', String(T), ...(useCpu ? ['--cpu'] : [])], { env, encoding: 'utf8' });
   return JSON.parse(out.trim().split('\n').pop());
 }
 
@@ -138,7 +144,7 @@ async function main() {
     res.new.push(runChild(null));
   }
   const threads = res.new[0].threads;
-  console.log(`threads ${threads}, T ${T}, rounds ${rounds}, medians${old ? ' (old = ' + old + ')' : ''}`);
+  console.log(`threads ${threads}, T ${T}, rounds ${rounds}, ${useCpu ? 'CPU' : 'wall'} time, medians${old ? ' (old = ' + old + ')' : ''}`);
   for (const [key, label] of KEYS) {
     const nv = median(res.new.map((r) => r[key]));
     const line = old ? `old ${median(res.old.map((r) => r[key])).toFixed(3).padStart(9)}   new ${nv.toFixed(3).padStart(9)}` : nv.toFixed(3).padStart(9);

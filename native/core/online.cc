@@ -106,15 +106,65 @@ Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
       }
     }
   }
-  std::vector<std::vector<char>> group_stop;
+  // Stacked groups (one group's new value feeds another's within the step): group g's
+  // signal is the loss's derivative with only g's members held fixed. Outside A_g (the
+  // ancestors of g's members) that equals the unstopped cotangent ct_N, so one unstopped
+  // sweep over the nodes outside the intersection of every used group's A_g serves all
+  // groups (and gives the non-temporal params' exact gradients), and each group adds a short
+  // sweep over N_g = A_g ∩ (descendants of its members), seeded from the frontier: the
+  // consumers outside A_g of N_g's nodes, whose ct_N the unstopped sweep left. A chain of L
+  // layers then costs one reverse pass through the layers, not L(L-1)/2 layer VJPs.
+  const int loss_node = has_loss() ? plan_.outputs[plan_.loss_entry].node : -1;
+  std::vector<char> n_mask;
+  std::vector<int> n_list, stop_list, nt_list;
+  std::vector<std::vector<char>> g_mask(r.config.groups.size());
+  std::vector<std::vector<int>> g_list(r.config.groups.size());
   if (cross) {
-    group_stop.assign(r.config.groups.size(), std::vector<char>(n_, 0));
-    for (size_t g = 0; g < r.config.groups.size(); ++g)
-      for (const GroupMember& m : r.config.groups[g].members) group_stop[g][m.new_node] = 1;
+    std::vector<char> inter(n_, 1), dep_member(n_, 0);
+    for (size_t g = 0; g < r.config.groups.size(); ++g) {
+      if (!r.groups[g].used) continue;
+      std::vector<char> anc(n_, 0), desc(n_, 0), mem(n_, 0);
+      for (const GroupMember& m : r.config.groups[g].members) anc[m.new_node] = desc[m.new_node] = mem[m.new_node] = 1;
+      for (int i = n_ - 1; i >= 0; --i)
+        if (anc[i])
+          for (int j : plan_.nodes[i].inputs) anc[j] = 1;
+      for (int i = 0; i < n_; ++i)
+        for (int j : plan_.nodes[i].inputs) desc[i] = desc[i] || desc[j];
+      std::vector<char>& ng = g_mask[g];
+      ng.assign(n_, 0);
+      for (int i = 0; i < n_; ++i) {
+        inter[i] = inter[i] && anc[i];
+        dep_member[i] = dep_member[i] || desc[i];
+        ng[i] = anc[i] && desc[i];
+      }
+      for (int i = n_ - 1; i >= 0; --i) {
+        bool feeds = false;  // a frontier node: outside A_g, consumes a node of N_g
+        if (!anc[i])
+          for (int j : plan_.nodes[i].inputs) feeds = feeds || ng[j];
+        if ((ng[i] && !mem[i]) || feeds) g_list[g].push_back(i);
+      }
+    }
+    n_mask.assign(n_, 0);
+    for (int i = 0; i < n_; ++i) n_mask[i] = dep_ps_[i] && (from_nt[i] || (dep_member[i] && !inter[i]));
+    for (int i = n_ - 1; i >= 0; --i)
+      if (n_mask[i] || i == loss_node) n_list.push_back(i);
+  }
+  // The nodes each sweep visits, last first: those that can hold a cotangent.
+  for (int i = n_ - 1; i >= 0; --i) {
+    if (want_stop[i] || i == loss_node) stop_list.push_back(i);
+    if (from_nt[i] || i == loss_node) nt_list.push_back(i);
   }
 
   vstop_ = std::move(stop);
-  group_stop_ = std::move(group_stop);
+  on_cross_ = cross;
+  on_nmask_ = std::move(n_mask);
+  on_nlist_ = std::move(n_list);
+  on_gmask_ = std::move(g_mask);
+  on_glist_ = std::move(g_list);
+  on_stop_list_ = std::move(stop_list);
+  on_nt_list_ = std::move(nt_list);
+  cp2_.assign(n_, nullptr);
+  has_c2_.assign(n_, 0);
   nt_through_h_ = nt_through;
   want_on_stop_ = std::move(want_stop);
   want_on_nt_ = std::move(from_nt);
@@ -211,12 +261,13 @@ Status SessionImpl<T>::online_pieces() {
 template <typename T>
 Status SessionImpl<T>::online_vjp(double scale, std::vector<Buffer>* grads) {
   const int loss_node = has_loss() ? plan_.outputs[plan_.loss_entry].node : -1;
-  // One reverse sweep from the loss (cotangent `scale`); `stop`: not through the new hidden values.
-  auto sweep = [&](bool stop) -> Status {
+  // One reverse sweep from the loss (cotangent `scale`) over `nodes` (last first) with the
+  // cotangent mask `mask`; `stop`: not through the new hidden values.
+  auto sweep = [&](const std::vector<char>& mask, const std::vector<int>& nodes, bool stop) -> Status {
     BT_RETURN_IF_ERROR(sync());
     for (int i = 0; i < n_; ++i) cp_[i] = ct_.as<T>() + aoff_[i];
     has_c_.assign(n_, 0);
-    want_ = stop ? want_on_stop_ : want_on_nt_;  // same size: copies, no allocation
+    want_ = mask;  // same size: copies, no allocation
     if (loss_node >= 0 && want_[loss_node]) {
       T* c = nullptr;
       BT_RETURN_IF_ERROR(ctw(loss_node, &c));
@@ -227,7 +278,11 @@ Status SessionImpl<T>::online_vjp(double scale, std::vector<Buffer>* grads) {
       ~StopGuard() { flag = false; }
     } guard{vstop_active_};
     vstop_active_ = stop;
-    return reverse_all();
+    for (int i : nodes) {
+      if (cancel_requested()) return cancelled_status();
+      BT_RETURN_IF_ERROR(vjp_node(i));
+    }
+    return sync();
   };
   auto add_non_temporal = [&]() {
     for (size_t s = 0; s < plan_.param_nodes.size(); ++s) {
@@ -236,32 +291,53 @@ Status SessionImpl<T>::online_vjp(double scale, std::vector<Buffer>* grads) {
         add_host(reinterpret_cast<T*>((*grads)[s].bytes.data()), cp_[node], numel(node));
     }
   };
-  // g[p, off_m + j] = cotangent of member m's new value at (p, j), with the new values of the
-  // group's other members held fixed (the sweep stops at them). One sweep serves all groups
-  // unless one group's new value feeds another's within the step; then one sweep per group.
-  const bool per_group = !group_stop_.empty();
-  if (!per_group) BT_RETURN_IF_ERROR(sweep(true));
-  for (size_t g = 0; g < on_.groups.size(); ++g) {
+  // g[p, off_m + j] = cotangent of member m's new value at (p, j), from the arena (ptr, has).
+  auto gather = [&](size_t g, const std::vector<T*>& ptr, const std::vector<char>& has) {
     const ResolvedGroup& rg = on_.groups[g];
-    if (!rg.used) continue;
-    if (per_group) {
-      std::swap(vstop_, group_stop_[g]);
-      const Status st = sweep(true);
-      std::swap(vstop_, group_stop_[g]);
-      BT_RETURN_IF_ERROR(st);
-    }
     T* dst = on_g_[g].template as<T>();
     const std::vector<GroupMember>& mem = on_.config.groups[g].members;
     for (size_t m = 0; m < mem.size(); ++m) {
       const int node = mem[m].new_node;
       const int64_t w = mem[m].width;
-      const T* src = has_c_[node] ? cp_[node] : nullptr;
+      const T* src = has[node] ? ptr[node] : nullptr;
       for (int64_t p = 0; p < rg.P; ++p)
         for (int64_t j = 0; j < w; ++j) dst[p * rg.S + rg.member_off[m] + j] = src ? src[p * w + j] : T(0);
     }
+  };
+  if (!on_cross_) {
+    // One sweep stopped at every member serves all groups (no group's new value feeds
+    // another's within the step); a second, unstopped one only when a non-temporal param
+    // reaches a member (its exact instantaneous gradient).
+    BT_RETURN_IF_ERROR(sweep(want_on_stop_, on_stop_list_, true));
+    for (size_t g = 0; g < on_.groups.size(); ++g)
+      if (on_.groups[g].used) gather(g, cp_, has_c_);
+    if (nt_through_h_) BT_RETURN_IF_ERROR(sweep(want_on_nt_, on_nt_list_, false));
+    add_non_temporal();
+    return Status::Ok();
   }
-  if (nt_through_h_) BT_RETURN_IF_ERROR(sweep(false));
+  // Stacked groups (see configure_online_impl): the unstopped sweep, then per group a short
+  // sweep over N_g in the tangent arena (free once the step's Jacobians are taken).
+  BT_RETURN_IF_ERROR(sweep(on_nmask_, on_nlist_, false));
   add_non_temporal();
+  for (size_t g = 0; g < on_.groups.size(); ++g) {
+    if (!on_.groups[g].used) continue;
+    const std::vector<char>& ng = on_gmask_[g];
+    for (int i = 0; i < n_; ++i) cp2_[i] = tan_.as<T>() + aoff_[i];
+    std::fill(has_c2_.begin(), has_c2_.end(), 0);
+    if (loss_node >= 0 && ng[loss_node]) {
+      T* c = nullptr;
+      BT_RETURN_IF_ERROR(ctw_in(loss_node, cp2_, has_c2_, &c));
+      c[0] += static_cast<T>(scale);
+    }
+    for (int i : on_glist_[g]) {
+      if (cancel_requested()) return cancelled_status();
+      // N_g nodes carry their group cotangent; frontier nodes their unstopped one.
+      const T* gout = ng[i] ? (has_c2_[i] ? cp2_[i] : nullptr) : (has_c_[i] ? cp_[i] : nullptr);
+      if (gout != nullptr) BT_RETURN_IF_ERROR(vjp_node_into(i, gout, ng, cp2_, has_c2_));
+    }
+    BT_RETURN_IF_ERROR(sync());
+    gather(g, cp2_, has_c2_);
+  }
   return Status::Ok();
 }
 

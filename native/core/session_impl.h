@@ -330,13 +330,15 @@ class SessionImpl final : public Session {
     return b.allocate_values(ex_.get(), {count}, sizeof(T), what);
   }
   // Cotangent of node j for accumulation, zeroed on first use.
-  Status ctw(int j, T** out) {
-    if (!has_c_[j]) {
+  Status ctw(int j, T** out) { return ctw_in(j, cp_, has_c_, out); }
+  // The same in another cotangent arena (ptrs[j], has[j]).
+  Status ctw_in(int j, std::vector<T*>& ptrs, std::vector<char>& has, T** out) {
+    if (!has[j]) {
       BT_RETURN_IF_ERROR(sync());
-      std::memset(cp_[j], 0, nbytes(j));
-      has_c_[j] = 1;
+      std::memset(ptrs[j], 0, nbytes(j));
+      has[j] = 1;
     }
-    *out = cp_[j];
+    *out = ptrs[j];
     return Status::Ok();
   }
 
@@ -405,24 +407,34 @@ class SessionImpl final : public Session {
     if (is_leaf(n.op) || !has_c_[i] || ew_zero_derivative(n.op)) return Status::Ok();
     // Online learning signal: the cotangent stops at the hidden states' new values.
     if (vstop_active_ && vstop_[i]) return Status::Ok();
+    return vjp_node_into(i, cp_[i], want_, cp_, has_c_);
+  }
+  // The VJP of non-leaf node i with output cotangent `gout`, accumulated into the
+  // cotangents of those inputs j with mask[j], held in the arena (ptrs, has) (zeroed on
+  // first use). vjp_node is this with the session's cotangents; online_vjp's per-group
+  // sweeps use a second arena.
+  Status vjp_node_into(int i, const T* gout, const std::vector<char>& mask, std::vector<T*>& ptrs,
+                       std::vector<char>& has) {
+    const PlanNode& n = plan_.nodes[i];
+    if (is_leaf(n.op) || ew_zero_derivative(n.op)) return Status::Ok();
     std::vector<T*>& gin = gin_;
     gin.assign(n.inputs.size(), nullptr);
     bool any = false;
     for (size_t k = 0; k < n.inputs.size(); ++k) {
       const int j = n.inputs[k];
-      if (!want_[j] || (n.op == OpCode::Where && k == 0)) continue;
-      BT_RETURN_IF_ERROR(ctw(j, &gin[k]));
+      if (!mask[j] || (n.op == OpCode::Where && k == 0)) continue;
+      BT_RETURN_IF_ERROR(ctw_in(j, ptrs, has, &gin[k]));
       any = true;
     }
     if (!any) return Status::Ok();
     if (ew_arity(n.op) > 0) {
       EwTask<T> t = ew_task(i, EwMode::Vjp);
-      t.gout = cp_[i];
+      t.gout = gout;
       for (size_t k = 0; k < n.inputs.size(); ++k) t.gin[k] = gin[k];
       return ew(t);
     }
     BT_RETURN_IF_ERROR(sync());
-    HostOps<T>::vjp(plan_, i, vp_, cp_[i], gin);
+    HostOps<T>::vjp(plan_, i, vp_, gout, gin);
     return Status::Ok();
   }
 
@@ -549,9 +561,18 @@ class SessionImpl final : public Session {
   std::vector<DeviceBuffer> on_D_, on_g_;
   std::vector<char> vstop_;        // per node: a group member's new value (online_vjp stops there)
   // When a group's new value feeds another group's new value within the step (stacked
-  // layers), each group's signal needs its own sweep that stops only at its own members:
-  // group_stop_[g] is that stop set (empty when one sweep with all stops serves every group).
-  std::vector<std::vector<char>> group_stop_;
+  // layers: on_cross_), online_vjp runs one unstopped sweep over on_nlist_ (cotangent mask
+  // on_nmask_) and per used group g a short sweep over on_glist_[g] (mask on_gmask_[g]) in
+  // a second arena (cp2_, has_c2_: views of the tangent buffer); see configure_online_impl.
+  bool on_cross_ = false;
+  std::vector<char> on_nmask_;
+  std::vector<int> on_nlist_;
+  std::vector<std::vector<char>> on_gmask_;
+  std::vector<std::vector<int>> on_glist_;
+  std::vector<T*> cp2_;
+  std::vector<char> has_c2_;
+  // The nodes the single stopped sweep and the non-temporal sweep visit (last first).
+  std::vector<int> on_stop_list_, on_nt_list_;
   bool vstop_active_ = false;      // vjp_node honours vstop_ only while set
   bool nt_through_h_ = false;      // a non-temporal param reaches a member's new value
   // online_vjp's want_ masks (configure_online): the stopped sweep needs cotangents only on
