@@ -93,6 +93,39 @@ BT_HD void dense_s1_contract(int64_t O, const T* __restrict e, const T* __restri
   for (int64_t k = 0; k < O; ++k) dw[k] += g[k] * e[k];
 }
 
+// 2 <= S <= 4 known at compile time: the position update and the contraction unrolled
+// (no scratch row, no inner loop bounds), in exactly the generic path's operation order
+// (trace_position_update with alpha = 1, then the contraction sum from 0), so results are
+// bit for bit those of the generic path.
+template <typename T, int kS, bool kD>
+BT_HD void dense_sn_segment(int64_t O, T* __restrict e, const T* __restrict D, const T* __restrict df, T xi,
+                            const T* __restrict g, T* __restrict dw, bool update) {
+  for (int64_t k = 0; k < O; ++k) {
+    T* row = e + k * kS;
+    if (update) {
+      T v[kS];
+      for (int a = 0; a < kS; ++a) {
+        T acc = T(0);
+        if (kD)
+          for (int c = 0; c < kS; ++c) acc += D[(k * kS + a) * kS + c] * row[c];
+        v[a] = T(1) * acc + xi * df[k * kS + a];
+      }
+      for (int a = 0; a < kS; ++a) row[a] = v[a];
+    }
+    if (g) {
+      T acc = T(0);
+      for (int a = 0; a < kS; ++a) acc += g[k * kS + a] * row[a];
+      dw[k] += acc;
+    }
+  }
+}
+
+template <typename T, int kS>
+BT_HD void dense_sn_dispatch(int64_t O, T* e, const T* D, const T* df, T xi, const T* g, T* dw, bool update) {
+  if (D) dense_sn_segment<T, kS, true>(O, e, D, df, xi, g, dw, update);
+  else dense_sn_segment<T, kS, false>(O, e, D, df, xi, g, dw, update);
+}
+
 }  // namespace trace_detail
 
 template <typename T>
@@ -119,6 +152,14 @@ BT_HD void drtrl_dense_segment(const DenseTraceTask<T>& t, int64_t b, int64_t i,
     return;
   }
   const T xi = t.update ? t.x[b * t.I + i] : T(0);
+  if (S <= 4) {
+    const T* Db = t.D ? t.D + b * O * S * S : nullptr;
+    const T* dfb = t.update ? t.df + b * OS : nullptr;
+    if (S == 2) trace_detail::dense_sn_dispatch<T, 2>(O, e, Db, dfb, xi, gb, dWi, t.update);
+    else if (S == 3) trace_detail::dense_sn_dispatch<T, 3>(O, e, Db, dfb, xi, gb, dWi, t.update);
+    else trace_detail::dense_sn_dispatch<T, 4>(O, e, Db, dfb, xi, gb, dWi, t.update);
+    return;
+  }
   for (int64_t k = 0; k < O; ++k) {
     T* row = e + k * S;
     if (t.update)
