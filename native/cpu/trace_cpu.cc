@@ -103,12 +103,26 @@ void cpu_drtrl_dense(const DenseTraceTask<T>& task) {
   });
 }
 
+// Columns [k0, k1) of a vector trace in tiles of kVecTile columns, batch row b outermost
+// inside a tile: the trace streams in contiguous runs of kVecTile * S values (walking one
+// column over b would touch a new O*S-strided line, often a new page, per position), and
+// each column's contraction sums over b in order, as vec_trace_col does.
+constexpr int64_t kVecTile = 256;
+
 template <typename T>
 void cpu_vec_trace(const VecTraceTask<T>& task) {
-  parallel_for(task.O, row_grain(task.B * task.S), [&task](int64_t k0, int64_t k1) {
+  parallel_for(task.O, std::max<int64_t>(kVecTile, row_grain(task.B * task.S)), [&task](int64_t k0, int64_t k1) {
     const VecTraceTask<T> t = task;
     std::vector<T> tmp(static_cast<size_t>(t.S));
-    for (int64_t k = k0; k < k1; ++k) vec_trace_col(t, k, tmp.data());
+    T acc[kVecTile];
+    for (int64_t c0 = k0; c0 < k1; c0 += kVecTile) {
+      const int64_t c1 = std::min(k1, c0 + kVecTile);
+      std::fill(acc, acc + (c1 - c0), T(0));
+      for (int64_t b = 0; b < t.B; ++b)
+        for (int64_t k = c0; k < c1; ++k) vec_trace_position(t, b * t.O + k, tmp.data(), acc[k - c0]);
+      if (t.g)
+        for (int64_t k = c0; k < c1; ++k) t.dp[k] += t.scale * acc[k - c0];
+    }
   });
 }
 

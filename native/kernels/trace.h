@@ -182,18 +182,23 @@ BT_HD void drtrl_dense_row(const DenseTraceTask<T>& t, int64_t i, T* tmp) {
   for (int64_t b = 0; b < t.B; ++b) drtrl_dense_segment(t, b, i, tmp);
 }
 
+// Vector trace, one position p = (b, k): the update, then acc += sum_a g[p, a] eps[p, a]
+// (with g). A column k's contraction is acc over b = 0..B-1 in order, then
+// dp[k] += scale * acc; drivers may walk positions in any order that keeps b ascending per k.
+template <typename T>
+BT_HD void vec_trace_position(const VecTraceTask<T>& t, int64_t p, T* tmp, T& acc) {
+  const int64_t S = t.S;
+  T* row = t.eps + p * S;
+  if (t.update) trace_position_update(S, t.D ? t.D + p * S * S : nullptr, t.df + p * S, t.alpha, t.beta, row, tmp);
+  if (t.g)
+    for (int64_t a = 0; a < S; ++a) acc += t.g[p * S + a] * row[a];
+}
+
 // Vector trace, one output position k (every b, a): see VecTraceTask.
 template <typename T>
 BT_HD void vec_trace_col(const VecTraceTask<T>& t, int64_t k, T* tmp) {
-  const int64_t O = t.O, S = t.S;
   T acc = T(0);
-  for (int64_t b = 0; b < t.B; ++b) {
-    const int64_t p = b * O + k;
-    T* row = t.eps + p * S;
-    if (t.update) trace_position_update(S, t.D ? t.D + p * S * S : nullptr, t.df + p * S, t.alpha, t.beta, row, tmp);
-    if (t.g)
-      for (int64_t a = 0; a < S; ++a) acc += t.g[p * S + a] * row[a];
-  }
+  for (int64_t b = 0; b < t.B; ++b) vec_trace_position(t, b * t.O + k, tmp, acc);
   if (t.g) t.dp[k] += t.scale * acc;
 }
 
