@@ -97,24 +97,26 @@ BT_HD void dense_s1_contract(int64_t O, const T* __restrict e, const T* __restri
 // (no scratch row, no inner loop bounds), in exactly the generic path's operation order
 // (trace_position_update with alpha = 1, then the contraction sum from 0), so results are
 // bit for bit those of the generic path.
-template <typename T, int kS, bool kD>
+template <typename T, int kS, bool kD, bool kU, bool kG>
 BT_HD void dense_sn_segment(int64_t O, T* __restrict e, const T* __restrict D, const T* __restrict df, T xi,
-                            const T* __restrict g, T* __restrict dw, bool update) {
+                            const T* __restrict g, T* __restrict dw) {
   for (int64_t k = 0; k < O; ++k) {
-    T* row = e + k * kS;
-    if (update) {
-      T v[kS];
+    T* __restrict row = e + k * kS;
+    T v[kS];
+    for (int a = 0; a < kS; ++a) v[a] = row[a];
+    if (kU) {
+      T n[kS];
       for (int a = 0; a < kS; ++a) {
         T acc = T(0);
         if (kD)
-          for (int c = 0; c < kS; ++c) acc += D[(k * kS + a) * kS + c] * row[c];
-        v[a] = T(1) * acc + xi * df[k * kS + a];
+          for (int c = 0; c < kS; ++c) acc += D[(k * kS + a) * kS + c] * v[c];
+        n[a] = T(1) * acc + xi * df[k * kS + a];
       }
-      for (int a = 0; a < kS; ++a) row[a] = v[a];
+      for (int a = 0; a < kS; ++a) row[a] = v[a] = n[a];
     }
-    if (g) {
+    if (kG) {
       T acc = T(0);
-      for (int a = 0; a < kS; ++a) acc += g[k * kS + a] * row[a];
+      for (int a = 0; a < kS; ++a) acc += g[k * kS + a] * v[a];
       dw[k] += acc;
     }
   }
@@ -122,8 +124,15 @@ BT_HD void dense_sn_segment(int64_t O, T* __restrict e, const T* __restrict D, c
 
 template <typename T, int kS>
 BT_HD void dense_sn_dispatch(int64_t O, T* e, const T* D, const T* df, T xi, const T* g, T* dw, bool update) {
-  if (D) dense_sn_segment<T, kS, true>(O, e, D, df, xi, g, dw, update);
-  else dense_sn_segment<T, kS, false>(O, e, D, df, xi, g, dw, update);
+  if (!update) {
+    if (g) dense_sn_segment<T, kS, false, false, true>(O, e, D, df, xi, g, dw);
+  } else if (D) {
+    if (g) dense_sn_segment<T, kS, true, true, true>(O, e, D, df, xi, g, dw);
+    else dense_sn_segment<T, kS, true, true, false>(O, e, D, df, xi, g, dw);
+  } else {
+    if (g) dense_sn_segment<T, kS, false, true, true>(O, e, D, df, xi, g, dw);
+    else dense_sn_segment<T, kS, false, true, false>(O, e, D, df, xi, g, dw);
+  }
 }
 
 }  // namespace trace_detail
