@@ -155,7 +155,19 @@ Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
     if (from_nt[i] || i == loss_node) nt_list.push_back(i);
   }
 
+  std::vector<std::vector<std::vector<int>>> d_nodes(r.groups.size());
+  std::vector<std::vector<std::vector<std::vector<int>>>> df_nodes(r.relations.size());
+  for (size_t g = 0; g < r.groups.size(); ++g)
+    if (r.groups[g].need_d) jacobian_pass_nodes(r.groups[g].d_request, &d_nodes[g]);
+  for (size_t ri = 0; ri < r.relations.size(); ++ri) {
+    df_nodes[ri].resize(r.relations[ri].targets.size());
+    for (size_t k = 0; k < r.relations[ri].targets.size(); ++k)
+      jacobian_pass_nodes(r.relations[ri].targets[k].df_request, &df_nodes[ri][k]);
+  }
+
   vstop_ = std::move(stop);
+  on_d_nodes_ = std::move(d_nodes);
+  on_df_nodes_ = std::move(df_nodes);
   on_cross_ = cross;
   on_nmask_ = std::move(n_mask);
   on_nlist_ = std::move(n_list);
@@ -251,10 +263,12 @@ Status SessionImpl<T>::set_trace_steps(int64_t n) {
 template <typename T>
 Status SessionImpl<T>::online_pieces() {
   for (size_t g = 0; g < on_.groups.size(); ++g)
-    if (on_.groups[g].need_d) BT_RETURN_IF_ERROR(jacobian(on_.groups[g].d_request, on_D_[g].template as<T>()));
+    if (on_.groups[g].need_d)
+      BT_RETURN_IF_ERROR(jacobian(on_.groups[g].d_request, on_D_[g].template as<T>(), &on_d_nodes_[g]));
   for (size_t ri = 0; ri < on_.relations.size(); ++ri)
     for (size_t k = 0; k < on_.relations[ri].targets.size(); ++k)
-      BT_RETURN_IF_ERROR(jacobian(on_.relations[ri].targets[k].df_request, on_df_[ri][k].template as<T>()));
+      BT_RETURN_IF_ERROR(jacobian(on_.relations[ri].targets[k].df_request, on_df_[ri][k].template as<T>(),
+                                  &on_df_nodes_[ri][k]));
   return Status::Ok();
 }
 

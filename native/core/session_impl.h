@@ -523,11 +523,17 @@ class SessionImpl final : public Session {
   // One forward-mode pass: every tangent cleared, `seed` writes the tangent of seed_node
   // (a leaf, or a non-leaf whose propagated tangent it replaces), then the JVP runs over
   // (seed_node, end]: nodes before the seed have no tangent, nodes after `end` are not read.
+  // `nodes` (ascending, or null: every node in (seed_node, end]) lists the nodes the pass visits.
   template <typename Seed>
-  Status jac_pass(int seed_node, int end, Seed&& seed);
+  Status jac_pass(int seed_node, int end, Seed&& seed, const std::vector<int>* nodes = nullptr);
   // Writes the request's per-position Jacobian of the current step (values in vp_) to dst
-  // (P*S*S or P*S values).
-  Status jacobian(const JacobianRequest& r, T* dst);
+  // (P*S*S or P*S values). `passes` (from jacobian_pass_nodes, or null) restricts each
+  // pass to the nodes that descend from its seed and lead to a member's new value.
+  Status jacobian(const JacobianRequest& r, T* dst, const std::vector<std::vector<int>>* passes = nullptr);
+  // Per seed of the request (each member's leaf for Hid2Hid, y for Df): the nodes after the
+  // seed that descend from it and are ancestors of a member's new value, ascending (the only
+  // nodes whose tangents the request reads). Computed once, at configure_online.
+  void jacobian_pass_nodes(const JacobianRequest& r, std::vector<std::vector<int>>* out) const;
 
   Plan plan_;
   std::unique_ptr<Executor> ex_;
@@ -573,6 +579,10 @@ class SessionImpl final : public Session {
   std::vector<char> has_c2_;
   // The nodes the single stopped sweep and the non-temporal sweep visit (last first).
   std::vector<int> on_stop_list_, on_nt_list_;
+  // The Jacobian passes' node lists (jacobian_pass_nodes): per group (D) and per
+  // (relation, target) (df).
+  std::vector<std::vector<std::vector<int>>> on_d_nodes_;
+  std::vector<std::vector<std::vector<std::vector<int>>>> on_df_nodes_;
   bool vstop_active_ = false;      // vjp_node honours vstop_ only while set
   bool nt_through_h_ = false;      // a non-temporal param reaches a member's new value
   // online_vjp's want_ masks (configure_online): the stopped sweep needs cotangents only on
