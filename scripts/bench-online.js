@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Benchmark of the online steps (issue 9, item 4): per-step time of pp_prop and BPTT on
 // 3 x LIF(512), B 128; of D_RTRL on a diagonal (leaky) RNN, B 64, I = H = 256; and the
-// D_RTRL trace kernel (benchmarkTraceStep) next to the native copy bandwidth (its bound:
-// the trace's bytes read + written / the measured copy rate). float32, medians of rounds.
+// D_RTRL trace kernel (benchmarkTraceStep, S = 1 and S = 2) next to the native copy
+// bandwidth (its bound: the trace's bytes read + written / the measured 64 MiB copy rate).
+// float32, medians of rounds.
 //
 // Run (after `npx tsc -p tsconfig.build.json`):
 //   node scripts/bench-online.js [--rounds N] [--T N] [--cpu]
@@ -110,6 +111,9 @@ async function measureOnce() {
   const kern = binding.benchmarkTraceStep({ batch: 64, inputs: 256, outputs: 256, states: 1, dtype: 'float32', reps: 50 });
   r.kernelMs = kern.secondsPerStep * 1e3;
   r.boundMs = (kern.bytesMoved / (r.copyGBs * 1e9)) * 1e3;
+  const kern2 = binding.benchmarkTraceStep({ batch: 64, inputs: 256, outputs: 256, states: 2, dtype: 'float32', reps: 10 });
+  r.kernel2Ms = kern2.secondsPerStep * 1e3;
+  r.bound2Ms = (kern2.bytesMoved / (r.copyGBs * 1e9)) * 1e3;
   r.threads = bt.info().threads;
   return r;
 }
@@ -128,6 +132,8 @@ const KEYS = [
   ['drtrl', 'D_RTRL diag RNN B 64, I = H = 256 (ms/step)'],
   ['kernelMs', 'D_RTRL trace kernel B 64, 256 x 256 (ms)'],
   ['boundMs', '  its bound: 32 MiB / native copy rate (ms)'],
+  ['kernel2Ms', 'same kernel with S = 2 (two-state groups) (ms)'],
+  ['bound2Ms', '  its bound: 64 MiB / native copy rate (ms)'],
   ['copyGBs', 'native copy 64 MiB (GB/s)'],
 ];
 
@@ -154,6 +160,8 @@ async function main() {
   const kr = (set) => median(set.map((r) => r.kernelMs / r.boundMs));
   console.log(`pp_prop / BPTT per step: ${old ? 'old ' + ratio(res.old).toFixed(2) + '  new ' : ''}${ratio(res.new).toFixed(2)}`);
   console.log(`trace kernel / bound:    ${old ? 'old ' + kr(res.old).toFixed(2) + '  new ' : ''}${kr(res.new).toFixed(2)}`);
+  const kr2 = (set) => median(set.map((r) => r.kernel2Ms / r.bound2Ms));
+  console.log(`S 2 kernel / bound:      ${old ? 'old ' + kr2(res.old).toFixed(2) + '  new ' : ''}${kr2(res.new).toFixed(2)}`);
 }
 
 main().catch((e) => {
