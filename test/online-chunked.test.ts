@@ -7,7 +7,9 @@
  *    call cancelled mid-chunk (its pending contractions are dropped with it);
  *  - stacked groups share one unstopped reverse sweep plus short per-group sweeps: three
  *    stacked layers (the lower one with two members, i' feeding v') give D_RTRL == BPTT
- *    where D_RTRL is exact, and pp_prop == BPTT at T = 1.
+ *    where D_RTRL is exact, and pp_prop == BPTT at T = 1; with a non-temporal gain between
+ *    layers (it reaches members: its exact gradient comes from the shared unstopped sweep)
+ *    pp_prop and D_RTRL == BPTT at T = 1.
  */
 import * as bt from '../lib/index';
 import type { Tensor } from '../lib/dsl/tensor';
@@ -45,6 +47,19 @@ class Stack3 extends bt.Module {
     this.i.value = iNew;
     this.v.value = bt.add(bt.mul(this.v.value, 0.9), bt.tanh(bt.mul(iNew, 0.5)));
     this.r2.value = bt.tanh(bt.matmul(this.v.value, this.w2));
+    this.r3.value = bt.tanh(bt.matmul(this.r2.value, this.w3));
+    return bt.matmul(this.r3.value, this.ro.value);
+  }
+}
+
+/** Stack3 with a gain between layers 1 and 2: a non-temporal param that reaches members. */
+class Stack3Gain extends Stack3 {
+  a = new bt.ParamState(bt.init.normal({ mean: 1, std: 0.3 }), [4]);
+  update(x: Tensor): Tensor {
+    const iNew = bt.add(bt.mul(this.i.value, 0.8), bt.matmul(x, this.w1));
+    this.i.value = iNew;
+    this.v.value = bt.add(bt.mul(this.v.value, 0.9), bt.tanh(bt.mul(iNew, 0.5)));
+    this.r2.value = bt.tanh(bt.matmul(bt.mul(this.v.value, this.a.value), this.w2));
     this.r3.value = bt.tanh(bt.matmul(this.r2.value, this.w3));
     return bt.matmul(this.r3.value, this.ro.value);
   }
@@ -209,6 +224,22 @@ describe('stacked groups: one shared reverse sweep', () => {
       expect(relErr(gd, gb)).toBeLessThan(1e-9);
     } finally {
       d.dispose();
+      b.dispose();
+    }
+  });
+
+  test.each(['pp_prop', 'D_RTRL'] as const)('a non-temporal gain reaching the stacked members: %s equals BPTT at T = 1', async (algo) => {
+    const xs = seq(1, NI, 13);
+    const ys = seq(1, 2, 14);
+    const o = learner(() => new Stack3Gain(), algo);
+    const b = learner(() => new Stack3Gain(), 'BPTT');
+    try {
+      const go = (await o.etraceGrad(xs, ys, { loss: 'mse' })).grads;
+      const gb = (await b.etraceGrad(xs, ys, { loss: 'mse' })).grads;
+      expect(Array.from(go.a.data).some((v) => v !== 0)).toBe(true);
+      expect(relErr(go, gb)).toBeLessThan(1e-12);
+    } finally {
+      o.dispose();
       b.dispose();
     }
   });
