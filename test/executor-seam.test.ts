@@ -31,8 +31,9 @@ const EXPECTED_TASK: Record<string, string> = {
 };
 
 const TASKS = [
-  'elementwise', 'layout', 'reduce', 'softmax', 'matmul', 'axpy', 'fill', 'jacobian_read', 'find_non_finite',
-  'drtrl_dense', 'vec_trace', 'pp_input', 'pp_grad', 'optim_step', 'sum_squares',
+  'elementwise', 'layout', 'reduce', 'softmax', 'matmul', 'axpy', 'copy', 'fill', 'jacobian_read',
+  'find_non_finite', 'drtrl_dense', 'vec_trace', 'pp_input', 'pp_project', 'pp_vec_grad', 'pp_dense_grad',
+  'optim_step', 'sum_squares',
 ];
 
 /** One hidden state through every node family: matmul, softmax, layout, reductions. */
@@ -121,7 +122,7 @@ describe('executor seam', () => {
       for (const t of ['elementwise', 'layout', 'reduce', 'softmax', 'matmul', 'find_non_finite'])
         expect(used.has(`${algo}:${t}`) ? `${algo}:${t}` : `missing ${algo}:${t}`).toBe(`${algo}:${t}`);
     for (const t of ['drtrl_dense', 'vec_trace', 'jacobian_read']) expect(used.has(`drtrl:${t}`)).toBe(true);
-    for (const t of ['pp_input', 'pp_grad', 'vec_trace', 'jacobian_read']) expect(used.has(`pp:${t}`)).toBe(true);
+    for (const t of ['pp_input', 'pp_project', 'pp_vec_grad', 'pp_dense_grad', 'copy', 'vec_trace', 'jacobian_read']) expect(used.has(`pp:${t}`)).toBe(true);
     for (const t of ['optim_step', 'sum_squares']) expect(used.has(`bptt:${t}`)).toBe(true);
     expect(used.has('drtrl:optim_step')).toBe(false); // negative control: no optimizer there
   });

@@ -442,8 +442,9 @@ export interface NativeBinding {
   opTasks(): string[];
   /**
    * Process-wide calls so far of each executor task method (elementwise, layout, reduce,
-   * softmax, matmul, axpy, fill, jacobian_read, find_non_finite, drtrl_dense, vec_trace,
-   * pp_input, pp_grad, optim_step, sum_squares), counted by the driver that ran them.
+   * softmax, matmul, axpy, copy, fill, jacobian_read, find_non_finite, drtrl_dense,
+   * vec_trace, pp_input, pp_project, pp_vec_grad, pp_dense_grad, optim_step, sum_squares),
+   * counted by the driver that ran them.
    */
   taskCounts(): Record<string, number>;
   memoryStats(): NativeMemoryStats;

@@ -10,8 +10,9 @@
 //   MatMul       MatMul, EtpMatMul (and their transposed VJP products) -> Executor::matmul
 // each in forward, JVP and VJP form. The other families of a step are tasks too: the
 // per-position Jacobian reads and seeds of the Jacobian passes (jacobian_read, fill),
-// cotangent accumulation (axpy), the non-finite scans (find_non_finite), the
-// eligibility-trace updates and contractions (D_RTRL dense / vector traces, pp_prop) and
+// cotangent accumulation and copies (axpy, copy), the non-finite scans (find_non_finite), the
+// eligibility-trace updates and contractions (D_RTRL dense / vector traces, pp_prop's input
+// trace, projection and chunked gradients) and
 // the optimizer steps (optim_step, sum_squares).
 //
 // Drivers: native/cpu runs every task on the thread pool over the shared bodies in
@@ -162,19 +163,42 @@ struct PpInputTask {
   int64_t n = 0;
 };
 
-// pp_prop's gradient contraction of one relation: q (B*O) <- sum_a g epsf / c; then
-// dW (I, O) += xbar^T q (dW may be null) and dp (O) += sum_b q (each dp may be null).
+// y[0, n) = x[0, n).
 template <typename T>
-struct PpGradTask {
+struct CopyTask {
+  int64_t n = 0;
+  const T* x = nullptr;
+  T* y = nullptr;
+};
+
+// pp_prop's projection of the learning signal on the output trace over P positions:
+// q[p] = inv_c * sum_a g[p, a] epsf[p, a] (accumulate: q[p] += ...).
+template <typename T>
+struct PpProjectTask {
   const T* g = nullptr;
   const T* epsf = nullptr;
-  const T* xbar = nullptr;
-  int64_t B = 0, I = 0, O = 0, S = 1;
+  int64_t P = 0, S = 1;
   T inv_c = T(1);
   T* q = nullptr;
+  bool accumulate = false;
+};
+
+// pp_prop's bias / element-wise gradient: dp[k] += sum_b q[b, k] (q is B x O).
+template <typename T>
+struct PpVecGradTask {
+  const T* q = nullptr;
+  int64_t B = 0, O = 0;
+  T* dp = nullptr;
+};
+
+// pp_prop's dense gradient of a chunk of contractions: dW (I x O) += Xbar^T Q, Xbar (K x I)
+// and Q (K x O) stacking the chunk's input traces and projections (K = steps * B rows).
+template <typename T>
+struct PpDenseGradTask {
+  const T* xbar = nullptr;
+  const T* q = nullptr;
+  int64_t K = 0, I = 0, O = 0;
   T* dW = nullptr;
-  T* dp0 = nullptr;
-  T* dp1 = nullptr;
 };
 
 // The task list of the seam: X(method, task type). Each becomes a pair of pure virtual
@@ -185,13 +209,16 @@ struct PpGradTask {
   X(softmax, NodeTask)                 \
   X(matmul, NodeTask)                  \
   X(axpy, AxpyTask)                    \
+  X(copy, CopyTask)                    \
   X(fill, FillTask)                    \
   X(jacobian_read, JacobianReadTask)   \
   X(find_non_finite, FiniteScanTask)   \
   X(drtrl_dense, DenseTraceTask)       \
   X(vec_trace, VecTraceTask)           \
   X(pp_input, PpInputTask)             \
-  X(pp_grad, PpGradTask)               \
+  X(pp_project, PpProjectTask)         \
+  X(pp_vec_grad, PpVecGradTask)        \
+  X(pp_dense_grad, PpDenseGradTask)    \
   X(optim_step, OptimTask)             \
   X(sum_squares, SumSquaresTask)
 #define BT_EXECUTOR_TASKS(X) \

@@ -7,7 +7,7 @@ namespace detail {
 
 template <typename T>
 template <typename Seed>
-Status SessionImpl<T>::jac_pass(int seed_node, int end, Seed&& seed) {
+Status SessionImpl<T>::jac_pass(int seed_node, int end, Seed&& seed, const std::vector<int>* nodes) {
   // Tasks run in order on the executor, so the seed may overwrite a buffer that the
   // previous pass's read task is still reading.
   std::fill(has_t_.begin(), has_t_.end(), 0);
@@ -15,6 +15,13 @@ Status SessionImpl<T>::jac_pass(int seed_node, int end, Seed&& seed) {
   BT_RETURN_IF_ERROR(seed(tp_[seed_node]));
   has_t_[seed_node] = 1;
   tview_[seed_node] = tp_[seed_node];
+  if (nodes != nullptr) {
+    for (int i : *nodes) {
+      if (cancel_requested()) return cancelled_status();
+      BT_RETURN_IF_ERROR(jvp_node(i));
+    }
+    return sync();
+  }
   for (int i = seed_node + 1; i <= end; ++i) {
     if (cancel_requested()) return cancelled_status();
     BT_RETURN_IF_ERROR(jvp_node(i));
@@ -23,7 +30,33 @@ Status SessionImpl<T>::jac_pass(int seed_node, int end, Seed&& seed) {
 }
 
 template <typename T>
-Status SessionImpl<T>::jacobian(const JacobianRequest& r, T* dst) {
+void SessionImpl<T>::jacobian_pass_nodes(const JacobianRequest& r, std::vector<std::vector<int>>* out) const {
+  // Ancestors of the members' new values (what the read-out needs).
+  std::vector<char> anc(n_, 0);
+  for (const GroupMember& m : r.members) anc[m.new_node] = 1;
+  for (int i = n_ - 1; i >= 0; --i)
+    if (anc[i])
+      for (int j : plan_.nodes[i].inputs) anc[j] = 1;
+  auto list = [&](int seed) {
+    std::vector<char> desc(n_, 0);
+    desc[seed] = 1;
+    std::vector<int> v;
+    for (int i = seed + 1; i < n_; ++i) {
+      for (int j : plan_.nodes[i].inputs) desc[i] = desc[i] || desc[j];
+      if (desc[i] && anc[i]) v.push_back(i);
+    }
+    return v;
+  };
+  out->clear();
+  if (r.kind == JacobianRequest::Kind::Hid2Hid)
+    for (const GroupMember& m : r.members) out->push_back(list(m.leaf_node));
+  else
+    out->push_back(list(r.y_node));
+}
+
+template <typename T>
+Status SessionImpl<T>::jacobian(const JacobianRequest& r, T* dst, const std::vector<std::vector<int>>* passes) {
+  auto pass_nodes = [&](size_t k) -> const std::vector<int>* { return passes ? &(*passes)[k] : nullptr; };
   BT_RETURN_IF_ERROR(ensure(tan_, all_total_, "tangents"));
   for (int i = 0; i < n_; ++i) tp_[i] = tan_.as<T>() + aoff_[i];
   const int64_t P = r.positions;
@@ -85,17 +118,23 @@ Status SessionImpl<T>::jacobian(const JacobianRequest& r, T* dst) {
         const int64_t b = off[m] + j;
         if (!r.probe_positions) {
           // One pass per input state b: 1 at (p, j) for every position p.
-          BT_RETURN_IF_ERROR(jac_pass(leaf, end, [&](T* t) {
-            BT_RETURN_IF_ERROR(fill(t, P * w, T(0)));
-            return fill(t + j, P, T(1), w);
-          }));
+          BT_RETURN_IF_ERROR(jac_pass(
+              leaf, end,
+              [&](T* t) {
+                BT_RETURN_IF_ERROR(fill(t, P * w, T(0)));
+                return fill(t + j, P, T(1), w);
+              },
+              pass_nodes(m)));
           BT_RETURN_IF_ERROR(read(0, P, b));
         } else {
           for (int64_t p = 0; p < P; ++p) {
-            BT_RETURN_IF_ERROR(jac_pass(leaf, end, [&](T* t) {
-              BT_RETURN_IF_ERROR(fill(t, P * w, T(0)));
-              return fill(t + p * w + j, 1, T(1));
-            }));
+            BT_RETURN_IF_ERROR(jac_pass(
+                leaf, end,
+                [&](T* t) {
+                  BT_RETURN_IF_ERROR(fill(t, P * w, T(0)));
+                  return fill(t + p * w + j, 1, T(1));
+                },
+                pass_nodes(m)));
             BT_RETURN_IF_ERROR(read(p, p + 1, b));
           }
         }
@@ -109,22 +148,27 @@ Status SessionImpl<T>::jacobian(const JacobianRequest& r, T* dst) {
   const int64_t ny = numel(y);
   const int64_t reps = P / ny;  // 1 for a batched y; B for an unbatched one
   if (!r.probe_positions) {
-    BT_RETURN_IF_ERROR(jac_pass(y, end, [&](T* t) { return fill(t, ny, T(1)); }));
+    BT_RETURN_IF_ERROR(jac_pass(y, end, [&](T* t) { return fill(t, ny, T(1)); }, pass_nodes(0)));
     BT_RETURN_IF_ERROR(read(0, P, -1));
     return Status::Ok();
   }
   for (int64_t q = 0; q < ny; ++q) {
-    BT_RETURN_IF_ERROR(jac_pass(y, end, [&](T* t) {
-      BT_RETURN_IF_ERROR(fill(t, ny, T(0)));
-      return fill(t + q, 1, T(1));
-    }));
+    BT_RETURN_IF_ERROR(jac_pass(
+        y, end,
+        [&](T* t) {
+          BT_RETURN_IF_ERROR(fill(t, ny, T(0)));
+          return fill(t + q, 1, T(1));
+        },
+        pass_nodes(0)));
     for (int64_t k = 0; k < reps; ++k) BT_RETURN_IF_ERROR(read(q + k * ny, q + k * ny + 1, -1));
   }
   return Status::Ok();
 }
 
-template Status SessionImpl<float>::jacobian(const JacobianRequest&, float*);
-template Status SessionImpl<double>::jacobian(const JacobianRequest&, double*);
+template Status SessionImpl<float>::jacobian(const JacobianRequest&, float*, const std::vector<std::vector<int>>*);
+template Status SessionImpl<double>::jacobian(const JacobianRequest&, double*, const std::vector<std::vector<int>>*);
+template void SessionImpl<float>::jacobian_pass_nodes(const JacobianRequest&, std::vector<std::vector<int>>*) const;
+template void SessionImpl<double>::jacobian_pass_nodes(const JacobianRequest&, std::vector<std::vector<int>>*) const;
 
 }  // namespace detail
 }  // namespace bt

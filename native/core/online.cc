@@ -46,6 +46,13 @@ Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
     if (rr.bias_node >= 0)
       BT_RETURN_IF_ERROR(bscr[ri].allocate_values(ex, {numel(rr.bias_node)}, sizeof(T), "a transformed-bias gradient"));
   }
+  std::vector<DeviceBuffer> ppx(r.relations.size()), ppq(r.relations.size());
+  for (size_t ri = 0; ri < r.relations.size(); ++ri) {
+    const ResolvedRelation& rr = r.relations[ri];
+    if (rr.pp_chunk <= 0) continue;
+    BT_RETURN_IF_ERROR(ppx[ri].allocate_values(ex, {rr.pp_chunk * rr.B * rr.I}, sizeof(T), "the pp_prop input ring"));
+    BT_RETURN_IF_ERROR(ppq[ri].allocate_values(ex, {rr.pp_chunk * rr.B * rr.O}, sizeof(T), "the pp_prop projection ring"));
+  }
   DeviceBuffer q, st, carry;
   BT_RETURN_IF_ERROR(q.allocate_values(ex, {q_values}, sizeof(T), "the pp_prop projection"));
   BT_RETURN_IF_ERROR(st.allocate_values(ex, {state_total_}, sizeof(T), "the window states"));
@@ -99,15 +106,77 @@ Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
       }
     }
   }
-  std::vector<std::vector<char>> group_stop;
+  // Stacked groups (one group's new value feeds another's within the step): group g's
+  // signal is the loss's derivative with only g's members held fixed. Outside A_g (the
+  // ancestors of g's members) that equals the unstopped cotangent ct_N, so one unstopped
+  // sweep over the nodes outside the intersection of every used group's A_g serves all
+  // groups (and gives the non-temporal params' exact gradients), and each group adds a short
+  // sweep over N_g = A_g ∩ (descendants of its members), seeded from the frontier: the
+  // consumers outside A_g of N_g's nodes, whose ct_N the unstopped sweep left. A chain of L
+  // layers then costs one reverse pass through the layers, not L(L-1)/2 layer VJPs.
+  const int loss_node = has_loss() ? plan_.outputs[plan_.loss_entry].node : -1;
+  std::vector<char> n_mask;
+  std::vector<int> n_list, stop_list, nt_list;
+  std::vector<std::vector<char>> g_mask(r.config.groups.size());
+  std::vector<std::vector<int>> g_list(r.config.groups.size());
   if (cross) {
-    group_stop.assign(r.config.groups.size(), std::vector<char>(n_, 0));
-    for (size_t g = 0; g < r.config.groups.size(); ++g)
-      for (const GroupMember& m : r.config.groups[g].members) group_stop[g][m.new_node] = 1;
+    std::vector<char> inter(n_, 1), dep_member(n_, 0);
+    for (size_t g = 0; g < r.config.groups.size(); ++g) {
+      if (!r.groups[g].used) continue;
+      std::vector<char> anc(n_, 0), desc(n_, 0), mem(n_, 0);
+      for (const GroupMember& m : r.config.groups[g].members) anc[m.new_node] = desc[m.new_node] = mem[m.new_node] = 1;
+      for (int i = n_ - 1; i >= 0; --i)
+        if (anc[i])
+          for (int j : plan_.nodes[i].inputs) anc[j] = 1;
+      for (int i = 0; i < n_; ++i)
+        for (int j : plan_.nodes[i].inputs) desc[i] = desc[i] || desc[j];
+      std::vector<char>& ng = g_mask[g];
+      ng.assign(n_, 0);
+      for (int i = 0; i < n_; ++i) {
+        inter[i] = inter[i] && anc[i];
+        dep_member[i] = dep_member[i] || desc[i];
+        ng[i] = anc[i] && desc[i];
+      }
+      for (int i = n_ - 1; i >= 0; --i) {
+        bool feeds = false;  // a frontier node: outside A_g, consumes a node of N_g
+        if (!anc[i])
+          for (int j : plan_.nodes[i].inputs) feeds = feeds || ng[j];
+        if ((ng[i] && !mem[i]) || feeds) g_list[g].push_back(i);
+      }
+    }
+    n_mask.assign(n_, 0);
+    for (int i = 0; i < n_; ++i) n_mask[i] = dep_ps_[i] && (from_nt[i] || (dep_member[i] && !inter[i]));
+    for (int i = n_ - 1; i >= 0; --i)
+      if (n_mask[i] || i == loss_node) n_list.push_back(i);
+  }
+  // The nodes each sweep visits, last first: those that can hold a cotangent.
+  for (int i = n_ - 1; i >= 0; --i) {
+    if (want_stop[i] || i == loss_node) stop_list.push_back(i);
+    if (from_nt[i] || i == loss_node) nt_list.push_back(i);
+  }
+
+  std::vector<std::vector<std::vector<int>>> d_nodes(r.groups.size());
+  std::vector<std::vector<std::vector<std::vector<int>>>> df_nodes(r.relations.size());
+  for (size_t g = 0; g < r.groups.size(); ++g)
+    if (r.groups[g].need_d) jacobian_pass_nodes(r.groups[g].d_request, &d_nodes[g]);
+  for (size_t ri = 0; ri < r.relations.size(); ++ri) {
+    df_nodes[ri].resize(r.relations[ri].targets.size());
+    for (size_t k = 0; k < r.relations[ri].targets.size(); ++k)
+      jacobian_pass_nodes(r.relations[ri].targets[k].df_request, &df_nodes[ri][k]);
   }
 
   vstop_ = std::move(stop);
-  group_stop_ = std::move(group_stop);
+  on_d_nodes_ = std::move(d_nodes);
+  on_df_nodes_ = std::move(df_nodes);
+  on_cross_ = cross;
+  on_nmask_ = std::move(n_mask);
+  on_nlist_ = std::move(n_list);
+  on_gmask_ = std::move(g_mask);
+  on_glist_ = std::move(g_list);
+  on_stop_list_ = std::move(stop_list);
+  on_nt_list_ = std::move(nt_list);
+  cp2_.assign(n_, nullptr);
+  has_c2_.assign(n_, 0);
   nt_through_h_ = nt_through;
   want_on_stop_ = std::move(want_stop);
   want_on_nt_ = std::move(from_nt);
@@ -121,6 +190,9 @@ Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
   on_carry_ = std::move(carry);
   on_wscr_ = std::move(wscr);
   on_bscr_ = std::move(bscr);
+  on_ppx_ = std::move(ppx);
+  on_ppq_ = std::move(ppq);
+  on_ppn_.assign(on_.relations.size(), 0);
   trace_n_ = 0;
   online_ = true;
   return Status::Ok();
@@ -191,22 +263,25 @@ Status SessionImpl<T>::set_trace_steps(int64_t n) {
 template <typename T>
 Status SessionImpl<T>::online_pieces() {
   for (size_t g = 0; g < on_.groups.size(); ++g)
-    if (on_.groups[g].need_d) BT_RETURN_IF_ERROR(jacobian(on_.groups[g].d_request, on_D_[g].template as<T>()));
+    if (on_.groups[g].need_d)
+      BT_RETURN_IF_ERROR(jacobian(on_.groups[g].d_request, on_D_[g].template as<T>(), &on_d_nodes_[g]));
   for (size_t ri = 0; ri < on_.relations.size(); ++ri)
     for (size_t k = 0; k < on_.relations[ri].targets.size(); ++k)
-      BT_RETURN_IF_ERROR(jacobian(on_.relations[ri].targets[k].df_request, on_df_[ri][k].template as<T>()));
+      BT_RETURN_IF_ERROR(jacobian(on_.relations[ri].targets[k].df_request, on_df_[ri][k].template as<T>(),
+                                  &on_df_nodes_[ri][k]));
   return Status::Ok();
 }
 
 template <typename T>
 Status SessionImpl<T>::online_vjp(double scale, std::vector<Buffer>* grads) {
   const int loss_node = has_loss() ? plan_.outputs[plan_.loss_entry].node : -1;
-  // One reverse sweep from the loss (cotangent `scale`); `stop`: not through the new hidden values.
-  auto sweep = [&](bool stop) -> Status {
+  // One reverse sweep from the loss (cotangent `scale`) over `nodes` (last first) with the
+  // cotangent mask `mask`; `stop`: not through the new hidden values.
+  auto sweep = [&](const std::vector<char>& mask, const std::vector<int>& nodes, bool stop) -> Status {
     BT_RETURN_IF_ERROR(sync());
     for (int i = 0; i < n_; ++i) cp_[i] = ct_.as<T>() + aoff_[i];
     has_c_.assign(n_, 0);
-    want_ = stop ? want_on_stop_ : want_on_nt_;  // same size: copies, no allocation
+    want_ = mask;  // same size: copies, no allocation
     if (loss_node >= 0 && want_[loss_node]) {
       T* c = nullptr;
       BT_RETURN_IF_ERROR(ctw(loss_node, &c));
@@ -217,7 +292,11 @@ Status SessionImpl<T>::online_vjp(double scale, std::vector<Buffer>* grads) {
       ~StopGuard() { flag = false; }
     } guard{vstop_active_};
     vstop_active_ = stop;
-    return reverse_all();
+    for (int i : nodes) {
+      if (cancel_requested()) return cancelled_status();
+      BT_RETURN_IF_ERROR(vjp_node(i));
+    }
+    return sync();
   };
   auto add_non_temporal = [&]() -> Status {
     for (size_t s = 0; s < plan_.param_nodes.size(); ++s) {
@@ -227,29 +306,18 @@ Status SessionImpl<T>::online_vjp(double scale, std::vector<Buffer>* grads) {
     }
     return Status::Ok();
   };
-  // g[p, off_m + j] = cotangent of member m's new value at (p, j), with the new values of the
-  // group's other members held fixed (the sweep stops at them). One sweep serves all groups
-  // unless one group's new value feeds another's within the step; then one sweep per group.
-  const bool per_group = !group_stop_.empty();
-  if (!per_group) BT_RETURN_IF_ERROR(sweep(true));
-  for (size_t g = 0; g < on_.groups.size(); ++g) {
+  // g[p, off_m + j] = cotangent of member m's new value at (p, j), from the arena (ptr, has).
+  auto gather = [&](size_t g, const std::vector<T*>& ptr, const std::vector<char>& has) -> Status {
     const ResolvedGroup& rg = on_.groups[g];
-    if (!rg.used) continue;
-    if (per_group) {
-      std::swap(vstop_, group_stop_[g]);
-      const Status st = sweep(true);
-      std::swap(vstop_, group_stop_[g]);
-      BT_RETURN_IF_ERROR(st);
-    }
-    // The rows of g are read like a Df Jacobian's: one jacobian_read task over the members.
     const std::vector<GroupMember>& mem = on_.config.groups[g].members;
     jac_src_.assign(mem.size(), nullptr);
     jac_width_.assign(mem.size(), 0);
     for (size_t m = 0; m < mem.size(); ++m) {
       const int node = mem[m].new_node;
       jac_width_[m] = mem[m].width;
-      jac_src_[m] = has_c_[node] ? cp_[node] : nullptr;
+      jac_src_[m] = has[node] ? ptr[node] : nullptr;
     }
+    // The rows of g are read like a Df Jacobian's: one jacobian_read task over the members.
     JacobianReadTask<T> read;
     read.members = static_cast<int>(mem.size());
     read.src = jac_src_.data();
@@ -261,10 +329,42 @@ Status SessionImpl<T>::online_vjp(double scale, std::vector<Buffer>* grads) {
     read.col = -1;
     read.dst = on_g_[g].template as<T>();
     dirty_ = true;
-    BT_RETURN_IF_ERROR(ex_->jacobian_read(read));
+    return ex_->jacobian_read(read);
+  };
+  if (!on_cross_) {
+    // One sweep stopped at every member serves all groups (no group's new value feeds
+    // another's within the step); a second, unstopped one only when a non-temporal param
+    // reaches a member (its exact instantaneous gradient).
+    BT_RETURN_IF_ERROR(sweep(want_on_stop_, on_stop_list_, true));
+    for (size_t g = 0; g < on_.groups.size(); ++g)
+      if (on_.groups[g].used) BT_RETURN_IF_ERROR(gather(g, cp_, has_c_));
+    if (nt_through_h_) BT_RETURN_IF_ERROR(sweep(want_on_nt_, on_nt_list_, false));
+    BT_RETURN_IF_ERROR(add_non_temporal());
+    return Status::Ok();
   }
-  if (nt_through_h_) BT_RETURN_IF_ERROR(sweep(false));
+  // Stacked groups (see configure_online_impl): the unstopped sweep, then per group a short
+  // sweep over N_g in the tangent arena (free once the step's Jacobians are taken).
+  BT_RETURN_IF_ERROR(sweep(on_nmask_, on_nlist_, false));
   BT_RETURN_IF_ERROR(add_non_temporal());
+  for (size_t g = 0; g < on_.groups.size(); ++g) {
+    if (!on_.groups[g].used) continue;
+    const std::vector<char>& ng = on_gmask_[g];
+    for (int i = 0; i < n_; ++i) cp2_[i] = tan_.as<T>() + aoff_[i];
+    std::fill(has_c2_.begin(), has_c2_.end(), 0);
+    if (loss_node >= 0 && ng[loss_node]) {
+      T* c = nullptr;
+      BT_RETURN_IF_ERROR(ctw_in(loss_node, cp2_, has_c2_, &c));
+      c[0] += static_cast<T>(scale);
+    }
+    for (int i : on_glist_[g]) {
+      if (cancel_requested()) return cancelled_status();
+      // N_g nodes carry their group cotangent; frontier nodes their unstopped one.
+      const T* gout = ng[i] ? (has_c2_[i] ? cp2_[i] : nullptr) : (has_c_[i] ? cp_[i] : nullptr);
+      if (gout != nullptr) BT_RETURN_IF_ERROR(vjp_node_into(i, gout, ng, cp2_, has_c2_));
+    }
+    BT_RETURN_IF_ERROR(sync());
+    BT_RETURN_IF_ERROR(gather(g, cp2_, has_c2_));
+  }
   return Status::Ok();
 }
 
@@ -350,24 +450,68 @@ Status SessionImpl<T>::online_trace_step(bool update, bool contract, int64_t n_c
         if (contract && n_c >= 1) {
           // Bias correction of the output trace after n_c steps (the reference counts calls: F-30).
           const double corr = std::max(1.0 - std::pow(c.decay_f, static_cast<double>(n_c)), 1e-8);
-          const bool dense = rr.kind == RelationKind::Dense;
-          PpGradTask<T> pg;
-          pg.g = g;
-          pg.epsf = epsf;
-          pg.xbar = xbar;
-          pg.B = rg.B;
-          pg.I = rr.I;
-          pg.O = rg.O;
-          pg.S = rg.S;
-          pg.inv_c = static_cast<T>(1.0 / corr);
-          pg.q = on_q_.template as<T>();
-          pg.dW = dense ? grad(rr.weight_slot) : nullptr;
-          pg.dp0 = dense ? grad(rr.bias_slot) : grad(rr.weight_slot);
+          const T inv_c = static_cast<T>(1.0 / corr);
+          PpProjectTask<T> pq;
+          pq.g = g;
+          pq.epsf = epsf;
+          pq.P = rg.B * rg.O;
+          pq.S = rg.S;
+          pq.inv_c = inv_c;
           dirty_ = true;
-          BT_RETURN_IF_ERROR(ex_->pp_grad(pg));
+          if (rr.kind == RelationKind::Dense) {
+            // q of every target summed into the ring's next slot; dW waits for the flush.
+            pq.q = on_ppq_[ri].template as<T>() + on_ppn_[ri] * rr.B * rr.O;
+            pq.accumulate = k > 0;
+            BT_RETURN_IF_ERROR(ex_->pp_project(pq));
+          } else {
+            pq.q = on_q_.template as<T>();
+            pq.accumulate = false;
+            BT_RETURN_IF_ERROR(ex_->pp_project(pq));
+            BT_RETURN_IF_ERROR(pp_vec_grad(pq.q, rg.B, rg.O, grad(rr.weight_slot)));
+          }
         }
       }
     }
+    if (c.algorithm == TraceAlgorithm::PpProp && rr.pp_chunk > 0 && contract && n_c >= 1) {
+      // Close the slot: its input trace, the bias gradient (cheap, per contraction), and a
+      // flush when the ring is full or the slot holds a non-finite value.
+      const int64_t slot = on_ppn_[ri];
+      T* xs = on_ppx_[ri].template as<T>() + slot * rr.B * rr.I;
+      const T* qs = on_ppq_[ri].template as<T>() + slot * rr.B * rr.O;
+      BT_RETURN_IF_ERROR(copy(xs, xbar, rr.B * rr.I));
+      if (rr.bias_slot >= 0) BT_RETURN_IF_ERROR(pp_vec_grad(qs, rr.B, rr.O, grad(rr.bias_slot)));
+      on_ppn_[ri] = slot + 1;
+      bool bad = false;
+      if (checks_.results) {
+        int64_t bx = -1, bq = -1;
+        BT_RETURN_IF_ERROR(scan_non_finite(xs, rr.B * rr.I, &bx));
+        BT_RETURN_IF_ERROR(scan_non_finite(qs, rr.B * rr.O, &bq));
+        bad = bx >= 0 || bq >= 0;
+      }
+      if (on_ppn_[ri] == rr.pp_chunk || bad) BT_RETURN_IF_ERROR(online_pp_flush(static_cast<int>(ri), grads));
+    }
+  }
+  return Status::Ok();
+}
+
+template <typename T>
+Status SessionImpl<T>::online_pp_flush(int which, std::vector<Buffer>* grads) {
+  for (size_t ri = 0; ri < on_.relations.size(); ++ri) {
+    if (which >= 0 && static_cast<size_t>(which) != ri) continue;
+    const ResolvedRelation& rr = on_.relations[ri];
+    if (rr.pp_chunk <= 0 || on_ppn_[ri] == 0) continue;
+    T* dW = rr.weight_node >= 0 ? on_wscr_[ri].template as<T>()
+                                : reinterpret_cast<T*>((*grads)[static_cast<size_t>(rr.weight_slot)].bytes.data());
+    PpDenseGradTask<T> dg;
+    dg.xbar = on_ppx_[ri].template as<T>();
+    dg.q = on_ppq_[ri].template as<T>();
+    dg.K = on_ppn_[ri] * rr.B;
+    dg.I = rr.I;
+    dg.O = rr.O;
+    dg.dW = dW;
+    dirty_ = true;
+    BT_RETURN_IF_ERROR(ex_->pp_dense_grad(dg));
+    on_ppn_[ri] = 0;
   }
   return Status::Ok();
 }
@@ -452,6 +596,7 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
   out->param_grads.clear();
   if (a.compute_grads) {
     out->param_grads.assign(np, Buffer{});
+    std::fill(on_ppn_.begin(), on_ppn_.end(), 0);  // a stopped call's pending slots are dropped with it
     for (size_t s = 0; s < np; ++s) zero_out(&out->param_grads[s], numel(plan_.param_nodes[s]));
     for (size_t ri = 0; ri < on_.relations.size(); ++ri) {
       const ResolvedRelation& rr = on_.relations[ri];
@@ -526,6 +671,7 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
     }
     keep_states();
     if (a.compute_grads) {
+      BT_RETURN_IF_ERROR(online_pp_flush(-1, &out->param_grads));
       BT_RETURN_IF_ERROR(online_pullback(&out->param_grads));
       BT_RETURN_IF_ERROR(stop(check_online_grads(out->param_grads, steps - 1), steps));
     }
@@ -645,6 +791,7 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
   }
   keep_states();
   // vp_ still points at the last window's last step (the tape lives until the return).
+  BT_RETURN_IF_ERROR(online_pp_flush(-1, &out->param_grads));
   BT_RETURN_IF_ERROR(online_pullback(&out->param_grads));
   BT_RETURN_IF_ERROR(stop(check_online_grads(out->param_grads, steps - 1), steps));
   return Status::Ok();
@@ -660,6 +807,7 @@ template Status SessionImpl<float>::online_pieces();
 template Status SessionImpl<float>::online_vjp(double, std::vector<Buffer>*);
 template Status SessionImpl<float>::online_trace_step(bool, bool, int64_t, std::vector<Buffer>*);
 template Status SessionImpl<float>::online_pullback(std::vector<Buffer>*);
+template Status SessionImpl<float>::online_pp_flush(int, std::vector<Buffer>*);
 template Status SessionImpl<float>::run_online_impl(const OnlineArgs&, OnlineResult*);
 template Status SessionImpl<double>::configure_online_impl(const OnlineConfig&);
 template Status SessionImpl<double>::reset_traces();
@@ -671,6 +819,7 @@ template Status SessionImpl<double>::online_pieces();
 template Status SessionImpl<double>::online_vjp(double, std::vector<Buffer>*);
 template Status SessionImpl<double>::online_trace_step(bool, bool, int64_t, std::vector<Buffer>*);
 template Status SessionImpl<double>::online_pullback(std::vector<Buffer>*);
+template Status SessionImpl<double>::online_pp_flush(int, std::vector<Buffer>*);
 template Status SessionImpl<double>::run_online_impl(const OnlineArgs&, OnlineResult*);
 
 }  // namespace detail

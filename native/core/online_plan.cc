@@ -1,6 +1,7 @@
 // Validation of an OnlineConfig against a plan and the resulting trace layout.
 #include "core/online_plan.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/checked.h"
@@ -66,6 +67,15 @@ Status check_weight_input(const Plan& plan, const std::string& field, int32_t gi
 }
 
 }  // namespace
+
+int64_t pp_chunk_length(int64_t B, int64_t I, int64_t O, size_t elem_bytes) {
+  constexpr int64_t kDepth = 1024, kMaxChunk = 64, kMaxRingBytes = int64_t(8) << 20;
+  const int64_t b = std::max<int64_t>(B, 1);
+  int64_t c = std::min<int64_t>(kMaxChunk, (kDepth + b - 1) / b);
+  const double step_bytes = double(b) * double(std::max<int64_t>(I + O, 1)) * double(elem_bytes);
+  const int64_t fit = static_cast<int64_t>(std::min(double(kMaxChunk), double(kMaxRingBytes) / step_bytes));
+  return std::max<int64_t>(1, std::min(c, fit));
+}
 
 Status resolve_online(const Plan& plan, const OnlineConfig& c, ResolvedOnline* out) {
   const int64_t nn = static_cast<int64_t>(plan.nodes.size());
@@ -279,8 +289,15 @@ Status resolve_online(const Plan& plan, const OnlineConfig& c, ResolvedOnline* o
   for (size_t ri = 0; ri < r.relations.size(); ++ri) {
     ResolvedRelation& rr = r.relations[ri];
     const std::string rn = "r" + std::to_string(ri);
-    if (c.algorithm == TraceAlgorithm::PpProp && rr.kind == RelationKind::Dense)
+    if (c.algorithm == TraceAlgorithm::PpProp && rr.kind == RelationKind::Dense) {
       rr.xbar_trace = add(rn + "/xbar", {rr.B, rr.I});
+      BT_RETURN_IF_ERROR(add_status);
+      rr.pp_chunk = pp_chunk_length(rr.B, rr.I, rr.O, es);
+      int64_t n = 0;
+      BT_RETURN_IF_ERROR(checked_values(StatusCode::InvalidArgument, "configure_online: " + rn + " pp_prop gradient ring",
+                                        {rr.pp_chunk, rr.B, rr.I + rr.O}, es, &n));
+      BT_RETURN_IF_ERROR(budget.add(rn + " pp_prop gradient ring (chunk * B * (I + O))", n, es));
+    }
     for (ResolvedTarget& t : rr.targets) {
       const ResolvedGroup& rg = r.groups[static_cast<size_t>(t.group)];
       const std::string gn = rn + "/g" + std::to_string(t.group);

@@ -39,6 +39,10 @@ struct ResolvedRelation {
   int32_t weight_node = -1, bias_node = -1;
   int64_t B = 0, I = 0, O = 0;
   int xbar_trace = -1;                  // pp_prop, dense: (B, I)
+  // pp_prop, dense: the weight gradient is accumulated over chunks of pp_chunk contractions
+  // as one GEMM (dW += Xbar^T Q, K = pp_chunk * B); the session keeps a ring of the last
+  // pp_chunk copies of xbar (B, I) and projections q (B, O). 0 for other relations.
+  int64_t pp_chunk = 0;
   std::vector<ResolvedTarget> targets;
 };
 
@@ -55,6 +59,12 @@ struct ResolvedOnline {
   std::vector<TraceSpec> traces;        // in trace_info order
   std::vector<char> non_temporal;       // per param slot
 };
+
+// pp_prop's chunk length for a dense relation of batch B, I inputs and O outputs with
+// values of `elem_bytes` bytes: enough contractions that the GEMM's depth C * B reaches
+// about 1024 (past that, a packed GEMM gains nothing), at most 64, and a ring
+// C * B * (I + O) values of at most 8 MiB (at least one step).
+int64_t pp_chunk_length(int64_t B, int64_t I, int64_t O, size_t elem_bytes);
 
 // Checks every field of `config` against the plan (InvalidArgument naming the field, the
 // expected and the actual value) and fills *out. Touches nothing else.

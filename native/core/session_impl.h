@@ -333,11 +333,7 @@ class SessionImpl final : public Session {
   Status check_finite(const std::string& what, const std::string& tensor, const T* x, int64_t n,
                       int64_t step) const {
     int64_t bad = -1;
-    FiniteScanTask<T> scan;
-    scan.x = x;
-    scan.n = n;
-    scan.first = &bad;
-    BT_RETURN_IF_ERROR(ex_->find_non_finite(scan));
+    BT_RETURN_IF_ERROR(scan_non_finite(x, n, &bad));
     if (bad < 0) return Status::Ok();
     return Status::NonFiniteValue(what + ": " + tensor + " holds a non-finite value (" + non_finite_name(x[bad]) +
                                       ")" + (step >= 0 ? " at step " + std::to_string(step) : std::string()) +
@@ -451,12 +447,14 @@ class SessionImpl final : public Session {
     return sync();
   }
   // Cotangent of node j for accumulation, zeroed on first use.
-  Status ctw(int j, T** out) {
-    if (!has_c_[j]) {
-      BT_RETURN_IF_ERROR(fill(cp_[j], numel(j), T(0)));
-      has_c_[j] = 1;
+  Status ctw(int j, T** out) { return ctw_in(j, cp_, has_c_, out); }
+  // The same in another cotangent arena (ptrs[j], has[j]).
+  Status ctw_in(int j, std::vector<T*>& ptrs, std::vector<char>& has, T** out) {
+    if (!has[j]) {
+      BT_RETURN_IF_ERROR(fill(ptrs[j], numel(j), T(0)));
+      has[j] = 1;
     }
-    *out = cp_[j];
+    *out = ptrs[j];
     return Status::Ok();
   }
 
@@ -490,6 +488,34 @@ class SessionImpl final : public Session {
     a.y = dst;
     dirty_ = true;
     return ex_->axpy(a);
+  }
+  // dst[0, count) = src[0, count).
+  Status copy(T* dst, const T* src, int64_t count) {
+    CopyTask<T> c;
+    c.n = count;
+    c.x = src;
+    c.y = dst;
+    dirty_ = true;
+    return ex_->copy(c);
+  }
+  // *first = the first non-finite index of x[0, n), or -1.
+  Status scan_non_finite(const T* x, int64_t n, int64_t* first) const {
+    FiniteScanTask<T> scan;
+    scan.x = x;
+    scan.n = n;
+    scan.first = first;
+    return ex_->find_non_finite(scan);
+  }
+  // pp_prop bias / element-wise gradient: dp[k] += sum_b q[b, k] (q is B x O; dp null: none).
+  Status pp_vec_grad(const T* q, int64_t B, int64_t O, T* dp) {
+    if (dp == nullptr) return Status::Ok();
+    PpVecGradTask<T> v;
+    v.q = q;
+    v.B = B;
+    v.O = O;
+    v.dp = dp;
+    dirty_ = true;
+    return ex_->pp_vec_grad(v);
   }
   // y[k * stride] = value for k in [0, count).
   Status fill(T* y, int64_t count, T value, int64_t stride = 1) {
@@ -568,24 +594,34 @@ class SessionImpl final : public Session {
     if (is_leaf(n.op) || !has_c_[i] || ew_zero_derivative(n.op)) return Status::Ok();
     // Online learning signal: the cotangent stops at the hidden states' new values.
     if (vstop_active_ && vstop_[i]) return Status::Ok();
+    return vjp_node_into(i, cp_[i], want_, cp_, has_c_);
+  }
+  // The VJP of non-leaf node i with output cotangent `gout`, accumulated into the
+  // cotangents of those inputs j with mask[j], held in the arena (ptrs, has) (zeroed on
+  // first use). vjp_node is this with the session's cotangents; online_vjp's per-group
+  // sweeps use a second arena.
+  Status vjp_node_into(int i, const T* gout, const std::vector<char>& mask, std::vector<T*>& ptrs,
+                       std::vector<char>& has) {
+    const PlanNode& n = plan_.nodes[i];
+    if (is_leaf(n.op) || ew_zero_derivative(n.op)) return Status::Ok();
     std::vector<T*>& gin = gin_;
     gin.assign(n.inputs.size(), nullptr);
     bool any = false;
     for (size_t k = 0; k < n.inputs.size(); ++k) {
       const int j = n.inputs[k];
-      if (!want_[j] || (n.op == OpCode::Where && k == 0)) continue;
-      BT_RETURN_IF_ERROR(ctw(j, &gin[k]));
+      if (!mask[j] || (n.op == OpCode::Where && k == 0)) continue;
+      BT_RETURN_IF_ERROR(ctw_in(j, ptrs, has, &gin[k]));
       any = true;
     }
     if (!any) return Status::Ok();
     if (ew_arity(n.op) > 0) {
       EwTask<T> t = ew_task(i, EwMode::Vjp);
-      t.gout = cp_[i];
+      t.gout = gout;
       for (size_t k = 0; k < n.inputs.size(); ++k) t.gin[k] = gin[k];
       return ew(t);
     }
     NodeTask<T> t = node_task(i, EwMode::Vjp);
-    t.gout = cp_[i];
+    t.gout = gout;
     t.gin = gin.data();
     return run_node(t);
   }
@@ -645,6 +681,11 @@ class SessionImpl final : public Session {
   // node with the dL/dW_eff summed over the call (on_wscr_ / on_bscr_), adding the param
   // cotangents to grads. Values of the transform nodes are read from vp_ (any step's block).
   Status online_pullback(std::vector<Buffer>* grads);
+  // pp_prop, dense relations: adds the ring's pending contractions to the weight gradient
+  // (one GEMM, dW += Xbar^T Q) and empties the ring; relation `ri`, or every relation (-1).
+  // Run when a ring fills, when a pending slot holds a non-finite value (so the per-step
+  // gradient check sees it at its step), and before a call returns its gradients.
+  Status online_pp_flush(int ri, std::vector<Buffer>* grads);
   Status online_check(const char* what) const {
     if (!online_)
       return invalid(std::string(what) + ": the session has no online configuration: call configure_online first");
@@ -667,11 +708,17 @@ class SessionImpl final : public Session {
   // One forward-mode pass: every tangent cleared, `seed` writes the tangent of seed_node
   // (a leaf, or a non-leaf whose propagated tangent it replaces), then the JVP runs over
   // (seed_node, end]: nodes before the seed have no tangent, nodes after `end` are not read.
+  // `nodes` (ascending, or null: every node in (seed_node, end]) lists the nodes the pass visits.
   template <typename Seed>
-  Status jac_pass(int seed_node, int end, Seed&& seed);
+  Status jac_pass(int seed_node, int end, Seed&& seed, const std::vector<int>* nodes = nullptr);
   // Writes the request's per-position Jacobian of the current step (values in vp_) to dst
-  // (P*S*S or P*S values).
-  Status jacobian(const JacobianRequest& r, T* dst);
+  // (P*S*S or P*S values). `passes` (from jacobian_pass_nodes, or null) restricts each
+  // pass to the nodes that descend from its seed and lead to a member's new value.
+  Status jacobian(const JacobianRequest& r, T* dst, const std::vector<std::vector<int>>* passes = nullptr);
+  // Per seed of the request (each member's leaf for Hid2Hid, y for Df): the nodes after the
+  // seed that descend from it and are ancestors of a member's new value, ascending (the only
+  // nodes whose tangents the request reads). Computed once, at configure_online.
+  void jacobian_pass_nodes(const JacobianRequest& r, std::vector<std::vector<int>>* out) const;
 
   Plan plan_;
   std::unique_ptr<Executor> ex_;
@@ -712,9 +759,22 @@ class SessionImpl final : public Session {
   std::vector<DeviceBuffer> on_D_, on_g_;
   std::vector<char> vstop_;        // per node: a group member's new value (online_vjp stops there)
   // When a group's new value feeds another group's new value within the step (stacked
-  // layers), each group's signal needs its own sweep that stops only at its own members:
-  // group_stop_[g] is that stop set (empty when one sweep with all stops serves every group).
-  std::vector<std::vector<char>> group_stop_;
+  // layers: on_cross_), online_vjp runs one unstopped sweep over on_nlist_ (cotangent mask
+  // on_nmask_) and per used group g a short sweep over on_glist_[g] (mask on_gmask_[g]) in
+  // a second arena (cp2_, has_c2_: views of the tangent buffer); see configure_online_impl.
+  bool on_cross_ = false;
+  std::vector<char> on_nmask_;
+  std::vector<int> on_nlist_;
+  std::vector<std::vector<char>> on_gmask_;
+  std::vector<std::vector<int>> on_glist_;
+  std::vector<T*> cp2_;
+  std::vector<char> has_c2_;
+  // The nodes the single stopped sweep and the non-temporal sweep visit (last first).
+  std::vector<int> on_stop_list_, on_nt_list_;
+  // The Jacobian passes' node lists (jacobian_pass_nodes): per group (D) and per
+  // (relation, target) (df).
+  std::vector<std::vector<std::vector<int>>> on_d_nodes_;
+  std::vector<std::vector<std::vector<std::vector<int>>>> on_df_nodes_;
   bool vstop_active_ = false;      // vjp_node honours vstop_ only while set
   bool nt_through_h_ = false;      // a non-temporal param reaches a member's new value
   // online_vjp's want_ masks (configure_online): the stopped sweep needs cotangents only on
@@ -730,6 +790,11 @@ class SessionImpl final : public Session {
   // Per relation: dL/dW_eff (and dL/db_eff) summed over a run_online call, for a transformed
   // weight (bias) input; empty buffers for raw Param leaves.
   std::vector<DeviceBuffer> on_wscr_, on_bscr_;
+  // Per relation (pp_prop, dense): the ring of pending contractions, pp_chunk slots of the
+  // input trace xbar (B, I) and of the projection q (B, O) summed over the targets, and the
+  // number of filled slots (reset at the start of every run_online).
+  std::vector<DeviceBuffer> on_ppx_, on_ppq_;
+  std::vector<int64_t> on_ppn_;
 };
 
 }  // namespace detail

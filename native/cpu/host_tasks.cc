@@ -473,6 +473,14 @@ Status host_axpy(const AxpyTask<T>& task) {
 }
 
 template <typename T>
+Status host_copy(const CopyTask<T>& task) {
+  return guard("copy", [&] {
+    const CopyTask<T> t = task;
+    par(t.n, kGrain, [&t](int64_t b, int64_t e) { std::memcpy(t.y + b, t.x + b, sizeof(T) * static_cast<size_t>(e - b)); });
+  });
+}
+
+template <typename T>
 Status host_fill(const FillTask<T>& task) {
   return guard("fill", [&] {
     const FillTask<T> t = task;
@@ -525,10 +533,18 @@ Status host_pp_input(const PpInputTask<T>& task) {
 }
 
 template <typename T>
-Status host_pp_grad(const PpGradTask<T>& t) {
-  return guard("pp_grad", [&] {
-    cpu_pp_grad(t.g, t.epsf, t.xbar, t.B, t.I, t.O, t.S, t.inv_c, t.q, t.dW, t.dp0, t.dp1);
-  });
+Status host_pp_project(const PpProjectTask<T>& t) {
+  return guard("pp_project", [&] { cpu_pp_project(t.g, t.epsf, t.P, t.S, t.inv_c, t.q, t.accumulate); });
+}
+
+template <typename T>
+Status host_pp_vec_grad(const PpVecGradTask<T>& t) {
+  return guard("pp_vec_grad", [&] { cpu_pp_vec_grad(t.q, t.B, t.O, t.dp); });
+}
+
+template <typename T>
+Status host_pp_dense_grad(const PpDenseGradTask<T>& t) {
+  return guard("pp_dense_grad", [&] { cpu_pp_dense_grad(t.xbar, t.q, t.K, t.I, t.O, t.dW); });
 }
 
 template <typename T>

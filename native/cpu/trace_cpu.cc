@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "cpu/parallel_gemm.h"
 #include "cpu/thread_pool.h"
 
 // x86-64 GCC / Clang: an AVX2 clone of the dense trace rows, picked at run time (the
@@ -28,13 +29,22 @@ constexpr int64_t kMaxStackS = 64;
 
 }  // namespace
 
-// Rows [i0, i1) of the dense D_RTRL step: row i (all b) at a time, so the row of dW being
-// accumulated stays in L1 while the trace segments eps[b, i] (O*S contiguous values each)
-// stream past once. (Walking b outside the rows instead gives longer contiguous runs of the
-// trace but evicts the dW rows between segments; measured slower.)
+// Rows [i0, i1) of the dense D_RTRL step, in tiles of R rows: inside a tile, batch row b
+// outermost, so the trace streams in contiguous runs of R segments (R*O*S values: the
+// hardware prefetcher sees long streams, not one 4 KiB page per segment) while the tile's
+// dW rows (R*O values) stay in L1/L2 across the batch. Each dW[i, k] still sums over b in
+// order, segment by segment, so the result does not depend on the tiling.
+constexpr int64_t kTileBytes = 32 << 10;
+
 template <typename T>
 void dense_rows(const DenseTraceTask<T>& t, int64_t i0, int64_t i1, T* tmp) {
-  for (int64_t i = i0; i < i1; ++i) drtrl_dense_row(t, i, tmp);
+  const int64_t seg = std::max<int64_t>(1, t.O * t.S * static_cast<int64_t>(sizeof(T)));
+  const int64_t R = std::max<int64_t>(1, kTileBytes / seg);
+  for (int64_t r0 = i0; r0 < i1; r0 += R) {
+    const int64_t r1 = std::min(i1, r0 + R);
+    for (int64_t b = 0; b < t.B; ++b)
+      for (int64_t i = r0; i < r1; ++i) drtrl_dense_segment(t, b, i, tmp);
+  }
 }
 
 #if BT_TRACE_X86_AVX2
@@ -46,7 +56,7 @@ void dense_rows(const DenseTraceTask<T>& t, int64_t i0, int64_t i1, T* tmp) {
 template <typename T>
 __attribute__((target("avx2"), flatten)) void dense_rows_avx2(const DenseTraceTask<T>& t, int64_t i0,
                                                                    int64_t i1, T* tmp) {
-  for (int64_t i = i0; i < i1; ++i) drtrl_dense_row(t, i, tmp);
+  dense_rows(t, i0, i1, tmp);
 }
 
 bool cpu_has_avx2() {
@@ -93,12 +103,26 @@ void cpu_drtrl_dense(const DenseTraceTask<T>& task) {
   });
 }
 
+// Columns [k0, k1) of a vector trace in tiles of kVecTile columns, batch row b outermost
+// inside a tile: the trace streams in contiguous runs of kVecTile * S values (walking one
+// column over b would touch a new O*S-strided line, often a new page, per position), and
+// each column's contraction sums over b in order, as vec_trace_col does.
+constexpr int64_t kVecTile = 256;
+
 template <typename T>
 void cpu_vec_trace(const VecTraceTask<T>& task) {
-  parallel_for(task.O, row_grain(task.B * task.S), [&task](int64_t k0, int64_t k1) {
+  parallel_for(task.O, std::max<int64_t>(kVecTile, row_grain(task.B * task.S)), [&task](int64_t k0, int64_t k1) {
     const VecTraceTask<T> t = task;
     std::vector<T> tmp(static_cast<size_t>(t.S));
-    for (int64_t k = k0; k < k1; ++k) vec_trace_col(t, k, tmp.data());
+    T acc[kVecTile];
+    for (int64_t c0 = k0; c0 < k1; c0 += kVecTile) {
+      const int64_t c1 = std::min(k1, c0 + kVecTile);
+      std::fill(acc, acc + (c1 - c0), T(0));
+      for (int64_t b = 0; b < t.B; ++b)
+        for (int64_t k = c0; k < c1; ++k) vec_trace_position(t, b * t.O + k, tmp.data(), acc[k - c0]);
+      if (t.g)
+        for (int64_t k = c0; k < c1; ++k) t.dp[k] += t.scale * acc[k - c0];
+    }
   });
 }
 
@@ -110,28 +134,40 @@ void cpu_pp_input(T* xbar, const T* x, T decay_x, int64_t n) {
 }
 
 template <typename T>
-void cpu_pp_grad(const T* g, const T* epsf, const T* xbar, int64_t B, int64_t I, int64_t O, int64_t S, T inv_c, T* q,
-                 T* dW, T* dp0, T* dp1) {
-  parallel_for(B * O, row_grain(S), [=](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) pp_project(g, epsf, S, inv_c, q, p);
+void cpu_pp_project(const T* g, const T* epsf, int64_t P, int64_t S, T inv_c, T* q, bool accumulate) {
+  parallel_for(P, row_grain(S), [=](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) pp_project(g, epsf, S, inv_c, q, p, accumulate);
   });
-  if (dW)
-    parallel_for(I, row_grain(B * O), [=](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) pp_dense_row(xbar, q, B, I, O, dW, i);
-    });
-  for (T* dp : {dp0, dp1})
-    if (dp)
-      parallel_for(O, row_grain(B), [=](int64_t k0, int64_t k1) {
-        for (int64_t k = k0; k < k1; ++k) pp_vec_col(q, B, O, dp, k);
-      });
+}
+
+template <typename T>
+void cpu_pp_vec_grad(const T* q, int64_t B, int64_t O, T* dp) {
+  parallel_for(O, row_grain(B), [=](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) pp_vec_col(q, B, O, dp, k);
+  });
+}
+
+template <typename T>
+void cpu_pp_dense_grad(const T* xbar, const T* q, int64_t K, int64_t I, int64_t O, T* dW) {
+  if (K <= 0 || I <= 0 || O <= 0) return;
+  GemmDims d;
+  d.trans_a = true;  // op(A) = Xbar^T: I x K, from the K x I row-major stack
+  d.M = I;
+  d.N = O;
+  d.K = K;
+  d.lda = I;
+  d.ldb = O;
+  d.ldc = O;
+  gemm(d, T(1), xbar, q, T(1), dW);
 }
 
 #define BT_TRACE_INSTANTIATE(T)                                                                     \
   template void cpu_drtrl_dense<T>(const DenseTraceTask<T>&);                                       \
   template void cpu_vec_trace<T>(const VecTraceTask<T>&);                                           \
   template void cpu_pp_input<T>(T*, const T*, T, int64_t);                                          \
-  template void cpu_pp_grad<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, T, T*, T*, T*, \
-                               T*);
+  template void cpu_pp_project<T>(const T*, const T*, int64_t, int64_t, T, T*, bool);                   \
+  template void cpu_pp_vec_grad<T>(const T*, int64_t, int64_t, T*);                                    \
+  template void cpu_pp_dense_grad<T>(const T*, const T*, int64_t, int64_t, int64_t, T*);
 BT_TRACE_INSTANTIATE(float)
 BT_TRACE_INSTANTIATE(double)
 #undef BT_TRACE_INSTANTIATE

@@ -93,6 +93,48 @@ BT_HD void dense_s1_contract(int64_t O, const T* __restrict e, const T* __restri
   for (int64_t k = 0; k < O; ++k) dw[k] += g[k] * e[k];
 }
 
+// 2 <= S <= 4 known at compile time: the position update and the contraction unrolled
+// (no scratch row, no inner loop bounds), in exactly the generic path's operation order
+// (trace_position_update with alpha = 1, then the contraction sum from 0), so results are
+// bit for bit those of the generic path.
+template <typename T, int kS, bool kD, bool kU, bool kG>
+BT_HD void dense_sn_segment(int64_t O, T* __restrict e, const T* __restrict D, const T* __restrict df, T xi,
+                            const T* __restrict g, T* __restrict dw) {
+  for (int64_t k = 0; k < O; ++k) {
+    T* __restrict row = e + k * kS;
+    T v[kS];
+    for (int a = 0; a < kS; ++a) v[a] = row[a];
+    if (kU) {
+      T n[kS];
+      for (int a = 0; a < kS; ++a) {
+        T acc = T(0);
+        if (kD)
+          for (int c = 0; c < kS; ++c) acc += D[(k * kS + a) * kS + c] * v[c];
+        n[a] = T(1) * acc + xi * df[k * kS + a];
+      }
+      for (int a = 0; a < kS; ++a) row[a] = v[a] = n[a];
+    }
+    if (kG) {
+      T acc = T(0);
+      for (int a = 0; a < kS; ++a) acc += g[k * kS + a] * v[a];
+      dw[k] += acc;
+    }
+  }
+}
+
+template <typename T, int kS>
+BT_HD void dense_sn_dispatch(int64_t O, T* e, const T* D, const T* df, T xi, const T* g, T* dw, bool update) {
+  if (!update) {
+    if (g) dense_sn_segment<T, kS, false, false, true>(O, e, D, df, xi, g, dw);
+  } else if (D) {
+    if (g) dense_sn_segment<T, kS, true, true, true>(O, e, D, df, xi, g, dw);
+    else dense_sn_segment<T, kS, true, true, false>(O, e, D, df, xi, g, dw);
+  } else {
+    if (g) dense_sn_segment<T, kS, false, true, true>(O, e, D, df, xi, g, dw);
+    else dense_sn_segment<T, kS, false, true, false>(O, e, D, df, xi, g, dw);
+  }
+}
+
 }  // namespace trace_detail
 
 template <typename T>
@@ -119,6 +161,14 @@ BT_HD void drtrl_dense_segment(const DenseTraceTask<T>& t, int64_t b, int64_t i,
     return;
   }
   const T xi = t.update ? t.x[b * t.I + i] : T(0);
+  if (S <= 4) {
+    const T* Db = t.D ? t.D + b * O * S * S : nullptr;
+    const T* dfb = t.update ? t.df + b * OS : nullptr;
+    if (S == 2) trace_detail::dense_sn_dispatch<T, 2>(O, e, Db, dfb, xi, gb, dWi, t.update);
+    else if (S == 3) trace_detail::dense_sn_dispatch<T, 3>(O, e, Db, dfb, xi, gb, dWi, t.update);
+    else trace_detail::dense_sn_dispatch<T, 4>(O, e, Db, dfb, xi, gb, dWi, t.update);
+    return;
+  }
   for (int64_t k = 0; k < O; ++k) {
     T* row = e + k * S;
     if (t.update)
@@ -141,18 +191,23 @@ BT_HD void drtrl_dense_row(const DenseTraceTask<T>& t, int64_t i, T* tmp) {
   for (int64_t b = 0; b < t.B; ++b) drtrl_dense_segment(t, b, i, tmp);
 }
 
+// Vector trace, one position p = (b, k): the update, then acc += sum_a g[p, a] eps[p, a]
+// (with g). A column k's contraction is acc over b = 0..B-1 in order, then
+// dp[k] += scale * acc; drivers may walk positions in any order that keeps b ascending per k.
+template <typename T>
+BT_HD void vec_trace_position(const VecTraceTask<T>& t, int64_t p, T* tmp, T& acc) {
+  const int64_t S = t.S;
+  T* row = t.eps + p * S;
+  if (t.update) trace_position_update(S, t.D ? t.D + p * S * S : nullptr, t.df + p * S, t.alpha, t.beta, row, tmp);
+  if (t.g)
+    for (int64_t a = 0; a < S; ++a) acc += t.g[p * S + a] * row[a];
+}
+
 // Vector trace, one output position k (every b, a): see VecTraceTask.
 template <typename T>
 BT_HD void vec_trace_col(const VecTraceTask<T>& t, int64_t k, T* tmp) {
-  const int64_t O = t.O, S = t.S;
   T acc = T(0);
-  for (int64_t b = 0; b < t.B; ++b) {
-    const int64_t p = b * O + k;
-    T* row = t.eps + p * S;
-    if (t.update) trace_position_update(S, t.D ? t.D + p * S * S : nullptr, t.df + p * S, t.alpha, t.beta, row, tmp);
-    if (t.g)
-      for (int64_t a = 0; a < S; ++a) acc += t.g[p * S + a] * row[a];
-  }
+  for (int64_t b = 0; b < t.B; ++b) vec_trace_position(t, b * t.O + k, tmp, acc);
   if (t.g) t.dp[k] += t.scale * acc;
 }
 
@@ -163,25 +218,19 @@ BT_HD void pp_input_update(T* xbar, const T* x, T decay_x, int64_t n) {
 }
 
 // pp_prop learning-signal projection, one position p = (b, k):
-//   q[p] = sum_a g[p, a] epsf[p, a] / c
+//   q[p] = sum_a g[p, a] epsf[p, a] / c        (accumulate: q[p] += ..., for a relation
+//                                               that targets several groups)
 template <typename T>
-BT_HD void pp_project(const T* g, const T* epsf, int64_t S, T inv_c, T* q, int64_t p) {
+BT_HD void pp_project(const T* g, const T* epsf, int64_t S, T inv_c, T* q, int64_t p, bool accumulate) {
   T acc = T(0);
   for (int64_t a = 0; a < S; ++a) acc += g[p * S + a] * epsf[p * S + a];
-  q[p] = acc * inv_c;
+  q[p] = accumulate ? q[p] + acc * inv_c : acc * inv_c;
 }
 
-// pp_prop dense gradient, one row i: dW[i,k] += sum_b xbar[b,i] q[b,k] (a rank-B update;
-// the per-step cost is B*I*O multiply-adds over data of size B*(I+O)).
-template <typename T>
-BT_HD void pp_dense_row(const T* xbar, const T* q, int64_t B, int64_t I, int64_t O, T* dW, int64_t i) {
-  T* dWi = dW + i * O;
-  for (int64_t b = 0; b < B; ++b) {
-    const T xb = xbar[b * I + i];
-    const T* qb = q + b * O;
-    for (int64_t k = 0; k < O; ++k) dWi[k] += xb * qb[k];
-  }
-}
+// pp_prop dense gradient: dW[i,k] += sum_t sum_b xbar_t[b,i] q_t[b,k] is one GEMM over a
+// chunk of contractions (xbar and q of C steps stacked, K = C * B): dW += Xbar^T Q, run by
+// the driver's gemm (cpu/parallel_gemm.h), not a per-step body here (a rank-B update per
+// step would be BLAS-2: B*I*O multiply-adds over B*(I+O) values, bound by reading dW).
 
 // pp_prop bias / element-wise gradient, one k: dp[k] += sum_b q[b,k].
 template <typename T>
