@@ -11,6 +11,10 @@ namespace {
 // saves (about 20 us of work at 50 GFLOP/s).
 constexpr double kMinMacsPerThread = double(1 << 19);
 
+// Up to this many multiply-adds, kernels/gemm.h's gemm_direct (no packing, the plain
+// loop's rounding) on the calling thread, whatever the kernel.
+constexpr double kDirectMaxMacs = double(1 << 14);
+
 // Boundary p of `parts` near-equal parts of [0, n) in whole units of `unit` (the last
 // boundary is n itself).
 int64_t split_at(int64_t n, int64_t unit, int64_t parts, int64_t p) {
@@ -27,6 +31,10 @@ void gemm_with(const GemmKernelImpl& kernel, int max_threads, const GemmDims& d,
   const GemmTileFn<T> tile = kernel.tile(T());
   const int64_t mr = kernel.mr(T()), nr = kernel.nr(T());
   const double macs = double(d.M) * double(d.N) * double(std::max<int64_t>(d.K, 1));
+  if (macs <= kDirectMaxMacs) {
+    gemm_direct(d, alpha, A, B, beta, C, 0, d.M, 0, d.N);
+    return;
+  }
   int64_t threads = std::min<int64_t>(std::max(max_threads, 1), thread_pool_size());
   threads = std::min<int64_t>(threads, std::max<int64_t>(1, int64_t(macs / kMinMacsPerThread)));
   if (threads <= 1) {

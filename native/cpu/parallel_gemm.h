@@ -8,7 +8,9 @@
 namespace bt {
 
 // C = alpha * op(A) * op(B) + beta * C (see GemmDims in kernels/gemm.h) with the active
-// kernel (gemm_kernel_active()). Runs on the calling thread for small products, otherwise
+// kernel (gemm_kernel_active()). Tiny products (up to 2^14 multiply-adds) take
+// kernels/gemm.h's gemm_direct, the same values on every kernel. Runs on the calling
+// thread for small products, otherwise
 // splits C into a grid of row x column tiles (edges aligned to the kernel's MR / NR) over
 // the thread pool. Each element's value is independent of the split, hence of the number
 // of threads. Defined for T = float and double.

@@ -144,6 +144,33 @@ struct PackBuffer {
 
 }  // namespace gemm_detail
 
+// Small products: no packing, the rank-1 update order of a plain loop, per element
+//   c = beta * c (0 when beta == 0, C unread; c when beta == 1), then for k = 0..K-1 in
+//   order: c += (alpha * op(A)(i, k)) * op(B)(k, j), each product rounded before the add.
+// This is the arithmetic of the GEMM before the packed kernels, kept bit for bit for the
+// sizes where packing does not pay (cpu/parallel_gemm.cc picks it below a size), so
+// small models (and their saved checkpoints) give the same values on every kernel.
+template <typename T>
+void gemm_direct(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* C, int64_t m0, int64_t m1,
+                 int64_t n0, int64_t n1) {
+  using namespace gemm_detail;
+  gemm_scale_c(d, beta, C, m0, m1, n0, n1);
+  if (d.K <= 0 || alpha == T(0)) return;
+  const int64_t a_i = d.trans_a ? 1 : d.lda, a_k = d.trans_a ? d.lda : 1;
+  const int64_t b_k = d.trans_b ? 1 : d.ldb, b_j = d.trans_b ? d.ldb : 1;
+  for (int64_t i = m0; i < m1; ++i) {
+    T* __restrict c = C + i * d.ldc;
+    for (int64_t k = 0; k < d.K; ++k) {
+      const T a = alpha * A[i * a_i + k * a_k];
+      const T* b = B + k * b_k;
+      for (int64_t j = n0; j < n1; ++j) {
+        const T p = a * b[j * b_j];  // a separate statement: never contracted into an FMA
+        c[j] += p;
+      }
+    }
+  }
+}
+
 // The five loops around an MR x NR micro-kernel, over the tile [m0, m1) x [n0, n1) of C
 // (see the top of this file). Instantiated by each ISA's file with its micro-kernel and
 // blocking; the loops themselves are baseline code (only the micro-kernel is ISA-specific).
