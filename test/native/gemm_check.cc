@@ -8,7 +8,7 @@
 // whole-matrix result bit for bit. Exit status 0 when every check passes.
 //
 //   gemm_check              run the checks
-//   gemm_check bench M N K  time each kernel (float32 and float64, no transposes)
+//   gemm_check bench M N K [reps] [ta tb]  time each kernel (float32 and float64; 0/1 transposes)
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -146,13 +146,15 @@ void check_kernel(const GemmKernelImpl& kern) {
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 template <typename T>
-double bench(const GemmKernelImpl& kern, int64_t M, int64_t N, int64_t K, int reps) {
+double bench(const GemmKernelImpl& kern, int64_t M, int64_t N, int64_t K, int reps, bool ta, bool tb) {
   GemmDims d;
+  d.trans_a = ta;
+  d.trans_b = tb;
   d.M = M;
   d.N = N;
   d.K = K;
-  d.lda = K;
-  d.ldb = N;
+  d.lda = ta ? M : K;
+  d.ldb = tb ? K : N;
   d.ldc = N;
   std::vector<T> A(size_t(M * K), T(0.5)), B(size_t(K * N), T(0.25)), C(size_t(M * N), T(0));
   kern.tile(T())(d, T(1), A.data(), B.data(), T(0), C.data(), 0, M, 0, N);
@@ -173,9 +175,10 @@ int main(int argc, char** argv) {
   if (argc >= 5 && std::string(argv[1]) == "bench") {
     const int64_t M = std::atoll(argv[2]), N = std::atoll(argv[3]), K = std::atoll(argv[4]);
     const int reps = argc >= 6 ? std::atoi(argv[5]) : 5;
+    const bool ta = argc >= 7 && std::atoi(argv[6]) != 0, tb = argc >= 8 && std::atoi(argv[7]) != 0;
     for (const GemmKernelImpl* k : kernels)
-      std::printf("%-8s f32 %7.1f GFLOP/s  f64 %7.1f GFLOP/s\n", k->name, bench<float>(*k, M, N, K, reps),
-                  bench<double>(*k, M, N, K, reps));
+      std::printf("%-8s f32 %7.1f GFLOP/s  f64 %7.1f GFLOP/s\n", k->name, bench<float>(*k, M, N, K, reps, ta, tb),
+                  bench<double>(*k, M, N, K, reps, ta, tb));
     return 0;
   }
   for (const GemmKernelImpl* k : kernels) {
