@@ -503,4 +503,56 @@ export interface NativeBinding {
     dtype: 'float32' | 'float64';
     reps: number;
   }): { secondsPerStep: number; bytesMoved: number };
+  /**
+   * The CPU GEMM kernels: `available` lists the usable ones on this machine, fastest first
+   * ('avx512', 'avx2', 'neon', 'portable'), `active` the one every matmul uses, chosen once
+   * per process: the environment variable BRAINTRACE_GEMM_KERNEL when it names a usable
+   * kernel, otherwise the first available. `requested` is that variable's value ('' when
+   * unset); a refused request leaves `active` at the default.
+   */
+  gemmKernels(): { active: string; available: string[]; requested: string };
+  /**
+   * Test hook: one CPU GEMM, in place on `c`, C = alpha op(A) op(B) + beta C (row-major;
+   * op(A) is M x K, `a` stored K x M when `transA`; op(B) is K x N, `b` stored N x K when
+   * `transB`; leading dimensions default to the stored widths and may be larger).
+   * beta = 0 never reads `c`. `a`, `b`, `c` are all Float32Array or all Float64Array and
+   * must hold `(rows - 1) * ld + cols` elements. `kernel` (default: the active one) must be
+   * in gemmKernels().available; `threads` (default: the pool size) caps the threads used.
+   * Products up to 2^14 multiply-adds run the plain-loop path whatever the kernel. Wrong
+   * types throw TypeError; bad sizes, dimensions or kernel names RangeError. Synchronous.
+   */
+  gemm(opts: {
+    M: number;
+    N: number;
+    K: number;
+    a: Float32Array | Float64Array;
+    b: Float32Array | Float64Array;
+    c: Float32Array | Float64Array;
+    alpha: number;
+    beta: number;
+    transA?: boolean;
+    transB?: boolean;
+    lda?: number;
+    ldb?: number;
+    ldc?: number;
+    kernel?: string;
+    threads?: number;
+  }): void;
+  /**
+   * Times C = op(A) op(B) (alpha 1, beta 0, dense) on native buffers with one kernel
+   * (default: the active one) on at most `threads` threads (default: the pool size):
+   * the best of `reps` calls after one warm-up, and the flops of one call, 2 M N K.
+   * Errors as benchmarkTraceStep (unknown kernel: RangeError). Synchronous.
+   */
+  benchmarkGemm(opts: {
+    M: number;
+    N: number;
+    K: number;
+    dtype: 'float32' | 'float64';
+    reps: number;
+    transA?: boolean;
+    transB?: boolean;
+    kernel?: string;
+    threads?: number;
+  }): { secondsPerRep: number; flops: number; kernel: string };
 }

@@ -1,5 +1,6 @@
 // Module entry of the braintrace addon: info, opNames, opTasks, taskCounts, memoryStats,
-// resetPeakMemory, createSession, createOptimizer, benchmarkCopy, benchmarkTraceStep (see
+// resetPeakMemory, createSession, createOptimizer, benchmarkCopy, benchmarkTraceStep,
+// and the GEMM hooks gemmKernels, gemm, benchmarkGemm (gemm_hooks.cc) (see
 // types/binding.d.ts for the contract).
 #include <cmath>
 
@@ -27,6 +28,9 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
                            InstanceMethod("cancelAll", &Addon::CancelAll),
                            InstanceMethod("benchmarkCopy", &Addon::BenchmarkCopy),
                            InstanceMethod("benchmarkTraceStep", &Addon::BenchmarkTraceStep),
+                           InstanceMethod("gemmKernels", &Addon::GemmKernels),
+                           InstanceMethod("gemm", &Addon::Gemm),
+                           InstanceMethod("benchmarkGemm", &Addon::BenchmarkGemm),
                        });
 }
 

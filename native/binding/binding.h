@@ -377,6 +377,9 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value CancelAll(const Napi::CallbackInfo& info);
   Napi::Value BenchmarkCopy(const Napi::CallbackInfo& info);
   Napi::Value BenchmarkTraceStep(const Napi::CallbackInfo& info);
+  Napi::Value GemmKernels(const Napi::CallbackInfo& info);     // gemm_hooks.cc
+  Napi::Value Gemm(const Napi::CallbackInfo& info);            // gemm_hooks.cc
+  Napi::Value BenchmarkGemm(const Napi::CallbackInfo& info);   // gemm_hooks.cc
 };
 
 }  // namespace btnode

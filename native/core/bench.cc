@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/memory.h"
+#include "cpu/parallel_gemm.h"
 #include "cpu/thread_pool.h"
 #include "cpu/trace_cpu.h"
 
@@ -139,7 +140,83 @@ Status guarded(const char* what, F&& f) {
   }
 }
 
+// The usable kernel named `name` ("" = the active one), or InvalidArgument.
+Status find_kernel(const std::string& name, const char* what, const GemmKernelImpl** out) {
+  *out = name.empty() ? gemm_kernel_active() : gemm_kernel_find(name);
+  if (*out != nullptr) return Status::Ok();
+  std::string avail;
+  for (const std::string& k : gemm_kernels_available()) avail += (avail.empty() ? "" : ", ") + k;
+  return invalid(std::string(what) + ": GEMM kernel \"" + name + "\" is not available on this machine (available: " +
+                 avail + ")");
+}
+
+template <typename T>
+Status gemm_bench(const GemmBenchArgs& a, const GemmKernelImpl& k, GemmBenchResult* out) {
+  GemmDims d = a.d;
+  const int64_t M = d.M, N = d.N, K = d.K;
+  d.lda = d.trans_a ? M : K;
+  d.ldb = d.trans_b ? K : N;
+  d.ldc = N;
+  BT_RETURN_IF_ERROR(check_total((double(M) * double(K) + double(K) * double(N) + double(M) * double(N)) * sizeof(T),
+                                 "benchmarkGemm"));
+  HostBuf A, B, C;
+  BT_RETURN_IF_ERROR(A.allocate(sizeof(T) * size_t(M * K), "the benchmark A"));
+  BT_RETURN_IF_ERROR(B.allocate(sizeof(T) * size_t(K * N), "the benchmark B"));
+  BT_RETURN_IF_ERROR(C.allocate(sizeof(T) * size_t(M * N), "the benchmark C"));
+  // Values in [-1, 1) that are not all equal (a fixed pattern), every page touched here.
+  for (int64_t i = 0; i < M * K; ++i) A.as<T>()[i] = T(int64_t((i * 7919) % 2001) - 1000) / T(1000);
+  for (int64_t i = 0; i < K * N; ++i) B.as<T>()[i] = T(int64_t((i * 104729) % 2001) - 1000) / T(1000);
+  fill(C.as<T>(), M * N, T(0));
+  auto run = [&] { gemm_with<T>(k, a.threads, d, T(1), A.as<T>(), B.as<T>(), T(0), C.as<T>()); };
+  run();  // warm-up (thread pool started, packing buffers grown)
+  out->seconds_per_rep = best_of(a.reps, run);
+  out->flops = 2.0 * double(M) * double(N) * double(K);
+  out->kernel = k.name;
+  return Status::Ok();
+}
+
 }  // namespace
+
+GemmKernelsInfo gemm_kernels_info() {
+  GemmKernelsInfo r;
+  r.active = gemm_kernel_active()->name;
+  r.requested = gemm_kernel_requested();
+  r.available = gemm_kernels_available();
+  return r;
+}
+
+Status gemm_call(const std::string& kernel, int threads, const GemmDims& d, DType dtype, double alpha,
+                 const void* A, const void* B, double beta, void* C) {
+  if (threads < 1) return invalid("gemm: threads must be >= 1, got " + std::to_string(threads));
+  if (dtype != DType::F32 && dtype != DType::F64) return invalid("gemm: unknown dtype");
+  const GemmKernelImpl* k = nullptr;
+  BT_RETURN_IF_ERROR(find_kernel(kernel, "gemm", &k));
+  return guarded("gemm", [&]() -> Status {
+    if (dtype == DType::F32)
+      gemm_with<float>(*k, threads, d, float(alpha), static_cast<const float*>(A), static_cast<const float*>(B),
+                       float(beta), static_cast<float*>(C));
+    else
+      gemm_with<double>(*k, threads, d, alpha, static_cast<const double*>(A), static_cast<const double*>(B), beta,
+                        static_cast<double*>(C));
+    return Status::Ok();
+  });
+}
+
+Status benchmark_gemm(const GemmBenchArgs& a, GemmBenchResult* out) {
+  if (out == nullptr) return invalid("benchmark_gemm: out is null");
+  const struct {
+    const char* name;
+    int64_t v;
+  } dims[] = {{"M", a.d.M}, {"N", a.d.N}, {"K", a.d.K}, {"reps", a.reps}, {"threads", a.threads}};
+  for (const auto& d : dims)
+    if (d.v < 1) return invalid(std::string("benchmark_gemm: ") + d.name + " must be >= 1, got " + std::to_string(d.v));
+  if (a.dtype != DType::F32 && a.dtype != DType::F64) return invalid("benchmark_gemm: unknown dtype");
+  const GemmKernelImpl* k = nullptr;
+  BT_RETURN_IF_ERROR(find_kernel(a.kernel, "benchmark_gemm", &k));
+  return guarded("benchmark_gemm", [&]() -> Status {
+    return a.dtype == DType::F32 ? gemm_bench<float>(a, *k, out) : gemm_bench<double>(a, *k, out);
+  });
+}
 
 Status benchmark_copy(int64_t bytes, int64_t reps, CopyBenchResult* out) {
   if (out == nullptr) return invalid("benchmark_copy: out is null");

@@ -6,8 +6,11 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "braintrace/api.h"
+#include "kernels/gemm.h"
 
 namespace bt {
 
@@ -36,5 +39,40 @@ struct TraceBenchResult {
 // kernel run_online uses (cpu_drtrl_dense), on synthetic D (B, O, S, S), df (B, O, S),
 // x (B, I), g (B, O, S) and a trace (B, I, O, S). Same error rules as benchmark_copy.
 Status benchmark_trace_step(const TraceBenchArgs& args, TraceBenchResult* out);
+
+// The CPU GEMM kernels (cpu/gemm_kernels.h): the active one, the value of
+// BRAINTRACE_GEMM_KERNEL it was chosen under ("" when unset), and the usable ones,
+// fastest first.
+struct GemmKernelsInfo {
+  std::string active, requested;
+  std::vector<std::string> available;
+};
+GemmKernelsInfo gemm_kernels_info();
+
+// One call of the CPU GEMM on caller memory (the binding's `gemm` test hook):
+// C = alpha * op(A) * op(B) + beta * C with d (kernels/gemm.h), elements of `dtype`
+// (F32 or F64), with the usable kernel named `kernel` ("" = the active one) on at most
+// `threads` threads (>= 1). The caller has checked that the arrays cover d's extents.
+// An unknown or unusable kernel, or threads < 1: InvalidArgument.
+Status gemm_call(const std::string& kernel, int threads, const GemmDims& d, DType dtype, double alpha,
+                 const void* A, const void* B, double beta, void* C);
+
+struct GemmBenchArgs {
+  GemmDims d;               // M, N, K >= 1, trans flags; leading dimensions are set here (dense)
+  DType dtype = DType::F32;
+  std::string kernel;       // "" = the active one
+  int threads = 1;          // at most this many threads (>= 1)
+  int64_t reps = 1;
+};
+
+struct GemmBenchResult {
+  double seconds_per_rep = 0;  // best of reps, after one warm-up call
+  double flops = 0;            // 2 * M * N * K
+  std::string kernel;          // the kernel that ran
+};
+
+// Times C = op(A) * op(B) (alpha 1, beta 0) on synthetic dense operands (64-byte aligned,
+// filled before timing). Same size rules as benchmark_copy; bad arguments: InvalidArgument.
+Status benchmark_gemm(const GemmBenchArgs& args, GemmBenchResult* out);
 
 }  // namespace bt

@@ -5,41 +5,94 @@
 #include "cpu/thread_pool.h"
 
 namespace bt {
+namespace {
+
+// Below this many multiply-adds per thread, handing work to the pool costs more than it
+// saves (about 20 us of work at 50 GFLOP/s).
+constexpr double kMinMacsPerThread = double(1 << 19);
+
+// Up to this many multiply-adds, kernels/gemm.h's gemm_direct (no packing, the plain
+// loop's rounding) on the calling thread, whatever the kernel.
+constexpr double kDirectMaxMacs = double(1 << 14);
+
+// Boundary p of `parts` near-equal parts of [0, n) in whole units of `unit` (the last
+// boundary is n itself).
+int64_t split_at(int64_t n, int64_t unit, int64_t parts, int64_t p) {
+  const int64_t units = (n + unit - 1) / unit;
+  return std::min(n, (units * p + parts - 1) / parts * unit);
+}
+
+}  // namespace
 
 template <typename T>
-void gemm(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* C) {
+void gemm_with(const GemmKernelImpl& kernel, int max_threads, const GemmDims& d, T alpha, const T* A, const T* B,
+               T beta, T* C) {
   if (d.M <= 0 || d.N <= 0) return;
-  const double flops = double(d.M) * double(d.N) * double(std::max<int64_t>(d.K, 1));
-  const int threads = thread_pool_size();
-  if (threads == 1 || flops < 1.0e5) {
-    gemm_serial(d, alpha, A, B, beta, C);
+  const GemmTileFn<T> tile = kernel.tile(T());
+  const int64_t mr = kernel.mr(T()), nr = kernel.nr(T());
+  const double macs = double(d.M) * double(d.N) * double(std::max<int64_t>(d.K, 1));
+  if (macs <= kDirectMaxMacs) {
+    gemm_direct(d, alpha, A, B, beta, C, 0, d.M, 0, d.N);
     return;
   }
-  // Prefer whole row blocks (each packs op(B) once per block); with fewer rows than
-  // about 4 per thread, split columns instead. The lambdas capture one pointer (to `job`),
-  // so std::function stores them inline: no allocation per product.
+  int64_t threads = std::min<int64_t>(std::max(max_threads, 1), thread_pool_size());
+  threads = std::min<int64_t>(threads, std::max<int64_t>(1, int64_t(macs / kMinMacsPerThread)));
+  if (threads <= 1) {
+    tile(d, alpha, A, B, beta, C, 0, d.M, 0, d.N);
+    return;
+  }
+  // A grid of tm x tn tiles (tm * tn <= threads). Every tile packs its rows of op(A) and
+  // its columns of op(B), so pick the grid that packs the least per thread
+  // (M K / tm + K N / tn), with at least one MR (NR) unit per tile row (column).
+  const int64_t m_units = (d.M + mr - 1) / mr, n_units = (d.N + nr - 1) / nr;
+  int64_t tm = 1, tn = 1;
+  double best = -1;
+  for (int64_t a = 1; a <= threads; ++a) {
+    const int64_t b = threads / a;
+    if (a > m_units || b > n_units) continue;
+    const double cost = double(d.M) / double(a) + double(d.N) / double(b);
+    if (best < 0 || cost < best || (cost == best && a * b > tm * tn)) {
+      best = cost;
+      tm = a;
+      tn = b;
+    }
+  }
+  if (tm * tn <= 1) {
+    tile(d, alpha, A, B, beta, C, 0, d.M, 0, d.N);
+    return;
+  }
+  // The lambda captures one pointer (to `job`), so std::function stores it inline: no
+  // allocation per product.
   struct Job {
     const GemmDims* d;
+    GemmTileFn<T> tile;
     T alpha, beta;
     const T* A;
     const T* B;
     T* C;
-  } job{&d, alpha, beta, A, B, C};
+    int64_t mr, nr, tm, tn;
+  } job{&d, tile, alpha, beta, A, B, C, mr, nr, tm, tn};
   const Job* j = &job;
-  if (d.M >= int64_t(threads) * 8) {
-    parallel_for((d.M + 7) / 8, 1, [j](int64_t b, int64_t e) {
-      const int64_t rows = 8;  // rows per grain; parallel_for groups grains into chunks
-      gemm_tile(*j->d, j->alpha, j->A, j->B, j->beta, j->C, b * rows, std::min(j->d->M, e * rows), 0, j->d->N);
-    });
-  } else {
-    parallel_for((d.N + 63) / 64, 1, [j](int64_t b, int64_t e) {
-      const int64_t cols = 64;
-      gemm_tile(*j->d, j->alpha, j->A, j->B, j->beta, j->C, 0, j->d->M, b * cols, std::min(j->d->N, e * cols));
-    });
-  }
+  parallel_for(tm * tn, 1, [j](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t p = t / j->tn, q = t % j->tn;
+      j->tile(*j->d, j->alpha, j->A, j->B, j->beta, j->C, split_at(j->d->M, j->mr, j->tm, p),
+              split_at(j->d->M, j->mr, j->tm, p + 1), split_at(j->d->N, j->nr, j->tn, q),
+              split_at(j->d->N, j->nr, j->tn, q + 1));
+    }
+  });
+}
+
+template <typename T>
+void gemm(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* C) {
+  gemm_with(*gemm_kernel_active(), thread_pool_size(), d, alpha, A, B, beta, C);
 }
 
 template void gemm<float>(const GemmDims&, float, const float*, const float*, float, float*);
 template void gemm<double>(const GemmDims&, double, const double*, const double*, double, double*);
+template void gemm_with<float>(const GemmKernelImpl&, int, const GemmDims&, float, const float*, const float*, float,
+                               float*);
+template void gemm_with<double>(const GemmKernelImpl&, int, const GemmDims&, double, const double*, const double*,
+                                double, double*);
 
 }  // namespace bt

@@ -1,25 +1,39 @@
-// Cache-blocked dense matrix product, the built-in GEMM of the CPU backend.
+// Packed, register-blocked dense matrix product: the shared (ISA-independent) parts of
+// the CPU backend's GEMM, in the BLIS / OpenBLAS design.
 //
 //   C = alpha * op(A) * op(B) + beta * C
 //   op(A) is M x K: A itself (row-major, leading dimension lda) or, with trans_a, the
 //   transpose of a K x M row-major A. op(B) is K x N likewise (trans_b: B is N x K).
 //   C is M x N row-major with leading dimension ldc.
 //
-// gemm_tile computes the rectangle [m0, m1) x [n0, n1) of C, so a caller can split C
-// into disjoint tiles and run them on several threads (native/cpu/parallel.h does);
-// every element of C is written by exactly one tile. beta == 0 overwrites C (it never
-// reads it, so NaN garbage in C does not propagate, as in BLAS).
+// Scheme (Goto / BLIS): for each NC-wide block of columns and each KC-deep slice of K,
+// op(B)[KC x NC] is packed into NR-column panels (k-major: the NR values of one k are
+// contiguous); for each MC-tall block of rows, op(A)[MC x KC] is packed into MR-row
+// panels likewise; then an MR x NR micro-kernel multiplies one A panel by one B panel
+// with the MR x NR block of C held in registers, and writes C once per KC slice. The
+// transposes are absorbed by the packing (pack_panel reads either layout), never
+// materialised. Panels are zero-padded to MR / NR, so the micro-kernel always runs at
+// full size; a partial tile at the right or bottom edge goes through a small buffer
+// (gemm_edge_tile), which gives bit-for-bit the same values as a full tile.
 //
-// Scheme: op(B) is packed block by block (KC x NC) into a contiguous buffer, then four
-// rows of C are updated at a time with rank-1 updates whose inner loop runs over
-// contiguous j, which g++ -O2/-O3 vectorises; the packed block stays in L2 and the four
-// C row segments in L1.
+// The ISA-specific micro-kernels (AVX2+FMA, AVX-512F, NEON) and the runtime choice
+// between them live in native/cpu (gemm_x86.cc, gemm_neon.cc, gemm_dispatch.cc); the
+// portable one, plain C++ that compilers vectorise, is gemm_ukr_portable below. The
+// SIMD kernels share one body, kernels/gemm_ukr_simd.inc.
+//
+// gemm_blocked computes the rectangle [m0, m1) x [n0, n1) of C, so a caller can split C
+// into disjoint tiles and run them on several threads (native/cpu/parallel_gemm.cc
+// does); every element of C is written by exactly one tile, and its value does not
+// depend on the tiling (the K loop is blocked from 0 in every tile). beta == 0
+// overwrites C (it never reads it, so NaN garbage in C does not propagate, as in BLAS);
+// alpha == 0 or K == 0 reads neither A nor B.
 #pragma once
 
 #include <stdint.h>
 
 #include <algorithm>
-#include <vector>
+#include <cstddef>
+#include <new>
 
 namespace bt {
 
@@ -29,16 +43,70 @@ struct GemmDims {
   int64_t lda = 0, ldb = 0, ldc = 0;
 };
 
-namespace gemm_detail {
-constexpr int64_t kKC = 128;  // depth of a packed block
-constexpr int64_t kNC = 256;  // width of a packed block
-}  // namespace gemm_detail
+// Cache blocking of one micro-kernel: KC (depth of a packed slice), MC (rows of a packed
+// A block, a multiple of MR), NC (columns of a packed B block, a multiple of NR).
+struct GemmBlocking {
+  int64_t kc = 256, mc = 128, nc = 3072;
+};
 
+// A micro-kernel: C[0:MR, 0:NR] (row stride ldc) = alpha * (Ap * Bp) + beta * C, where
+// Ap is a packed kc x MR panel (Ap[k * MR + i]) and Bp a packed kc x NR panel
+// (Bp[k * NR + j]). beta == 0: C is only written.
 template <typename T>
-void gemm_tile(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* C, int64_t m0,
-               int64_t m1, int64_t n0, int64_t n1) {
-  using namespace gemm_detail;
-  if (m0 >= m1 || n0 >= n1) return;
+using GemmMicroKernel = void (*)(int64_t kc, const T* Ap, const T* Bp, T alpha, T beta, T* C, int64_t ldc);
+
+namespace gemm_detail {
+
+// Packs the R x kc block whose element (r, k) is src[r * s_r + k * s_k] (r < rows, rows
+// <= R) into dst[k * R + r], with zeros for rows..R-1. This is the one packing formula:
+// A panels (R = MR, rows of op(A)) and B panels (R = NR, columns of op(B)) both use it,
+// each in either layout (s_r == 1: one k of the panel is contiguous in memory; s_k == 1:
+// one r is).
+template <typename T, int R>
+void pack_panel(const T* src, int64_t s_r, int64_t s_k, int64_t rows, int64_t kc, T* __restrict dst) {
+  if (rows == R && s_r == 1) {
+    for (int64_t k = 0; k < kc; ++k) {
+      const T* s = src + k * s_k;
+      T* d = dst + k * R;
+      for (int r = 0; r < R; ++r) d[r] = s[r];
+    }
+    return;
+  }
+  if (rows == R && s_k == 1) {
+    const T* s[R];
+    for (int r = 0; r < R; ++r) s[r] = src + r * s_r;
+    for (int64_t k = 0; k < kc; ++k) {
+      T* d = dst + k * R;
+      for (int r = 0; r < R; ++r) d[r] = s[r][k];
+    }
+    return;
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    T* d = dst + k * R;
+    for (int64_t r = 0; r < rows; ++r) d[r] = src[r * s_r + k * s_k];
+    for (int64_t r = rows; r < R; ++r) d[r] = T(0);
+  }
+}
+
+// A partial MR x NR tile (mr <= MR rows, nr <= NR columns of C): the micro-kernel runs
+// on a full-size buffer holding the live part of C (when beta reads it), and the live
+// part is copied back. Same micro-kernel, same operands: the same values as a full tile.
+template <typename T, int MR, int NR>
+void gemm_edge_tile(GemmMicroKernel<T> ukr, int64_t kc, const T* Ap, const T* Bp, T alpha, T beta, T* C,
+                    int64_t ldc, int64_t mr, int64_t nr) {
+  alignas(64) T buf[MR * NR];
+  if (beta != T(0)) {
+    for (int64_t i = 0; i < MR; ++i)
+      for (int64_t j = 0; j < NR; ++j) buf[i * NR + j] = (i < mr && j < nr) ? C[i * ldc + j] : T(0);
+  }
+  ukr(kc, Ap, Bp, alpha, beta, buf, NR);
+  for (int64_t i = 0; i < mr; ++i)
+    for (int64_t j = 0; j < nr; ++j) C[i * ldc + j] = buf[i * NR + j];
+}
+
+// C[m0:m1, n0:n1] = beta * C (beta == 0: zeros, C never read). The K == 0 / alpha == 0 case.
+template <typename T>
+void gemm_scale_c(const GemmDims& d, T beta, T* C, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   for (int64_t i = m0; i < m1; ++i) {
     T* c = C + i * d.ldc;
     if (beta == T(0)) {
@@ -47,74 +115,138 @@ void gemm_tile(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* C,
       for (int64_t j = n0; j < n1; ++j) c[j] *= beta;
     }
   }
-  if (d.K == 0 || alpha == T(0)) return;
+}
 
-  const int64_t nc_max = std::min<int64_t>(kNC, n1 - n0);
-  const int64_t kc_max = std::min<int64_t>(kKC, d.K);
-  // Per-thread packing buffer, grown once (at most kKC * kNC values): no allocation per
-  // product in steady state.
-  thread_local std::vector<T> packed;
-  if (packed.size() < static_cast<size_t>(nc_max * kc_max)) packed.resize(static_cast<size_t>(nc_max * kc_max));
-  T* __restrict bp = packed.data();
+// A thread's packing buffer, 64-byte aligned, grown on demand and kept for the thread's
+// lifetime (no allocation per product in steady state). Throws std::bad_alloc.
+template <typename T>
+struct PackBuffer {
+  T* p = nullptr;
+  size_t n = 0;
+  PackBuffer() = default;
+  PackBuffer(const PackBuffer&) = delete;
+  PackBuffer& operator=(const PackBuffer&) = delete;
+  ~PackBuffer() { release(); }
+  void release() {
+    if (p != nullptr) ::operator delete(p, std::align_val_t(64));
+    p = nullptr;
+    n = 0;
+  }
+  T* get(size_t want) {
+    if (want > n) {
+      release();
+      p = static_cast<T*>(::operator new(want * sizeof(T), std::align_val_t(64)));
+      n = want;
+    }
+    return p;
+  }
+};
 
-  auto a_at = [&](int64_t i, int64_t k) -> T {
-    return d.trans_a ? A[k * d.lda + i] : A[i * d.lda + k];
-  };
+}  // namespace gemm_detail
 
-  for (int64_t j0 = n0; j0 < n1; j0 += kNC) {
-    const int64_t nc = std::min<int64_t>(kNC, n1 - j0);
-    for (int64_t k0 = 0; k0 < d.K; k0 += kKC) {
-      const int64_t kc = std::min<int64_t>(kKC, d.K - k0);
-      // Pack op(B)[k0:k0+kc, j0:j0+nc] row by row (stride nc).
-      if (!d.trans_b) {
-        for (int64_t k = 0; k < kc; ++k) {
-          const T* src = B + (k0 + k) * d.ldb + j0;
-          T* dst = bp + k * nc;
-          for (int64_t j = 0; j < nc; ++j) dst[j] = src[j];
-        }
-      } else {
-        for (int64_t j = 0; j < nc; ++j) {
-          const T* src = B + (j0 + j) * d.ldb + k0;
-          for (int64_t k = 0; k < kc; ++k) bp[k * nc + j] = src[k];
-        }
+// Small products: no packing, the rank-1 update order of a plain loop, per element
+//   c = beta * c (0 when beta == 0, C unread; c when beta == 1), then for k = 0..K-1 in
+//   order: c += (alpha * op(A)(i, k)) * op(B)(k, j), each product rounded before the add.
+// This is the arithmetic of the GEMM before the packed kernels, kept bit for bit for the
+// sizes where packing does not pay (cpu/parallel_gemm.cc picks it below a size), so
+// small models (and their saved checkpoints) give the same values on every kernel.
+template <typename T>
+void gemm_direct(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* C, int64_t m0, int64_t m1,
+                 int64_t n0, int64_t n1) {
+  using namespace gemm_detail;
+  gemm_scale_c(d, beta, C, m0, m1, n0, n1);
+  if (d.K <= 0 || alpha == T(0)) return;
+  const int64_t a_i = d.trans_a ? 1 : d.lda, a_k = d.trans_a ? d.lda : 1;
+  const int64_t b_k = d.trans_b ? 1 : d.ldb, b_j = d.trans_b ? d.ldb : 1;
+  for (int64_t i = m0; i < m1; ++i) {
+    T* __restrict c = C + i * d.ldc;
+    for (int64_t k = 0; k < d.K; ++k) {
+      const T a = alpha * A[i * a_i + k * a_k];
+      const T* b = B + k * b_k;
+      for (int64_t j = n0; j < n1; ++j) {
+        const T p = a * b[j * b_j];  // a separate statement: never contracted into an FMA
+        c[j] += p;
       }
-      int64_t i = m0;
-      for (; i + 4 <= m1; i += 4) {
-        T* __restrict c0 = C + (i + 0) * d.ldc + j0;
-        T* __restrict c1 = C + (i + 1) * d.ldc + j0;
-        T* __restrict c2 = C + (i + 2) * d.ldc + j0;
-        T* __restrict c3 = C + (i + 3) * d.ldc + j0;
-        for (int64_t k = 0; k < kc; ++k) {
-          const T a0 = alpha * a_at(i + 0, k0 + k);
-          const T a1 = alpha * a_at(i + 1, k0 + k);
-          const T a2 = alpha * a_at(i + 2, k0 + k);
-          const T a3 = alpha * a_at(i + 3, k0 + k);
-          const T* __restrict b = bp + k * nc;
-          for (int64_t j = 0; j < nc; ++j) {
-            const T bj = b[j];
-            c0[j] += a0 * bj;
-            c1[j] += a1 * bj;
-            c2[j] += a2 * bj;
-            c3[j] += a3 * bj;
+    }
+  }
+}
+
+// The five loops around an MR x NR micro-kernel, over the tile [m0, m1) x [n0, n1) of C
+// (see the top of this file). Instantiated by each ISA's file with its micro-kernel and
+// blocking; the loops themselves are baseline code (only the micro-kernel is ISA-specific).
+template <typename T, int MR, int NR>
+void gemm_blocked(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* C, int64_t m0, int64_t m1,
+                  int64_t n0, int64_t n1, const GemmBlocking& bl, GemmMicroKernel<T> ukr) {
+  using namespace gemm_detail;
+  if (m0 >= m1 || n0 >= n1) return;
+  if (d.K <= 0 || alpha == T(0)) {
+    gemm_scale_c(d, beta, C, m0, m1, n0, n1);
+    return;
+  }
+  const int64_t KC = bl.kc, MC = bl.mc, NC = bl.nc;
+  // op(A)(i, k) = A[i * a_i + k * a_k]; op(B)(k, j) = B[k * b_k + j * b_j].
+  const int64_t a_i = d.trans_a ? 1 : d.lda, a_k = d.trans_a ? d.lda : 1;
+  const int64_t b_k = d.trans_b ? 1 : d.ldb, b_j = d.trans_b ? d.ldb : 1;
+
+  const int64_t kc_max = std::min(KC, d.K);
+  const int64_t mc_max = std::min(MC, (m1 - m0 + MR - 1) / MR * MR);
+  const int64_t nc_max = std::min(NC, (n1 - n0 + NR - 1) / NR * NR);
+  thread_local PackBuffer<T> abuf, bbuf;
+  T* const Ap = abuf.get(static_cast<size_t>(mc_max * kc_max));
+  T* const Bp = bbuf.get(static_cast<size_t>(nc_max * kc_max));
+
+  for (int64_t jc = n0; jc < n1; jc += NC) {
+    const int64_t nc = std::min(NC, n1 - jc);
+    for (int64_t pc = 0; pc < d.K; pc += KC) {
+      const int64_t kc = std::min(KC, d.K - pc);
+      const T beta_k = pc == 0 ? beta : T(1);  // later slices accumulate onto the first
+      for (int64_t jr = 0; jr < nc; jr += NR)
+        pack_panel<T, NR>(B + pc * b_k + (jc + jr) * b_j, b_j, b_k, std::min<int64_t>(NR, nc - jr), kc,
+                          Bp + jr * kc);
+      for (int64_t ic = m0; ic < m1; ic += MC) {
+        const int64_t mc = std::min(MC, m1 - ic);
+        for (int64_t ir = 0; ir < mc; ir += MR)
+          pack_panel<T, MR>(A + (ic + ir) * a_i + pc * a_k, a_i, a_k, std::min<int64_t>(MR, mc - ir), kc,
+                            Ap + ir * kc);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const int64_t nr = std::min<int64_t>(NR, nc - jr);
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            const int64_t mr = std::min<int64_t>(MR, mc - ir);
+            T* c = C + (ic + ir) * d.ldc + (jc + jr);
+            if (mr == MR && nr == NR)
+              ukr(kc, Ap + ir * kc, Bp + jr * kc, alpha, beta_k, c, d.ldc);
+            else
+              gemm_edge_tile<T, MR, NR>(ukr, kc, Ap + ir * kc, Bp + jr * kc, alpha, beta_k, c, d.ldc, mr, nr);
           }
-        }
-      }
-      for (; i < m1; ++i) {
-        T* __restrict c0 = C + i * d.ldc + j0;
-        for (int64_t k = 0; k < kc; ++k) {
-          const T a0 = alpha * a_at(i, k0 + k);
-          const T* __restrict b = bp + k * nc;
-          for (int64_t j = 0; j < nc; ++j) c0[j] += a0 * b[j];
         }
       }
     }
   }
 }
 
-// Whole product on the calling thread.
-template <typename T>
-void gemm_serial(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* C) {
-  gemm_tile(d, alpha, A, B, beta, C, 0, d.M, 0, d.N);
+// The portable micro-kernel: plain C++ over an MR x NR accumulator array, which g++/clang
+// -O3 vectorise for the baseline ISA (SSE2 on x86-64, NEON on arm64). Separate multiply
+// and add (no FMA contraction is assumed), so results match a naive loop's rounding per
+// step.
+template <typename T, int MR, int NR>
+void gemm_ukr_portable(int64_t kc, const T* __restrict Ap, const T* __restrict Bp, T alpha, T beta,
+                       T* __restrict C, int64_t ldc) {
+  T acc[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) acc[i][j] = T(0);
+  for (int64_t k = 0; k < kc; ++k) {
+    const T* a = Ap + k * MR;
+    const T* b = Bp + k * NR;
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
+  }
+  if (beta == T(0)) {
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) C[i * ldc + j] = alpha * acc[i][j];
+  } else {
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) C[i * ldc + j] = alpha * acc[i][j] + beta * C[i * ldc + j];
+  }
 }
 
 }  // namespace bt
