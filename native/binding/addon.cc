@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "binding/binding.h"
-#include "core/bench.h"
+#include "cpu/bench.h"
 #include "core/executor.h"
 #include "kernels/finite.h"
 

@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "binding/binding.h"
-#include "core/bench.h"
+#include "cpu/bench.h"
 
 namespace btnode {
 namespace {

@@ -1,5 +1,5 @@
 #include "core/status_util.h"
-#include "core/bench.h"
+#include "cpu/bench.h"
 
 #include <algorithm>
 #include <chrono>
