@@ -169,18 +169,7 @@ inline Status busy_status(const char* what) {
   return Status::Error(StatusCode::Busy, std::string(what) + ": the session is running another call");
 }
 
-template <typename F>
-inline Status guarded(const char* what, F&& f) {
-  try {
-    return f();
-  } catch (const std::bad_alloc&) {
-    return Status::Error(StatusCode::OutOfMemory, std::string(what) + ": out of host memory");
-  } catch (const std::exception& e) {
-    return Status::Error(StatusCode::Internal, std::string(what) + ": " + e.what());
-  } catch (...) {
-    return Status::Error(StatusCode::Internal, std::string(what) + ": unknown exception");
-  }
-}
+using ::bt::guarded;
 
 template <typename T>
 class SessionImpl final : public Session {

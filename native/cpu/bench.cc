@@ -129,17 +129,6 @@ Status trace_step(const TraceBenchArgs& a, TraceBenchResult* out) {
   return Status::Ok();
 }
 
-template <typename F>
-Status guarded(const char* what, F&& f) {
-  try {
-    return f();
-  } catch (const std::bad_alloc&) {
-    return Status::Error(StatusCode::OutOfMemory, std::string(what) + ": out of memory");
-  } catch (const std::exception& e) {
-    return Status::Error(StatusCode::Internal, std::string(what) + ": " + e.what());
-  }
-}
-
 // The usable kernel named `name` ("" = the active one), or InvalidArgument.
 Status find_kernel(const std::string& name, const char* what, const GemmKernelImpl** out) {
   *out = name.empty() ? gemm_kernel_active() : gemm_kernel_find(name);

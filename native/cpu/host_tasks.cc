@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/plan.h"
+#include "core/status_util.h"
 #include "cpu/parallel_gemm.h"
 #include "cpu/thread_pool.h"
 #include "cpu/trace_cpu.h"
@@ -43,18 +44,13 @@ void par(int64_t n, int64_t grain, F&& f) {
   parallel_for(n, grain, f);
 }
 
+// guarded() for a task body that returns nothing.
 template <typename F>
 Status guard(const char* what, F&& f) {
-  try {
+  return guarded(what, [&f]() -> Status {
     f();
     return Status::Ok();
-  } catch (const std::bad_alloc&) {
-    return Status::Error(StatusCode::OutOfMemory, std::string(what) + ": out of host memory");
-  } catch (const std::exception& e) {
-    return Status::Error(StatusCode::Internal, std::string(what) + ": " + e.what());
-  } catch (...) {
-    return Status::Error(StatusCode::Internal, std::string(what) + ": unknown exception");
-  }
+  });
 }
 
 ReduceKind reduce_kind(OpCode op) {
