@@ -128,6 +128,37 @@ void mm_grad_b(const MM& m, const T* A, const T* Gr, T* gB) {
   for (int64_t g = 0; g < m.G; ++g) gemm(d, T(1), A + g * m.sa, Gr + g * m.sc, T(1), gB + g * m.sb);
 }
 
+// Input strides (and base offset) of a BroadcastTo / Transpose / Slice node: output index
+// -> input offset (kernels/layout.h).
+int64_t layout_strides(const Plan& p, const PlanNode& n, int64_t* strides) {
+  const int r = static_cast<int>(n.shape.size());
+  const auto& is = p.nodes[n.inputs[0]].shape;
+  if (n.op == OpCode::BroadcastTo) {
+    broadcast_strides(static_cast<int>(is.size()), is.data(), r, n.shape.data(), strides);
+    return 0;
+  }
+  if (n.op == OpCode::Transpose) {
+    transpose_strides(r, is.data(), n.ints.data(), strides);
+    return 0;
+  }
+  return slice_strides(r, is.data(), n.ints.data(), strides);
+}
+
+// Calls f(k, input node k, base offset of its block in the output) for each input of a
+// Concat node; `strides` receives the output's row-major strides.
+template <typename F>
+void concat_blocks(const Plan& p, const PlanNode& n, int64_t* strides, F&& f) {
+  const int axis = n.ints[0];
+  row_major_strides(static_cast<int>(n.shape.size()), n.shape.data(), strides);
+  int64_t off = 0;
+  for (size_t k = 0; k < n.inputs.size(); ++k) {
+    const PlanNode& in = p.nodes[n.inputs[k]];
+    const int64_t base = off * strides[axis];
+    off += in.shape[axis];
+    f(k, in, base);
+  }
+}
+
 // Linear layout ops: y = L(x). Used for the forward and (on tangents) the JVP.
 // Concat takes one pointer per input (nullptr = zero block).
 template <typename T>
@@ -147,14 +178,7 @@ void layout_apply(const Plan& p, const PlanNode& n, const std::vector<const T*>&
     case OpCode::BroadcastTo:
     case OpCode::Transpose:
     case OpCode::Slice: {
-      const auto& is = p.nodes[n.inputs[0]].shape;
-      int64_t base = 0;
-      if (n.op == OpCode::BroadcastTo)
-        broadcast_strides(static_cast<int>(is.size()), is.data(), r, n.shape.data(), strides);
-      else if (n.op == OpCode::Transpose)
-        transpose_strides(r, is.data(), n.ints.data(), strides);
-      else
-        base = slice_strides(r, is.data(), n.ints.data(), strides);
+      const int64_t base = layout_strides(p, n, strides);
       const T* src = x[0];
       if (src == nullptr) {
         par(n.numel, kGrain, [&](int64_t b, int64_t e) { std::fill(y + b, y + e, T(0)); });
@@ -166,22 +190,16 @@ void layout_apply(const Plan& p, const PlanNode& n, const std::vector<const T*>&
       return;
     }
     case OpCode::Concat: {
-      const int axis = n.ints[0];
-      row_major_strides(r, n.shape.data(), strides);
-      int64_t off = 0;
-      for (size_t k = 0; k < n.inputs.size(); ++k) {
-        const PlanNode& in = p.nodes[n.inputs[k]];
-        const int64_t base = off * strides[axis];
-        off += in.shape[axis];
+      concat_blocks(p, n, strides, [&](size_t k, const PlanNode& in, int64_t base) {
         if (x[k] == nullptr) {
           for_each_strided(r, in.shape.data(), strides, base, 0, in.numel, [&](int64_t, int64_t o) { y[o] = T(0); });
-          continue;
+          return;
         }
         const T* src = x[k];
         par(in.numel, kGrain, [&](int64_t b, int64_t e) {
           strided_scatter(r, in.shape.data(), strides, base, src, y, false, b, e);
         });
-      }
+      });
       return;
     }
     default:
@@ -215,31 +233,20 @@ void layout_vjp(const Plan& p, const PlanNode& n, const T* g, T* const* gin) {
     case OpCode::Slice: {
       T* gx = gin[0];
       if (!gx) return;
-      const auto& is = p.nodes[n.inputs[0]].shape;
-      int64_t base = 0;
-      if (n.op == OpCode::Transpose)
-        transpose_strides(r, is.data(), n.ints.data(), strides);
-      else
-        base = slice_strides(r, is.data(), n.ints.data(), strides);
+      const int64_t base = layout_strides(p, n, strides);
       par(n.numel, kGrain, [&](int64_t b, int64_t e) {
         strided_scatter(r, n.shape.data(), strides, base, g, gx, true, b, e);
       });
       return;
     }
     case OpCode::Concat: {
-      const int axis = n.ints[0];
-      row_major_strides(r, n.shape.data(), strides);
-      int64_t off = 0;
-      for (size_t k = 0; k < n.inputs.size(); ++k) {
-        const PlanNode& in = p.nodes[n.inputs[k]];
-        const int64_t base = off * strides[axis];
-        off += in.shape[axis];
+      concat_blocks(p, n, strides, [&](size_t k, const PlanNode& in, int64_t base) {
         T* gx = gin[k];
-        if (!gx) continue;
+        if (!gx) return;
         par(in.numel, kGrain, [&](int64_t b, int64_t e) {
           strided_gather(r, in.shape.data(), strides, base, g, gx, true, b, e);
         });
-      }
+      });
       return;
     }
     default:
