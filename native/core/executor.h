@@ -3,12 +3,13 @@
 // The interpreter (native/core) walks a plan and, for each node, either runs a
 // host loop itself or hands a task to the session's Executor. The element-wise
 // family (unary, binary, comparison and Where ops, in forward, JVP and VJP
-// form) always goes through `Executor::elementwise`, whose task is applied one
-// element at a time by the single shared body `ew_apply` in
-// native/kernels/elementwise.h:
-//   * the CPU executor (native/cpu) runs ew_apply over [0, n) on the thread pool;
+// form) always goes through `Executor::elementwise` (one node) or
+// `Executor::elementwise_chain` (a fused group of nodes, see core/fusion.h), whose
+// tasks are applied by the single shared body in native/kernels/elementwise.h:
+//   * the CPU executor (native/cpu) runs one loop per (op, mode) over tiles of [0, n) on
+//     the thread pool, the op dispatch outside the loop (cpu/ew_dispatch.h);
 //   * the CUDA executor (native/cuda) launches a grid-stride kernel that runs the
-//     same ew_apply on the device.
+//     same body (ew_apply) on the device.
 // Memory comes from Executor::alloc: plain aligned host memory on the CPU and
 // CUDA managed memory on the GPU, so the ops that have no CUDA path yet can still
 // run as host loops over the same pointers after synchronize().
@@ -50,6 +51,21 @@ struct EwTask {
   T* gin[3] = {nullptr, nullptr, nullptr};         // Vjp: input cotangents, accumulated into
 };
 
+// Most tasks one fused chain holds (the fusion pass, core/fusion.cc, closes a group there).
+constexpr int kEwChainMax = 32;
+
+// A fused chain of element-wise tasks over the same n elements, applied in order: the
+// result must equal running tasks[0], then tasks[1], ... each over all n elements (each
+// task reads and writes element i of its arrays only, so a driver may instead run every
+// task over one tile of elements before moving to the next tile, keeping the chain's
+// intermediates in cache). Plain data (no allocation): a fixed-capacity list.
+template <typename T>
+struct EwChainTask {
+  int count = 0;  // tasks[0, count) are used; every one has tasks[k].n == n
+  int64_t n = 0;
+  EwTask<T> tasks[kEwChainMax];
+};
+
 class Executor {
  public:
   virtual ~Executor() = default;
@@ -64,6 +80,10 @@ class Executor {
 
   virtual Status elementwise(const EwTask<float>& task) = 0;
   virtual Status elementwise(const EwTask<double>& task) = 0;
+  // Runs a fused chain (see EwChainTask): the same results, element for element and bit
+  // for bit, as handing its tasks to elementwise() one after the other.
+  virtual Status elementwise_chain(const EwChainTask<float>& chain) = 0;
+  virtual Status elementwise_chain(const EwChainTask<double>& chain) = 0;
 };
 
 // CPU executor (native/cpu): always available.

@@ -89,8 +89,22 @@ class CudaExecutor final : public Executor {
 
   Status elementwise(const EwTask<float>& task) override { return launch(task); }
   Status elementwise(const EwTask<double>& task) override { return launch(task); }
+  // A fused chain: its tasks one after the other, one launch each (no tiling on the device yet).
+  Status elementwise_chain(const EwChainTask<float>& chain) override { return launch_chain(chain); }
+  Status elementwise_chain(const EwChainTask<double>& chain) override { return launch_chain(chain); }
 
  private:
+  template <typename T>
+  Status launch_chain(const EwChainTask<T>& chain) {
+    if (chain.count < 0 || chain.count > kEwChainMax)
+      return Status::Error(StatusCode::Internal, "elementwise_chain: task count out of range");
+    for (int k = 0; k < chain.count; ++k) {
+      Status s = launch(chain.tasks[k]);
+      if (!s.ok()) return s;
+    }
+    return Status::Ok();
+  }
+
   template <typename T>
   Status launch(const EwTask<T>& task) {
     const cuda_launch::Geometry g = cuda_launch::geometry_for(task.n, sm_count_);
