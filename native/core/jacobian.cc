@@ -14,10 +14,7 @@ Status SessionImpl<T>::jac_pass(int seed_node, int end, Seed&& seed) {
   seed(tp_[seed_node]);
   has_t_[seed_node] = 1;
   tview_[seed_node] = tp_[seed_node];
-  for (int i = seed_node + 1; i <= end; ++i) {
-    if (cancel_requested()) return cancelled_status();
-    BT_RETURN_IF_ERROR(jvp_node(i));
-  }
+  BT_RETURN_IF_ERROR(jvp_range(seed_node + 1, end));
   return sync();
 }
 
