@@ -12,6 +12,7 @@ namespace bt {
 FusionSchedule plan_fusion(const Plan& plan, bool enabled) {
   const int n = static_cast<int>(plan.nodes.size());
   FusionSchedule s;
+  s.enabled = enabled;
   s.order.reserve(static_cast<size_t>(n));
   auto single = [&s](int i) {
     s.items.push_back(FusionItem{static_cast<int32_t>(s.order.size()), static_cast<int32_t>(s.order.size()) + 1, false});

@@ -35,6 +35,7 @@ struct FusionItem {
 };
 
 struct FusionSchedule {
+  bool enabled = false;
   std::vector<int32_t> order;     // every node id once, a topological order
   std::vector<FusionItem> items;  // consecutive ranges covering `order`
   int groups = 0;                 // items with group == true and >= 2 members

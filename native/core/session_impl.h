@@ -189,6 +189,14 @@ class SessionImpl final : public Session {
   Status set_trace(int index, const void* data, size_t n) override;
   int64_t trace_steps() const override { return trace_n_.load(); }
   Status set_trace_steps(int64_t n) override;
+  FusionInfo fusion_info() const override {
+    FusionInfo f;
+    f.enabled = fusion_.enabled;
+    f.groups = fusion_.groups;
+    f.fused_nodes = fusion_.fused_nodes;
+    f.items = static_cast<int>(fusion_.items.size());
+    return f;
+  }
 
  private:
   const std::vector<int64_t>& slot_shape(const std::vector<int32_t>& nodes, int s) const {
