@@ -4,6 +4,7 @@
 //   lif512-fwd 3 x LIF(512), B 128, input 512: forward only (learner.run), T 50
 //   lif512     the same with BPTT (etraceGrad), T 50
 //   gru        scripts/bench.js's GRU (B 16, input 32, hidden 64), BPTT, T 200
+// and, when named: lif512-pp_prop (pp_prop, T 20) and gru-d_rtrl (D_RTRL, T 200).
 // float32. Prints one JSON line {case: ms of process CPU time (user + system) per step, the
 // median of the reps}: CPU time, not wall time, so that other load on a shared machine does
 // not count (run with BRAINTRACE_NUM_THREADS=1 for per-thread work).
@@ -84,10 +85,17 @@ const CASES = {
   'lif512-fwd': { make: () => new LIF3(512, 512, 4), B: 128, IN: 512, OUT: 4, T: 50, grad: false },
   lif512: { make: () => new LIF3(512, 512, 4), B: 128, IN: 512, OUT: 4, T: 50, grad: true },
   gru: { make: () => new GRU(32, 64, 4), B: 16, IN: 32, OUT: 4, T: 200, grad: true },
+  'lif512-pp_prop': {
+    make: () => new LIF3(512, 512, 4), B: 128, IN: 512, OUT: 4, T: 20, grad: true, algo: 'pp_prop',
+  },
+  'gru-d_rtrl': { make: () => new GRU(32, 64, 4), B: 16, IN: 32, OUT: 4, T: 200, grad: true, algo: 'D_RTRL' },
 };
+const DEFAULT_CASES = ['lif3', 'lif512-fwd', 'lif512', 'gru'];
 
 async function measure(c) {
-  const learner = bt.compile(c.make(), bt.BPTT, { inputShape: [c.IN], batchSize: c.B, seed: 0 });
+  const algo = c.algo === undefined ? bt.BPTT : bt[c.algo];
+  const opts = c.algo === 'pp_prop' ? { decayOrRank: 0.9 } : {};
+  const learner = bt.compile(c.make(), algo, { inputShape: [c.IN], batchSize: c.B, seed: 0, ...opts });
   const xs = seq(c.T, c.B, c.IN, 1);
   const ys = seq(c.T, c.B, c.OUT, 2);
   const once = () => (c.grad ? learner.etraceGrad(xs, ys) : learner.run(xs));
@@ -107,7 +115,7 @@ async function measure(c) {
 
 async function main() {
   const out = {};
-  for (const name of cases.length ? cases : Object.keys(CASES)) {
+  for (const name of cases.length ? cases : DEFAULT_CASES) {
     if (!CASES[name]) throw new Error(`unknown case ${name} (one of ${Object.keys(CASES).join(', ')})`);
     out[name] = Number((await measure(CASES[name])).toFixed(4));
   }
