@@ -4,7 +4,9 @@
 //   lif512-fwd 3 x LIF(512), B 128, input 512: forward only (learner.run), T 50
 //   lif512     the same with BPTT (etraceGrad), T 50
 //   gru        scripts/bench.js's GRU (B 16, input 32, hidden 64), BPTT, T 200
-// and, when named: lif512-pp_prop (pp_prop, T 20) and gru-d_rtrl (D_RTRL, T 200).
+// and, when named: lif512-pp_prop (pp_prop, T 20), gru-d_rtrl (D_RTRL, T 200), and pop-fwd /
+// pop: a matmul-free LIF population of 8192 neurons, B 128 (4 MiB per float32 value, beyond
+// L2), forward only / BPTT, T 20.
 // float32. Prints one JSON line {case: ms of process CPU time (user + system) per step, the
 // median of the reps}: CPU time, not wall time, so that other load on a shared machine does
 // not count (run with BRAINTRACE_NUM_THREADS=1 for per-thread work).
@@ -45,6 +47,24 @@ class LIF3 extends bt.Module {
     let s = x;
     for (const l of this.layers) s = l.step(s);
     return bt.matmul(this.layers[2].v.value, this.ro.value);
+  }
+}
+
+// Element-wise only: a LIF population driven by its input directly (no matmul), N neurons
+// with a per-neuron leak; the step is one long element-wise chain over (B, N).
+class LIFPop extends bt.Module {
+  constructor(n) {
+    super();
+    this.leak = new bt.ParamState(bt.init.uniform({ low: 0.8, high: 0.95 }), [n]);
+    this.i = new bt.HiddenState([n]);
+    this.v = new bt.HiddenState([n]);
+  }
+  update(x) {
+    const s = bt.spike(bt.sub(this.v.value, 1), bt.surrogate.arctan());
+    const iNew = bt.add(bt.mul(this.i.value, 0.8), x);
+    this.i.value = iNew;
+    this.v.value = bt.sub(bt.add(bt.mul(this.v.value, this.leak), bt.mul(iNew, 0.5)), s);
+    return bt.spike(bt.sub(this.v.value, 1), bt.surrogate.arctan());
   }
 }
 
@@ -90,6 +110,8 @@ const CASES = {
   },
   'gru-d_rtrl': { make: () => new GRU(32, 64, 4), B: 16, IN: 32, OUT: 4, T: 200, grad: true, algo: 'D_RTRL' },
 };
+CASES['pop-fwd'] = { make: () => new LIFPop(8192), B: 128, IN: 8192, OUT: 8192, T: 20, grad: false };
+CASES.pop = { make: () => new LIFPop(8192), B: 128, IN: 8192, OUT: 8192, T: 20, grad: true };
 const DEFAULT_CASES = ['lif3', 'lif512-fwd', 'lif512', 'gru'];
 
 async function measure(c) {
