@@ -31,7 +31,7 @@ const EXPECTED_TASK: Record<string, string> = {
 };
 
 const TASKS = [
-  'elementwise', 'layout', 'reduce', 'softmax', 'matmul', 'axpy', 'copy', 'fill', 'jacobian_read',
+  'elementwise', 'elementwise_chain', 'layout', 'reduce', 'softmax', 'matmul', 'axpy', 'copy', 'fill', 'jacobian_read',
   'find_non_finite', 'drtrl_dense', 'vec_trace', 'pp_input', 'pp_project', 'pp_vec_grad', 'pp_dense_grad',
   'optim_step', 'sum_squares',
 ];
@@ -118,9 +118,13 @@ describe('executor seam', () => {
     for (const t of TASKS) expect([t, after[t] > before[t]]).toEqual([t, true]);
     // Where each family runs: the node families in every algorithm, the Jacobian reads in
     // the online ones, each trace kernel in its algorithm, the optimizer in its step.
-    for (const algo of ['bptt', 'drtrl', 'pp'])
-      for (const t of ['elementwise', 'layout', 'reduce', 'softmax', 'matmul', 'find_non_finite'])
+    for (const algo of ['bptt', 'drtrl', 'pp']) {
+      // Element-wise nodes run one by one or as fused chains (core/fusion.h).
+      const ew = used.has(`${algo}:elementwise`) || used.has(`${algo}:elementwise_chain`);
+      expect([algo, 'element-wise', ew]).toEqual([algo, 'element-wise', true]);
+      for (const t of ['layout', 'reduce', 'softmax', 'matmul', 'find_non_finite'])
         expect(used.has(`${algo}:${t}`) ? `${algo}:${t}` : `missing ${algo}:${t}`).toBe(`${algo}:${t}`);
+    }
     for (const t of ['drtrl_dense', 'vec_trace', 'jacobian_read']) expect(used.has(`drtrl:${t}`)).toBe(true);
     for (const t of ['pp_input', 'pp_project', 'pp_vec_grad', 'pp_dense_grad', 'copy', 'vec_trace', 'jacobian_read']) expect(used.has(`pp:${t}`)).toBe(true);
     for (const t of ['optim_step', 'sum_squares']) expect(used.has(`bptt:${t}`)).toBe(true);

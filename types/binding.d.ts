@@ -336,6 +336,13 @@ export interface NativeSession {
   /** Trace steps taken since configuration / reset (pp_prop's bias-correction counter). */
   traceSteps(): number;
   setTraceSteps(n: number): void;
+  /**
+   * The element-wise fusion decided when the session was created: `enabled` (false when
+   * the environment variable BRAINTRACE_FUSE was "0" then), `groups` of two or more
+   * element-wise nodes run as one fused task per sweep, the `fusedNodes` in them, and the
+   * `items` (groups and single nodes) of the sweep schedule. Results never depend on it.
+   */
+  fusionInfo(): { enabled: boolean; groups: number; fusedNodes: number; items: number };
 
   /** Frees native memory now; later calls throw ERR_BRAINTRACE_DISPOSED. Idempotent. */
   dispose(): void;

@@ -336,6 +336,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
   Napi::Value SetTraceSteps(const Napi::CallbackInfo& info);
   Napi::Value SetFiniteChecks(const Napi::CallbackInfo& info);
   Napi::Value CancelRun(const Napi::CallbackInfo& info);
+  Napi::Value FusionInfo(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   std::shared_ptr<SessionCore> core_;

@@ -285,6 +285,7 @@ Napi::Function SessionWrap::Define(Napi::Env env) {
                          InstanceMethod("setTraceSteps", &SessionWrap::SetTraceSteps),
                          InstanceMethod("setFiniteChecks", &SessionWrap::SetFiniteChecks),
                          InstanceMethod("cancelRun", &SessionWrap::CancelRun),
+                         InstanceMethod("fusionInfo", &SessionWrap::FusionInfo),
                          InstanceMethod("dispose", &SessionWrap::Dispose),
                      });
 }
@@ -787,6 +788,20 @@ Napi::Value SessionWrap::CancelRun(const Napi::CallbackInfo& info) {
     const bool in_flight = core_ && core_->control != nullptr;
     if (in_flight) core_->control->Cancel();
     return Napi::Boolean::New(env, in_flight);
+  });
+}
+
+// { enabled, groups, fusedNodes, items }: the session's element-wise fusion (bt::FusionInfo).
+Napi::Value SessionWrap::FusionInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    const bt::FusionInfo f = Live(env, true).fusion_info();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("enabled", Napi::Boolean::New(env, f.enabled));
+    o.Set("groups", Napi::Number::New(env, f.groups));
+    o.Set("fusedNodes", Napi::Number::New(env, f.fused_nodes));
+    o.Set("items", Napi::Number::New(env, f.items));
+    return o;
   });
 }
 

@@ -3,7 +3,8 @@
 // native/core decodes plans, owns sessions and schedules work; it holds no numeric loop.
 // For each plan node the interpreter hands one task to the session's Executor, chosen by
 // the single table `op_task` below (test/executor-seam.test.ts lists it for every OpCode):
-//   Elementwise  unary, binary, comparison, Where ops   -> Executor::elementwise (EwTask)
+//   Elementwise  unary, binary, comparison, Where ops   -> Executor::elementwise (EwTask), or
+//                Executor::elementwise_chain (a fused group of nodes, core/fusion.h)
 //   Layout       Reshape, BroadcastTo, Transpose, Slice, Concat  -> Executor::layout
 //   Reduce       ReduceSum, ReduceMean, ReduceMax      -> Executor::reduce
 //   Softmax      Softmax, LogSoftmax                   -> Executor::softmax
@@ -22,6 +23,9 @@
 // driver: nothing in native/core changes.
 // Memory comes from Executor::alloc: plain aligned host memory on the CPU and CUDA
 // managed memory on the GPU.
+// Element-wise tasks are applied by the single shared body in native/kernels/elementwise.h:
+// the CPU runs one loop per (op, mode) over tiles, the op dispatch outside the loop
+// (cpu/ew_dispatch.h); CUDA launches a grid-stride kernel running the same body.
 #pragma once
 
 #include <cstddef>
@@ -201,8 +205,27 @@ struct PpDenseGradTask {
   T* dW = nullptr;
 };
 
+// Most tasks one fused chain holds (the fusion pass, core/fusion.cc, closes a group there).
+constexpr int kEwChainMax = 32;
+
+// A fused chain of element-wise tasks over the same n elements, applied in order: the
+// result must equal running tasks[0], then tasks[1], ... each over all n elements (each
+// task reads and writes element i of its arrays only, so a driver may instead run every
+// task over one tile of elements before moving to the next tile, keeping the chain's
+// intermediates in cache). Plain data (no allocation): a fixed-capacity list.
+template <typename T>
+struct EwChainTask {
+  int count = 0;  // tasks[0, count) are used; every one has tasks[k].n == n
+  int64_t n = 0;
+  EwTask<T> tasks[kEwChainMax];
+};
+
+
 // The task list of the seam: X(method, task type). Each becomes a pair of pure virtual
-// methods of Executor (float and double). BT_EXECUTOR_NON_EW_TASKS: all but elementwise.
+// methods of Executor (float and double). BT_EXECUTOR_EW_TASKS: the element-wise family
+// (one node, a fused chain: elementwise_chain must give the same results, element for
+// element and bit for bit, as handing its tasks to elementwise() one after the other);
+// BT_EXECUTOR_NON_EW_TASKS: all the others.
 #define BT_EXECUTOR_NON_EW_TASKS(X)    \
   X(layout, NodeTask)                  \
   X(reduce, NodeTask)                  \
@@ -221,8 +244,11 @@ struct PpDenseGradTask {
   X(pp_dense_grad, PpDenseGradTask)    \
   X(optim_step, OptimTask)             \
   X(sum_squares, SumSquaresTask)
+#define BT_EXECUTOR_EW_TASKS(X) \
+  X(elementwise, EwTask)        \
+  X(elementwise_chain, EwChainTask)
 #define BT_EXECUTOR_TASKS(X) \
-  X(elementwise, EwTask)     \
+  BT_EXECUTOR_EW_TASKS(X)    \
   BT_EXECUTOR_NON_EW_TASKS(X)
 
 // Process-wide call counters of the seam, one per task method (relaxed atomics, a few

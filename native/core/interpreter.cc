@@ -73,7 +73,7 @@ Status SessionImpl<T>::evaluate_impl(const EvalArgs& a, EvalResult* out) {
     seed(a.input_tangents, plan_.input_nodes);
     seed(a.param_tangents, plan_.param_nodes);
     seed(a.state_tangents, plan_.state_nodes);
-    for (int i = 0; i < n_; ++i) BT_RETURN_IF_ERROR(jvp_node(i));
+    BT_RETURN_IF_ERROR(jvp_range(0, n_ - 1));
     BT_RETURN_IF_ERROR(sync());
     out->output_tangents.assign(ne, Buffer{});
     for (size_t e = 0; e < ne; ++e) {

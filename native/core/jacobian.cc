@@ -16,16 +16,14 @@ Status SessionImpl<T>::jac_pass(int seed_node, int end, Seed&& seed, const std::
   has_t_[seed_node] = 1;
   tview_[seed_node] = tp_[seed_node];
   if (nodes != nullptr) {
+    // Only the nodes between the seed and the members' new values (configure_online's list).
     for (int i : *nodes) {
       if (cancel_requested()) return cancelled_status();
       BT_RETURN_IF_ERROR(jvp_node(i));
     }
     return sync();
   }
-  for (int i = seed_node + 1; i <= end; ++i) {
-    if (cancel_requested()) return cancelled_status();
-    BT_RETURN_IF_ERROR(jvp_node(i));
-  }
+  BT_RETURN_IF_ERROR(jvp_range(seed_node + 1, end));
   return sync();
 }
 

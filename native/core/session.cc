@@ -123,6 +123,7 @@ Status SessionImpl<T>::init() {
   has_c_.assign(n_, 0);
   want_.assign(n_, 0);
   jmark_.assign(n_, 0);
+  fusion_ = plan_fusion(plan_, fusion_enabled_by_env());
   return Status::Ok();
 }
 

@@ -61,6 +61,7 @@
 #include "core/device_buffer.h"
 #include "braintrace/online.h"
 #include "core/executor.h"
+#include "core/fusion.h"
 #include "core/online_plan.h"
 #include "core/plan.h"
 #include "cpu/thread_pool.h"
@@ -254,6 +255,14 @@ class SessionImpl final : public Session {
   Status set_trace(int index, const void* data, size_t n) override;
   int64_t trace_steps() const override { return trace_n_.load(); }
   Status set_trace_steps(int64_t n) override;
+  FusionInfo fusion_info() const override {
+    FusionInfo f;
+    f.enabled = fusion_.enabled;
+    f.groups = fusion_.groups;
+    f.fused_nodes = fusion_.fused_nodes;
+    f.items = static_cast<int>(fusion_.items.size());
+    return f;
+  }
 
  private:
   const std::vector<int64_t>& slot_shape(const std::vector<int32_t>& nodes, int s) const {
@@ -391,9 +400,63 @@ class SessionImpl final : public Session {
     dirty_ = false;
     return ex_->synchronize();
   }
+  // Hands one element-wise task to the executor, or, inside a fusion group of a sweep
+  // (sweep below), appends it to the group's chain.
   Status ew(const EwTask<T>& t) {
     dirty_ = true;
+    if (chain_open_) {
+      if (chain_.count == kEwChainMax) BT_RETURN_IF_ERROR(submit_chain());  // not reached: groups fit
+      chain_.tasks[chain_.count++] = t;
+      return Status::Ok();
+    }
     return ex_->elementwise(t);
+  }
+  // Runs the tasks collected in chain_ (one task as a plain elementwise call) and empties it.
+  Status submit_chain() {
+    const int count = chain_.count;
+    chain_.count = 0;
+    if (count == 0) return Status::Ok();
+    if (count == 1) return ex_->elementwise(chain_.tasks[0]);
+    EwChainTask<T>& c = chain_;
+    c.count = count;
+    c.n = c.tasks[0].n;
+    const Status st = ex_->elementwise_chain(c);
+    c.count = 0;
+    return st;
+  }
+  // Applies fn(i) to the nodes lo <= i <= hi in the fusion schedule's order (reversed when
+  // `reverse`), checking for cancellation per item. The element-wise tasks fn hands out for
+  // the members of one fusion group are collected and run as one fused chain after the
+  // group's last member (fn only decides and fills tasks for them: no host loop runs
+  // between; a cotangent zeroed by ctw is not touched by the chain before its first
+  // accumulation, which is in the chain itself).
+  template <typename F>
+  Status sweep(bool reverse, int lo, int hi, F&& fn) {
+    const int ni = static_cast<int>(fusion_.items.size());
+    for (int s = 0; s < ni; ++s) {
+      const FusionItem& it = fusion_.items[static_cast<size_t>(reverse ? ni - 1 - s : s)];
+      if (cancel_requested()) return cancelled_status();
+      if (!it.group) {
+        const int i = fusion_.order[static_cast<size_t>(it.begin)];
+        if (i >= lo && i <= hi) BT_RETURN_IF_ERROR(fn(i));
+        continue;
+      }
+      chain_open_ = true;
+      chain_.count = 0;
+      Status st = Status::Ok();
+      const int len = it.end - it.begin;
+      for (int m = 0; m < len && st.ok(); ++m) {
+        const int i = fusion_.order[static_cast<size_t>(reverse ? it.end - 1 - m : it.begin + m)];
+        if (i >= lo && i <= hi) st = fn(i);
+      }
+      chain_open_ = false;
+      if (!st.ok()) {
+        chain_.count = 0;
+        return st;
+      }
+      BT_RETURN_IF_ERROR(submit_chain());
+    }
+    return Status::Ok();
   }
   T* value_ptr(int i, T* block) const {
     return (persist_[i] ? pers_.as<T>() : block) + voff_[i];
@@ -615,18 +678,21 @@ class SessionImpl final : public Session {
     return run_node(t);
   }
 
+  // The sweeps, in the fusion schedule's order (core/fusion.h).
   Status forward_all() {
-    for (int i = 0; i < n_; ++i) {
-      if (cancel_requested()) return cancelled_status();
-      BT_RETURN_IF_ERROR(forward_node(i));
-    }
+    BT_RETURN_IF_ERROR(sweep(false, 0, n_ - 1, [this](int i) { return forward_node(i); }));
     return sync();
   }
+  // JVP of the nodes lo <= i <= hi (the tangents of the others as they are).
+  Status jvp_range(int lo, int hi) {
+    return sweep(false, lo, hi, [this](int i) { return jvp_node(i); });
+  }
+  // VJP of the nodes i <= hi, from the last to the first.
+  Status reverse_upto(int hi) {
+    return sweep(true, 0, hi, [this](int i) { return vjp_node(i); });
+  }
   Status reverse_all() {
-    for (int i = n_ - 1; i >= 0; --i) {
-      if (cancel_requested()) return cancelled_status();
-      BT_RETURN_IF_ERROR(vjp_node(i));
-    }
+    BT_RETURN_IF_ERROR(reverse_upto(n_ - 1));
     return sync();
   }
 
@@ -731,6 +797,9 @@ class SessionImpl final : public Session {
   std::vector<const T*> tview_;
   std::vector<char> has_t_, has_c_, want_;
   std::vector<char> jmark_;    // per node during Jacobian passes: 0 or kBlocked
+  FusionSchedule fusion_;      // the sweeps' order and fusion groups (init)
+  EwChainTask<T> chain_;       // the open fusion group's tasks (sweep)
+  bool chain_open_ = false;    // ew() appends to chain_ while set
   bool jac_active_ = false;    // jvp_node honours jmark_ only while set
   bool dirty_ = false;
   mutable std::atomic<bool> busy_{false};

@@ -98,6 +98,16 @@ class CudaExecutor final : public Executor {
     return launch(task);
   }
 
+  // A fused chain: its tasks one after the other, one launch each (no tiling on the device yet).
+  Status elementwise_chain(const EwChainTask<float>& chain) override {
+    count_task(TaskId::elementwise_chain);
+    return launch_chain(chain);
+  }
+  Status elementwise_chain(const EwChainTask<double>& chain) override {
+    count_task(TaskId::elementwise_chain);
+    return launch_chain(chain);
+  }
+
   // The other tasks: the CPU driver over managed memory, once the device is idle.
 #define BT_CUDA_HOST_TASK(method, Task)                                                             \
   Status method(const Task<float>& task) override {                                                  \
@@ -117,6 +127,17 @@ class CudaExecutor final : public Executor {
     Status s = synchronize();
     if (!s.ok()) return s;
     return run(task);
+  }
+
+  template <typename T>
+  Status launch_chain(const EwChainTask<T>& chain) {
+    if (chain.count < 0 || chain.count > kEwChainMax)
+      return Status::Error(StatusCode::Internal, "elementwise_chain: task count out of range");
+    for (int k = 0; k < chain.count; ++k) {
+      Status s = launch(chain.tasks[k]);
+      if (!s.ok()) return s;
+    }
+    return Status::Ok();
   }
 
   template <typename T>

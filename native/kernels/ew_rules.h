@@ -17,7 +17,7 @@ namespace bt {
 
 // Forward of the Spike op's surrogate derivative g'(u) (ops.h lists the formulas).
 template <typename T>
-BT_HD T surrogate_grad(int32_t kind, const double* p, T u) {
+BT_HD_FORCE T surrogate_grad(int32_t kind, const double* p, T u) {
   using namespace km;
   switch (static_cast<Surrogate>(kind)) {
     case Surrogate::Sigmoid: {
@@ -57,7 +57,7 @@ BT_HD T surrogate_grad(int32_t kind, const double* p, T u) {
 // Unary ops: y = f(x)
 
 template <typename T>
-BT_HD T unary_value(OpCode op, const EwAttrs& at, T x) {
+BT_HD_FORCE T unary_value(OpCode op, const EwAttrs& at, T x) {
   using namespace km;
   switch (op) {
     case OpCode::Neg: return -x;
@@ -70,7 +70,12 @@ BT_HD T unary_value(OpCode op, const EwAttrs& at, T x) {
     case OpCode::Tanh: return tanh_(x);
     case OpCode::Sigmoid: return sigmoid(x);
     case OpCode::Relu: return x > T(0) ? x : T(0);
-    case OpCode::LeakyRelu: return x > T(0) ? x : T(at.f[0]) * x;
+    // Both sides are computed unconditionally (here and below): the same value, and a
+    // select the compiler can vectorise (a conditional FP operation it may not if-convert).
+    case OpCode::LeakyRelu: {
+      const T neg = T(at.f[0]) * x;
+      return x > T(0) ? x : neg;
+    }
     // log(1 + e^x) = max(x, 0) + log1p(e^-|x|): no overflow for large x, no
     // cancellation for very negative x.
     case OpCode::Softplus: return max_(x, T(0)) + log1p_(exp_(-abs_(x)));
@@ -91,7 +96,7 @@ BT_HD T unary_value(OpCode op, const EwAttrs& at, T x) {
 
 // dy/dx given x and y = f(x).
 template <typename T>
-BT_HD T unary_deriv(OpCode op, const EwAttrs& at, T x, T y) {
+BT_HD_FORCE T unary_deriv(OpCode op, const EwAttrs& at, T x, T y) {
   using namespace km;
   switch (op) {
     case OpCode::Neg: return T(-1);
@@ -109,7 +114,10 @@ BT_HD T unary_deriv(OpCode op, const EwAttrs& at, T x, T y) {
     // d softplus = sigmoid(x), in its overflow-free form.
     case OpCode::Softplus: return sigmoid(x);
     // alpha e^x = y + alpha for x <= 0.
-    case OpCode::Elu: return x > T(0) ? T(1) : y + T(at.f[0]);
+    case OpCode::Elu: {
+      const T neg = y + T(at.f[0]);
+      return x > T(0) ? T(1) : neg;
+    }
     // d (x Phi(x)) = Phi(x) + x phi(x).
     case OpCode::Gelu:
       return T(0.5) * (T(1) + erf_(x * T(kSqrt1_2))) + x * T(kInvSqrt2Pi) * exp_(T(-0.5) * x * x);
@@ -129,7 +137,7 @@ BT_HD T unary_deriv(OpCode op, const EwAttrs& at, T x, T y) {
 // Binary ops: y = f(a, b)
 
 template <typename T>
-BT_HD T binary_value(OpCode op, T a, T b) {
+BT_HD_FORCE T binary_value(OpCode op, T a, T b) {
   using namespace km;
   switch (op) {
     case OpCode::Add: return a + b;
@@ -150,14 +158,14 @@ BT_HD T binary_value(OpCode op, T a, T b) {
 }
 
 // True for the comparison ops (0/1 output, zero derivative everywhere).
-BT_HD bool is_comparison(OpCode op) {
+BT_HD_FORCE constexpr bool is_comparison(OpCode op) {
   return op == OpCode::Less || op == OpCode::LessEqual || op == OpCode::Greater ||
          op == OpCode::GreaterEqual || op == OpCode::Equal || op == OpCode::NotEqual;
 }
 
 // Partial derivatives (dy/da, dy/db) given a, b and y = f(a, b).
 template <typename T>
-BT_HD void binary_partials(OpCode op, T a, T b, T y, T* da, T* db) {
+BT_HD_FORCE void binary_partials(OpCode op, T a, T b, T y, T* da, T* db) {
   using namespace km;
   switch (op) {
     case OpCode::Add: *da = T(1); *db = T(1); return;

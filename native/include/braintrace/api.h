@@ -97,6 +97,17 @@ struct FiniteChecks {
   bool results = true;
 };
 
+// What the session's element-wise fusion pass decided (core/fusion.h): whether fusion is
+// on (BRAINTRACE_FUSE=0 turns it off when the session is created), how many fusion groups
+// of two or more element-wise nodes the sweeps run as one fused task, the nodes in them,
+// and the number of steps (groups and single nodes) of the sweep schedule.
+struct FusionInfo {
+  bool enabled = false;
+  int groups = 0;
+  int fused_nodes = 0;
+  int items = 0;
+};
+
 // Size limit. Every size the core computes from a plan, an online configuration or a
 // request (element counts, byte counts, their sums over nodes and their products with
 // batch, width, positions or step counts) is computed with overflow-checked arithmetic
@@ -308,6 +319,8 @@ class Session {
   // Number of trace steps taken since configure_online / reset_traces (pp_prop's n).
   virtual int64_t trace_steps() const = 0;
   virtual Status set_trace_steps(int64_t n) = 0;
+  // The element-wise fusion decided at creation (see FusionInfo).
+  virtual FusionInfo fusion_info() const = 0;
 };
 
 }  // namespace bt
