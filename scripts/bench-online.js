@@ -47,31 +47,12 @@ async function measureOnce() {
   const binding = loadBinding();
   const H = 512;
   const B = 128;
-  class LIFLayer extends bt.Module {
-    constructor(nIn, n) {
-      super();
-      this.w = new bt.ParamState(bt.init.kaimingNormal(), [nIn, n]);
-      this.i = new bt.HiddenState([n]);
-      this.v = new bt.HiddenState([n]);
-    }
-    step(x) {
-      const s = bt.spike(bt.sub(this.v.value, 1), bt.surrogate.arctan());
-      const iNew = bt.add(bt.mul(this.i.value, 0.8), bt.matmul(x, this.w));
-      this.i.value = iNew;
-      this.v.value = bt.sub(bt.add(bt.mul(this.v.value, 0.9), bt.mul(iNew, 0.5)), s);
-      return bt.spike(bt.sub(this.v.value, 1), bt.surrogate.arctan());
-    }
-  }
-  class LIF3 extends bt.Module {
+  // The benchmark models are defined once (scripts/lib/bench-models.js), loaded here so they
+  // bind to this child's addon (BRAINTRACE_ADDON).
+  const models = require('./lib/bench-models');
+  class LIF3 extends models.LIF3 {
     constructor() {
-      super();
-      this.layers = [new LIFLayer(H, H), new LIFLayer(H, H), new LIFLayer(H, H)];
-      this.ro = new bt.ParamState(bt.init.xavierNormal(), [H, 8]);
-    }
-    update(x) {
-      let s = x;
-      for (const l of this.layers) s = l.step(s);
-      return bt.matmul(this.layers[2].v.value, this.ro.value);
+      super(H, H, 8);
     }
   }
   class Leaky extends bt.Module {
