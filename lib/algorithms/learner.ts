@@ -707,9 +707,9 @@ export abstract class Learner {
   /** Brings weights and states of `entry`'s session up to date. */
   protected prepare(entry: SessionEntry): void {
     if (entry.paramVersion !== this.paramVersion) {
-      entry.traced.params.forEach((p: ParamState, i) => {
-        this.native(() => entry.session.setParam(i, p.hostValue.data as NativeArray), entry);
-      });
+      // Every weight in one native call (slot i <- params[i]; e.g. after each optimizer update).
+      const data = entry.traced.params.map((p: ParamState) => p.hostValue.data as NativeArray);
+      this.native(() => entry.session.setParams(data), entry);
       entry.paramVersion = this.paramVersion;
     }
     if (this.stateOwner !== entry) {
