@@ -8,7 +8,8 @@
 //   etraceGrad of T 1000 / 1000           the same step inside one long call
 //   GRU BPTT etraceGrad, T 100            one call (forward + reverse)
 // Wall and process CPU time per call, medians of rounds; each round times `n` calls back to back.
-// Run: node scripts/bench-calls.js [--quick] [--json out.json]   (after npm run build:ts).
+// Run: node scripts/bench-calls.js [--quick] [--rounds N] [--json out.json]   (after npm run build:ts).
+// Each row: wall and CPU per call (medians of the rounds) and the fastest round's CPU per call.
 // Compare two builds interleaved: copy this script into the old tree's scripts/ and run it
 // there (BRAINTRACE_ADDON=/abs/old/braintrace.node node <old>/scripts/bench-calls.js) and here,
 // alternately (docs/benchmarks.md, "Per-call cost and the BPTT tape").
@@ -18,7 +19,8 @@ const { loadBinding } = require('../dist/runtime/native');
 
 const quick = process.argv.includes('--quick');
 const jsonAt = process.argv.indexOf('--json');
-const ROUNDS = quick ? 5 : 9;
+const roundsAt = process.argv.indexOf('--rounds');
+const ROUNDS = roundsAt > 0 ? Number(process.argv[roundsAt + 1]) : quick ? 5 : 9;
 
 class DiagRNN extends bt.Module {
   constructor(I, H) {
@@ -72,6 +74,7 @@ const median = (v) => v.slice().sort((a, b) => a - b)[v.length >> 1];
  * Per-call cost of `n` back-to-back calls of `fn` (awaited when async): the median over
  * ROUNDS of the wall time and of the process CPU time (user + system, all threads) per call.
  * On a loaded machine the CPU time is the steadier number; the wall time includes waits.
+ * `cpuMin`: the fastest round's CPU time per call (the least disturbed by other jobs).
  */
 async function perCall(n, fn, sync = false) {
   for (let i = 0; i < Math.min(n, 50); i++) (sync ? fn() : await fn()); // warm-up
@@ -85,7 +88,7 @@ async function perCall(n, fn, sync = false) {
     const c = process.cpuUsage(c0);
     cpu.push((c.user + c.system) / n);
   }
-  return { wall: median(wall), cpu: median(cpu) };
+  return { wall: median(wall), cpu: median(cpu), cpuMin: Math.min(...cpu) };
 }
 const perCallSync = (n, fn) => perCall(n, fn, true);
 
@@ -105,7 +108,7 @@ async function tiny() {
     out['step (D_RTRL + SGD), us/call'] = await perCall(1000, () => l.step(x, y, { optimizer, output: true }));
     out['etraceGrad T 1 (D_RTRL), us/call'] = await perCall(1000, () => l.etraceGrad(xs1, ys1));
     const long = await perCall(3, () => l.etraceGrad(xsT, ysT));
-    out['etraceGrad T 1000 (D_RTRL), us/step'] = { wall: long.wall / T, cpu: long.cpu / T };
+    out['etraceGrad T 1000 (D_RTRL), us/step'] = { wall: long.wall / T, cpu: long.cpu / T, cpuMin: long.cpuMin / T };
     optimizer.dispose();
     l.dispose();
   }
@@ -148,10 +151,10 @@ async function gru() {
 
 async function main() {
   const res = { addon: process.env.BRAINTRACE_ADDON ?? '(default)', ...(await tiny()), ...(await gru()) };
-  console.log(`${'case'.padEnd(52)} ${'wall'.padStart(9)} ${'cpu'.padStart(9)}`);
+  console.log(`${'case'.padEnd(52)} ${'wall'.padStart(9)} ${'cpu'.padStart(9)} ${'cpu min'.padStart(9)}`);
   for (const [k, v] of Object.entries(res)) {
     const cell = (x) => x.toFixed(2).padStart(9);
-    console.log(`${k.padEnd(52)} ${typeof v === 'object' ? `${cell(v.wall)} ${cell(v.cpu)}` : typeof v === 'number' ? cell(v) : v}`);
+    console.log(`${k.padEnd(52)} ${typeof v === 'object' ? `${cell(v.wall)} ${cell(v.cpu)}${v.cpuMin !== undefined ? ` ${cell(v.cpuMin)}` : ''}` : typeof v === 'number' ? cell(v) : v}`);
   }
   if (jsonAt > 0) require('fs').writeFileSync(process.argv[jsonAt + 1], JSON.stringify(res, null, 1));
 }

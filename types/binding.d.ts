@@ -286,6 +286,11 @@ export interface NativeSession {
   outputEntries(): NativeOutputEntry[];
 
   setParam(slot: number, data: NativeArray): void;
+  /**
+   * `setParam(i, data[i])` for every slot i in order, in one native call (`data` has one array
+   * per param slot); stops at the first failure as the calls one by one would.
+   */
+  setParams(data: NativeArray[]): void;
   getParam(slot: number): NativeArray;
   setState(slot: number, data: NativeArray): void;
   getState(slot: number): NativeArray;

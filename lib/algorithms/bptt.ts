@@ -39,4 +39,9 @@ export class BPTT extends Learner {
   etraceGrad(xs: TensorLike, ys: TensorLike, options: GradOptions = {}): Promise<GradResult> {
     return this.enqueue('etraceGrad', () => this.bpttGrad(xs, ys, options), signalOf(options));
   }
+
+  /** @internal The synchronous form of {@link etraceGrad} for small calls (see `Learner.etraceGradSync`). */
+  override etraceGradSync(xs: TensorLike, ys: TensorLike, options: GradOptions = {}): (() => GradResult) | undefined {
+    return this.bpttGradSync(xs, ys, options);
+  }
 }

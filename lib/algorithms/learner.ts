@@ -9,7 +9,7 @@
  */
 import { AsyncLocalStorage } from 'async_hooks';
 
-import type { NativeArray, NativeCallControl, NativeSession } from '../../types/binding';
+import type { NativeArray, NativeCallControl, NativeSequenceResult, NativeSession } from '../../types/binding';
 import { encodePlan } from '../compiler/plan';
 import type { Module } from '../dsl/module';
 import type { BaseState, ParamState } from '../dsl/state';
@@ -33,7 +33,7 @@ import { asDType, checkDType, checkShape, cloneHost, isHostTensor, numel, tensor
 import type { FitData, FitOptions, FitResult } from '../train/fit';
 import type { StreamStepOptions, StreamStepResult } from '../train/stream';
 import type { Checkpoint, LoadCheckpointOptions, SaveCheckpointOptions } from '../train/checkpoint';
-import { lossCacheKey, lossScaleOf, prepareTargets, resolveLoss, type Loss, type Reduction } from './losses';
+import { lossCacheKey, lossScaleArg, prepareTargets, resolveLoss, type Loss, type Reduction } from './losses';
 
 /** Options of {@link compile} shared by every algorithm. */
 export interface CompileOptions {
@@ -152,6 +152,8 @@ export abstract class Learner {
   private readonly pendingCalls: string[] = [];
   /** True while a native asynchronous call of this learner is in flight. */
   private nativeInFlight = false;
+  /** > 0 while a queued call runs synchronously on the JS thread (see {@link runNow}): it holds the queue. */
+  private syncHeld = 0;
   private disposed = false;
 
   /**
@@ -279,6 +281,13 @@ export abstract class Learner {
    * See `streamStep` in lib/train/stream.ts.
    */
   step(x: TensorLike, y: TensorLike, options: StreamStepOptions): Promise<StreamStepResult> {
+    // A small step with nothing queued runs at once on the JS thread (no queue hop, no async
+    // context): the same checks, the same native calls, the same Promise and queue contract.
+    const stream = streamModule;
+    if (stream !== undefined && this.pendingCalls.length === 0 && !this.disposed) {
+      const now = this.runNow('step', () => stream.streamStepSync(this, x, y, options));
+      if (now !== undefined) return now;
+    }
     return this.enqueue('step', async () => {
       streamModule ??= await import('../train/stream'); // loaded once (a per-call import costs a module lookup)
       return streamModule.streamStep(this, x, y, options);
@@ -474,8 +483,45 @@ export abstract class Learner {
     return this.pendingCalls.length;
   }
 
+  /**
+   * Runs `fn` at once as this learner's queued call, when the queue is empty: `fn` holds the
+   * queue while it runs (synchronously, so nothing else can run meanwhile), the call counts
+   * as pending until its Promise has settled (a synchronous method right after the call
+   * still throws BusyError, as for a queued one), and a later call queues behind it.
+   * Returns the settled Promise, or undefined when `fn` returned undefined: it could not run
+   * synchronously and did nothing observable (the caller then queues the call as usual).
+   */
+  private runNow<R>(name: string, fn: () => R | undefined): Promise<R> | undefined {
+    this.pendingCalls.push(name);
+    this.syncHeld++;
+    let result: R | undefined;
+    let error: unknown;
+    let failed = false;
+    try {
+      result = fn();
+    } catch (e) {
+      failed = true;
+      error = e;
+    } finally {
+      this.syncHeld--;
+    }
+    const done = (): void => {
+      const i = this.pendingCalls.indexOf(name);
+      if (i >= 0) this.pendingCalls.splice(i, 1);
+    };
+    if (!failed && result === undefined) {
+      done();
+      return undefined;
+    }
+    const p = failed ? Promise.reject(error) : Promise.resolve(result as R);
+    // Registered before the caller's own continuation (as in enqueue).
+    this.queueTail = p.then(done, done);
+    return p;
+  }
+
   /** True when the code running now is inside one of this learner's queued calls. */
   private holdsQueue(): boolean {
+    if (this.syncHeld > 0) return true;
     const held = queueContext.getStore();
     return held !== undefined && held.some((t) => t.learner === this && t.active);
   }
@@ -503,6 +549,29 @@ export abstract class Learner {
   protected onReset(): void {}
 
   protected async bpttGrad(xs: TensorLike, ys: TensorLike, options: GradOptions = {}): Promise<GradResult> {
+    const c = this.bpttCall(xs, ys, options);
+    const res = await this.runExclusive(
+      c.entry,
+      (control) => c.entry.session.runSequenceAsync(c.args, control),
+      { what: 'etraceGrad', options },
+      c.sync ? () => c.entry.session.runSequence(c.args) : undefined,
+    );
+    return this.bpttResult(c.entry, res, c.steps);
+  }
+
+  /**
+   * {@link bpttGrad} run synchronously on the JS thread: the same checks (thrown), then a
+   * function making the native call; undefined when the call is too large for the JS thread
+   * or asks for progress reports (nothing ran: use the asynchronous call).
+   */
+  protected bpttGradSync(xs: TensorLike, ys: TensorLike, options: GradOptions = {}): (() => GradResult) | undefined {
+    const c = this.bpttCall(xs, ys, options);
+    if (!c.sync || options.onProgress !== undefined) return undefined;
+    return () => this.bpttResult(c.entry, this.runExclusiveSync(c.entry, () => c.entry.session.runSequence(c.args)), c.steps);
+  }
+
+  /** Checks the arguments of {@link bpttGrad}; returns its session, native arguments and whether it is small. */
+  private bpttCall(xs: TensorLike, ys: TensorLike, options: GradOptions) {
     this.checkUsable('etraceGrad');
     checkOptionKeys('etraceGrad: options', options, GRAD_OPTION_KEYS);
     checkCallOptions('etraceGrad: options', options);
@@ -517,14 +586,13 @@ export abstract class Learner {
     }
     const targetShape = y.shape.slice(2);
     const entry = this.session(lossCacheKey(loss, targetShape), () => this.trace({ fn, targetShape }));
-    const lossScale = lossScaleOf(steps, options.mask, options.reduction ?? 'sum', 'etraceGrad');
+    const lossScale = lossScaleArg(steps, options.mask, options.reduction ?? 'sum', 'etraceGrad');
     const args = { steps, inputs: [x.data, y.data], lossScale, computeGrads: true };
-    const res = await this.runExclusive(
-      entry,
-      (control) => entry.session.runSequenceAsync(args, control),
-      { what: 'etraceGrad', options },
-      this.runsSynchronously(entry, steps, true) ? () => entry.session.runSequence(args) : undefined,
-    );
+    return { entry, args, steps, sync: this.runsSynchronously(entry, steps, true) };
+  }
+
+  /** The GradResult of a native BPTT call on `entry`. */
+  private bpttResult(entry: SessionEntry, res: NativeSequenceResult, steps: number): GradResult {
     const grads: Record<string, HostTensor> = {};
     entry.traced.params.forEach((p, i) => {
       const g = res.paramGrads?.[i];
@@ -532,6 +600,17 @@ export abstract class Learner {
       grads[p.path] = { data: g, shape: p.shape.slice(), dtype: this.dtype };
     });
     return { grads, losses: res.losses, outputs: this.sequenceOutput(res.outputs[0], steps) };
+  }
+
+  /**
+   * @internal The synchronous form of {@link etraceGrad} for a call small enough to run on
+   * the JS thread (used by `step` when the queue is empty): checks the arguments as
+   * etraceGrad does (throwing its errors) and returns a function that runs the call, or
+   * undefined when it must run asynchronously (nothing ran then). Learners without one
+   * (the default) always run asynchronously.
+   */
+  etraceGradSync(_xs: TensorLike, _ys: TensorLike, _options?: GradOptions): (() => GradResult) | undefined {
+    return undefined;
   }
 
   /** Wraps a native `(T, B, ...out)` output array as a host tensor. */
@@ -628,9 +707,9 @@ export abstract class Learner {
   /** Brings weights and states of `entry`'s session up to date. */
   protected prepare(entry: SessionEntry): void {
     if (entry.paramVersion !== this.paramVersion) {
-      entry.traced.params.forEach((p: ParamState, i) => {
-        this.native(() => entry.session.setParam(i, p.hostValue.data as NativeArray), entry);
-      });
+      // Every weight in one native call (slot i <- params[i]; e.g. after each optimizer update).
+      const data = entry.traced.params.map((p: ParamState) => p.hostValue.data as NativeArray);
+      this.native(() => entry.session.setParams(data), entry);
       entry.paramVersion = this.paramVersion;
     }
     if (this.stateOwner !== entry) {
@@ -674,14 +753,31 @@ export abstract class Learner {
     // An aborted signal rejects before any native work (and before prepare() moves a value).
     const signal = control?.options.signal;
     if (control !== undefined && signal?.aborted) throw abortedBeforeStart(control.what, signal);
+    // A small call (syncCall, see runsSynchronously) runs here on the JS thread: nothing can
+    // abort it while it runs, and a call that asks for progress reports takes the async path.
+    if (syncCall !== undefined && control?.options.onProgress === undefined) return this.runExclusiveSync(entry, syncCall);
     this.prepare(entry);
     this.nativeInFlight = true;
     try {
-      // A small call (syncCall, see runsSynchronously) runs here on the JS thread: nothing can
-      // abort it while it runs, and a call that asks for progress reports takes the async path.
-      if (syncCall !== undefined && control?.options.onProgress === undefined) return syncCall();
       const r = control === undefined ? await call(undefined) : await runControlled(control.what, entry.session, control.options, call);
       return r;
+    } catch (e) {
+      throw this.nativeError(e, entry);
+    } finally {
+      this.stateOwner = entry;
+      this.nativeInFlight = false;
+    }
+  }
+
+  /**
+   * The synchronous branch of {@link runExclusive}: prepares `entry`, runs `syncCall` on the
+   * JS thread with its errors mapped; the session then owns the states (also after a failure).
+   */
+  protected runExclusiveSync<R>(entry: SessionEntry, syncCall: () => R): R {
+    this.prepare(entry);
+    this.nativeInFlight = true;
+    try {
+      return syncCall();
     } catch (e) {
       throw this.nativeError(e, entry);
     } finally {

@@ -148,3 +148,19 @@ export function lossScaleOf(steps: number, mask: ArrayLike<number> | undefined, 
   }
   return scale;
 }
+
+/**
+ * The `lossScale` argument of a native call: {@link lossScaleOf}, or undefined when every
+ * weight is 1 (no mask, reduction 'sum'), which the native calls read as weight 1 at every
+ * step (native/include/braintrace/api.h): the same objective, bit for bit, without a
+ * T-long array per call. Checks `reduction` as lossScaleOf does.
+ */
+export function lossScaleArg(
+  steps: number,
+  mask: ArrayLike<number> | undefined,
+  reduction: Reduction,
+  what: string,
+): Float64Array | undefined {
+  if (mask === undefined && reduction === 'sum') return undefined;
+  return lossScaleOf(steps, mask, reduction, what);
+}

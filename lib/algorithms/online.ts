@@ -6,7 +6,7 @@
  * traces (whose size does not depend on the sequence length) live in native
  * memory. Equations: native/include/braintrace/online.h and docs/online.md.
  */
-import type { NativeArray, NativeOnlineConfig } from '../../types/binding';
+import type { NativeArray, NativeOnlineConfig, NativeOnlineResult } from '../../types/binding';
 import { analyseEtraceGraph, type ETraceGraph, type Relation } from '../compiler/etrace';
 import type { Module } from '../dsl/module';
 import type { VjpMethod } from '../executor/executor';
@@ -23,7 +23,7 @@ import {
   type RunOptions,
   type SessionEntry,
 } from './learner';
-import { lossCacheKey, lossScaleOf, prepareTargets, resolveLoss } from './losses';
+import { lossCacheKey, lossScaleArg, prepareTargets, resolveLoss } from './losses';
 
 /** Options of the online algorithms (in `bt.compile(model, Algorithm, options)`). */
 export interface OnlineOptions extends CompileOptions {
@@ -46,6 +46,9 @@ export interface EvolveOptions extends CallOptions {
   /** Window length (only changes how the call is split; states and traces advance the same). */
   chunkSize?: number;
 }
+
+/** The option keys of {@link OnlineGradOptions}. */
+const ONLINE_GRAD_OPTION_KEYS = [...GRAD_OPTION_KEYS, 'chunkSize'] as const;
 
 /** The algorithm-specific part of the native configuration. */
 interface TraceAlgorithmConfig {
@@ -193,8 +196,31 @@ export abstract class OnlineLearner extends Learner {
   }
 
   private async gradNow(xs: TensorLike, ys: TensorLike, options: OnlineGradOptions): Promise<GradResult> {
+    const c = this.gradCall(xs, ys, options);
+    const res = await this.runExclusive(
+      c.entry,
+      (control) => c.entry.session.runOnlineAsync(c.args, control),
+      { what: 'etraceGrad', options },
+      c.sync ? () => c.entry.session.runOnline(c.args) : undefined,
+    );
+    return this.gradResult(c.entry, res, c.steps);
+  }
+
+  /**
+   * @internal {@link etraceGrad} run synchronously on the JS thread (see
+   * `Learner.etraceGradSync`): the same checks (thrown), then a function making the native
+   * call; undefined when the call is too large for the JS thread or asks for progress.
+   */
+  override etraceGradSync(xs: TensorLike, ys: TensorLike, options: OnlineGradOptions = {}): (() => GradResult) | undefined {
+    const c = this.gradCall(xs, ys, options);
+    if (!c.sync || options.onProgress !== undefined) return undefined;
+    return () => this.gradResult(c.entry, this.runExclusiveSync(c.entry, () => c.entry.session.runOnline(c.args)), c.steps);
+  }
+
+  /** Checks the arguments of {@link etraceGrad}; returns its session, native arguments and whether it is small. */
+  private gradCall(xs: TensorLike, ys: TensorLike, options: OnlineGradOptions) {
     this.checkUsable('etraceGrad');
-    checkOptionKeys('etraceGrad: options', options, [...GRAD_OPTION_KEYS, 'chunkSize']);
+    checkOptionKeys('etraceGrad: options', options, ONLINE_GRAD_OPTION_KEYS);
     checkCallOptions('etraceGrad: options', options);
     const loss = options.loss ?? 'mse';
     const fn = resolveLoss(loss);
@@ -206,16 +232,15 @@ export abstract class OnlineLearner extends Learner {
     if (y.shape[1] !== this.batchSize) {
       throw new ShapeError(`ys: expected batch size ${this.batchSize} on axis 1; got shape ${fmtShape(y.shape)}`);
     }
-    const lossScale = lossScaleOf(steps, options.mask, options.reduction ?? 'sum', 'etraceGrad');
+    const lossScale = lossScaleArg(steps, options.mask, options.reduction ?? 'sum', 'etraceGrad');
     const targetShape = y.shape.slice(2);
     const entry = this.session(lossCacheKey(loss, targetShape), () => this.trace({ fn, targetShape }));
     const args = { steps, inputs: [x.data as NativeArray, y.data as NativeArray], lossScale, computeGrads: true, chunk };
-    const res = await this.runExclusive(
-      entry,
-      (control) => entry.session.runOnlineAsync(args, control),
-      { what: 'etraceGrad', options },
-      this.runsSynchronously(entry, steps, true) ? () => entry.session.runOnline(args) : undefined,
-    );
+    return { entry, args, steps, sync: this.runsSynchronously(entry, steps, true) };
+  }
+
+  /** The GradResult of a native online call on `entry`. */
+  private gradResult(entry: SessionEntry, res: NativeOnlineResult, steps: number): GradResult {
     const grads: Record<string, HostTensor> = {};
     entry.traced.params.forEach((p, i) => {
       grads[p.path] = { data: res.paramGrads![i], shape: p.shape.slice(), dtype: this.dtype };

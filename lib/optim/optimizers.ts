@@ -231,6 +231,59 @@ function checkClip(name: string, v: unknown): number {
   return v;
 }
 
+/** What the first step (or loadState) bound an optimizer to, and the record layout last checked. */
+interface Binding {
+  paths: string[];
+  shapes: number[][];
+  dtype: DType;
+  /** Object.keys of the params / grads records of the last fully checked step. */
+  paramKeys?: string[];
+  gradKeys?: string[];
+  /** numel of each bound shape. */
+  sizes?: number[];
+}
+
+/** True when `t` is a host tensor of `dtype` with the given shape and `size` values (what checkTensor accepts for it). */
+function isBoundTensor(t: unknown, dtype: DType, shape: readonly number[], size: number): boolean {
+  if (typeof t !== 'object' || t === null) return false;
+  const x = t as Partial<HostTensor>;
+  const d = x.data;
+  if (dtype === 'float32' ? !(d instanceof Float32Array) : !(d instanceof Float64Array)) return false;
+  return x.dtype === dtype && Array.isArray(x.shape) && sameShape(x.shape, shape) && (d as HostData).length === size;
+}
+
+/**
+ * The data arrays (in bound path order) of a step's records when they have exactly the keys
+ * (in order) of the last fully checked step and hold valid tensors of the bound shapes and
+ * dtype: records the full checks of a step would accept unchanged. Null otherwise.
+ */
+function boundArrays(b: Binding, params: unknown, grads: unknown): { pdata: NativeArray[]; gdata: NativeArray[] } | null {
+  const pk = b.paramKeys;
+  const gk = b.gradKeys;
+  const sizes = b.sizes;
+  if (pk === undefined || gk === undefined || sizes === undefined) return null;
+  if (typeof params !== 'object' || params === null || Array.isArray(params) || ArrayBuffer.isView(params)) return null;
+  if (typeof grads !== 'object' || grads === null || Array.isArray(grads) || ArrayBuffer.isView(grads)) return null;
+  const pkNow = Object.keys(params);
+  const gkNow = Object.keys(grads);
+  if (pkNow.length !== pk.length || gkNow.length !== gk.length) return null;
+  for (let i = 0; i < pk.length; i++) if (pkNow[i] !== pk[i]) return null;
+  for (let i = 0; i < gk.length; i++) if (gkNow[i] !== gk[i]) return null;
+  const pr = params as Record<string, unknown>;
+  const gr = grads as Record<string, unknown>;
+  const pdata: NativeArray[] = [];
+  const gdata: NativeArray[] = [];
+  for (let i = 0; i < b.paths.length; i++) {
+    const path = b.paths[i];
+    const p = pr[path];
+    const g = gr[path];
+    if (!isBoundTensor(p, b.dtype, b.shapes[i], sizes[i]) || !isBoundTensor(g, b.dtype, b.shapes[i], sizes[i])) return null;
+    pdata.push((p as HostTensor).data as NativeArray);
+    gdata.push((g as HostTensor).data as NativeArray);
+  }
+  return { pdata, gdata };
+}
+
 // ------------------------------------------------------------------------------ base class
 
 /** The shared machinery of the optimizers (native object, path binding, schedule, state). */
@@ -243,7 +296,7 @@ abstract class NativeBackedOptimizer implements Optimizer {
   /** The hyper-parameters passed to the native optimizer. */
   protected readonly hyper: NativeOptimizerHyper;
   private native: NativeOptimizer | null = null;
-  private bound: { paths: string[]; shapes: number[][]; dtype: DType } | null = null;
+  private bound: Binding | null = null;
   private pendingSteps = 0;
   private disposed = false;
 
@@ -273,6 +326,46 @@ abstract class NativeBackedOptimizer implements Optimizer {
     this.checkUsable('step');
     const what = `${this.name}.step`;
     const nonFinite = checkNonFinitePolicy(`${what}: options.nonFinite`, checkOptionKeys(`${what}: options`, options, ['nonFinite']).nonFinite);
+    // A step with the records of the last step's layout (the same keys, valid tensors of the
+    // bound shapes and dtype) skips the full checks below, which would accept it unchanged.
+    const fast = this.bound !== null ? boundArrays(this.bound, params, grads) : null;
+    let pdata: NativeArray[];
+    let gdata: NativeArray[];
+    let paths: string[];
+    let shapes: number[][];
+    let dtype: DType | null;
+    if (fast !== null) {
+      const bb = this.bound as Binding;
+      ({ pdata, gdata } = fast);
+      ({ paths, shapes, dtype } = bb);
+    } else {
+      ({ pdata, gdata, paths, shapes, dtype } = this.checkStepArgs(what, params, grads));
+    }
+    const lr = this.currentLr();
+    const native = this.ensureNative(dtype as unknown as DType);
+    let gradNorm: number;
+    try {
+      gradNorm = call(() => native.step(pdata, gdata, lr, this.clipNorm, nonFinite));
+    } catch (e) {
+      // The native names are slots of the sorted paths: params[i] / grads[i] -> params.<path>.
+      throw renameNonFinite(e, (name) => {
+        const m = /^(params|grads)\[(\d+)\]$/.exec(name);
+        return m === null || Number(m[2]) >= paths.length ? undefined : `${m[1]}.${paths[Number(m[2])]}`;
+      });
+    }
+    const skipped = call(() => native.lastStepSkipped);
+    if (this.bound === null) this.bound = { paths, shapes, dtype: dtype as unknown as DType };
+    if (fast === null) {
+      // The layout these records passed the full checks with (for the fast path of the next step).
+      this.bound.paramKeys = Object.keys(params);
+      this.bound.gradKeys = Object.keys(grads);
+      this.bound.sizes = this.bound.shapes.map(numel);
+    }
+    return { lr, gradNorm, skipped };
+  }
+
+  /** The full argument checks of {@link step} (its typed errors); the data arrays in sorted path order. */
+  private checkStepArgs(what: string, params: Record<string, HostTensor>, grads: Record<string, HostTensor>) {
     const pr = checkRecord(`${what}: params`, params);
     const gr = checkRecord(`${what}: grads`, grads);
     const paths = Object.keys(pr).sort();
@@ -324,21 +417,7 @@ abstract class NativeBackedOptimizer implements Optimizer {
       gdata.push(g.data);
       shapes.push(p.shape.slice());
     });
-    const lr = this.currentLr();
-    const native = this.ensureNative(dtype as unknown as DType);
-    let gradNorm: number;
-    try {
-      gradNorm = call(() => native.step(pdata, gdata, lr, this.clipNorm, nonFinite));
-    } catch (e) {
-      // The native names are slots of the sorted paths: params[i] / grads[i] -> params.<path>.
-      throw renameNonFinite(e, (name) => {
-        const m = /^(params|grads)\[(\d+)\]$/.exec(name);
-        return m === null || Number(m[2]) >= paths.length ? undefined : `${m[1]}.${paths[Number(m[2])]}`;
-      });
-    }
-    const skipped = call(() => native.lastStepSkipped);
-    if (this.bound === null) this.bound = { paths, shapes, dtype: dtype as unknown as DType };
-    return { lr, gradNorm, skipped };
+    return { pdata, gdata, paths, shapes, dtype };
   }
 
   state(): OptimizerState {

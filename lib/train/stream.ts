@@ -3,7 +3,7 @@
  * use case: the weights change with every observation and memory stays
  * constant (states and eligibility traces carry across calls; nothing grows).
  */
-import type { Learner } from '../algorithms/learner';
+import type { GradResult, Learner } from '../algorithms/learner';
 import { OnlineLearner } from '../algorithms/online';
 import type { Loss } from '../algorithms/losses';
 import { ShapeError, checkOptionKeys, fmtShape } from '../runtime/errors';
@@ -78,28 +78,62 @@ export function streamStep(
   options: StreamStepOptions,
 ): Promise<StreamStepResult> {
   return withLearnerLock(learner, async () => {
-    checkOptionKeys('streamStep: options', options, ['optimizer', 'loss', 'output'], true);
-    const optimizer = checkOptimizer(options?.optimizer, 'streamStep');
-    const xt = asHost('streamStep: x', x, learner.dtype);
-    const want = [learner.batchSize, ...learner.inputShape];
-    if (xt.shape.length !== want.length || xt.shape.some((d, i) => d !== want[i])) {
-      throw new ShapeError(`streamStep: x must have shape ${fmtShape(want)} (one step); got ${fmtShape(xt.shape)}`);
-    }
-    const yt = asHost('streamStep: y', y, learner.dtype);
-    const wantOutput = options.output !== false;
+    const c = checkStep(learner, x, y, options);
     // Until etraceGrad is known to return outputs for this learner, compute the output first.
-    const peeked = wantOutput && givesOutputs.get(learner) !== true ? peekOutput(learner, xt) : null;
-    const r = (await learner.etraceGrad(
-      asOneStep(xt),
-      asOneStep(yt),
-      { loss: options.loss ?? 'mse' },
-    )) as Awaited<ReturnType<Learner['etraceGrad']>> & { outputs?: HostTensor };
-    let output: HostTensor | null = peeked;
-    if (r.outputs !== undefined) {
-      givesOutputs.set(learner, true);
-      if (wantOutput) output = { data: r.outputs.data, shape: r.outputs.shape.slice(1), dtype: r.outputs.dtype };
-    }
-    const info = applyGradients(learner, r.grads, optimizer);
-    return { output, loss: r.losses[0], lr: info.lr, gradNorm: info.gradNorm, skipped: info.skipped === true };
+    const peeked = c.wantOutput && givesOutputs.get(learner) !== true ? peekOutput(learner, c.xt) : null;
+    const r = await learner.etraceGrad(asOneStep(c.xt), asOneStep(c.yt), { loss: c.loss });
+    return finishStep(learner, c, peeked, r);
   });
 }
+
+/**
+ * @internal {@link streamStep} run synchronously on the JS thread, for a learner whose
+ * one-step etraceGrad is small enough (`learner.etraceGradSync`); the caller holds the
+ * learner's queue. The same checks (thrown), native calls and result; undefined when the
+ * step must run asynchronously (nothing observable happened then).
+ */
+export function streamStepSync(learner: Learner, x: TensorLike, y: TensorLike, options: StreamStepOptions): StreamStepResult | undefined {
+  const c = checkStep(learner, x, y, options);
+  const grad = learner.etraceGradSync(asOneStep(c.xt), asOneStep(c.yt), { loss: c.loss });
+  if (grad === undefined) return undefined;
+  const peeked = c.wantOutput && givesOutputs.get(learner) !== true ? peekOutput(learner, c.xt) : null;
+  return finishStep(learner, c, peeked, grad());
+}
+
+/** The checked arguments of one stream step. */
+interface CheckedStep {
+  optimizer: OptimizerLike;
+  xt: HostTensor;
+  yt: HostTensor;
+  loss: Loss;
+  wantOutput: boolean;
+}
+
+/** The argument checks of {@link streamStep} (its typed errors). */
+function checkStep(learner: Learner, x: TensorLike, y: TensorLike, options: StreamStepOptions): CheckedStep {
+  checkOptionKeys('streamStep: options', options, STEP_OPTION_KEYS, true);
+  const optimizer = checkOptimizer(options?.optimizer, 'streamStep');
+  const xt = asHost('streamStep: x', x, learner.dtype);
+  const want = learner.inputShape;
+  const B = learner.batchSize;
+  if (xt.shape.length !== want.length + 1 || xt.shape[0] !== B || want.some((d, i) => d !== xt.shape[i + 1])) {
+    throw new ShapeError(`streamStep: x must have shape ${fmtShape([B, ...want])} (one step); got ${fmtShape(xt.shape)}`);
+  }
+  const yt = asHost('streamStep: y', y, learner.dtype);
+  return { optimizer, xt, yt, loss: options.loss ?? 'mse', wantOutput: options.output !== false };
+}
+
+/** The output, then the optimizer update, of one stream step whose gradient is `r`. */
+function finishStep(learner: Learner, c: CheckedStep, peeked: HostTensor | null, r: GradResult): StreamStepResult {
+  const res = r as GradResult & { outputs?: HostTensor };
+  let output: HostTensor | null = peeked;
+  if (res.outputs !== undefined) {
+    givesOutputs.set(learner, true);
+    if (c.wantOutput) output = { data: res.outputs.data, shape: res.outputs.shape.slice(1), dtype: res.outputs.dtype };
+  }
+  const info = applyGradients(learner, r.grads, c.optimizer);
+  return { output, loss: r.losses[0], lr: info.lr, gradNorm: info.gradNorm, skipped: info.skipped === true };
+}
+
+/** The option keys of {@link StreamStepOptions}. */
+const STEP_OPTION_KEYS = ['optimizer', 'loss', 'output'] as const;

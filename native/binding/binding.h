@@ -319,6 +319,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
   Napi::Value OutputShape(const Napi::CallbackInfo& info);
   Napi::Value OutputEntries(const Napi::CallbackInfo& info);
   Napi::Value SetParam(const Napi::CallbackInfo& info);
+  // setParam for every slot in one call (arrays[i] -> slot i, in order).
+  Napi::Value SetParams(const Napi::CallbackInfo& info);
   Napi::Value GetParam(const Napi::CallbackInfo& info);
   Napi::Value SetState(const Napi::CallbackInfo& info);
   Napi::Value GetState(const Napi::CallbackInfo& info);

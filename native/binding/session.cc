@@ -268,6 +268,7 @@ Napi::Function SessionWrap::Define(Napi::Env env) {
                          InstanceMethod("outputShape", &SessionWrap::OutputShape),
                          InstanceMethod("outputEntries", &SessionWrap::OutputEntries),
                          InstanceMethod("setParam", &SessionWrap::SetParam),
+                         InstanceMethod("setParams", &SessionWrap::SetParams),
                          InstanceMethod("getParam", &SessionWrap::GetParam),
                          InstanceMethod("setState", &SessionWrap::SetState),
                          InstanceMethod("getState", &SessionWrap::GetState),
@@ -451,6 +452,35 @@ Napi::Value SessionWrap::SetParam(const Napi::CallbackInfo& info) {
     Live(env, false);
     pins.Pin();
     const bt::Status st = s.set_param(slot, data, n);
+    pins.Unpin();
+    ThrowIfError(env, st);
+    return env.Undefined();
+  });
+}
+
+// setParams(arrays): setParam(i, arrays[i]) for every slot i in order, in one call (a learner
+// pushing its weights after an optimizer update); stops at the first failure, as the calls one
+// by one would (earlier slots keep their new values).
+Napi::Value SessionWrap::SetParams(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    const std::shared_ptr<bt::Session> held = Hold(env);
+    bt::Session& s = *held;
+    const int np = s.num_params();
+    Napi::Array list = CheckArrayOf(env, info[0], "data", static_cast<size_t>(np));
+    PinnedArrays pins(env);
+    pins.Reserve(static_cast<size_t>(np));
+    std::vector<const void*> data(static_cast<size_t>(np), nullptr);
+    std::vector<size_t> sizes(static_cast<size_t>(np));
+    for (int i = 0; i < np; ++i) {
+      const size_t k = static_cast<size_t>(i);
+      sizes[k] = static_cast<size_t>(Numel(s.param_shape(i)));
+      pins.Add(list.Get(static_cast<uint32_t>(i)), "data[" + std::to_string(i) + "]", dtype_, sizes[k], &data[k]);
+    }
+    Live(env, false);
+    pins.Pin();
+    bt::Status st;
+    for (int i = 0; i < np && st.ok(); ++i) st = s.set_param(i, data[static_cast<size_t>(i)], sizes[static_cast<size_t>(i)]);
     pins.Unpin();
     ThrowIfError(env, st);
     return env.Undefined();
