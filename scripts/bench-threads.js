@@ -9,6 +9,7 @@
 // H256 T100 (per call), pp_prop 3xLIF(512) B128 T10 (per step).
 // Run: npm run build:ts && node scripts/bench-threads.js [--rounds 5] [--threads 1,2]
 //        [--addon label=/abs/path/braintrace.node ...] (default: this checkout's build)
+//        [--spin 50,100,200] (BRAINTRACE_SPIN_US values, each its own worker; default: unset)
 'use strict';
 const os = require('os');
 const path = require('path');
@@ -21,6 +22,7 @@ const opt = (name, def) => {
 };
 const rounds = Number(opt('--rounds', '5'));
 const threadsList = opt('--threads', '1,2').split(',').map(Number);
+const spins = opt('--spin', '').split(',').filter(Boolean);
 const addons = [];
 for (let i = 0; i < argv.length; i++) {
   if (argv[i] !== '--addon') continue;
@@ -47,13 +49,16 @@ const median = (xs) => {
 
 async function main() {
   const workers = [];
-  for (const a of addons)
-    for (const t of threadsList) {
-      const env = { BRAINTRACE_NUM_THREADS: String(t) };
-      if (a.file) env.BRAINTRACE_ADDON = a.file;
-      const w = new JsonChild(`${a.label}/t${t}`, process.execPath, [path.join(__dirname, 'compare', 'ours_cases.js')], env);
-      workers.push({ addon: a.label, threads: t, w, times: new Map() });
-    }
+  for (const a0 of addons)
+    for (const spin of spins.length ? spins : [null])
+      for (const t of threadsList) {
+        const a = spin === null ? a0 : { ...a0, label: `${a0.label} spin ${spin}` };
+        const env = { BRAINTRACE_NUM_THREADS: String(t) };
+        if (a.file) env.BRAINTRACE_ADDON = a.file;
+        if (spin !== null) env.BRAINTRACE_SPIN_US = spin;
+        const w = new JsonChild(`${a.label}/t${t}`, process.execPath, [path.join(__dirname, 'compare', 'ours_cases.js')], env);
+        workers.push({ addon: a.label, threads: t, w, times: new Map() });
+      }
   const load0 = os.loadavg();
   for (const x of workers) await x.w.call({ op: 'info' });
   for (const c of cases) for (const x of workers) await x.w.call(c.req); // warm-up: build, compile
@@ -68,19 +73,21 @@ async function main() {
   const load1 = os.loadavg();
   for (const x of workers) await x.w.close();
   const fmt = (v) => v.toFixed(v < 10 ? 3 : 1);
-  console.log(`${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), ${rounds} rounds, medians (wall)`);
+  console.log(`${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), ${rounds} rounds, wall time: median (best)`);
   console.log(`load average (1 min): ${load0[0].toFixed(2)} before, ${load1[0].toFixed(2)} after`);
   const head = ['case', ...workers.map((x) => `${x.addon} t${x.threads}`)];
-  for (const a of addons) if (threadsList.length > 1) head.push(`${a.label} t${threadsList[0]}/t${threadsList[threadsList.length - 1]}`);
+  const labels = [...new Set(workers.map((x) => x.addon))];
+  for (const a of labels) if (threadsList.length > 1) head.push(`${a} t${threadsList[0]}/t${threadsList[threadsList.length - 1]}`);
   console.log(head.join(' | '));
   for (const c of cases) {
     const meds = workers.map((x) => median(x.times.get(c.id)));
-    const row = [`${c.id} (${c.unit})`, ...meds.map(fmt)];
-    for (const a of addons)
+    const mins = workers.map((x) => Math.min(...x.times.get(c.id)));
+    const row = [`${c.id} (${c.unit})`, ...meds.map((m, i) => `${fmt(m)} (${fmt(mins[i])})`)];
+    for (const a of labels)
       if (threadsList.length > 1) {
-        const lo = workers.findIndex((x) => x.addon === a.label && x.threads === threadsList[0]);
-        const hi = workers.findIndex((x) => x.addon === a.label && x.threads === threadsList[threadsList.length - 1]);
-        row.push(`${(meds[lo] / meds[hi]).toFixed(2)}x`);
+        const lo = workers.findIndex((x) => x.addon === a && x.threads === threadsList[0]);
+        const hi = workers.findIndex((x) => x.addon === a && x.threads === threadsList[threadsList.length - 1]);
+        row.push(`${(meds[lo] / meds[hi]).toFixed(2)}x (${(mins[lo] / mins[hi]).toFixed(2)}x)`);
       }
     console.log(row.join(' | '));
   }
