@@ -49,6 +49,9 @@ std::chrono::microseconds configured_spin() {
 }
 
 // Spins (pause / yield instruction) until done() holds or `spin` has passed; returns done().
+// Every few pauses it also yields the core: on an idle machine that returns at once, on an
+// oversubscribed one (more runnable threads than cores) it lets the thread we wait for,
+// or a neighbour's, run instead of burning the core it needs.
 template <class Done>
 bool spin_until(std::chrono::microseconds spin, Done done) {
   if (done()) return true;
@@ -60,6 +63,8 @@ bool spin_until(std::chrono::microseconds spin, Done done) {
       if (done()) return true;
     }
     if (std::chrono::steady_clock::now() >= deadline) return done();
+    std::this_thread::yield();
+    if (done()) return true;
   }
 }
 
@@ -81,10 +86,11 @@ inline uint64_t gen_of(uint64_t t) { return t >> kGenShift; }
 
 class ThreadPool {
  public:
-  explicit ThreadPool(int size, std::chrono::microseconds spin) : size_(size), spin_(spin) {
+  explicit ThreadPool(int size, std::chrono::microseconds spin)
+      : size_(size), spin_(spin), cursors_(static_cast<size_t>(size)), block_end_(static_cast<size_t>(size)) {
     for (int i = 1; i < size_; ++i) {
       try {
-        workers_.emplace_back([this] { worker_loop(); });
+        workers_.emplace_back([this, i] { worker_loop(i); });
       } catch (...) {
         break;  // could not start more threads: run with fewer
       }
@@ -118,7 +124,14 @@ class ThreadPool {
     n_ = n;
     chunk_ = chunk;
     nchunks_ = (n + chunk - 1) / chunk;
-    next_.store(0, std::memory_order_relaxed);
+    // Slot s (0: the caller, i: worker i) owns the chunks [cursor s, block_end_ s), the same
+    // contiguous block of every job of this size, so consecutive element-wise ops and GEMM
+    // tiles find their data in the cache of the core that touched it last; a thread that
+    // runs out of its own block takes chunks from the others' (a worker that woke late).
+    for (int sl = 0; sl < size_; ++sl) {
+      cursors_[static_cast<size_t>(sl)].v.store(nchunks_ * sl / size_, std::memory_order_relaxed);
+      block_end_[static_cast<size_t>(sl)] = nchunks_ * (sl + 1) / size_;
+    }
     finished_.store(0, std::memory_order_relaxed);
     error_ = nullptr;
     ++gen_;
@@ -130,7 +143,7 @@ class ThreadPool {
       cv_.notify_all();
     }
     t_in_parallel = true;
-    work();
+    work(0);
     t_in_parallel = false;
     // No chunk is left to claim: close the job to late workers and wait for the joined ones.
     const uint64_t t = ticket_.fetch_or(kClosed, std::memory_order_acq_rel);
@@ -150,16 +163,22 @@ class ThreadPool {
   }
 
  private:
-  void work() {
-    for (;;) {
-      const int64_t c = next_.fetch_add(1, std::memory_order_relaxed);
-      if (c >= nchunks_) return;
-      const int64_t b = c * chunk_, e = std::min(n_, b + chunk_);
-      try {
-        (*fn_)(b, e);
-      } catch (...) {
-        std::lock_guard<std::mutex> lk(error_m_);
-        if (!error_) error_ = std::current_exception();
+  // Runs chunks until none is left to claim: slot `self`'s block first, then the others'.
+  void work(int self) {
+    for (int k = 0; k < size_; ++k) {
+      const size_t sl = static_cast<size_t>((self + k) % size_);
+      const int64_t end = block_end_[sl];
+      std::atomic<int64_t>& cur = cursors_[sl].v;
+      while (cur.load(std::memory_order_relaxed) < end) {
+        const int64_t c = cur.fetch_add(1, std::memory_order_relaxed);
+        if (c >= end) break;
+        const int64_t b = c * chunk_, e = std::min(n_, b + chunk_);
+        try {
+          (*fn_)(b, e);
+        } catch (...) {
+          std::lock_guard<std::mutex> lk(error_m_);
+          if (!error_) error_ = std::current_exception();
+        }
       }
     }
   }
@@ -190,7 +209,7 @@ class ThreadPool {
     }
   }
 
-  void worker_loop() {
+  void worker_loop(int self) {
     t_in_parallel = true;
     uint64_t seen = 0;  // the initial ticket: generation 0
     for (;;) {
@@ -204,7 +223,7 @@ class ThreadPool {
         }
       }
       if (!joined) continue;  // the job was over (or a newer one is up: await_job sees it)
-      work();
+      work(self);
       finish();
     }
   }
@@ -218,7 +237,11 @@ class ThreadPool {
   // The job (written by the run_mutex_ holder before it publishes the ticket).
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t n_ = 0, chunk_ = 1, nchunks_ = 0;
-  std::atomic<int64_t> next_{0};
+  struct alignas(64) Cursor {
+    std::atomic<int64_t> v{0};
+  };
+  std::vector<Cursor> cursors_;     // per slot: its next unclaimed chunk
+  std::vector<int64_t> block_end_;  // per slot: the end of its block of chunks
   std::atomic<uint64_t> finished_{0};  // workers of this job done with their chunks
   std::mutex error_m_;
   std::exception_ptr error_;
