@@ -4,6 +4,17 @@
 // std::thread::hardware_concurrency() (at least 1). The pool is created on first use
 // and lives until the process exits. The size counts the calling thread, which always
 // takes part in the work: a pool of size n starts n - 1 workers.
+//
+// Waiting: a worker that finishes a job spins (a pause / yield instruction between polls,
+// and a sched yield every ~1 us, so a spinner on an oversubscribed machine gives its core
+// away) for BRAINTRACE_SPIN_US microseconds (default 100, 0 disables, at most 100000)
+// waiting for the next one, then blocks on a condition variable, so an idle process uses no CPU once
+// that window has passed. A job is published by one atomic ticket store, so a spinning
+// worker starts at once; a sleeping one is woken. The caller waits only for the workers
+// that joined the job before its own chunk loop ran out (a late-waking worker delays
+// nothing), spinning for the same window before it blocks. Each thread first runs its own
+// contiguous block of a job's chunks (the same range of every same-sized job), then takes
+// what is left of the others' blocks.
 #pragma once
 
 #include <cstdint>

@@ -100,6 +100,15 @@ const ops = {
     return { ...(await timed(reps, steps, s.call)), ...memOf(s) };
   },
 
+  /**
+   * The bare CPU GEMM (binding benchmarkGemm, default kernel, float32, up to the pool's
+   * threads): wall seconds per product, best of `reps` (no CPU time: the hook times itself).
+   */
+  gemmHook({ m, n, k, reps }) {
+    const r = binding.benchmarkGemm({ M: m, N: n, K: k, dtype: 'float32', reps, threads: binding.info().threads });
+    return { seconds: r.secondsPerRep, cpuSeconds: null };
+  },
+
   /** GRU BPTT: etraceGrad (forward + backward, mse summed over time) per call of T steps. */
   async gruBptt({ B, I, H, O, T, reps }) {
     const s = await setup(`gru:${B}:${I}:${H}:${O}:${T}`, () => {

@@ -10,14 +10,19 @@
 //  - 2 threads sharing one session: every call either runs or returns Busy (never both
 //    running), as the binding's busy flag promises;
 //  - 1 thread stepping an Adam optimizer (parallel_for over large buffers);
-//  - 1 thread calling parallel_for with nested parallel_for calls inside.
+//  - 1 thread calling parallel_for with nested parallel_for calls inside;
+//  - 1 thread running many tiny jobs back to back (the spin-then-sleep hand-off: some
+//    jobs follow at once, some after a pause longer than the spin window), every 50th
+//    throwing from one chunk (the exception must reach the caller, the job still complete).
 // Results of the private sessions must agree across threads (same inputs, same numbers).
 // Exit status 0 when every check holds; TSan reports are fatal (halt_on_error=1).
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -177,6 +182,28 @@ int main(int argc, char** argv) {
         });
       });
     for (auto& h : hits) check(h.load() == 10, "nested parallel_for covered every index exactly 10 times");
+  });
+
+  // Tiny jobs back to back, some after a pause past the spin window, some throwing.
+  threads.emplace_back([&] {
+    std::vector<int> out(64);
+    for (int r = 0; r < 400; ++r) {
+      if (r % 40 == 39) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      const bool throws = (r % 50) == 7;
+      bool caught = false;
+      try {
+        bt::parallel_for(static_cast<int64_t>(out.size()), 4, [&](int64_t b, int64_t e) {
+          for (int64_t k = b; k < e; ++k) out[static_cast<size_t>(k)] = r;
+          if (throws && b == 0) throw std::runtime_error("chunk 0 failed");
+        });
+      } catch (const std::runtime_error&) {
+        caught = true;
+      }
+      bool all = true;
+      for (int v : out) all = all && v == r;
+      check(all, "tiny parallel_for job wrote every index before returning");
+      check(caught == throws, "a chunk's exception reached the caller (and only then)");
+    }
   });
 
   for (auto& th : threads) th.join();
