@@ -52,7 +52,10 @@ const GemmKernelImpl* gemm_kernel_find(const std::string& name) {
 
 std::vector<std::string> gemm_kernels_available() {
   std::vector<std::string> out;
-  for (const GemmKernelImpl* k : {gemm_impl_avx512(), gemm_impl_avx2(), gemm_impl_neon(), gemm_impl_portable()})
+  const bool avx2_first = gemm_prefer_avx2();
+  for (const GemmKernelImpl* k : {avx2_first ? gemm_impl_avx2() : gemm_impl_avx512(),
+                                  avx2_first ? gemm_impl_avx512() : gemm_impl_avx2(), gemm_impl_neon(),
+                                  gemm_impl_portable()})
     if (k != nullptr) out.push_back(k->name);
   return out;
 }

@@ -48,11 +48,15 @@ const GemmKernelImpl* gemm_impl_portable();  // gemm_dispatch.cc
 const GemmKernelImpl* gemm_impl_avx2();      // gemm_x86.cc
 const GemmKernelImpl* gemm_impl_avx512();    // gemm_x86.cc
 const GemmKernelImpl* gemm_impl_neon();      // gemm_neon.cc
+// True on x86 CPUs where the AVX2 kernel is the faster default even though AVX-512 is there
+// (AMD before Zen 5, see gemm_x86.cc); false elsewhere.
+bool gemm_prefer_avx2();                      // gemm_x86.cc
 
 // The usable kernel with this name, or nullptr (unknown name, or not usable here).
 const GemmKernelImpl* gemm_kernel_find(const std::string& name);
 
-// The names of the usable kernels, fastest first.
+// The names of the usable kernels, fastest first (the first is the default): avx512, avx2
+// (swapped where gemm_prefer_avx2()), neon, portable.
 std::vector<std::string> gemm_kernels_available();
 
 // The active kernel (see the top of this file); never null.

@@ -7,6 +7,7 @@
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define BT_GEMM_X86 1
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -122,7 +123,27 @@ bool cpu_has(bool avx512) {
   return avx512 ? avx2 && __builtin_cpu_supports("avx512f") : avx2;
 }
 
+// AMD before Zen 5 (family < 0x1A) executes 512-bit instructions as two 256-bit halves: on
+// such a core (a Zen 4 EPYC here) the AVX2 kernel was as fast as the AVX-512 one at every
+// shape measured and faster where AVX-512's wider B panels cost more to pack (float32
+// G * B^T: 0.74x OpenBLAS with avx512, 1.02x with avx2; docs/benchmarks.md, "GEMM against
+// OpenBLAS"). Intel cores and Zen 5 keep AVX-512 first.
+bool amd_before_zen5() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid(0, &a, &b, &c, &d) == 0) return false;
+  const bool amd = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;  // "AuthenticAMD"
+  if (!amd || __get_cpuid(1, &a, &b, &c, &d) == 0) return false;
+  unsigned family = (a >> 8) & 0xfu;
+  if (family == 0xfu) family += (a >> 20) & 0xffu;
+  return family < 0x1Au;
+}
+
 }  // namespace
+
+bool gemm_prefer_avx2() {
+  static const bool prefer = amd_before_zen5();
+  return prefer;
+}
 
 const GemmKernelImpl* gemm_impl_avx2() {
   static const bool ok = cpu_has(false);
@@ -135,6 +156,7 @@ const GemmKernelImpl* gemm_impl_avx512() {
 
 #else
 
+bool gemm_prefer_avx2() { return false; }
 const GemmKernelImpl* gemm_impl_avx2() { return nullptr; }
 const GemmKernelImpl* gemm_impl_avx512() { return nullptr; }
 
