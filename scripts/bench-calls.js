@@ -22,41 +22,14 @@ const jsonAt = process.argv.indexOf('--json');
 const roundsAt = process.argv.indexOf('--rounds');
 const ROUNDS = roundsAt > 0 ? Number(process.argv[roundsAt + 1]) : quick ? 5 : 9;
 
-class DiagRNN extends bt.Module {
+// DiagRNN (inputs, hidden, outputs) and GRU (inputs, hidden): the shared benchmark models.
+const models = require('./lib/bench-models');
+class DiagRNN extends models.DiagRNN {
   constructor(I, H) {
-    super();
-    this.w = new bt.ParamState(bt.init.xavierNormal(), [I, H]);
-    this.b = new bt.ParamState(bt.init.zeros(), [H]);
-    this.wd = new bt.ParamState(bt.init.uniform({ low: 0.5, high: 0.95 }), [H]);
-    this.ro = new bt.ParamState(bt.init.xavierNormal(), [H, 1]);
-    this.h = new bt.HiddenState([H]);
-  }
-  update(x) {
-    const h = this.h.value;
-    this.h.value = bt.tanh(bt.add(bt.matmul(x, this.w, this.b), bt.elementWise(this.wd, (y) => bt.mul(y, h))));
-    return bt.matmul(this.h.value, this.ro);
+    super(I, H, 1);
   }
 }
-
-class GRU extends bt.Module {
-  constructor(I, H) {
-    super();
-    this.wz = new bt.ParamState(bt.init.xavierNormal(), [I + H, H]);
-    this.wr = new bt.ParamState(bt.init.xavierNormal(), [I + H, H]);
-    this.wh = new bt.ParamState(bt.init.xavierNormal(), [I + H, H]);
-    this.ro = new bt.ParamState(bt.init.xavierNormal(), [H, 4]);
-    this.h = new bt.HiddenState([H]);
-  }
-  update(x) {
-    const h = this.h.value;
-    const xh = bt.concat([x, h], -1);
-    const z = bt.sigmoid(bt.matmul(xh, this.wz));
-    const r = bt.sigmoid(bt.matmul(xh, this.wr));
-    const c = bt.tanh(bt.matmul(bt.concat([x, bt.mul(r, h)], -1), this.wh));
-    this.h.value = bt.add(bt.mul(bt.sub(1, z), h), bt.mul(z, c));
-    return bt.matmul(this.h.value, this.ro.value);
-  }
-}
+const { GRU } = models;
 
 function filled(n, seed) {
   const a = new Float32Array(n);

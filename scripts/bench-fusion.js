@@ -21,34 +21,8 @@ const repsAt = argv.indexOf('--reps');
 const reps = repsAt >= 0 ? Number(argv[repsAt + 1]) : 5;
 const cases = argv.filter((a, i) => !a.startsWith('--') && (repsAt < 0 || i !== repsAt + 1));
 
-class LIFLayer extends bt.Module {
-  constructor(nIn, n) {
-    super();
-    this.w = new bt.ParamState(bt.init.kaimingNormal(), [nIn, n]);
-    this.i = new bt.HiddenState([n]);
-    this.v = new bt.HiddenState([n]);
-  }
-  step(x) {
-    const s = bt.spike(bt.sub(this.v.value, 1), bt.surrogate.arctan());
-    const iNew = bt.add(bt.mul(this.i.value, 0.8), bt.matmul(x, this.w));
-    this.i.value = iNew;
-    this.v.value = bt.sub(bt.add(bt.mul(this.v.value, 0.9), bt.mul(iNew, 0.5)), s);
-    return bt.spike(bt.sub(this.v.value, 1), bt.surrogate.arctan());
-  }
-}
-
-class LIF3 extends bt.Module {
-  constructor(nIn, h, out) {
-    super();
-    this.layers = [new LIFLayer(nIn, h), new LIFLayer(h, h), new LIFLayer(h, h)];
-    this.ro = new bt.ParamState(bt.init.xavierNormal(), [h, out]);
-  }
-  update(x) {
-    let s = x;
-    for (const l of this.layers) s = l.step(s);
-    return bt.matmul(this.layers[2].v.value, this.ro.value);
-  }
-}
+// LIF3 (inputs, hidden, outputs) and GRU (inputs, hidden, outputs): the shared benchmark models.
+const { LIF3, GRU } = require('./lib/bench-models');
 
 // Element-wise only: a LIF population driven by its input directly (no matmul), N neurons
 // with a per-neuron leak; the step is one long element-wise chain over (B, N).
@@ -65,26 +39,6 @@ class LIFPop extends bt.Module {
     this.i.value = iNew;
     this.v.value = bt.sub(bt.add(bt.mul(this.v.value, this.leak), bt.mul(iNew, 0.5)), s);
     return bt.spike(bt.sub(this.v.value, 1), bt.surrogate.arctan());
-  }
-}
-
-class GRU extends bt.Module {
-  constructor(nIn, h, out) {
-    super();
-    this.wz = new bt.ParamState(bt.init.xavierNormal(), [nIn + h, h]);
-    this.wr = new bt.ParamState(bt.init.xavierNormal(), [nIn + h, h]);
-    this.wh = new bt.ParamState(bt.init.xavierNormal(), [nIn + h, h]);
-    this.ro = new bt.ParamState(bt.init.xavierNormal(), [h, out]);
-    this.h = new bt.HiddenState([h]);
-  }
-  update(x) {
-    const h = this.h.value;
-    const xh = bt.concat([x, h], -1);
-    const z = bt.sigmoid(bt.matmul(xh, this.wz));
-    const r = bt.sigmoid(bt.matmul(xh, this.wr));
-    const c = bt.tanh(bt.matmul(bt.concat([x, bt.mul(r, h)], -1), this.wh));
-    this.h.value = bt.add(bt.mul(bt.sub(1, z), h), bt.mul(z, c));
-    return bt.matmul(this.h.value, this.ro.value);
   }
 }
 
