@@ -81,7 +81,7 @@ inline bool is_leaf(OpCode op) {
 // division or transcendentals, and the layout copies): BPTT recomputes them in the reverse
 // sweep instead of taping them (see the layout comment of SessionImpl).
 // Marks in *needed the values the VJP of node n (id i) reads: its inputs and its own output
-// (kernels/ew_rules.h for the element-wise rules, core/ops_host.cc for the others; an op
+// (kernels/ew_rules.h for the element-wise rules, cpu/host_tasks.cc for the node tasks; an op
 // not listed reads everything).
 inline void tape_needed(const PlanNode& n, int i, std::vector<char>* needed) {
   std::vector<char>& nd = *needed;
