@@ -623,24 +623,16 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
     out->losses[t] = static_cast<double>(vp_[plan_.outputs[plan_.loss_entry].node][0]);
     return check_loss("run_online", out->losses[t], t);
   };
-  auto new_state_ptr = [&](size_t s, T* block) -> T* {
-    const int e = plan_.state_new_entry[s];
-    return value_ptr(e >= 0 ? plan_.outputs[e].node : plan_.state_nodes[s], block);
-  };
 
   if (!windows) {
     // Single-step: forward, pieces, learning signal, fused trace update + contraction.
     T* block = step_.as<T>();
-    for (size_t s = 0; s < ns; ++s)
-      std::memcpy(value_ptr(plan_.state_nodes[s], block), state_store_[s].as<T>(), nbytes(plan_.state_nodes[s]));
+    load_states(block);
     set_value_ptrs(block);
     // Until a step's staging, the block's state leaves hold the states after the finished
     // steps, and the traces are updated only by online_trace_step: a call stopped before a
     // step's trace update keeps exactly the finished steps.
-    auto keep_states = [&]() {
-      for (size_t s = 0; s < ns; ++s)
-        std::memcpy(state_store_[s].as<T>(), value_ptr(plan_.state_nodes[s], block), nbytes(plan_.state_nodes[s]));
-    };
+    auto keep_states = [&]() { keep_states_from(block); };
     auto stop = [&](Status st, int64_t done) {
       if (stops_call(st)) {
         keep_states();

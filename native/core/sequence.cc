@@ -97,22 +97,14 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
     return Status::Ok();
   };
   // Pointer to the value state slot s has after the step whose values are in `block`.
-  auto new_state_ptr = [&](size_t s, T* block) -> T* {
-    const int e = plan_.state_new_entry[s];
-    return value_ptr(e >= 0 ? plan_.outputs[e].node : plan_.state_nodes[s], block);
-  };
 
   if (!a.compute_grads) {
     T* block = step_.as<T>();
-    for (size_t s = 0; s < ns; ++s)
-      std::memcpy(value_ptr(plan_.state_nodes[s], block), state_store_[s].as<T>(), nbytes(plan_.state_nodes[s]));
+    load_states(block);
     set_value_ptrs(block);
     // The block's state leaves hold the states after the finished steps until a step's
     // staging below: a call stopped before that keeps exactly the finished steps.
-    auto keep_states = [&]() {
-      for (size_t s = 0; s < ns; ++s)
-        std::memcpy(state_store_[s].as<T>(), value_ptr(plan_.state_nodes[s], block), nbytes(plan_.state_nodes[s]));
-    };
+    auto keep_states = [&]() { keep_states_from(block); };
     for (int64_t t = 0; t < steps; ++t) {
       Status st = cancel_requested() ? cancelled_status() : load_inputs(block, t);
       if (st.ok()) st = forward_all();

@@ -532,6 +532,22 @@ class SessionImpl final : public Session {
                                                        " is not a node task");
     }
   }
+  // Where state slot s's new value lives in `block` (its StateNew output node, or the state
+  // leaf itself when the step does not assign it).
+  T* new_state_ptr(size_t s, T* block) const {
+    const int e = plan_.state_new_entry[s];
+    return value_ptr(e >= 0 ? plan_.outputs[e].node : plan_.state_nodes[s], block);
+  }
+  // The stored states into (load) or out of (keep) the state leaves of `block`.
+  void load_states(T* block) {
+    for (size_t s = 0; s < plan_.state_nodes.size(); ++s)
+      std::memcpy(value_ptr(plan_.state_nodes[s], block), state_store_[s].as<T>(), nbytes(plan_.state_nodes[s]));
+  }
+  void keep_states_from(T* block) {
+    for (size_t s = 0; s < plan_.state_nodes.size(); ++s)
+      std::memcpy(state_store_[s].as<T>(), value_ptr(plan_.state_nodes[s], block), nbytes(plan_.state_nodes[s]));
+  }
+
   // dst[0, count) += src[0, count) (cotangent and gradient accumulation).
   Status accumulate(T* dst, const T* src, int64_t count) {
     AxpyTask<T> a;
