@@ -23,10 +23,4 @@ template <typename T>
 void gemm_with(const GemmKernelImpl& kernel, int max_threads, const GemmDims& d, T alpha, const T* A, const T* B,
                T beta, T* C);
 
-// The whole product on the calling thread, with the active kernel.
-template <typename T>
-void gemm_serial(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* C) {
-  gemm_with(*gemm_kernel_active(), 1, d, alpha, A, B, beta, C);
-}
-
 }  // namespace bt
