@@ -92,6 +92,10 @@ struct NodeTask {
   T* result = nullptr;          // Forward: the node's value; Jvp: its tangent (overwritten)
   const T* gout = nullptr;      // Vjp: the node's cotangent
   T* const* gin = nullptr;      // Vjp: one per input, accumulated into (+=); null = not wanted
+  // MatMul: nonzero when input 1 (B) is a parameter whose values do not change while the
+  // session hands out this number (it takes a new one whenever it loads parameters); a
+  // driver may keep data derived from B (packed panels) keyed by B's address and this.
+  uint64_t b_epoch = 0;
 };
 
 // y[0, n) += alpha * x[0, n).

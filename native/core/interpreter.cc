@@ -38,6 +38,7 @@ Status SessionImpl<T>::evaluate_impl(const EvalArgs& a, EvalResult* out) {
     const void* src = (!a.params.empty() && a.params[s]) ? a.params[s] : param_store_[s].as<T>();
     std::memcpy(value_ptr(node, block), src, nbytes(node));
   }
+  params_loaded();
   for (size_t s = 0; s < ns; ++s) {
     const int node = plan_.state_nodes[s];
     const void* src = (!a.states.empty() && a.states[s]) ? a.states[s] : state_store_[s].as<T>();

@@ -611,6 +611,7 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
     const int node = plan_.param_nodes[s];
     std::memcpy(value_ptr(node, nullptr), param_store_[s].as<T>(), nbytes(node));
   }
+  params_loaded();
   (void)ni;
   auto load_inputs = [&](T* block, int64_t t) { return load_step_inputs("run_online", a.inputs, block, t); };
   auto store_results = [&](int64_t t) -> Status {

@@ -69,6 +69,7 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
     const int node = plan_.param_nodes[s];
     std::memcpy(value_ptr(node, nullptr) , param_store_[s].as<T>(), nbytes(node));
   }
+  params_loaded();
 
   // Per-step bookkeeping shared by both modes.
   auto load_inputs = [&](T* block, int64_t t) { return load_step_inputs("run_sequence", a.inputs, block, t); };

@@ -516,6 +516,11 @@ class SessionImpl final : public Session {
     t.node = i;
     t.mode = mode;
     t.v = vp_.data();
+    // A weight matrix is constant between parameter loads: the driver may keep it packed.
+    const PlanNode& n = plan_.nodes[i];
+    if ((n.op == OpCode::MatMul || n.op == OpCode::EtpMatMul) && n.inputs.size() >= 2 &&
+        plan_.nodes[n.inputs[1]].op == OpCode::Param)
+      t.b_epoch = param_epoch_;
     return t;
   }
   // Hands a Layout / Reduce / Softmax / MatMul node task to the executor (op_task decides).
@@ -809,6 +814,10 @@ class SessionImpl final : public Session {
   DeviceBuffer tape_;       // the tape arena (ensure_tape)
   DeviceBuffer carry_;      // BPTT state cotangents (state_total_ values, allocated on first use)
   std::vector<DeviceBuffer> param_store_, state_store_;
+  // Advanced (params_loaded) every time parameter values are copied into the value arena:
+  // NodeTask::b_epoch of the products over them.
+  uint64_t param_epoch_ = 0;
+  void params_loaded() { ++param_epoch_; }
   std::vector<T*> vp_, tp_, cp_, gin_;
   std::vector<const T*> tview_;
   std::vector<char> has_t_, has_c_, want_;

@@ -6,6 +6,7 @@
 #include "core/executor.h"
 #include "core/memory.h"
 #include "cpu/host_tasks.h"
+#include "cpu/parallel_gemm.h"
 
 namespace bt {
 namespace {
@@ -17,17 +18,30 @@ class CpuExecutor final : public Executor {
   void free(void* p) override { aligned_host_free(p); }
   Status synchronize() override { return Status::Ok(); }
 
-#define BT_CPU_TASK(method, Task)             \
-  Status method(const Task<float>& task) override {  \
-    count_task(TaskId::method);                      \
-    return host_##method(task);                      \
-  }                                                  \
-  Status method(const Task<double>& task) override { \
-    count_task(TaskId::method);                      \
-    return host_##method(task);                      \
+#define BT_CPU_TASK(method, Task)                               \
+  Status method(const Task<float>& task) override {                    \
+    count_task(TaskId::method);                                        \
+    return run(TaskId::method, task, &host_##method<float>);           \
+  }                                                                    \
+  Status method(const Task<double>& task) override {                   \
+    count_task(TaskId::method);                                        \
+    return run(TaskId::method, task, &host_##method<double>);          \
   }
   BT_EXECUTOR_TASKS(BT_CPU_TASK)
 #undef BT_CPU_TASK
+
+ private:
+  template <typename Task>
+  Status run(TaskId, const Task& task, Status (*fn)(const Task&)) {
+    return fn(task);
+  }
+  // Matmul node tasks keep the packed copies of their constant B operands in the cache.
+  template <typename T>
+  Status run(TaskId id, const NodeTask<T>& task, Status (*fn)(const NodeTask<T>&)) {
+    return id == TaskId::matmul ? host_matmul_cached(task, &pack_cache_) : fn(task);
+  }
+
+  GemmPackCache pack_cache_;
 };
 
 }  // namespace

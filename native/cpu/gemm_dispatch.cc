@@ -10,18 +10,11 @@ namespace {
 constexpr GemmBlocking kPortableF32{256, 128, 3072};
 constexpr GemmBlocking kPortableF64{256, 128, 1536};
 
-void tile_portable_f32(const GemmDims& d, float alpha, const float* A, const float* B, float beta, float* C,
-                       int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  gemm_blocked<float, 4, 8>(d, alpha, A, B, beta, C, m0, m1, n0, n1, kPortableF32, &gemm_ukr_portable<float, 4, 8>);
-}
+BT_GEMM_KERNEL_FNS(portable_f32, float, 4, 8, kPortableF32, (&gemm_ukr_portable<float, 4, 8>))
+BT_GEMM_KERNEL_FNS(portable_f64, double, 4, 4, kPortableF64, (&gemm_ukr_portable<double, 4, 4>))
 
-void tile_portable_f64(const GemmDims& d, double alpha, const double* A, const double* B, double beta, double* C,
-                       int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  gemm_blocked<double, 4, 4>(d, alpha, A, B, beta, C, m0, m1, n0, n1, kPortableF64,
-                             &gemm_ukr_portable<double, 4, 4>);
-}
-
-const GemmKernelImpl kPortable{"portable", 4, 8, 4, 4, &tile_portable_f32, &tile_portable_f64};
+const GemmKernelImpl kPortable{"portable",          4, 8, 4, 4, &portable_f32_tile, &portable_f64_tile,
+                               &portable_f32_tilep, &portable_f64_tilep, &portable_f32_pack, &portable_f64_pack};
 
 struct Choice {
   const GemmKernelImpl* active;

@@ -29,13 +29,33 @@ using GemmTileFn = void (*)(const GemmDims& d, T alpha, const T* A, const T* B, 
 
 // One micro-kernel family: its name, its register tile (MR x NR) per dtype, and the
 // tile functions. Thread splits align tile edges to MR / NR.
+// A tile over a prepacked op(B) (kernels/gemm.h gemm_pack_b's layout for this kernel);
+// the tile's first column n0 must be a multiple of the kernel's NR (else B is unused and
+// the tile is wrong: the packed panels start at column 0).
+template <typename T>
+using GemmTilePreFn = void (*)(const GemmDims& d, T alpha, const T* A, const T* Bpacked, T beta, T* C, int64_t m0,
+                               int64_t m1, int64_t n0, int64_t n1);
+
+// Packs the whole op(B) of d for this kernel's GemmTilePreFn into dst
+// (gemm_packed_b_size(d, nr) values).
+template <typename T>
+using GemmPackFn = void (*)(const GemmDims& d, const T* B, T* dst);
+
 struct GemmKernelImpl {
   const char* name;
   int mr_f32, nr_f32, mr_f64, nr_f64;
   GemmTileFn<float> tile_f32;
   GemmTileFn<double> tile_f64;
+  GemmTilePreFn<float> tilep_f32;
+  GemmTilePreFn<double> tilep_f64;
+  GemmPackFn<float> pack_f32;
+  GemmPackFn<double> pack_f64;
   GemmTileFn<float> tile(float) const { return tile_f32; }
   GemmTileFn<double> tile(double) const { return tile_f64; }
+  GemmTilePreFn<float> tilep(float) const { return tilep_f32; }
+  GemmTilePreFn<double> tilep(double) const { return tilep_f64; }
+  GemmPackFn<float> pack(float) const { return pack_f32; }
+  GemmPackFn<double> pack(double) const { return pack_f64; }
   int mr(float) const { return mr_f32; }
   int mr(double) const { return mr_f64; }
   int nr(float) const { return nr_f32; }

@@ -51,16 +51,11 @@ struct NeonF64 {
 constexpr GemmBlocking kNeonF32{256, 128, 3072};
 constexpr GemmBlocking kNeonF64{256, 72, 1536};
 
-void tile_neon_f32(const GemmDims& d, float alpha, const float* A, const float* B, float beta, float* C,
-                   int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  gemm_blocked<float, 8, 12>(d, alpha, A, B, beta, C, m0, m1, n0, n1, kNeonF32, &ukr_neon<NeonF32, 8, 3>);
-}
-void tile_neon_f64(const GemmDims& d, double alpha, const double* A, const double* B, double beta, double* C,
-                   int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  gemm_blocked<double, 6, 8>(d, alpha, A, B, beta, C, m0, m1, n0, n1, kNeonF64, &ukr_neon<NeonF64, 6, 4>);
-}
+BT_GEMM_KERNEL_FNS(neon_f32, float, 8, 12, kNeonF32, (&ukr_neon<NeonF32, 8, 3>))
+BT_GEMM_KERNEL_FNS(neon_f64, double, 6, 8, kNeonF64, (&ukr_neon<NeonF64, 6, 4>))
 
-const GemmKernelImpl kNeon{"neon", 8, 12, 6, 8, &tile_neon_f32, &tile_neon_f64};
+const GemmKernelImpl kNeon{"neon",          8, 12, 6, 8, &neon_f32_tile, &neon_f64_tile,
+                           &neon_f32_tilep, &neon_f64_tilep, &neon_f32_pack, &neon_f64_pack};
 
 }  // namespace
 

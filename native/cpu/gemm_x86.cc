@@ -93,29 +93,16 @@ constexpr GemmBlocking kAvx2F64{256, 72, 1536};
 constexpr GemmBlocking kAvx512F32{256, 144, 3072};
 constexpr GemmBlocking kAvx512F64{256, 72, 1536};
 
-void tile_avx2_f32(const GemmDims& d, float alpha, const float* A, const float* B, float beta, float* C,
-                   int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  gemm_blocked<float, kAvx2Mr, 16>(d, alpha, A, B, beta, C, m0, m1, n0, n1, kAvx2F32,
-                                   &ukr_avx2<Avx2F32, kAvx2Mr, 2>);
-}
-void tile_avx2_f64(const GemmDims& d, double alpha, const double* A, const double* B, double beta, double* C,
-                   int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  gemm_blocked<double, kAvx2Mr, 8>(d, alpha, A, B, beta, C, m0, m1, n0, n1, kAvx2F64,
-                                   &ukr_avx2<Avx2F64, kAvx2Mr, 2>);
-}
-void tile_avx512_f32(const GemmDims& d, float alpha, const float* A, const float* B, float beta, float* C,
-                     int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  gemm_blocked<float, kAvx512Mr, 32>(d, alpha, A, B, beta, C, m0, m1, n0, n1, kAvx512F32,
-                                     &ukr_avx512<Avx512F32, kAvx512Mr, 2>);
-}
-void tile_avx512_f64(const GemmDims& d, double alpha, const double* A, const double* B, double beta, double* C,
-                     int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  gemm_blocked<double, kAvx512Mr, 16>(d, alpha, A, B, beta, C, m0, m1, n0, n1, kAvx512F64,
-                                      &ukr_avx512<Avx512F64, kAvx512Mr, 2>);
-}
+BT_GEMM_KERNEL_FNS(avx2_f32, float, kAvx2Mr, 16, kAvx2F32, (&ukr_avx2<Avx2F32, kAvx2Mr, 2>))
+BT_GEMM_KERNEL_FNS(avx2_f64, double, kAvx2Mr, 8, kAvx2F64, (&ukr_avx2<Avx2F64, kAvx2Mr, 2>))
+BT_GEMM_KERNEL_FNS(avx512_f32, float, kAvx512Mr, 32, kAvx512F32, (&ukr_avx512<Avx512F32, kAvx512Mr, 2>))
+BT_GEMM_KERNEL_FNS(avx512_f64, double, kAvx512Mr, 16, kAvx512F64, (&ukr_avx512<Avx512F64, kAvx512Mr, 2>))
 
-const GemmKernelImpl kAvx2{"avx2", kAvx2Mr, 16, kAvx2Mr, 8, &tile_avx2_f32, &tile_avx2_f64};
-const GemmKernelImpl kAvx512{"avx512", kAvx512Mr, 32, kAvx512Mr, 16, &tile_avx512_f32, &tile_avx512_f64};
+const GemmKernelImpl kAvx2{"avx2",           kAvx2Mr,          16, kAvx2Mr, 8, &avx2_f32_tile, &avx2_f64_tile,
+                           &avx2_f32_tilep,  &avx2_f64_tilep,  &avx2_f32_pack, &avx2_f64_pack};
+const GemmKernelImpl kAvx512{"avx512",          kAvx512Mr,         32, kAvx512Mr, 16, &avx512_f32_tile,
+                             &avx512_f64_tile,  &avx512_f32_tilep, &avx512_f64_tilep, &avx512_f32_pack,
+                             &avx512_f64_pack};
 
 bool cpu_has(bool avx512) {
   __builtin_cpu_init();

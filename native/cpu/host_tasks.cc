@@ -101,21 +101,34 @@ MM mm_of(const Plan& p, const PlanNode& n) {
   return m;
 }
 
+// One product of a matmul node: through the pack cache when B is a constant 2-D operand
+// (epoch nonzero, one group), else the plain gemm.
 template <typename T>
-void mm_product(const MM& m, const T* A, const T* B, T beta, T* C) {
+void mm_gemm(const GemmDims& d, const T* A, const T* B, T beta, T* C, GemmPackCache* cache, uint64_t epoch) {
+  if (cache != nullptr && epoch != 0)
+    cache->gemm(d, T(1), A, B, beta, C, epoch);
+  else
+    gemm(d, T(1), A, B, beta, C);
+}
+
+template <typename T>
+void mm_product(const MM& m, const T* A, const T* B, T beta, T* C, GemmPackCache* cache = nullptr,
+                uint64_t epoch = 0) {
   GemmDims d;
   d.M = m.M; d.N = m.N; d.K = m.K;
   d.lda = m.K; d.ldb = m.N; d.ldc = m.N;
+  if (m.G == 1) return mm_gemm(d, A, B, beta, C, cache, epoch);
   for (int64_t g = 0; g < m.G; ++g) gemm(d, T(1), A + g * m.sa, B + g * m.sb, beta, C + g * m.sc);
 }
 
 // gA += G B^T
 template <typename T>
-void mm_grad_a(const MM& m, const T* Gr, const T* B, T* gA) {
+void mm_grad_a(const MM& m, const T* Gr, const T* B, T* gA, GemmPackCache* cache = nullptr, uint64_t epoch = 0) {
   GemmDims d;
   d.trans_b = true;
   d.M = m.M; d.N = m.K; d.K = m.N;
   d.lda = m.N; d.ldb = m.N; d.ldc = m.K;
+  if (m.G == 1) return mm_gemm(d, Gr, B, T(1), gA, cache, epoch);
   for (int64_t g = 0; g < m.G; ++g) gemm(d, T(1), Gr + g * m.sc, B + g * m.sb, T(1), gA + g * m.sa);
 }
 
@@ -436,7 +449,13 @@ Status host_softmax(const NodeTask<T>& task) {
 
 template <typename T>
 Status host_matmul(const NodeTask<T>& task) {
+  return host_matmul_cached(task, nullptr);
+}
+
+template <typename T>
+Status host_matmul_cached(const NodeTask<T>& task, GemmPackCache* cache) {
   const Plan& p = *task.plan;
+  const uint64_t ep = task.b_epoch;
   const PlanNode& n = p.nodes[task.node];
   if (op_task(n.op) != TaskKind::MatMul) return wrong_family("matmul", n.op);
   return guard("matmul", [&] {
@@ -453,7 +472,7 @@ Status host_matmul(const NodeTask<T>& task) {
           for (int64_t r = 0; r < m.M; ++r) std::memcpy(y + r * m.N, bias, sizeof(T) * m.N);
           beta = T(1);
         }
-        mm_product(m, A, B, beta, y);
+        mm_product(m, A, B, beta, y, cache, ep);
         return;
       }
       case EwMode::Jvp: {
@@ -468,7 +487,7 @@ Status host_matmul(const NodeTask<T>& task) {
           beta = T(1);
         }
         if (dA) {
-          mm_product(m, dA, B, beta, dy);
+          mm_product(m, dA, B, beta, dy, cache, ep);
           beta = T(1);
         }
         if (dB) {
@@ -480,7 +499,7 @@ Status host_matmul(const NodeTask<T>& task) {
       }
       case EwMode::Vjp: {
         const T* g = task.gout;
-        if (task.gin[0]) mm_grad_a(m, g, B, task.gin[0]);
+        if (task.gin[0]) mm_grad_a(m, g, B, task.gin[0], cache, ep);
         if (task.gin[1]) mm_grad_b(m, A, g, task.gin[1]);
         if (has_bias && task.gin[2]) {
           // The bias is broadcast over all leading dims: its VJP sums the rows.
@@ -673,5 +692,7 @@ Status host_sum_squares(const SumSquaresTask<T>& task) {
   template Status host_##method<double>(const Task<double>& task);
 BT_EXECUTOR_TASKS(BT_HOST_TASK_INSTANTIATE)
 #undef BT_HOST_TASK_INSTANTIATE
+template Status host_matmul_cached<float>(const NodeTask<float>&, GemmPackCache*);
+template Status host_matmul_cached<double>(const NodeTask<double>&, GemmPackCache*);
 
 }  // namespace bt

@@ -17,4 +17,11 @@ namespace bt {
 BT_EXECUTOR_TASKS(BT_HOST_TASK_DECLARE)
 #undef BT_HOST_TASK_DECLARE
 
+class GemmPackCache;  // cpu/parallel_gemm.h
+
+// host_matmul with the products whose B operand the task marks constant (NodeTask::b_epoch)
+// served from `cache`'s packed copies (null: host_matmul). The same values bit for bit.
+template <typename T>
+Status host_matmul_cached(const NodeTask<T>& task, GemmPackCache* cache);
+
 }  // namespace bt

@@ -1,6 +1,7 @@
 #include "cpu/parallel_gemm.h"
 
 #include <algorithm>
+#include <new>
 
 #include "cpu/thread_pool.h"
 
@@ -22,13 +23,27 @@ int64_t split_at(int64_t n, int64_t unit, int64_t parts, int64_t p) {
   return std::min(n, (units * p + parts - 1) / parts * unit);
 }
 
-}  // namespace
-
+// A tile function: the kernel's own packing one, or its prepacked one bound to Bp.
 template <typename T>
-void gemm_with(const GemmKernelImpl& kernel, int max_threads, const GemmDims& d, T alpha, const T* A, const T* B,
-               T beta, T* C) {
+struct TileCall {
+  GemmTileFn<T> tile;
+  GemmTilePreFn<T> tilep;
+  const T* Bp;
+  void operator()(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* C, int64_t m0, int64_t m1,
+                  int64_t n0, int64_t n1) const {
+    if (Bp != nullptr)
+      tilep(d, alpha, A, Bp, beta, C, m0, m1, n0, n1);
+    else
+      tile(d, alpha, A, B, beta, C, m0, m1, n0, n1);
+  }
+};
+
+// The body of gemm_with / gemm_with_packed (Bpacked null: the kernel packs as it goes).
+template <typename T>
+void gemm_run(const GemmKernelImpl& kernel, int max_threads, const GemmDims& d, T alpha, const T* A, const T* B,
+              const T* Bpacked, T beta, T* C) {
   if (d.M <= 0 || d.N <= 0) return;
-  const GemmTileFn<T> tile = kernel.tile(T());
+  const TileCall<T> tile{kernel.tile(T()), kernel.tilep(T()), Bpacked};
   const int64_t mr = kernel.mr(T()), nr = kernel.nr(T());
   const double macs = double(d.M) * double(d.N) * double(std::max<int64_t>(d.K, 1));
   if (macs <= kDirectMaxMacs) {
@@ -65,7 +80,7 @@ void gemm_with(const GemmKernelImpl& kernel, int max_threads, const GemmDims& d,
   // allocation per product.
   struct Job {
     const GemmDims* d;
-    GemmTileFn<T> tile;
+    TileCall<T> tile;
     T alpha, beta;
     const T* A;
     const T* B;
@@ -83,9 +98,74 @@ void gemm_with(const GemmKernelImpl& kernel, int max_threads, const GemmDims& d,
   });
 }
 
+}  // namespace
+
+template <typename T>
+void gemm_with(const GemmKernelImpl& kernel, int max_threads, const GemmDims& d, T alpha, const T* A, const T* B,
+               T beta, T* C) {
+  gemm_run<T>(kernel, max_threads, d, alpha, A, B, nullptr, beta, C);
+}
+
+template <typename T>
+void gemm_with_packed(const GemmKernelImpl& kernel, int max_threads, const GemmDims& d, T alpha, const T* A,
+                      const T* B, const T* Bpacked, T beta, T* C) {
+  gemm_run<T>(kernel, max_threads, d, alpha, A, B, Bpacked, beta, C);
+}
+
 template <typename T>
 void gemm(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* C) {
   gemm_with(*gemm_kernel_active(), thread_pool_size(), d, alpha, A, B, beta, C);
+}
+
+GemmPackCache::~GemmPackCache() {
+  for (Entry& e : entries_) ::operator delete(e.data, std::align_val_t(64));
+}
+
+template <typename T>
+void GemmPackCache::gemm(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* C, uint64_t epoch) {
+  const GemmKernelImpl& kernel = *gemm_kernel_active();
+  const double macs = double(d.M) * double(d.N) * double(std::max<int64_t>(d.K, 1));
+  // Products gemm_direct takes never pack; alpha == 0 / K == 0 read no B.
+  if (epoch == 0 || macs <= kDirectMaxMacs || d.M <= 0 || d.N <= 0 || d.K <= 0 || alpha == T(0)) {
+    bt::gemm(d, alpha, A, B, beta, C);
+    return;
+  }
+  const int64_t ldb = d.ldb;
+  Entry* hit = nullptr;
+  for (Entry& e : entries_)
+    if (e.b == B && e.trans == d.trans_b && e.K == d.K && e.N == d.N && e.ldb == ldb && e.elem == sizeof(T) &&
+        e.kernel == &kernel) {
+      hit = &e;
+      break;
+    }
+  if (hit == nullptr) {
+    const size_t size = sizeof(T) * static_cast<size_t>(gemm_packed_b_size(d, kernel.nr(T())));
+    if (bytes_ + size > kMaxBytes) {
+      bt::gemm(d, alpha, A, B, beta, C);
+      return;
+    }
+    Entry e;
+    e.b = B;
+    e.trans = d.trans_b;
+    e.K = d.K;
+    e.N = d.N;
+    e.ldb = ldb;
+    e.elem = sizeof(T);
+    e.kernel = &kernel;
+    e.data = ::operator new(size, std::align_val_t(64));  // throws std::bad_alloc: the task's guard reports it
+    e.size = size;
+    entries_.push_back(e);
+    bytes_ += size;
+    hit = &entries_.back();
+  }
+  if (hit->epoch != epoch) {
+    kernel.pack(T())(d, B, static_cast<T*>(hit->data));
+    hit->epoch = epoch;
+    ++packs_;
+  } else {
+    ++hits_;
+  }
+  gemm_with_packed(kernel, thread_pool_size(), d, alpha, A, B, static_cast<const T*>(hit->data), beta, C);
 }
 
 template void gemm<float>(const GemmDims&, float, const float*, const float*, float, float*);
@@ -94,5 +174,12 @@ template void gemm_with<float>(const GemmKernelImpl&, int, const GemmDims&, floa
                                float*);
 template void gemm_with<double>(const GemmKernelImpl&, int, const GemmDims&, double, const double*, const double*,
                                 double, double*);
+template void gemm_with_packed<float>(const GemmKernelImpl&, int, const GemmDims&, float, const float*, const float*,
+                                      const float*, float, float*);
+template void gemm_with_packed<double>(const GemmKernelImpl&, int, const GemmDims&, double, const double*,
+                                       const double*, const double*, double, double*);
+template void GemmPackCache::gemm<float>(const GemmDims&, float, const float*, const float*, float, float*, uint64_t);
+template void GemmPackCache::gemm<double>(const GemmDims&, double, const double*, const double*, double, double*,
+                                          uint64_t);
 
 }  // namespace bt

@@ -176,7 +176,7 @@ void gemm_direct(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* 
 // blocking; the loops themselves are baseline code (only the micro-kernel is ISA-specific).
 template <typename T, int MR, int NR>
 void gemm_blocked(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* C, int64_t m0, int64_t m1,
-                  int64_t n0, int64_t n1, const GemmBlocking& bl, GemmMicroKernel<T> ukr) {
+                  int64_t n0, int64_t n1, const GemmBlocking& bl, GemmMicroKernel<T> ukr, const T* Bpre = nullptr) {
   using namespace gemm_detail;
   if (m0 >= m1 || n0 >= n1) return;
   if (d.K <= 0 || alpha == T(0)) {
@@ -191,18 +191,25 @@ void gemm_blocked(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T*
   const int64_t kc_max = std::min(KC, d.K);
   const int64_t mc_max = std::min(MC, (m1 - m0 + MR - 1) / MR * MR);
   const int64_t nc_max = std::min(NC, (n1 - n0 + NR - 1) / NR * NR);
+  // A prepacked op(B) (gemm_pack_b's layout) is read in place; its panels start at column 0,
+  // so it serves tiles whose first column is a multiple of NR (parallel_gemm's splits are).
+  if (Bpre != nullptr && n0 % NR != 0) Bpre = nullptr;
+  const int64_t npad = (d.N + NR - 1) / NR * NR;
   thread_local PackBuffer<T> abuf, bbuf;
   T* const Ap = abuf.get(static_cast<size_t>(mc_max * kc_max));
-  T* const Bp = bbuf.get(static_cast<size_t>(nc_max * kc_max));
+  T* const Bp = Bpre != nullptr ? nullptr : bbuf.get(static_cast<size_t>(nc_max * kc_max));
 
   for (int64_t jc = n0; jc < n1; jc += NC) {
     const int64_t nc = std::min(NC, n1 - jc);
     for (int64_t pc = 0; pc < d.K; pc += KC) {
       const int64_t kc = std::min(KC, d.K - pc);
       const T beta_k = pc == 0 ? beta : T(1);  // later slices accumulate onto the first
-      for (int64_t jr = 0; jr < nc; jr += NR)
-        pack_panel<T, NR>(B + pc * b_k + (jc + jr) * b_j, b_j, b_k, std::min<int64_t>(NR, nc - jr), kc,
-                          Bp + jr * kc);
+      // The slice's panels: packed here, or the prepacked ones (column jc + jr's panel).
+      const T* const Bs = Bpre != nullptr ? Bpre + pc * npad + jc * kc : Bp;
+      if (Bpre == nullptr)
+        for (int64_t jr = 0; jr < nc; jr += NR)
+          pack_panel<T, NR>(B + pc * b_k + (jc + jr) * b_j, b_j, b_k, std::min<int64_t>(NR, nc - jr), kc,
+                            Bp + jr * kc);
       for (int64_t ic = m0; ic < m1; ic += MC) {
         const int64_t mc = std::min(MC, m1 - ic);
         for (int64_t ir = 0; ir < mc; ir += MR)
@@ -214,15 +221,47 @@ void gemm_blocked(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T*
             const int64_t mr = std::min<int64_t>(MR, mc - ir);
             T* c = C + (ic + ir) * d.ldc + (jc + jr);
             if (mr == MR && nr == NR)
-              ukr(kc, Ap + ir * kc, Bp + jr * kc, alpha, beta_k, c, d.ldc);
+              ukr(kc, Ap + ir * kc, Bs + jr * kc, alpha, beta_k, c, d.ldc);
             else
-              gemm_edge_tile<T, MR, NR>(ukr, kc, Ap + ir * kc, Bp + jr * kc, alpha, beta_k, c, d.ldc, mr, nr);
+              gemm_edge_tile<T, MR, NR>(ukr, kc, Ap + ir * kc, Bs + jr * kc, alpha, beta_k, c, d.ldc, mr, nr);
           }
         }
       }
     }
   }
 }
+
+// op(B) of `d` packed whole for gemm_blocked<T, MR, NR>'s `Bpre`: the KC-deep slices of
+// `bl` one after another (slice pc at dst + pc * Npad, Npad = N rounded up to NR), each the
+// NR-column panels of all N columns from column 0 in pack_panel's layout (panel j at
+// + j * kc, the last one zero-padded). The same values gemm_blocked packs per block, so a
+// product over a prepacked B is bit for bit the product over B. Size: gemm_packed_b_size.
+inline int64_t gemm_packed_b_size(const GemmDims& d, int64_t nr) { return (d.N + nr - 1) / nr * nr * d.K; }
+
+template <typename T, int NR>
+void gemm_pack_b(const GemmDims& d, const T* B, const GemmBlocking& bl, T* dst) {
+  const int64_t b_k = d.trans_b ? 1 : d.ldb, b_j = d.trans_b ? d.ldb : 1;
+  const int64_t npad = (d.N + NR - 1) / NR * NR;
+  for (int64_t pc = 0; pc < d.K; pc += bl.kc) {
+    const int64_t kc = std::min(bl.kc, d.K - pc);
+    for (int64_t j = 0; j < d.N; j += NR)
+      gemm_detail::pack_panel<T, NR>(B + pc * b_k + j * b_j, b_j, b_k, std::min<int64_t>(NR, d.N - j), kc,
+                                     dst + pc * npad + j * kc);
+  }
+}
+
+// One kernel's entry points for a dtype (cpu/gemm_kernels.h's GemmKernelImpl): NAME##_tile
+// (packs as it goes), NAME##_tilep (a gemm_pack_b-packed B) and NAME##_pack.
+#define BT_GEMM_KERNEL_FNS(NAME, T, MR, NR, BL, UKR)                                                        \
+  void NAME##_tile(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* C, int64_t m0, int64_t m1, \
+                   int64_t n0, int64_t n1) {                                                                \
+    gemm_blocked<T, MR, NR>(d, alpha, A, B, beta, C, m0, m1, n0, n1, BL, UKR);                              \
+  }                                                                                                         \
+  void NAME##_tilep(const GemmDims& d, T alpha, const T* A, const T* Bp, T beta, T* C, int64_t m0,          \
+                    int64_t m1, int64_t n0, int64_t n1) {                                                   \
+    gemm_blocked<T, MR, NR>(d, alpha, A, nullptr, beta, C, m0, m1, n0, n1, BL, UKR, Bp);                    \
+  }                                                                                                         \
+  void NAME##_pack(const GemmDims& d, const T* B, T* dst) { gemm_pack_b<T, NR>(d, B, BL, dst); }
 
 // The portable micro-kernel: plain C++ over an MR x NR accumulator array, which g++/clang
 // -O3 vectorise for the baseline ISA (SSE2 on x86-64, NEON on arm64). Separate multiply
