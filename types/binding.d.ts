@@ -522,7 +522,17 @@ export interface NativeBinding {
    * kernel, otherwise the first available. `requested` is that variable's value ('' when
    * unset); a refused request leaves `active` at the default.
    */
-  gemmKernels(): { active: string; available: string[]; requested: string };
+  gemmKernels(): {
+    active: string;
+    available: string[];
+    requested: string;
+    /**
+     * The packed weight copies the CPU sessions keep (process-wide): `packs` made,
+     * products served from one (`hits`), `bytes` held now. A matmul whose B operand is a
+     * parameter packs it once per session call and reuses the panels for every step.
+     */
+    packCache: { packs: number; hits: number; bytes: number };
+  };
   /**
    * Test hook: one CPU GEMM, in place on `c`, C = alpha op(A) op(B) + beta C (row-major;
    * op(A) is M x K, `a` stored K x M when `transA`; op(B) is K x N, `b` stored N x K when

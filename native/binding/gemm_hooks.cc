@@ -68,6 +68,11 @@ Napi::Value Addon::GemmKernels(const Napi::CallbackInfo& info) {
     Napi::Array a = Napi::Array::New(env, k.available.size());
     for (size_t i = 0; i < k.available.size(); ++i) a.Set(static_cast<uint32_t>(i), Napi::String::New(env, k.available[i]));
     o.Set("available", a);
+    Napi::Object pc = Napi::Object::New(env);
+    pc.Set("packs", Napi::Number::New(env, static_cast<double>(k.pack_packs)));
+    pc.Set("hits", Napi::Number::New(env, static_cast<double>(k.pack_hits)));
+    pc.Set("bytes", Napi::Number::New(env, static_cast<double>(k.pack_bytes)));
+    o.Set("packCache", pc);
     return o;
   });
 }

@@ -171,6 +171,10 @@ GemmKernelsInfo gemm_kernels_info() {
   r.active = gemm_kernel_active()->name;
   r.requested = gemm_kernel_requested();
   r.available = gemm_kernels_available();
+  const GemmPackStats ps = gemm_pack_stats();
+  r.pack_packs = ps.packs;
+  r.pack_hits = ps.hits;
+  r.pack_bytes = ps.bytes;
   return r;
 }
 

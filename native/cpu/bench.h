@@ -46,6 +46,7 @@ Status benchmark_trace_step(const TraceBenchArgs& args, TraceBenchResult* out);
 struct GemmKernelsInfo {
   std::string active, requested;
   std::vector<std::string> available;
+  uint64_t pack_packs = 0, pack_hits = 0, pack_bytes = 0;  // cpu/parallel_gemm.h gemm_pack_stats()
 };
 GemmKernelsInfo gemm_kernels_info();
 

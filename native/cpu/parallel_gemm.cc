@@ -1,6 +1,7 @@
 #include "cpu/parallel_gemm.h"
 
 #include <algorithm>
+#include <atomic>
 #include <new>
 
 #include "cpu/thread_pool.h"
@@ -117,8 +118,21 @@ void gemm(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* C) {
   gemm_with(*gemm_kernel_active(), thread_pool_size(), d, alpha, A, B, beta, C);
 }
 
+namespace {
+std::atomic<uint64_t> g_packs{0}, g_hits{0}, g_bytes{0};
+}  // namespace
+
+GemmPackStats gemm_pack_stats() {
+  GemmPackStats s;
+  s.packs = g_packs.load(std::memory_order_relaxed);
+  s.hits = g_hits.load(std::memory_order_relaxed);
+  s.bytes = g_bytes.load(std::memory_order_relaxed);
+  return s;
+}
+
 GemmPackCache::~GemmPackCache() {
   for (Entry& e : entries_) ::operator delete(e.data, std::align_val_t(64));
+  g_bytes.fetch_sub(bytes_, std::memory_order_relaxed);
 }
 
 template <typename T>
@@ -156,14 +170,15 @@ void GemmPackCache::gemm(const GemmDims& d, T alpha, const T* A, const T* B, T b
     e.size = size;
     entries_.push_back(e);
     bytes_ += size;
+    g_bytes.fetch_add(size, std::memory_order_relaxed);
     hit = &entries_.back();
   }
   if (hit->epoch != epoch) {
     kernel.pack(T())(d, B, static_cast<T*>(hit->data));
     hit->epoch = epoch;
-    ++packs_;
+    g_packs.fetch_add(1, std::memory_order_relaxed);
   } else {
-    ++hits_;
+    g_hits.fetch_add(1, std::memory_order_relaxed);
   }
   gemm_with_packed(kernel, thread_pool_size(), d, alpha, A, B, static_cast<const T*>(hit->data), beta, C);
 }

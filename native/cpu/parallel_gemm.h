@@ -55,11 +55,8 @@ class GemmPackCache {
   template <typename T>
   void gemm(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* C, uint64_t epoch);
 
-  // Bytes held by the packed copies (for tests and docs).
+  // Bytes held by the packed copies.
   size_t bytes() const { return bytes_; }
-  // Products served from a packed copy / packs made, since construction (for tests).
-  uint64_t hits() const { return hits_; }
-  uint64_t packs() const { return packs_; }
 
  private:
   struct Entry {
@@ -74,7 +71,13 @@ class GemmPackCache {
   };
   std::vector<Entry> entries_;
   size_t bytes_ = 0;
-  uint64_t hits_ = 0, packs_ = 0;
 };
+
+// Process-wide totals over every GemmPackCache: packs made, products served from a packed
+// copy, bytes held now (the binding's gemmKernels().packCache).
+struct GemmPackStats {
+  uint64_t packs = 0, hits = 0, bytes = 0;
+};
+GemmPackStats gemm_pack_stats();
 
 }  // namespace bt

@@ -4,7 +4,8 @@
 // and runs it under qemu; it builds natively the same way). Every usable kernel is run
 // on odd shapes, the four transpose combinations, alpha / beta in {0, 1, 2.5}, leading
 // dimensions wider than the matrices and NaN in C with beta == 0; the product is also
-// computed as a 2 x 3 grid of tiles (what the thread split does) and must match the
+// computed as a 2 x 3 grid of tiles (what the thread split does), and as that grid over a
+// prepacked op(B) (kernel.pack + kernel.tilep, the pack cache's path), and both must match the
 // whole-matrix result bit for bit. Exit status 0 when every check passes.
 //
 //   gemm_check              run the checks
@@ -72,10 +73,25 @@ void check_one(const GemmKernelImpl& kern, bool ta, bool tb, int64_t M, int64_t 
     for (int q = 0; q < 3; ++q)
       kern.tile(T())(d, T(alpha), A.data(), B.data(), T(beta), Ct.data(), p == 0 ? 0 : mcut, p == 0 ? mcut : M,
                      ncut[q], ncut[q + 1]);
+  // And over op(B) packed whole beforehand (the pack cache's path: kern.pack, kern.tilep),
+  // as the same 2 x 3 tiles: bit for bit the whole-matrix result too.
+  std::vector<T> Cp = C0;
+  std::vector<T> Bp(size_t(std::max<int64_t>((N + nr - 1) / nr * nr * K, 1)), T(-7));
+  kern.pack(T())(d, B.data(), Bp.data());
+  for (int p = 0; p < 2; ++p)
+    for (int q = 0; q < 3; ++q)
+      kern.tilep(T())(d, T(alpha), A.data(), Bp.data(), T(beta), Cp.data(), p == 0 ? 0 : mcut, p == 0 ? mcut : M,
+                      ncut[q], ncut[q + 1]);
   bool ok = true;
   for (int64_t i = 0; i < M && ok; ++i) {
     for (int64_t j = 0; j < d.ldc && ok; ++j) {
       const T got = C[i * d.ldc + j];
+      if (std::memcmp(&got, &Cp[i * d.ldc + j], sizeof(T)) != 0) {
+        std::printf("FAIL %s %s prepacked B != whole at (%lld,%lld)\n", kern.name, sizeof(T) == 4 ? "f32" : "f64",
+                    (long long)i, (long long)j);
+        ok = false;
+        break;
+      }
       if (std::memcmp(&got, &Ct[i * d.ldc + j], sizeof(T)) != 0) {
         std::printf("FAIL %s %s tiled != whole at (%lld,%lld)\n", kern.name, sizeof(T) == 4 ? "f32" : "f64",
                     (long long)i, (long long)j);
@@ -141,6 +157,9 @@ void check_kernel(const GemmKernelImpl& kern) {
   check_one<T>(kern, false, false, 64, 768, 320, 1, 0, 0, rng);
   check_one<T>(kern, false, true, 64, 320, 768, 1, 1, 0, rng);
   check_one<T>(kern, true, false, 320, 768, 64, 1, 1, 0, rng);
+  // Several NC column blocks and KC slices (the prepacked layout across both).
+  check_one<T>(kern, false, true, 7, 3100, 260, 1, 1, 0, rng);
+  check_one<T>(kern, false, false, 7, 3100, 260, 2.5, 0, 1, rng);
 }
 
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
