@@ -16,11 +16,19 @@ Status SessionImpl<T>::jac_pass(int seed_node, int end, Seed&& seed, const std::
   has_t_[seed_node] = 1;
   tview_[seed_node] = tp_[seed_node];
   if (nodes != nullptr) {
-    // Only the nodes between the seed and the members' new values (configure_online's list).
+    // Only the nodes between the seed and the members' new values (configure_online's list),
+    // in the fusion schedule's order (element-wise runs fused, as in jvp_range): a listed
+    // node's inputs are listed or have no tangent, so the skipped nodes change nothing.
+    std::vector<char>& on = jpass_mask_;
+    on.assign(n_, 0);
+    int hi = seed_node;
     for (int i : *nodes) {
-      if (cancel_requested()) return cancelled_status();
-      BT_RETURN_IF_ERROR(jvp_node(i));
+      on[i] = 1;
+      hi = std::max(hi, i);
     }
+    BT_RETURN_IF_ERROR(sweep(false, seed_node + 1, hi, [this, &on](int i) {
+      return on[i] ? jvp_node(i) : Status::Ok();
+    }));
     return sync();
   }
   BT_RETURN_IF_ERROR(jvp_range(seed_node + 1, end));
@@ -115,11 +123,12 @@ Status SessionImpl<T>::jacobian(const JacobianRequest& r, T* dst, const std::vec
       for (int64_t j = 0; j < w; ++j) {
         const int64_t b = off[m] + j;
         if (!r.probe_positions) {
-          // One pass per input state b: 1 at (p, j) for every position p.
+          // One pass per input state b: 1 at (p, j) for every position p (width 1: the
+          // ones cover the whole seed, no zero fill first).
           BT_RETURN_IF_ERROR(jac_pass(
               leaf, end,
               [&](T* t) {
-                BT_RETURN_IF_ERROR(fill(t, P * w, T(0)));
+                if (w != 1) BT_RETURN_IF_ERROR(fill(t, P * w, T(0)));
                 return fill(t + j, P, T(1), w);
               },
               pass_nodes(m)));

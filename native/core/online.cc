@@ -184,6 +184,7 @@ Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
   traces_ = std::move(traces);
   on_D_ = std::move(dbuf);
   on_g_ = std::move(gbuf);
+  on_gzero_.assign(on_g_.size(), std::vector<char>());  // nothing known zero yet
   on_df_ = std::move(dfbuf);
   on_q_ = std::move(q);
   on_state_ = std::move(st);
@@ -301,28 +302,41 @@ Status SessionImpl<T>::online_vjp(double scale, std::vector<Buffer>* grads) {
   auto add_non_temporal = [&]() -> Status {
     for (size_t s = 0; s < plan_.param_nodes.size(); ++s) {
       const int node = plan_.param_nodes[s];
-      if (on_.non_temporal[s] && has_c_[node])
+      if (on_.non_temporal[s] && has_c_[node]) {
         BT_RETURN_IF_ERROR(accumulate(reinterpret_cast<T*>((*grads)[s].bytes.data()), cp_[node], numel(node)));
+        mark_grad(static_cast<int64_t>(s));
+      }
     }
     return Status::Ok();
   };
   // g[p, off_m + j] = cotangent of member m's new value at (p, j), from the arena (ptr, has).
+  // A member without a cotangent whose columns of g are already zero (on_gzero_) is left out.
   auto gather = [&](size_t g, const std::vector<T*>& ptr, const std::vector<char>& has) -> Status {
     const ResolvedGroup& rg = on_.groups[g];
     const std::vector<GroupMember>& mem = on_.config.groups[g].members;
+    std::vector<char>& zero = on_gzero_[g];
+    zero.resize(mem.size(), 0);
     jac_src_.assign(mem.size(), nullptr);
     jac_width_.assign(mem.size(), 0);
+    gat_off_.assign(mem.size(), 0);
+    size_t k = 0;
     for (size_t m = 0; m < mem.size(); ++m) {
       const int node = mem[m].new_node;
-      jac_width_[m] = mem[m].width;
-      jac_src_[m] = has[node] ? ptr[node] : nullptr;
+      const T* src = has[node] ? ptr[node] : nullptr;
+      if (src == nullptr && zero[m]) continue;
+      zero[m] = src == nullptr ? 1 : 0;
+      jac_width_[k] = mem[m].width;
+      jac_src_[k] = src;
+      gat_off_[k] = rg.member_off[m];
+      ++k;
     }
+    if (k == 0) return Status::Ok();
     // The rows of g are read like a Df Jacobian's: one jacobian_read task over the members.
     JacobianReadTask<T> read;
-    read.members = static_cast<int>(mem.size());
+    read.members = static_cast<int>(k);
     read.src = jac_src_.data();
     read.width = jac_width_.data();
-    read.off = rg.member_off.data();
+    read.off = gat_off_.data();
     read.p0 = 0;
     read.p1 = rg.P;
     read.S = rg.S;
@@ -375,11 +389,19 @@ Status SessionImpl<T>::online_trace_step(bool update, bool contract, int64_t n_c
   for (size_t ri = 0; ri < on_.relations.size(); ++ri) {
     const ResolvedRelation& rr = on_.relations[ri];
     // Where the contraction goes: the param gradient of a raw weight, the call's dL/dW_eff
-    // scratch of a transformed one (pulled back by online_pullback).
+    // scratch of a transformed one (pulled back by online_pullback); marked as written for
+    // check_online_grads.
     auto grad = [&](int32_t slot) -> T* {
       if (!contract || slot < 0) return nullptr;
-      if (slot == rr.weight_slot && rr.weight_node >= 0) return on_wscr_[ri].template as<T>();
-      if (slot == rr.bias_slot && rr.bias_node >= 0) return on_bscr_[ri].template as<T>();
+      if (slot == rr.weight_slot && rr.weight_node >= 0) {
+        mark_scr(ri, 0);
+        return on_wscr_[ri].template as<T>();
+      }
+      if (slot == rr.bias_slot && rr.bias_node >= 0) {
+        mark_scr(ri, 1);
+        return on_bscr_[ri].template as<T>();
+      }
+      mark_grad(slot);
       return reinterpret_cast<T*>((*grads)[static_cast<size_t>(slot)].bytes.data());
     };
     const T* x = rr.kind == RelationKind::Dense ? vp_[rr.x_node] : nullptr;
@@ -502,6 +524,8 @@ Status SessionImpl<T>::online_pp_flush(int which, std::vector<Buffer>* grads) {
     if (rr.pp_chunk <= 0 || on_ppn_[ri] == 0) continue;
     T* dW = rr.weight_node >= 0 ? on_wscr_[ri].template as<T>()
                                 : reinterpret_cast<T*>((*grads)[static_cast<size_t>(rr.weight_slot)].bytes.data());
+    if (rr.weight_node >= 0) mark_scr(ri, 0);
+    else mark_grad(rr.weight_slot);
     PpDenseGradTask<T> dg;
     dg.xbar = on_ppx_[ri].template as<T>();
     dg.q = on_ppq_[ri].template as<T>();
@@ -541,7 +565,10 @@ Status SessionImpl<T>::online_pullback(std::vector<Buffer>* grads) {
   BT_RETURN_IF_ERROR(sync());
   for (size_t s = 0; s < plan_.param_nodes.size(); ++s) {
     const int node = plan_.param_nodes[s];
-    if (has_c_[node]) BT_RETURN_IF_ERROR(accumulate(reinterpret_cast<T*>((*grads)[s].bytes.data()), cp_[node], numel(node)));
+    if (has_c_[node]) {
+      BT_RETURN_IF_ERROR(accumulate(reinterpret_cast<T*>((*grads)[s].bytes.data()), cp_[node], numel(node)));
+      mark_grad(static_cast<int64_t>(s));
+    }
   }
   return Status::Ok();
 }
@@ -598,6 +625,7 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
     out->param_grads.assign(np, Buffer{});
     std::fill(on_ppn_.begin(), on_ppn_.end(), 0);  // a stopped call's pending slots are dropped with it
     for (size_t s = 0; s < np; ++s) zero_out(&out->param_grads[s], numel(plan_.param_nodes[s]));
+    clear_grad_marks(np);  // all zero: the per-step checks scan what the steps write
     for (size_t ri = 0; ri < on_.relations.size(); ++ri) {
       const ResolvedRelation& rr = on_.relations[ri];
       if (rr.weight_node >= 0) BT_RETURN_IF_ERROR(fill(on_wscr_[ri].template as<T>(), numel(rr.weight_node), T(0)));
@@ -652,11 +680,7 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
       const int64_t n = trace_n_.load();
       BT_RETURN_IF_ERROR(online_trace_step(true, contract, n + 1, &out->param_grads));
       trace_n_ = n + 1;
-      T* stage = stage_.as<T>();
-      for (size_t s = 0; s < ns; ++s)
-        std::memcpy(stage + soff_[s], new_state_ptr(s, block), nbytes(plan_.state_nodes[s]));
-      for (size_t s = 0; s < ns; ++s)
-        std::memcpy(value_ptr(plan_.state_nodes[s], block), stage + soff_[s], nbytes(plan_.state_nodes[s]));
+      advance_states(block);
       // The step is complete (states and traces): a bad gradient now keeps t + 1 steps.
       if (contract) BT_RETURN_IF_ERROR(stop(check_online_grads(out->param_grads, t), t + 1));
       report(t + 1, steps);
@@ -665,7 +689,7 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
     if (a.compute_grads) {
       BT_RETURN_IF_ERROR(online_pp_flush(-1, &out->param_grads));
       BT_RETURN_IF_ERROR(online_pullback(&out->param_grads));
-      BT_RETURN_IF_ERROR(stop(check_online_grads(out->param_grads, steps - 1), steps));
+      BT_RETURN_IF_ERROR(stop(check_online_grads(out->param_grads, steps - 1, true), steps));
     }
     return Status::Ok();
   }
@@ -744,7 +768,10 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
     }
     for (size_t s = 0; s < np; ++s) {
       const int node = plan_.param_nodes[s];
-      if (has_c_[node]) BT_RETURN_IF_ERROR(accumulate(reinterpret_cast<T*>(out->param_grads[s].bytes.data()), cp_[node], numel(node)));
+      if (has_c_[node]) {
+        BT_RETURN_IF_ERROR(accumulate(reinterpret_cast<T*>(out->param_grads[s].bytes.data()), cp_[node], numel(node)));
+        mark_grad(static_cast<int64_t>(s));
+      }
     }
     // Learning signal at the entry: g[p, off_m + j] = dL_window / d h_m^entry at (p, j).
     for (size_t g = 0; g < on_.groups.size(); ++g) {
@@ -752,6 +779,7 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
       if (!rg.used) continue;
       T* dst = on_g_[g].template as<T>();
       const std::vector<GroupMember>& mem = on_.config.groups[g].members;
+      on_gzero_[g].assign(mem.size(), 0);  // written here: gather rewrites every column next
       for (size_t m = 0; m < mem.size(); ++m) {
         const size_t s = static_cast<size_t>(rg.member_slot[m]);
         const int64_t w = mem[m].width;
@@ -785,7 +813,7 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
   // vp_ still points at the last window's last step (the tape lives until the return).
   BT_RETURN_IF_ERROR(online_pp_flush(-1, &out->param_grads));
   BT_RETURN_IF_ERROR(online_pullback(&out->param_grads));
-  BT_RETURN_IF_ERROR(stop(check_online_grads(out->param_grads, steps - 1), steps));
+  BT_RETURN_IF_ERROR(stop(check_online_grads(out->param_grads, steps - 1, true), steps));
   return Status::Ok();
 }
 
