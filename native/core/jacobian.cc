@@ -61,7 +61,49 @@ void SessionImpl<T>::jacobian_pass_nodes(const JacobianRequest& r, std::vector<s
 }
 
 template <typename T>
-Status SessionImpl<T>::jacobian(const JacobianRequest& r, T* dst, const std::vector<std::vector<int>>* passes) {
+bool SessionImpl<T>::jac_pass_static(int seed, const std::vector<int>& nodes) const {
+  // fixed[j]: node j's value is the same at every step of a call (no Input or State below
+  // it: Params, Consts and what depends on them only; params change only between calls).
+  std::vector<char> fixed(n_, 1), tan(n_, 0);
+  for (int i = 0; i < n_; ++i) {
+    const OpCode op = plan_.nodes[i].op;
+    if (op == OpCode::Input || op == OpCode::State) fixed[i] = 0;
+    for (int j : plan_.nodes[i].inputs) fixed[i] = fixed[i] && fixed[j];
+  }
+  tan[seed] = 1;  // the seed's tangent: fixed ones and zeros
+  for (int i : nodes) tan[i] = 1;  // may carry a tangent (a blocked one carries zeros)
+  for (int i : nodes) {
+    const PlanNode& n = plan_.nodes[i];
+    // Step-invariant when linear in its inputs' tangents with fixed coefficients.
+    bool ok = false;
+    switch (n.op) {
+      case OpCode::Add: case OpCode::Sub: case OpCode::Neg: case OpCode::EtpElementWise:
+      case OpCode::StopGradient:
+      case OpCode::Reshape: case OpCode::BroadcastTo: case OpCode::Transpose: case OpCode::Slice:
+      case OpCode::Concat: case OpCode::ReduceSum: case OpCode::ReduceMean:
+        ok = true;
+        break;
+      case OpCode::Mul: case OpCode::MatMul: case OpCode::EtpMatMul: {
+        // d(a b) = da b + a db: each tangent's coefficient is the other operand (the bias
+        // input of an EtpMatMul is added as it is).
+        const int a = n.inputs[0], b = n.inputs[1];
+        ok = !(tan[a] && !fixed[b]) && !(tan[b] && !fixed[a]);
+        break;
+      }
+      case OpCode::Where:
+        ok = fixed[n.inputs[0]] != 0;  // the condition selects the tangent
+        break;
+      default:
+        ok = false;
+    }
+    if (!ok) return false;
+  }
+  return true;
+}
+
+template <typename T>
+Status SessionImpl<T>::jacobian(const JacobianRequest& r, T* dst, const std::vector<std::vector<int>>* passes,
+                                const std::vector<char>* skip) {
   auto pass_nodes = [&](size_t k) -> const std::vector<int>* { return passes ? &(*passes)[k] : nullptr; };
   BT_RETURN_IF_ERROR(ensure(tan_, all_total_, "tangents"));
   for (int i = 0; i < n_; ++i) tp_[i] = tan_.as<T>() + aoff_[i];
@@ -118,6 +160,7 @@ Status SessionImpl<T>::jacobian(const JacobianRequest& r, T* dst, const std::vec
   // Every entry of dst is written by `read` below (all p, a for each column b; all rows for Df).
   if (r.kind == JacobianRequest::Kind::Hid2Hid) {
     for (size_t m = 0; m < nm; ++m) {
+      if (skip != nullptr && (*skip)[m]) continue;  // its columns hold this step's values already
       const int leaf = r.members[m].leaf_node;
       const int64_t w = r.members[m].width;
       for (int64_t j = 0; j < w; ++j) {
@@ -172,8 +215,12 @@ Status SessionImpl<T>::jacobian(const JacobianRequest& r, T* dst, const std::vec
   return Status::Ok();
 }
 
-template Status SessionImpl<float>::jacobian(const JacobianRequest&, float*, const std::vector<std::vector<int>>*);
-template Status SessionImpl<double>::jacobian(const JacobianRequest&, double*, const std::vector<std::vector<int>>*);
+template Status SessionImpl<float>::jacobian(const JacobianRequest&, float*, const std::vector<std::vector<int>>*,
+                                             const std::vector<char>*);
+template Status SessionImpl<double>::jacobian(const JacobianRequest&, double*, const std::vector<std::vector<int>>*,
+                                              const std::vector<char>*);
+template bool SessionImpl<float>::jac_pass_static(int, const std::vector<int>&) const;
+template bool SessionImpl<double>::jac_pass_static(int, const std::vector<int>&) const;
 template void SessionImpl<float>::jacobian_pass_nodes(const JacobianRequest&, std::vector<std::vector<int>>*) const;
 template void SessionImpl<double>::jacobian_pass_nodes(const JacobianRequest&, std::vector<std::vector<int>>*) const;
 

@@ -165,7 +165,26 @@ Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
       jacobian_pass_nodes(r.relations[ri].targets[k].df_request, &df_nodes[ri][k]);
   }
 
+  std::vector<std::vector<char>> d_static(r.groups.size()), df_static(r.relations.size());
+  for (size_t g = 0; g < r.groups.size(); ++g) {
+    if (!r.groups[g].need_d) continue;
+    const JacobianRequest& q = r.groups[g].d_request;
+    d_static[g].assign(q.members.size(), 0);
+    for (size_t m = 0; m < q.members.size(); ++m)
+      d_static[g][m] = jac_pass_static(q.members[m].leaf_node, d_nodes[g][m]) ? 1 : 0;
+  }
+  for (size_t ri = 0; ri < r.relations.size(); ++ri) {
+    df_static[ri].assign(r.relations[ri].targets.size(), 0);
+    for (size_t k = 0; k < r.relations[ri].targets.size(); ++k) {
+      const JacobianRequest& q = r.relations[ri].targets[k].df_request;
+      df_static[ri][k] = jac_pass_static(q.y_node, df_nodes[ri][k][0]) ? 1 : 0;
+    }
+  }
+
   vstop_ = std::move(stop);
+  on_d_static_ = std::move(d_static);
+  on_df_static_ = std::move(df_static);
+  on_pieces_warm_ = false;
   on_d_nodes_ = std::move(d_nodes);
   on_df_nodes_ = std::move(df_nodes);
   on_cross_ = cross;
@@ -263,13 +282,20 @@ Status SessionImpl<T>::set_trace_steps(int64_t n) {
 
 template <typename T>
 Status SessionImpl<T>::online_pieces() {
+  // After the call's first step, the step-invariant passes (on_d_static_, on_df_static_)
+  // are skipped: their results are still in on_D_ / on_df_, the same bits a pass would write.
+  const bool warm = on_pieces_warm_;
   for (size_t g = 0; g < on_.groups.size(); ++g)
     if (on_.groups[g].need_d)
-      BT_RETURN_IF_ERROR(jacobian(on_.groups[g].d_request, on_D_[g].template as<T>(), &on_d_nodes_[g]));
+      BT_RETURN_IF_ERROR(jacobian(on_.groups[g].d_request, on_D_[g].template as<T>(), &on_d_nodes_[g],
+                                  warm ? &on_d_static_[g] : nullptr));
   for (size_t ri = 0; ri < on_.relations.size(); ++ri)
-    for (size_t k = 0; k < on_.relations[ri].targets.size(); ++k)
+    for (size_t k = 0; k < on_.relations[ri].targets.size(); ++k) {
+      if (warm && on_df_static_[ri][k]) continue;
       BT_RETURN_IF_ERROR(jacobian(on_.relations[ri].targets[k].df_request, on_df_[ri][k].template as<T>(),
                                   &on_df_nodes_[ri][k]));
+    }
+  on_pieces_warm_ = true;
   return Status::Ok();
 }
 
@@ -588,6 +614,7 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
     return invalid("run_online: loss_scale must be empty or have one weight per step: expected " +
                    std::to_string(steps) + ", got " + std::to_string(a.loss_scale.size()));
   const bool windows = a.compute_grads && a.chunk >= 2;
+  on_pieces_warm_ = false;  // the params may have changed since the last call
   {
     // Products with T (outputs) and with the chunk (the window tape): checked, and the
     // call's results and tape together must fit kMaxTotalBytes.

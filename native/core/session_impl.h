@@ -847,8 +847,16 @@ class SessionImpl final : public Session {
   Status jac_pass(int seed_node, int end, Seed&& seed, const std::vector<int>* nodes = nullptr);
   // Writes the request's per-position Jacobian of the current step (values in vp_) to dst
   // (P*S*S or P*S values). `passes` (from jacobian_pass_nodes, or null) restricts each
-  // pass to the nodes that descend from its seed and lead to a member's new value.
-  Status jacobian(const JacobianRequest& r, T* dst, const std::vector<std::vector<int>>* passes = nullptr);
+  // pass to the nodes that descend from its seed and lead to a member's new value. `skip`
+  // (Hid2Hid, or null): per member, leave its columns of dst as they are (they hold this
+  // step's values: a step-invariant pass, jac_pass_static, taken earlier in the call).
+  Status jacobian(const JacobianRequest& r, T* dst, const std::vector<std::vector<int>>* passes = nullptr,
+                  const std::vector<char>* skip = nullptr);
+  // True when the Jacobian pass seeded at `seed` over `nodes` (a jacobian_pass_nodes list)
+  // gives the same tangents at every step of a call: every node's JVP is linear in its
+  // inputs' tangents with coefficients that depend on Params and Consts only (Add, Sub,
+  // Neg, layout, sums; Mul and products by a fixed operand; Where on a fixed condition).
+  bool jac_pass_static(int seed, const std::vector<int>& nodes) const;
   // Per seed of the request (each member's leaf for Hid2Hid, y for Df): the nodes after the
   // seed that descend from it and are ancestors of a member's new value, ascending (the only
   // nodes whose tangents the request reads). Computed once, at configure_online.
@@ -917,6 +925,11 @@ class SessionImpl final : public Session {
   // (relation, target) (df).
   std::vector<std::vector<std::vector<int>>> on_d_nodes_;
   std::vector<std::vector<std::vector<std::vector<int>>>> on_df_nodes_;
+  // Per group and member (D) and per (relation, target) (df): the passes are step-invariant
+  // (jac_pass_static). online_pieces takes them at the first step of a run_online call only
+  // (on_pieces_warm_ set after it; cleared when a call starts: the params may have changed).
+  std::vector<std::vector<char>> on_d_static_, on_df_static_;
+  bool on_pieces_warm_ = false;
   bool vstop_active_ = false;      // vjp_node honours vstop_ only while set
   bool nt_through_h_ = false;      // a non-temporal param reaches a member's new value
   // online_vjp's want_ masks (configure_online): the stopped sweep needs cotangents only on
