@@ -319,10 +319,12 @@ Status SessionImpl<T>::online_vjp(double scale, std::vector<Buffer>* grads) {
       ~StopGuard() { flag = false; }
     } guard{vstop_active_};
     vstop_active_ = stop;
-    for (int i : nodes) {
-      if (cancel_requested()) return cancelled_status();
-      BT_RETURN_IF_ERROR(vjp_node(i));
-    }
+    // The listed nodes in the fusion schedule's reverse order (element-wise VJPs fused, as
+    // in reverse_all): every cotangent gets its contributions in the same order.
+    std::vector<char>& on = vjp_mask_;
+    on.assign(n_, 0);
+    for (int i : nodes) on[i] = 1;
+    BT_RETURN_IF_ERROR(reverse_upto_masked(on));
     return sync();
   };
   auto add_non_temporal = [&]() -> Status {
@@ -396,12 +398,16 @@ Status SessionImpl<T>::online_vjp(double scale, std::vector<Buffer>* grads) {
       BT_RETURN_IF_ERROR(ctw_in(loss_node, cp2_, has_c2_, &c));
       c[0] += static_cast<T>(scale);
     }
-    for (int i : on_glist_[g]) {
-      if (cancel_requested()) return cancelled_status();
+    std::vector<char>& on = vjp_mask_;
+    on.assign(n_, 0);
+    for (int i : on_glist_[g]) on[i] = 1;
+    // In the fusion schedule's reverse order, as the unstopped sweep.
+    BT_RETURN_IF_ERROR(this->sweep(true, 0, n_ - 1, [&](int i) -> Status {
+      if (!on[i]) return Status::Ok();
       // N_g nodes carry their group cotangent; frontier nodes their unstopped one.
       const T* gout = ng[i] ? (has_c2_[i] ? cp2_[i] : nullptr) : (has_c_[i] ? cp_[i] : nullptr);
-      if (gout != nullptr) BT_RETURN_IF_ERROR(vjp_node_into(i, gout, ng, cp2_, has_c2_));
-    }
+      return gout != nullptr ? vjp_node_into(i, gout, ng, cp2_, has_c2_) : Status::Ok();
+    }));
     BT_RETURN_IF_ERROR(sync());
     BT_RETURN_IF_ERROR(gather(g, cp2_, has_c2_));
   }

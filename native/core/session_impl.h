@@ -770,6 +770,10 @@ class SessionImpl final : public Session {
   Status reverse_upto(int hi) {
     return sweep(true, 0, hi, [this](int i) { return vjp_node(i); });
   }
+  // VJP of the nodes with on[i], from the last to the first (online_vjp's sweeps).
+  Status reverse_upto_masked(const std::vector<char>& on) {
+    return sweep(true, 0, n_ - 1, [this, &on](int i) { return on[i] ? vjp_node(i) : Status::Ok(); });
+  }
   Status reverse_all() {
     BT_RETURN_IF_ERROR(reverse_upto(n_ - 1));
     return sync();
@@ -941,6 +945,7 @@ class SessionImpl final : public Session {
   std::vector<int64_t> jac_width_;  // jacobian(): member widths
   std::vector<const T*> jac_src_;   // jacobian(): member tangents of the current pass
   std::vector<char> jpass_mask_;    // jac_pass(): the listed nodes of the current pass
+  std::vector<char> vjp_mask_;      // online_vjp(): the listed nodes of the current sweep
   std::vector<std::vector<DeviceBuffer>> on_df_;
   DeviceBuffer on_q_, on_state_, on_carry_;
   // Per relation: dL/dW_eff (and dL/db_eff) summed over a run_online call, for a transformed
