@@ -103,7 +103,7 @@ bool SessionImpl<T>::jac_pass_static(int seed, const std::vector<int>& nodes) co
 
 template <typename T>
 Status SessionImpl<T>::jacobian(const JacobianRequest& r, T* dst, const std::vector<std::vector<int>>* passes,
-                                const std::vector<char>* skip) {
+                                const std::vector<char>* skip, bool warm) {
   auto pass_nodes = [&](size_t k) -> const std::vector<int>* { return passes ? &(*passes)[k] : nullptr; };
   BT_RETURN_IF_ERROR(ensure(tan_, all_total_, "tangents"));
   for (int i = 0; i < n_; ++i) tp_[i] = tan_.as<T>() + aoff_[i];
@@ -138,16 +138,27 @@ Status SessionImpl<T>::jacobian(const JacobianRequest& r, T* dst, const std::vec
   src.assign(nm, nullptr);
   width.assign(nm, 0);
   for (size_t m = 0; m < nm; ++m) width[m] = r.members[m].width;
+  // `warm`: a member without a tangent is left out (its entries were written zero by the
+  // same pass earlier in the call: which tangents a pass has is decided by the plan alone).
   auto read = [&](int64_t p0, int64_t p1, int64_t col) -> Status {
+    int k = 0;
+    jr_width_.resize(nm);
+    jr_off_.resize(nm);
     for (size_t m = 0; m < nm; ++m) {
       const int node = r.members[m].new_node;
-      src[m] = has_t_[node] ? tp_[node] : nullptr;
+      const T* s = has_t_[node] ? tp_[node] : nullptr;
+      if (warm && s == nullptr) continue;
+      src[k] = s;
+      jr_width_[k] = width[m];
+      jr_off_[k] = off[m];
+      ++k;
     }
+    if (k == 0) return Status::Ok();
     JacobianReadTask<T> task;
-    task.members = static_cast<int>(nm);
+    task.members = k;
     task.src = src.data();
-    task.width = width.data();
-    task.off = off.data();
+    task.width = jr_width_.data();
+    task.off = jr_off_.data();
     task.p0 = p0;
     task.p1 = p1;
     task.S = S;
@@ -216,9 +227,9 @@ Status SessionImpl<T>::jacobian(const JacobianRequest& r, T* dst, const std::vec
 }
 
 template Status SessionImpl<float>::jacobian(const JacobianRequest&, float*, const std::vector<std::vector<int>>*,
-                                             const std::vector<char>*);
+                                             const std::vector<char>*, bool);
 template Status SessionImpl<double>::jacobian(const JacobianRequest&, double*, const std::vector<std::vector<int>>*,
-                                              const std::vector<char>*);
+                                              const std::vector<char>*, bool);
 template bool SessionImpl<float>::jac_pass_static(int, const std::vector<int>&) const;
 template bool SessionImpl<double>::jac_pass_static(int, const std::vector<int>&) const;
 template void SessionImpl<float>::jacobian_pass_nodes(const JacobianRequest&, std::vector<std::vector<int>>*) const;

@@ -282,18 +282,19 @@ Status SessionImpl<T>::set_trace_steps(int64_t n) {
 
 template <typename T>
 Status SessionImpl<T>::online_pieces() {
-  // After the call's first step, the step-invariant passes (on_d_static_, on_df_static_)
-  // are skipped: their results are still in on_D_ / on_df_, the same bits a pass would write.
+  // After the call's first step (warm), the step-invariant passes (on_d_static_,
+  // on_df_static_) are skipped and the zero entries of members without a tangent are not
+  // rewritten: their values are still in on_D_ / on_df_, the same bits a pass would write.
   const bool warm = on_pieces_warm_;
   for (size_t g = 0; g < on_.groups.size(); ++g)
     if (on_.groups[g].need_d)
       BT_RETURN_IF_ERROR(jacobian(on_.groups[g].d_request, on_D_[g].template as<T>(), &on_d_nodes_[g],
-                                  warm ? &on_d_static_[g] : nullptr));
+                                  warm ? &on_d_static_[g] : nullptr, warm));
   for (size_t ri = 0; ri < on_.relations.size(); ++ri)
     for (size_t k = 0; k < on_.relations[ri].targets.size(); ++k) {
       if (warm && on_df_static_[ri][k]) continue;
       BT_RETURN_IF_ERROR(jacobian(on_.relations[ri].targets[k].df_request, on_df_[ri][k].template as<T>(),
-                                  &on_df_nodes_[ri][k]));
+                                  &on_df_nodes_[ri][k], nullptr, warm));
     }
   on_pieces_warm_ = true;
   return Status::Ok();

@@ -854,8 +854,10 @@ class SessionImpl final : public Session {
   // pass to the nodes that descend from its seed and lead to a member's new value. `skip`
   // (Hid2Hid, or null): per member, leave its columns of dst as they are (they hold this
   // step's values: a step-invariant pass, jac_pass_static, taken earlier in the call).
+  // `warm`: dst holds this request's result of an earlier step of the call, so the entries
+  // of members without a tangent (zeros, decided by the plan) are not written again.
   Status jacobian(const JacobianRequest& r, T* dst, const std::vector<std::vector<int>>* passes = nullptr,
-                  const std::vector<char>* skip = nullptr);
+                  const std::vector<char>* skip = nullptr, bool warm = false);
   // True when the Jacobian pass seeded at `seed` over `nodes` (a jacobian_pass_nodes list)
   // gives the same tangents at every step of a call: every node's JVP is linear in its
   // inputs' tangents with coefficients that depend on Params and Consts only (Add, Sub,
@@ -945,6 +947,7 @@ class SessionImpl final : public Session {
   std::vector<int64_t> jac_width_;  // jacobian(): member widths
   std::vector<const T*> jac_src_;   // jacobian(): member tangents of the current pass
   std::vector<char> jpass_mask_;    // jac_pass(): the listed nodes of the current pass
+  std::vector<int64_t> jr_width_, jr_off_;  // jacobian(): widths, offsets of the members read
   std::vector<char> vjp_mask_;      // online_vjp(): the listed nodes of the current sweep
   std::vector<std::vector<DeviceBuffer>> on_df_;
   DeviceBuffer on_q_, on_state_, on_carry_;
