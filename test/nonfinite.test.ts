@@ -278,6 +278,35 @@ describe('losses and gradients during a call', () => {
     l.dispose();
   });
 
+  // A trace-contracted weight gradient (not the readout's) that overflows: w 0.01, ro 10 and
+  // an input 1e154 at step 3 give h 1e152 and out 1e153, so the loss (1.3e308 over the 128
+  // samples) and grads.ro stay finite, but dL/dw = 2 out ro eps (eps ~ x = 1e154) overflows.
+  // D_RTRL adds it at step 3; pp_prop adds its
+  // contractions when its ring (8 steps at B 128) is flushed, after step 7. The native check
+  // scans only the gradients written since the previous step (a missed one would surface
+  // only at the end of the call, step 19).
+  test.each([['D_RTRL', 3], ['pp_prop', 7]] as [Algo, number][])(
+    '%s: a trace-contracted weight gradient that becomes Inf reports the step it is added at',
+    async (algo, step) => {
+      class LinRo extends Lin {
+        override w = new bt.ParamState(bt.init.constant(0.01), [1, 1]);
+        override ro = new bt.ParamState(bt.init.constant(10), [1, 1]);
+      }
+      const l = compile(algo, new LinRo(), { inputShape: [1], batchSize: 128, dtype: 'float64' });
+      const T = 20;
+      const xs = new Float64Array(T * 128).fill(0.1);
+      xs.fill(1e154, 3 * 128, 4 * 128);
+      const ys = new Float64Array(T * 128);
+      const e = await rejection(
+        l.etraceGrad(bt.tensor(xs, [T, 128, 1], 'float64'), bt.tensor(ys, [T, 128, 1], 'float64'), { loss: 'sumSquares' }),
+      );
+      expect(e).toBeInstanceOf(NonFiniteError);
+      const n = e as NonFiniteError;
+      expect({ tensor: n.tensor, step: n.step }).toEqual({ tensor: 'grads.w', step });
+      l.dispose();
+    },
+  );
+
   test.each(ALGOS)('%s: a loss that overflows reports its step', async (algo) => {
     const l = lin(algo);
     const { xs, ys } = linData(8, 4, 1e300);

@@ -165,7 +165,26 @@ Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
       jacobian_pass_nodes(r.relations[ri].targets[k].df_request, &df_nodes[ri][k]);
   }
 
+  std::vector<std::vector<char>> d_static(r.groups.size()), df_static(r.relations.size());
+  for (size_t g = 0; g < r.groups.size(); ++g) {
+    if (!r.groups[g].need_d) continue;
+    const JacobianRequest& q = r.groups[g].d_request;
+    d_static[g].assign(q.members.size(), 0);
+    for (size_t m = 0; m < q.members.size(); ++m)
+      d_static[g][m] = jac_pass_static(q.members[m].leaf_node, d_nodes[g][m]) ? 1 : 0;
+  }
+  for (size_t ri = 0; ri < r.relations.size(); ++ri) {
+    df_static[ri].assign(r.relations[ri].targets.size(), 0);
+    for (size_t k = 0; k < r.relations[ri].targets.size(); ++k) {
+      const JacobianRequest& q = r.relations[ri].targets[k].df_request;
+      df_static[ri][k] = jac_pass_static(q.y_node, df_nodes[ri][k][0]) ? 1 : 0;
+    }
+  }
+
   vstop_ = std::move(stop);
+  on_d_static_ = std::move(d_static);
+  on_df_static_ = std::move(df_static);
+  on_pieces_warm_ = false;
   on_d_nodes_ = std::move(d_nodes);
   on_df_nodes_ = std::move(df_nodes);
   on_cross_ = cross;
@@ -184,6 +203,7 @@ Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
   traces_ = std::move(traces);
   on_D_ = std::move(dbuf);
   on_g_ = std::move(gbuf);
+  on_gzero_.assign(on_g_.size(), std::vector<char>());  // nothing known zero yet
   on_df_ = std::move(dfbuf);
   on_q_ = std::move(q);
   on_state_ = std::move(st);
@@ -262,13 +282,21 @@ Status SessionImpl<T>::set_trace_steps(int64_t n) {
 
 template <typename T>
 Status SessionImpl<T>::online_pieces() {
+  // After the call's first step (warm), the step-invariant passes (on_d_static_,
+  // on_df_static_) are skipped and the zero entries of members without a tangent are not
+  // rewritten: their values are still in on_D_ / on_df_, the same bits a pass would write.
+  const bool warm = on_pieces_warm_;
   for (size_t g = 0; g < on_.groups.size(); ++g)
     if (on_.groups[g].need_d)
-      BT_RETURN_IF_ERROR(jacobian(on_.groups[g].d_request, on_D_[g].template as<T>(), &on_d_nodes_[g]));
+      BT_RETURN_IF_ERROR(jacobian(on_.groups[g].d_request, on_D_[g].template as<T>(), &on_d_nodes_[g],
+                                  warm ? &on_d_static_[g] : nullptr, warm));
   for (size_t ri = 0; ri < on_.relations.size(); ++ri)
-    for (size_t k = 0; k < on_.relations[ri].targets.size(); ++k)
+    for (size_t k = 0; k < on_.relations[ri].targets.size(); ++k) {
+      if (warm && on_df_static_[ri][k]) continue;
       BT_RETURN_IF_ERROR(jacobian(on_.relations[ri].targets[k].df_request, on_df_[ri][k].template as<T>(),
-                                  &on_df_nodes_[ri][k]));
+                                  &on_df_nodes_[ri][k], nullptr, warm));
+    }
+  on_pieces_warm_ = true;
   return Status::Ok();
 }
 
@@ -292,37 +320,52 @@ Status SessionImpl<T>::online_vjp(double scale, std::vector<Buffer>* grads) {
       ~StopGuard() { flag = false; }
     } guard{vstop_active_};
     vstop_active_ = stop;
-    for (int i : nodes) {
-      if (cancel_requested()) return cancelled_status();
-      BT_RETURN_IF_ERROR(vjp_node(i));
-    }
+    // The listed nodes in the fusion schedule's reverse order (element-wise VJPs fused, as
+    // in reverse_all): every cotangent gets its contributions in the same order.
+    std::vector<char>& on = vjp_mask_;
+    on.assign(n_, 0);
+    for (int i : nodes) on[i] = 1;
+    BT_RETURN_IF_ERROR(reverse_upto_masked(on));
     return sync();
   };
   auto add_non_temporal = [&]() -> Status {
     for (size_t s = 0; s < plan_.param_nodes.size(); ++s) {
       const int node = plan_.param_nodes[s];
-      if (on_.non_temporal[s] && has_c_[node])
+      if (on_.non_temporal[s] && has_c_[node]) {
         BT_RETURN_IF_ERROR(accumulate(reinterpret_cast<T*>((*grads)[s].bytes.data()), cp_[node], numel(node)));
+        mark_grad(static_cast<int64_t>(s));
+      }
     }
     return Status::Ok();
   };
   // g[p, off_m + j] = cotangent of member m's new value at (p, j), from the arena (ptr, has).
+  // A member without a cotangent whose columns of g are already zero (on_gzero_) is left out.
   auto gather = [&](size_t g, const std::vector<T*>& ptr, const std::vector<char>& has) -> Status {
     const ResolvedGroup& rg = on_.groups[g];
     const std::vector<GroupMember>& mem = on_.config.groups[g].members;
+    std::vector<char>& zero = on_gzero_[g];
+    zero.resize(mem.size(), 0);
     jac_src_.assign(mem.size(), nullptr);
     jac_width_.assign(mem.size(), 0);
+    gat_off_.assign(mem.size(), 0);
+    size_t k = 0;
     for (size_t m = 0; m < mem.size(); ++m) {
       const int node = mem[m].new_node;
-      jac_width_[m] = mem[m].width;
-      jac_src_[m] = has[node] ? ptr[node] : nullptr;
+      const T* src = has[node] ? ptr[node] : nullptr;
+      if (src == nullptr && zero[m]) continue;
+      zero[m] = src == nullptr ? 1 : 0;
+      jac_width_[k] = mem[m].width;
+      jac_src_[k] = src;
+      gat_off_[k] = rg.member_off[m];
+      ++k;
     }
+    if (k == 0) return Status::Ok();
     // The rows of g are read like a Df Jacobian's: one jacobian_read task over the members.
     JacobianReadTask<T> read;
-    read.members = static_cast<int>(mem.size());
+    read.members = static_cast<int>(k);
     read.src = jac_src_.data();
     read.width = jac_width_.data();
-    read.off = rg.member_off.data();
+    read.off = gat_off_.data();
     read.p0 = 0;
     read.p1 = rg.P;
     read.S = rg.S;
@@ -356,12 +399,16 @@ Status SessionImpl<T>::online_vjp(double scale, std::vector<Buffer>* grads) {
       BT_RETURN_IF_ERROR(ctw_in(loss_node, cp2_, has_c2_, &c));
       c[0] += static_cast<T>(scale);
     }
-    for (int i : on_glist_[g]) {
-      if (cancel_requested()) return cancelled_status();
+    std::vector<char>& on = vjp_mask_;
+    on.assign(n_, 0);
+    for (int i : on_glist_[g]) on[i] = 1;
+    // In the fusion schedule's reverse order, as the unstopped sweep.
+    BT_RETURN_IF_ERROR(this->sweep(true, 0, n_ - 1, [&](int i) -> Status {
+      if (!on[i]) return Status::Ok();
       // N_g nodes carry their group cotangent; frontier nodes their unstopped one.
       const T* gout = ng[i] ? (has_c2_[i] ? cp2_[i] : nullptr) : (has_c_[i] ? cp_[i] : nullptr);
-      if (gout != nullptr) BT_RETURN_IF_ERROR(vjp_node_into(i, gout, ng, cp2_, has_c2_));
-    }
+      return gout != nullptr ? vjp_node_into(i, gout, ng, cp2_, has_c2_) : Status::Ok();
+    }));
     BT_RETURN_IF_ERROR(sync());
     BT_RETURN_IF_ERROR(gather(g, cp2_, has_c2_));
   }
@@ -375,11 +422,19 @@ Status SessionImpl<T>::online_trace_step(bool update, bool contract, int64_t n_c
   for (size_t ri = 0; ri < on_.relations.size(); ++ri) {
     const ResolvedRelation& rr = on_.relations[ri];
     // Where the contraction goes: the param gradient of a raw weight, the call's dL/dW_eff
-    // scratch of a transformed one (pulled back by online_pullback).
+    // scratch of a transformed one (pulled back by online_pullback); marked as written for
+    // check_online_grads.
     auto grad = [&](int32_t slot) -> T* {
       if (!contract || slot < 0) return nullptr;
-      if (slot == rr.weight_slot && rr.weight_node >= 0) return on_wscr_[ri].template as<T>();
-      if (slot == rr.bias_slot && rr.bias_node >= 0) return on_bscr_[ri].template as<T>();
+      if (slot == rr.weight_slot && rr.weight_node >= 0) {
+        mark_scr(ri, 0);
+        return on_wscr_[ri].template as<T>();
+      }
+      if (slot == rr.bias_slot && rr.bias_node >= 0) {
+        mark_scr(ri, 1);
+        return on_bscr_[ri].template as<T>();
+      }
+      mark_grad(slot);
       return reinterpret_cast<T*>((*grads)[static_cast<size_t>(slot)].bytes.data());
     };
     const T* x = rr.kind == RelationKind::Dense ? vp_[rr.x_node] : nullptr;
@@ -502,6 +557,8 @@ Status SessionImpl<T>::online_pp_flush(int which, std::vector<Buffer>* grads) {
     if (rr.pp_chunk <= 0 || on_ppn_[ri] == 0) continue;
     T* dW = rr.weight_node >= 0 ? on_wscr_[ri].template as<T>()
                                 : reinterpret_cast<T*>((*grads)[static_cast<size_t>(rr.weight_slot)].bytes.data());
+    if (rr.weight_node >= 0) mark_scr(ri, 0);
+    else mark_grad(rr.weight_slot);
     PpDenseGradTask<T> dg;
     dg.xbar = on_ppx_[ri].template as<T>();
     dg.q = on_ppq_[ri].template as<T>();
@@ -541,7 +598,10 @@ Status SessionImpl<T>::online_pullback(std::vector<Buffer>* grads) {
   BT_RETURN_IF_ERROR(sync());
   for (size_t s = 0; s < plan_.param_nodes.size(); ++s) {
     const int node = plan_.param_nodes[s];
-    if (has_c_[node]) BT_RETURN_IF_ERROR(accumulate(reinterpret_cast<T*>((*grads)[s].bytes.data()), cp_[node], numel(node)));
+    if (has_c_[node]) {
+      BT_RETURN_IF_ERROR(accumulate(reinterpret_cast<T*>((*grads)[s].bytes.data()), cp_[node], numel(node)));
+      mark_grad(static_cast<int64_t>(s));
+    }
   }
   return Status::Ok();
 }
@@ -561,6 +621,7 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
     return invalid("run_online: loss_scale must be empty or have one weight per step: expected " +
                    std::to_string(steps) + ", got " + std::to_string(a.loss_scale.size()));
   const bool windows = a.compute_grads && a.chunk >= 2;
+  on_pieces_warm_ = false;  // the params may have changed since the last call
   {
     // Products with T (outputs) and with the chunk (the window tape): checked, and the
     // call's results and tape together must fit kMaxTotalBytes.
@@ -598,6 +659,7 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
     out->param_grads.assign(np, Buffer{});
     std::fill(on_ppn_.begin(), on_ppn_.end(), 0);  // a stopped call's pending slots are dropped with it
     for (size_t s = 0; s < np; ++s) zero_out(&out->param_grads[s], numel(plan_.param_nodes[s]));
+    clear_grad_marks(np);  // all zero: the per-step checks scan what the steps write
     for (size_t ri = 0; ri < on_.relations.size(); ++ri) {
       const ResolvedRelation& rr = on_.relations[ri];
       if (rr.weight_node >= 0) BT_RETURN_IF_ERROR(fill(on_wscr_[ri].template as<T>(), numel(rr.weight_node), T(0)));
@@ -653,11 +715,7 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
       const int64_t n = trace_n_.load();
       BT_RETURN_IF_ERROR(online_trace_step(true, contract, n + 1, &out->param_grads));
       trace_n_ = n + 1;
-      T* stage = stage_.as<T>();
-      for (size_t s = 0; s < ns; ++s)
-        std::memcpy(stage + soff_[s], new_state_ptr(s, block), nbytes(plan_.state_nodes[s]));
-      for (size_t s = 0; s < ns; ++s)
-        std::memcpy(value_ptr(plan_.state_nodes[s], block), stage + soff_[s], nbytes(plan_.state_nodes[s]));
+      advance_states(block);
       // The step is complete (states and traces): a bad gradient now keeps t + 1 steps.
       if (contract) BT_RETURN_IF_ERROR(stop(check_online_grads(out->param_grads, t), t + 1));
       report(t + 1, steps);
@@ -666,7 +724,7 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
     if (a.compute_grads) {
       BT_RETURN_IF_ERROR(online_pp_flush(-1, &out->param_grads));
       BT_RETURN_IF_ERROR(online_pullback(&out->param_grads));
-      BT_RETURN_IF_ERROR(stop(check_online_grads(out->param_grads, steps - 1), steps));
+      BT_RETURN_IF_ERROR(stop(check_online_grads(out->param_grads, steps - 1, true), steps));
     }
     return Status::Ok();
   }
@@ -745,7 +803,10 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
     }
     for (size_t s = 0; s < np; ++s) {
       const int node = plan_.param_nodes[s];
-      if (has_c_[node]) BT_RETURN_IF_ERROR(accumulate(reinterpret_cast<T*>(out->param_grads[s].bytes.data()), cp_[node], numel(node)));
+      if (has_c_[node]) {
+        BT_RETURN_IF_ERROR(accumulate(reinterpret_cast<T*>(out->param_grads[s].bytes.data()), cp_[node], numel(node)));
+        mark_grad(static_cast<int64_t>(s));
+      }
     }
     // Learning signal at the entry: g[p, off_m + j] = dL_window / d h_m^entry at (p, j).
     for (size_t g = 0; g < on_.groups.size(); ++g) {
@@ -753,6 +814,7 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
       if (!rg.used) continue;
       T* dst = on_g_[g].template as<T>();
       const std::vector<GroupMember>& mem = on_.config.groups[g].members;
+      on_gzero_[g].assign(mem.size(), 0);  // written here: gather rewrites every column next
       for (size_t m = 0; m < mem.size(); ++m) {
         const size_t s = static_cast<size_t>(rg.member_slot[m]);
         const int64_t w = mem[m].width;
@@ -786,7 +848,7 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
   // vp_ still points at the last window's last step (the tape lives until the return).
   BT_RETURN_IF_ERROR(online_pp_flush(-1, &out->param_grads));
   BT_RETURN_IF_ERROR(online_pullback(&out->param_grads));
-  BT_RETURN_IF_ERROR(stop(check_online_grads(out->param_grads, steps - 1), steps));
+  BT_RETURN_IF_ERROR(stop(check_online_grads(out->param_grads, steps - 1, true), steps));
   return Status::Ok();
 }
 

@@ -117,12 +117,8 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
         st.steps_done = t;
         return st;
       }
-      // Stage all new states before writing any: a StateNew row may name another state's leaf.
-      T* stage = stage_.as<T>();
-      for (size_t s = 0; s < ns; ++s)
-        std::memcpy(stage + soff_[s], new_state_ptr(s, block), nbytes(plan_.state_nodes[s]));
-      for (size_t s = 0; s < ns; ++s)
-        std::memcpy(value_ptr(plan_.state_nodes[s], block), stage + soff_[s], nbytes(plan_.state_nodes[s]));
+      // A StateNew row may name another state's leaf: advance_states stages then.
+      advance_states(block);
       report(t + 1, steps);
     }
     keep_states();

@@ -23,9 +23,22 @@ Status SessionImpl<T>::init() {
   attrs_.assign(n_, EwAttrs{});
   dep_any_.assign(n_, 0);
   dep_ps_.assign(n_, 0);
+  // pc[i]: a Param or Const leaf (what BPTT's tape rule below treats as persistent). A
+  // non-leaf node that depends on Consts only (a BroadcastTo of a scalar, ...) is folded:
+  // persistent too, computed once here (fold_constants) and skipped by every sweep.
+  std::vector<char> pc(n_, 0);
+  fold_.assign(n_, 0);
   for (int i = 0; i < n_; ++i) {
     const PlanNode& n = plan_.nodes[i];
-    persist_[i] = (n.op == OpCode::Param || n.op == OpCode::Const) ? 1 : 0;
+    if (n.op == OpCode::Input) dep_any_[i] = 1;
+    if (n.op == OpCode::Param || n.op == OpCode::State) dep_any_[i] = dep_ps_[i] = 1;
+    for (int j : n.inputs) {
+      dep_any_[i] = dep_any_[i] || dep_any_[j];
+      dep_ps_[i] = dep_ps_[i] || dep_ps_[j];
+    }
+    pc[i] = (n.op == OpCode::Param || n.op == OpCode::Const) ? 1 : 0;
+    fold_[i] = (!is_leaf(n.op) && !dep_any_[i]) ? 1 : 0;
+    persist_[i] = (pc[i] || fold_[i]) ? 1 : 0;
     int64_t& total = persist_[i] ? pers_total_ : step_total_;
     voff_[i] = total;
     if (!checked_add(total, n.numel, &total)) return sum_error(persist_[i] ? "persistent value total" : "step value total", i);
@@ -33,14 +46,10 @@ Status SessionImpl<T>::init() {
     if (!checked_add(all_total_, n.numel, &all_total_)) return sum_error("all-node value total", i);
     if (n.op == OpCode::Spike) attrs_[i].surrogate = n.ints[0];
     for (size_t k = 0; k < n.floats.size() && k < 4 && n.op != OpCode::Const; ++k) attrs_[i].f[k] = n.floats[k];
-    if (n.op == OpCode::Input) dep_any_[i] = 1;
-    if (n.op == OpCode::Param || n.op == OpCode::State) dep_any_[i] = dep_ps_[i] = 1;
-    for (int j : n.inputs) {
-      dep_any_[i] = dep_any_[i] || dep_any_[j];
-      dep_ps_[i] = dep_ps_[i] || dep_ps_[j];
-    }
   }
   // BPTT's compact tape: which nodes are taped (tape_recomputable and the layout comment).
+  // The rule counts only Param and Const leaves as persistent (as before folding; a folded
+  // node it tapes keeps an unused tape slot, tape_ptr reads the persistent value).
   {
     std::vector<char> state_new(n_, 0);
     for (size_t s = 0; s < plan_.state_nodes.size(); ++s) {  // what the next step's state leaf copies
@@ -54,10 +63,10 @@ Status SessionImpl<T>::init() {
     // Consumers come later in plan order, so this runs backwards.
     for (int i = n_ - 1; i >= 0; --i) {
       const PlanNode& n = plan_.nodes[i];
-      if (persist_[i] || !needed[i] || state_new[i] || !tape_recomputable(n.op)) continue;
+      if (pc[i] || !needed[i] || state_new[i] || !tape_recomputable(n.op)) continue;
       int64_t extra = 0;
       for (int j : n.inputs)
-        if (!persist_[j] && !needed[j]) extra += numel(j);  // <= step_total_ each
+        if (!pc[j] && !needed[j]) extra += numel(j);  // <= step_total_ each
       if (extra <= n.numel)
         for (int j : n.inputs) needed[j] = 1;
     }
@@ -66,12 +75,12 @@ Status SessionImpl<T>::init() {
     tape_recompute_.clear();
     for (int i = 0; i < n_; ++i) {
       const PlanNode& n = plan_.nodes[i];
-      if (persist_[i] || (!needed[i] && !state_new[i])) continue;  // persistent, or read by no VJP
+      if (pc[i] || (!needed[i] && !state_new[i])) continue;  // persistent, or read by no VJP
       bool recompute = tape_recomputable(n.op) && !state_new[i];
-      for (int j : n.inputs) recompute = recompute && (persist_[j] || toff_[j] >= 0 || recomputed[j]);
+      for (int j : n.inputs) recompute = recompute && (pc[j] || toff_[j] >= 0 || recomputed[j]);
       recomputed[i] = recompute ? 1 : 0;
       if (recompute) {
-        tape_recompute_.push_back(i);
+        if (!fold_[i]) tape_recompute_.push_back(i);  // a folded value is already in place
         continue;
       }
       toff_[i] = tape_total_;
@@ -116,6 +125,7 @@ Status SessionImpl<T>::init() {
     for (int64_t k = 0; k < n.numel; ++k) dst[k] = static_cast<T>(n.floats[k]);
   }
   vp_.assign(n_, nullptr);
+  BT_RETURN_IF_ERROR(fold_constants());
   tp_.assign(n_, nullptr);
   cp_.assign(n_, nullptr);
   tview_.assign(n_, nullptr);

@@ -10,7 +10,8 @@
 // whole sequences with BPTT).
 //
 // Memory layout (allocated once per session, not per step):
-//   persist   values of Param and Const nodes (params copied in at each call)
+//   persist   values of Param and Const nodes (params copied in at each call) and of the
+//             folded nodes (non-leaf, Consts only: computed once at init, skipped by sweeps)
 //   step      values of every other node for one step (and the values BPTT recomputes);
 //             run_sequence with gradients keeps the others in the tape arena
 //   tape      the tape arena (ensure_tape), kept by the session across calls and grown
@@ -345,23 +346,45 @@ class SessionImpl final : public Session {
                                       std::to_string(step),
                                   "loss", step, -1);
   }
-  // Gradient accumulators of run_online: every param gradient and transformed-weight scratch.
-  Status check_online_grads(const std::vector<Buffer>& grads, int64_t step) const {
+  // Gradient accumulators of run_online: every param gradient and transformed-weight scratch
+  // (`all`), or only those written since the last check (marked by mark_grad / mark_scr; the
+  // others were finite then and are unchanged, so the first non-finite value is found at
+  // the same step either way). Clears the marks.
+  Status check_online_grads(const std::vector<Buffer>& grads, int64_t step, bool all = false) {
     if (!checks_.results) return Status::Ok();
-    for (size_t s = 0; s < grads.size(); ++s)
+    on_gdirty_.resize(grads.size(), 1);
+    on_sdirty_.resize(2 * on_.relations.size(), 1);
+    for (size_t s = 0; s < grads.size(); ++s) {
+      if (!all && !on_gdirty_[s]) continue;
       BT_RETURN_IF_ERROR(check_finite("run_online", "grads[" + std::to_string(s) + "]",
                                       reinterpret_cast<const T*>(grads[s].bytes.data()),
                                       static_cast<int64_t>(grads[s].numel), step));
+      on_gdirty_[s] = 0;
+    }
     for (size_t ri = 0; ri < on_.relations.size(); ++ri) {
       const ResolvedRelation& rr = on_.relations[ri];
-      if (rr.weight_node >= 0)
+      if (rr.weight_node >= 0 && (all || on_sdirty_[2 * ri]))
         BT_RETURN_IF_ERROR(check_finite("run_online", "grads[" + std::to_string(rr.weight_slot) + "]",
                                         on_wscr_[ri].template as<T>(), numel(rr.weight_node), step));
-      if (rr.bias_node >= 0)
+      if (rr.bias_node >= 0 && (all || on_sdirty_[2 * ri + 1]))
         BT_RETURN_IF_ERROR(check_finite("run_online", "grads[" + std::to_string(rr.bias_slot) + "]",
                                         on_bscr_[ri].template as<T>(), numel(rr.bias_node), step));
+      on_sdirty_[2 * ri] = on_sdirty_[2 * ri + 1] = 0;
     }
     return Status::Ok();
+  }
+  // Marks for check_online_grads: param gradient `slot` (< 0: none) was written.
+  void mark_grad(int64_t slot) {
+    if (slot >= 0 && static_cast<size_t>(slot) < on_gdirty_.size()) on_gdirty_[static_cast<size_t>(slot)] = 1;
+  }
+  // Relation ri's transformed-weight (which 0) or transformed-bias (which 1) scratch was written.
+  void mark_scr(size_t ri, int which) {
+    if (2 * ri + static_cast<size_t>(which) < on_sdirty_.size()) on_sdirty_[2 * ri + static_cast<size_t>(which)] = 1;
+  }
+  // Every accumulator unwritten (run_online's start: they are all zero).
+  void clear_grad_marks(size_t np) {
+    on_gdirty_.assign(np, 0);
+    on_sdirty_.assign(2 * on_.relations.size(), 0);
   }
   // Param cotangents accumulated so far by a reverse sweep (BPTT, windows).
   Status check_param_cotangents(const std::string& what, int64_t step) const {
@@ -548,6 +571,30 @@ class SessionImpl final : public Session {
     for (size_t s = 0; s < plan_.state_nodes.size(); ++s)
       std::memcpy(value_ptr(plan_.state_nodes[s], block), state_store_[s].as<T>(), nbytes(plan_.state_nodes[s]));
   }
+  // Every state leaf of `block` := its slot's new value in `block` (the next step's states).
+  // Copied directly, or staged first when a new value is another slot's state leaf (a copy
+  // would overwrite a value a later copy reads).
+  void advance_states(T* block) {
+    const size_t ns = plan_.state_nodes.size();
+    bool direct = true;
+    for (size_t s = 0; s < ns; ++s) {
+      const int e = plan_.state_new_entry[s];
+      const int src = e >= 0 ? plan_.outputs[e].node : plan_.state_nodes[s];
+      if (src != plan_.state_nodes[s] && plan_.nodes[src].op == OpCode::State) direct = false;
+    }
+    if (direct) {
+      for (size_t s = 0; s < ns; ++s) {
+        const T* src = new_state_ptr(s, block);
+        T* dst = value_ptr(plan_.state_nodes[s], block);
+        if (src != dst) std::memcpy(dst, src, nbytes(plan_.state_nodes[s]));
+      }
+      return;
+    }
+    T* stage = stage_.as<T>();
+    for (size_t s = 0; s < ns; ++s) std::memcpy(stage + soff_[s], new_state_ptr(s, block), nbytes(plan_.state_nodes[s]));
+    for (size_t s = 0; s < ns; ++s)
+      std::memcpy(value_ptr(plan_.state_nodes[s], block), stage + soff_[s], nbytes(plan_.state_nodes[s]));
+  }
   void keep_states_from(T* block) {
     for (size_t s = 0; s < plan_.state_nodes.size(); ++s)
       std::memcpy(state_store_[s].as<T>(), value_ptr(plan_.state_nodes[s], block), nbytes(plan_.state_nodes[s]));
@@ -614,7 +661,14 @@ class SessionImpl final : public Session {
   }
 
   // --- one node ----------------------------------------------------------------------------
+  // The forward task of node i; nothing for leaves and for folded nodes (fold_: their value
+  // is persistent, computed once by fold_constants).
   Status forward_node(int i) {
+    if (fold_[i]) return Status::Ok();
+    return forward_node_task(i);
+  }
+  // The forward task of non-leaf node i into vp_[i] (forward_node without the folded skip).
+  Status forward_node_task(int i) {
     const PlanNode& n = plan_.nodes[i];
     if (is_leaf(n.op)) return Status::Ok();
     if (ew_arity(n.op) > 0) {
@@ -699,6 +753,15 @@ class SessionImpl final : public Session {
     return run_node(t);
   }
 
+  // Computes the value of every folded node (fold_: non-leaf, depends on Consts only) into
+  // the persistent block, in plan order (init, once: the Consts never change).
+  Status fold_constants() {
+    set_value_ptrs(step_.as<T>());
+    for (int i = 0; i < n_; ++i)
+      if (fold_[i]) BT_RETURN_IF_ERROR(forward_node_task(i));
+    return sync();
+  }
+
   // The sweeps, in the fusion schedule's order (core/fusion.h).
   Status forward_all() {
     BT_RETURN_IF_ERROR(sweep(false, 0, n_ - 1, [this](int i) { return forward_node(i); }));
@@ -711,6 +774,10 @@ class SessionImpl final : public Session {
   // VJP of the nodes i <= hi, from the last to the first.
   Status reverse_upto(int hi) {
     return sweep(true, 0, hi, [this](int i) { return vjp_node(i); });
+  }
+  // VJP of the nodes with on[i], from the last to the first (online_vjp's sweeps).
+  Status reverse_upto_masked(const std::vector<char>& on) {
+    return sweep(true, 0, n_ - 1, [this, &on](int i) { return on[i] ? vjp_node(i) : Status::Ok(); });
   }
   Status reverse_all() {
     BT_RETURN_IF_ERROR(reverse_upto(n_ - 1));
@@ -789,8 +856,18 @@ class SessionImpl final : public Session {
   Status jac_pass(int seed_node, int end, Seed&& seed, const std::vector<int>* nodes = nullptr);
   // Writes the request's per-position Jacobian of the current step (values in vp_) to dst
   // (P*S*S or P*S values). `passes` (from jacobian_pass_nodes, or null) restricts each
-  // pass to the nodes that descend from its seed and lead to a member's new value.
-  Status jacobian(const JacobianRequest& r, T* dst, const std::vector<std::vector<int>>* passes = nullptr);
+  // pass to the nodes that descend from its seed and lead to a member's new value. `skip`
+  // (Hid2Hid, or null): per member, leave its columns of dst as they are (they hold this
+  // step's values: a step-invariant pass, jac_pass_static, taken earlier in the call).
+  // `warm`: dst holds this request's result of an earlier step of the call, so the entries
+  // of members without a tangent (zeros, decided by the plan) are not written again.
+  Status jacobian(const JacobianRequest& r, T* dst, const std::vector<std::vector<int>>* passes = nullptr,
+                  const std::vector<char>* skip = nullptr, bool warm = false);
+  // True when the Jacobian pass seeded at `seed` over `nodes` (a jacobian_pass_nodes list)
+  // gives the same tangents at every step of a call: every node's JVP is linear in its
+  // inputs' tangents with coefficients that depend on Params and Consts only (Add, Sub,
+  // Neg, layout, sums; Mul and products by a fixed operand; Where on a fixed condition).
+  bool jac_pass_static(int seed, const std::vector<int>& nodes) const;
   // Per seed of the request (each member's leaf for Hid2Hid, y for Df): the nodes after the
   // seed that descend from it and are ancestors of a member's new value, ascending (the only
   // nodes whose tangents the request reads). Computed once, at configure_online.
@@ -800,7 +877,8 @@ class SessionImpl final : public Session {
   std::unique_ptr<Executor> ex_;
   Backend backend_;
   int n_ = 0;
-  std::vector<char> persist_;
+  std::vector<char> persist_;  // value in the persistent block: Param, Const and folded nodes
+  std::vector<char> fold_;     // folded: a non-leaf node of Consts only, computed once (init)
   std::vector<int64_t> voff_, aoff_, soff_;  // value offset; all-node offset; state staging offset
   int64_t pers_total_ = 0, step_total_ = 0, all_total_ = 0, state_total_ = 0;
   // BPTT's compact tape (see the layout comment): offset of a taped node in a tape block
@@ -840,6 +918,10 @@ class SessionImpl final : public Session {
   std::vector<DeviceBuffer> traces_;
   std::atomic<int64_t> trace_n_{0};
   std::vector<DeviceBuffer> on_D_, on_g_;
+  // Per group and member: its columns of on_g_ hold zeros (written by the last gather of a
+  // member without a cotangent; online_vjp's gather then skips rewriting them).
+  std::vector<std::vector<char>> on_gzero_;
+  std::vector<int64_t> gat_off_;  // online_vjp's gather: column offsets of the members read
   std::vector<char> vstop_;        // per node: a group member's new value (online_vjp stops there)
   // When a group's new value feeds another group's new value within the step (stacked
   // layers: on_cross_), online_vjp runs one unstopped sweep over on_nlist_ (cotangent mask
@@ -858,6 +940,11 @@ class SessionImpl final : public Session {
   // (relation, target) (df).
   std::vector<std::vector<std::vector<int>>> on_d_nodes_;
   std::vector<std::vector<std::vector<std::vector<int>>>> on_df_nodes_;
+  // Per group and member (D) and per (relation, target) (df): the passes are step-invariant
+  // (jac_pass_static). online_pieces takes them at the first step of a run_online call only
+  // (on_pieces_warm_ set after it; cleared when a call starts: the params may have changed).
+  std::vector<std::vector<char>> on_d_static_, on_df_static_;
+  bool on_pieces_warm_ = false;
   bool vstop_active_ = false;      // vjp_node honours vstop_ only while set
   bool nt_through_h_ = false;      // a non-temporal param reaches a member's new value
   // online_vjp's want_ masks (configure_online): the stopped sweep needs cotangents only on
@@ -868,6 +955,9 @@ class SessionImpl final : public Session {
   std::vector<int64_t> jac_off_;   // jacobian(): member offsets (no allocation per step)
   std::vector<int64_t> jac_width_;  // jacobian(): member widths
   std::vector<const T*> jac_src_;   // jacobian(): member tangents of the current pass
+  std::vector<char> jpass_mask_;    // jac_pass(): the listed nodes of the current pass
+  std::vector<int64_t> jr_width_, jr_off_;  // jacobian(): widths, offsets of the members read
+  std::vector<char> vjp_mask_;      // online_vjp(): the listed nodes of the current sweep
   std::vector<std::vector<DeviceBuffer>> on_df_;
   DeviceBuffer on_q_, on_state_, on_carry_;
   // Per relation: dL/dW_eff (and dL/db_eff) summed over a run_online call, for a transformed
@@ -878,6 +968,9 @@ class SessionImpl final : public Session {
   // number of filled slots (reset at the start of every run_online).
   std::vector<DeviceBuffer> on_ppx_, on_ppq_;
   std::vector<int64_t> on_ppn_;
+  // check_online_grads' marks: per param slot, and per relation (weight, bias scratch), the
+  // accumulators written since the last check.
+  std::vector<char> on_gdirty_, on_sdirty_;
 };
 
 }  // namespace detail
