@@ -250,6 +250,8 @@ BT_HD void vec_sn_run(int64_t n, T* __restrict e, const T* __restrict D, const T
   }
 }
 
+// vec_sn_run with the flags taken from the run-time pointers (D, g null or not) and
+// `update` (no update and no g: nothing to do).
 template <typename T, int kS>
 BT_HD void vec_sn_dispatch(int64_t n, T* e, const T* D, const T* df, T alpha, T beta, const T* g, T* acc,
                            bool update) {
@@ -325,6 +327,7 @@ BT_HD void pp_project_sn(int64_t n, const T* __restrict g, const T* __restrict e
   }
 }
 
+// pp_project_sn with `accumulate` as a template argument.
 template <typename T, int kS>
 BT_HD void pp_project_acc(int64_t n, const T* g, const T* epsf, T inv_c, T* q, bool accumulate) {
   if (accumulate) pp_project_sn<T, kS, true>(n, g, epsf, inv_c, q);
