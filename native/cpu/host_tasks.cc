@@ -16,6 +16,7 @@
 #include "core/plan.h"
 #include "core/status_util.h"
 #include "cpu/ew_dispatch.h"
+#include "cpu/jacobian_read.h"
 #include "cpu/parallel_gemm.h"
 #include "cpu/thread_pool.h"
 #include "cpu/trace_cpu.h"
@@ -555,40 +556,12 @@ template <typename T>
 Status host_jacobian_read(const JacobianReadTask<T>& task) {
   return guard("jacobian_read", [&] {
     const JacobianReadTask<T> r = task;
-    const int64_t S = r.S;
     for (int m = 0; m < r.members; ++m) {
-      const T* src = r.src[m];
       const int64_t w = r.width[m];
-      const int64_t off = r.off[m];
-      // Positions split over the pool (disjoint rows of dst); each branch is decided once per
-      // member, not per element: Df / signal rows are contiguous runs of w values, Hid2Hid
-      // columns runs of stride S.
-      par(r.p1 - r.p0, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, w)), [&](int64_t b, int64_t e) {
-        const int64_t q0 = r.p0 + b, q1 = r.p0 + e;
-        if (r.col < 0) {
-          if (src == nullptr) {
-            for (int64_t p = q0; p < q1; ++p) std::fill(r.dst + p * S + off, r.dst + p * S + off + w, T(0));
-          } else if (w == S) {
-            std::memcpy(r.dst + q0 * S, src + q0 * w, sizeof(T) * static_cast<size_t>((q1 - q0) * w));
-          } else if (w == 1) {
-            for (int64_t p = q0; p < q1; ++p) r.dst[p * S + off] = src[p];
-          } else {
-            for (int64_t p = q0; p < q1; ++p) std::memcpy(r.dst + p * S + off, src + p * w, sizeof(T) * static_cast<size_t>(w));
-          }
-          return;
-        }
-        T* d = r.dst + off * S + r.col;  // element (p, j): d[(p * S + j) * S]
-        if (src == nullptr) {
-          for (int64_t p = q0; p < q1; ++p)
-            for (int64_t j = 0; j < w; ++j) d[(p * S + j) * S] = T(0);
-        } else if (w == 1) {
-          const int64_t step = S * S;
-          for (int64_t p = q0; p < q1; ++p) d[p * step] = src[p];
-        } else {
-          for (int64_t p = q0; p < q1; ++p)
-            for (int64_t j = 0; j < w; ++j) d[(p * S + j) * S] = src[p * w + j];
-        }
-      });
+      // Positions split over the pool (disjoint rows of dst); each chunk runs one member's
+      // copy loop (cpu/jacobian_read.h: compile-time strides for S <= 4).
+      par(r.p1 - r.p0, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, w)),
+          [&](int64_t b, int64_t e) { jacobian_read_member(r, m, r.p0 + b, r.p0 + e); });
     }
   });
 }

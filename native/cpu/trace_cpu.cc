@@ -106,44 +106,127 @@ void cpu_drtrl_dense(const DenseTraceTask<T>& task) {
 // Columns [k0, k1) of a vector trace in tiles of kVecTile columns, batch row b outermost
 // inside a tile: the trace streams in contiguous runs of kVecTile * S values (walking one
 // column over b would touch a new O*S-strided line, often a new page, per position), and
-// each column's contraction sums over b in order, as vec_trace_col does.
+// each column's contraction sums over b in order, as vec_trace_col does. Each (b, tile)
+// run is one call of vec_trace_row (kernels/trace.h: compile-time S <= 4 loops).
 constexpr int64_t kVecTile = 256;
 
 template <typename T>
+void vec_cols(const VecTraceTask<T>& t, int64_t k0, int64_t k1, T* tmp) {
+  T acc[kVecTile];
+  for (int64_t c0 = k0; c0 < k1; c0 += kVecTile) {
+    const int64_t c1 = std::min(k1, c0 + kVecTile);
+    std::fill(acc, acc + (c1 - c0), T(0));
+    for (int64_t b = 0; b < t.B; ++b) vec_trace_row(t, b, c0, c1, acc, tmp);
+    if (t.g)
+      for (int64_t k = c0; k < c1; ++k) t.dp[k] += t.scale * acc[k - c0];
+  }
+}
+
+// pp_prop bias / element-wise gradient columns [k0, k1), in tiles of kVecTile columns.
+template <typename T>
+void pp_vec_tiles(const T* q, int64_t B, int64_t O, T* dp, int64_t k0, int64_t k1) {
+  T acc[kVecTile];
+  for (int64_t c0 = k0; c0 < k1; c0 += kVecTile) pp_vec_cols(q, B, O, dp, c0, std::min(k1, c0 + kVecTile), acc);
+}
+
+#if BT_TRACE_X86_AVX2
+// AVX2 clones of the vector-trace, projection, input-trace and bias-gradient loops (the
+// same reasoning as dense_rows_avx2: flatten compiles the bodies of kernels/trace.h for
+// AVX2 here; no FMA, so the results are bit for bit the baseline build's).
+template <typename T>
+__attribute__((target("avx2"), flatten)) void vec_cols_avx2(const VecTraceTask<T>& t, int64_t k0, int64_t k1,
+                                                               T* tmp) {
+  vec_cols(t, k0, k1, tmp);
+}
+
+template <typename T>
+__attribute__((target("avx2"), flatten)) void pp_project_avx2(const T* g, const T* epsf, int64_t S, T inv_c, T* q,
+                                                                 int64_t p0, int64_t p1, bool accumulate) {
+  pp_project_range(g, epsf, S, inv_c, q, p0, p1, accumulate);
+}
+
+template <typename T>
+__attribute__((target("avx2"), flatten)) void pp_input_avx2(int64_t n, T* xbar, const T* x, T decay_x) {
+  pp_input_run(n, xbar, x, decay_x);
+}
+
+template <typename T>
+__attribute__((target("avx2"), flatten)) void pp_vec_avx2(const T* q, int64_t B, int64_t O, T* dp, int64_t k0,
+                                                             int64_t k1) {
+  pp_vec_tiles(q, B, O, dp, k0, k1);
+}
+#endif
+
+template <typename T>
 void cpu_vec_trace(const VecTraceTask<T>& task) {
-  parallel_for(task.O, std::max<int64_t>(kVecTile, row_grain(task.B * task.S)), [&task](int64_t k0, int64_t k1) {
-    const VecTraceTask<T> t = task;
-    std::vector<T> tmp(static_cast<size_t>(t.S));
-    T acc[kVecTile];
-    for (int64_t c0 = k0; c0 < k1; c0 += kVecTile) {
-      const int64_t c1 = std::min(k1, c0 + kVecTile);
-      std::fill(acc, acc + (c1 - c0), T(0));
-      for (int64_t b = 0; b < t.B; ++b)
-        for (int64_t k = c0; k < c1; ++k) vec_trace_position(t, b * t.O + k, tmp.data(), acc[k - c0]);
-      if (t.g)
-        for (int64_t k = c0; k < c1; ++k) t.dp[k] += t.scale * acc[k - c0];
+  if (task.B <= 0 || task.O <= 0 || task.S <= 0 || (!task.update && !task.g)) return;
+#if BT_TRACE_X86_AVX2
+  const bool avx2 = cpu_has_avx2();
+#endif
+  parallel_for(task.O, std::max<int64_t>(kVecTile, row_grain(task.B * task.S)), [&](int64_t k0, int64_t k1) {
+    const VecTraceTask<T> t = task;  // local copy: no aliasing through the task
+    if (t.S > kMaxStackS) {
+      // Rare (very wide groups): the generic body's scratch row on the heap.
+      std::vector<T> tmp(static_cast<size_t>(t.S));
+      vec_cols(t, k0, k1, tmp.data());
+      return;
     }
+    T tmp[kMaxStackS];
+#if BT_TRACE_X86_AVX2
+    if (avx2) {
+      vec_cols_avx2(t, k0, k1, tmp);
+      return;
+    }
+#endif
+    vec_cols(t, k0, k1, tmp);
   });
 }
 
 template <typename T>
 void cpu_pp_input(T* xbar, const T* x, T decay_x, int64_t n) {
+#if BT_TRACE_X86_AVX2
+  const bool avx2 = cpu_has_avx2();
+#endif
   parallel_for(n, 65536, [=](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) pp_input_update(xbar, x, decay_x, i);
+#if BT_TRACE_X86_AVX2
+    if (avx2) {
+      pp_input_avx2(e - b, xbar + b, x + b, decay_x);
+      return;
+    }
+#endif
+    pp_input_run(e - b, xbar + b, x + b, decay_x);
   });
 }
 
 template <typename T>
 void cpu_pp_project(const T* g, const T* epsf, int64_t P, int64_t S, T inv_c, T* q, bool accumulate) {
+#if BT_TRACE_X86_AVX2
+  const bool avx2 = cpu_has_avx2();
+#endif
   parallel_for(P, row_grain(S), [=](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) pp_project(g, epsf, S, inv_c, q, p, accumulate);
+#if BT_TRACE_X86_AVX2
+    if (avx2) {
+      pp_project_avx2(g, epsf, S, inv_c, q, p0, p1, accumulate);
+      return;
+    }
+#endif
+    pp_project_range(g, epsf, S, inv_c, q, p0, p1, accumulate);
   });
 }
 
 template <typename T>
 void cpu_pp_vec_grad(const T* q, int64_t B, int64_t O, T* dp) {
-  parallel_for(O, row_grain(B), [=](int64_t k0, int64_t k1) {
-    for (int64_t k = k0; k < k1; ++k) pp_vec_col(q, B, O, dp, k);
+#if BT_TRACE_X86_AVX2
+  const bool avx2 = cpu_has_avx2();
+#endif
+  parallel_for(O, std::max<int64_t>(kVecTile, row_grain(B)), [=](int64_t k0, int64_t k1) {
+#if BT_TRACE_X86_AVX2
+    if (avx2) {
+      pp_vec_avx2(q, B, O, dp, k0, k1);
+      return;
+    }
+#endif
+    pp_vec_tiles(q, B, O, dp, k0, k1);
   });
 }
 

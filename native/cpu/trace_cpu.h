@@ -10,6 +10,9 @@ namespace bt {
 
 template <typename T>
 void cpu_drtrl_dense(const DenseTraceTask<T>& t);
+// One vector trace step (kernels/trace.h: VecTraceTask): the columns k split over the pool,
+// each chunk in tiles of batch rows run by vec_trace_row (compile-time S <= 4 loops, an
+// AVX2 clone where the CPU has it); bit for bit the generic vec_trace_col.
 template <typename T>
 void cpu_vec_trace(const VecTraceTask<T>& t);
 // xbar <- decay_x xbar + x over n elements.

@@ -211,10 +211,96 @@ BT_HD void vec_trace_col(const VecTraceTask<T>& t, int64_t k, T* tmp) {
   if (t.g) t.dp[k] += t.scale * acc;
 }
 
+namespace trace_detail {
+
+// Vector trace, a run of n consecutive positions of one batch row (p = p0 .. p0 + n - 1,
+// the pointers already offset to p0) with 1 <= S <= 4, D / update / contraction known at
+// compile time: contiguous, restrict-qualified, branch-free loops the compiler vectorises
+// (e and acc are written, everything else read). acc[j] is position p0 + j's column
+// accumulator: acc[j] += sum_a g[., a] eps[., a] (new eps), a ascending, added into acc
+// one product at a time. The operation order per element is vec_trace_position's
+// (trace_position_update: S == 1 without the zero start, S >= 2 from T(0)), so results
+// are bit for bit those of the generic body.
+template <typename T, int kS, bool kD, bool kU, bool kG>
+BT_HD void vec_sn_run(int64_t n, T* __restrict e, const T* __restrict D, const T* __restrict df, T alpha, T beta,
+                      const T* __restrict g, T* __restrict acc) {
+  for (int64_t j = 0; j < n; ++j) {
+    T v[kS];
+    for (int a = 0; a < kS; ++a) v[a] = e[j * kS + a];
+    if (kU) {
+      T nv[kS];
+      if (kS == 1) {
+        const T r = kD ? D[j] * v[0] : T(0);
+        nv[0] = alpha * r + beta * df[j];
+      } else {
+        for (int a = 0; a < kS; ++a) {
+          T s = T(0);
+          if (kD)
+            for (int c = 0; c < kS; ++c) s += D[(j * kS + a) * kS + c] * v[c];
+          nv[a] = alpha * s + beta * df[j * kS + a];
+        }
+      }
+      for (int a = 0; a < kS; ++a) e[j * kS + a] = v[a] = nv[a];
+    }
+    if (kG) {
+      T s = acc[j];
+      for (int a = 0; a < kS; ++a) s += g[j * kS + a] * v[a];
+      acc[j] = s;
+    }
+  }
+}
+
+// vec_sn_run with the flags taken from the run-time pointers (D, g null or not) and
+// `update` (no update and no g: nothing to do).
+template <typename T, int kS>
+BT_HD void vec_sn_dispatch(int64_t n, T* e, const T* D, const T* df, T alpha, T beta, const T* g, T* acc,
+                           bool update) {
+  if (!update) {
+    if (g) vec_sn_run<T, kS, false, false, true>(n, e, D, df, alpha, beta, g, acc);
+  } else if (D) {
+    if (g) vec_sn_run<T, kS, true, true, true>(n, e, D, df, alpha, beta, g, acc);
+    else vec_sn_run<T, kS, true, true, false>(n, e, D, df, alpha, beta, g, acc);
+  } else {
+    if (g) vec_sn_run<T, kS, false, true, true>(n, e, D, df, alpha, beta, g, acc);
+    else vec_sn_run<T, kS, false, true, false>(n, e, D, df, alpha, beta, g, acc);
+  }
+}
+
+}  // namespace trace_detail
+
+// Vector trace, batch row b, columns [k0, k1): vec_trace_position for p = b * O + k in k
+// order, with acc[k - k0] the column accumulator of k (a driver walks b ascending for each
+// column, then adds dp[k] += scale * acc[k - k0] as vec_trace_col does). S <= 4 runs the
+// specialised loops above; wider groups the generic body with `tmp` (S values).
+template <typename T>
+BT_HD void vec_trace_row(const VecTraceTask<T>& t, int64_t b, int64_t k0, int64_t k1, T* acc, T* tmp) {
+  const int64_t S = t.S, p0 = b * t.O + k0, n = k1 - k0;
+  if (n <= 0 || (!t.update && !t.g)) return;
+  if (S <= 4) {
+    T* e = t.eps + p0 * S;
+    const T* D = t.update && t.D ? t.D + p0 * S * S : nullptr;
+    const T* df = t.update ? t.df + p0 * S : nullptr;
+    const T* g = t.g ? t.g + p0 * S : nullptr;
+    if (S == 1) trace_detail::vec_sn_dispatch<T, 1>(n, e, D, df, t.alpha, t.beta, g, acc, t.update);
+    else if (S == 2) trace_detail::vec_sn_dispatch<T, 2>(n, e, D, df, t.alpha, t.beta, g, acc, t.update);
+    else if (S == 3) trace_detail::vec_sn_dispatch<T, 3>(n, e, D, df, t.alpha, t.beta, g, acc, t.update);
+    else trace_detail::vec_sn_dispatch<T, 4>(n, e, D, df, t.alpha, t.beta, g, acc, t.update);
+    return;
+  }
+  for (int64_t j = 0; j < n; ++j) vec_trace_position(t, p0 + j, tmp, acc[j]);
+}
+
 // pp_prop input trace, one element: xbar <- decay_x xbar + x.
 template <typename T>
 BT_HD void pp_input_update(T* xbar, const T* x, T decay_x, int64_t n) {
   xbar[n] = decay_x * xbar[n] + x[n];
+}
+
+// pp_prop input trace over n consecutive elements (pointers offset to the first): the
+// pp_input_update body as one restrict-qualified loop the compiler vectorises.
+template <typename T>
+BT_HD void pp_input_run(int64_t n, T* __restrict xbar, const T* __restrict x, T decay_x) {
+  for (int64_t i = 0; i < n; ++i) xbar[i] = decay_x * xbar[i] + x[i];
 }
 
 // pp_prop learning-signal projection, one position p = (b, k):
@@ -225,6 +311,49 @@ BT_HD void pp_project(const T* g, const T* epsf, int64_t S, T inv_c, T* q, int64
   T acc = T(0);
   for (int64_t a = 0; a < S; ++a) acc += g[p * S + a] * epsf[p * S + a];
   q[p] = accumulate ? q[p] + acc * inv_c : acc * inv_c;
+}
+
+namespace trace_detail {
+
+// pp_project over n consecutive positions (pointers offset to the first) with S and
+// accumulate known at compile time: the same sum from T(0), a ascending, then the same
+// scaling, so results are bit for bit pp_project's.
+template <typename T, int kS, bool kAcc>
+BT_HD void pp_project_sn(int64_t n, const T* __restrict g, const T* __restrict epsf, T inv_c, T* __restrict q) {
+  for (int64_t p = 0; p < n; ++p) {
+    T acc = T(0);
+    for (int a = 0; a < kS; ++a) acc += g[p * kS + a] * epsf[p * kS + a];
+    q[p] = kAcc ? q[p] + acc * inv_c : acc * inv_c;
+  }
+}
+
+// pp_project_sn with `accumulate` as a template argument.
+template <typename T, int kS>
+BT_HD void pp_project_acc(int64_t n, const T* g, const T* epsf, T inv_c, T* q, bool accumulate) {
+  if (accumulate) pp_project_sn<T, kS, true>(n, g, epsf, inv_c, q);
+  else pp_project_sn<T, kS, false>(n, g, epsf, inv_c, q);
+}
+
+}  // namespace trace_detail
+
+// pp_project over positions [p0, p1): S <= 4 runs the specialised loops, wider groups
+// the per-position body.
+template <typename T>
+BT_HD void pp_project_range(const T* g, const T* epsf, int64_t S, T inv_c, T* q, int64_t p0, int64_t p1,
+                            bool accumulate) {
+  const int64_t n = p1 - p0;
+  if (n <= 0) return;
+  const T* gp = g + p0 * S;
+  const T* ep = epsf + p0 * S;
+  T* qp = q + p0;
+  switch (S) {
+    case 1: trace_detail::pp_project_acc<T, 1>(n, gp, ep, inv_c, qp, accumulate); return;
+    case 2: trace_detail::pp_project_acc<T, 2>(n, gp, ep, inv_c, qp, accumulate); return;
+    case 3: trace_detail::pp_project_acc<T, 3>(n, gp, ep, inv_c, qp, accumulate); return;
+    case 4: trace_detail::pp_project_acc<T, 4>(n, gp, ep, inv_c, qp, accumulate); return;
+    default:
+      for (int64_t p = p0; p < p1; ++p) pp_project(g, epsf, S, inv_c, q, p, accumulate);
+  }
 }
 
 // pp_prop dense gradient: dW[i,k] += sum_t sum_b xbar_t[b,i] q_t[b,k] is one GEMM over a
@@ -238,6 +367,22 @@ BT_HD void pp_vec_col(const T* q, int64_t B, int64_t O, T* dp, int64_t k) {
   T acc = T(0);
   for (int64_t b = 0; b < B; ++b) acc += q[b * O + k];
   dp[k] += acc;
+}
+
+// pp_prop bias / element-wise gradient, columns [k0, k1) at once: batch rows outer, so q
+// is read in contiguous runs; acc (k1 - k0 values, scratch) holds each column's sum, which
+// adds q[b, k] over b ascending from T(0) and then goes into dp[k] exactly as pp_vec_col's
+// does (bit for bit the same).
+template <typename T>
+BT_HD void pp_vec_cols(const T* __restrict q, int64_t B, int64_t O, T* __restrict dp, int64_t k0, int64_t k1,
+                       T* __restrict acc) {
+  const int64_t n = k1 - k0;
+  for (int64_t j = 0; j < n; ++j) acc[j] = T(0);
+  for (int64_t b = 0; b < B; ++b) {
+    const T* __restrict qb = q + b * O + k0;
+    for (int64_t j = 0; j < n; ++j) acc[j] += qb[j];
+  }
+  for (int64_t j = 0; j < n; ++j) dp[k0 + j] += acc[j];
 }
 
 }  // namespace bt
