@@ -37,6 +37,15 @@ BT_HD_FORCE float u2f_(uint32_t u) {
   return x;
 }
 
+// c ? a : b on the bits: both values are computed whatever c is, so a loop over a function
+// built from these selects is straight-line code that GCC vectorises (with a ternary it may
+// sink a value's computation into a branch, and under the default -ftrapping-math it then
+// will not if-convert the branch: "control flow in loop").
+BT_HD_FORCE float sel_(bool c, float a, float b) {
+  const uint32_t m = 0u - static_cast<uint32_t>(c);
+  return u2f_((f2u_(a) & m) | (f2u_(b) & ~m));
+}
+
 namespace detail {
 
 // 1.5 * 2^23: x + kRound - kRound rounds |x| < 2^22 to an integer (round to nearest even)
@@ -82,8 +91,8 @@ BT_HD_FORCE float expm1_poly_(float r) {
 // like hi), so that hi + *lo is e^x to about 0.1 ulp of hi (for sigmoid's quotient).
 BT_HD_FORCE float exp_parts_(float x, float* lo) {
   using namespace detail;
-  float xc = x > 89.0f ? 89.0f : x;  // e^89 > FLT_MAX; NaN passes both clamps
-  xc = xc < -104.0f ? -104.0f : xc;  // e^-104 < 2^-150 (rounds to 0)
+  float xc = sel_(x > 89.0f, 89.0f, x);  // e^89 > FLT_MAX; NaN passes both clamps
+  xc = sel_(xc < -104.0f, -104.0f, xc);  // e^-104 < 2^-150 (rounds to 0)
   const float n = (xc * kLog2e + kRound) - kRound;
   const float r = (xc - n * kLn2Hi) - n * kLn2Lo;
   const float u = r + (r * r) * exp_poly_(r);
@@ -93,7 +102,7 @@ BT_HD_FORCE float exp_parts_(float x, float* lo) {
   const float s1 = pow2i_(h), s2 = pow2i_(n - h);
   *lo = (pl * s1) * s2;
   const float y = (p * s1) * s2;
-  return x != x ? x + x : y;
+  return sel_(x != x, x, y);  // NaN in, the same NaN out
 }
 BT_HD_FORCE float exp_(float x) {
   float lo;
@@ -108,17 +117,17 @@ BT_HD double exp_(double x) { return ::exp(x); }
 // cancels badly. |x| < 2^-25 returns x (keeps -0 and denormals).
 BT_HD_FORCE float expm1_(float x) {
   using namespace detail;
-  float xc = x > 89.0f ? 89.0f : x;
-  xc = xc < -40.0f ? -40.0f : xc;  // e^-40 - 1 rounds to -1
-  const float ax = xc < 0.0f ? -xc : xc;
+  float xc = sel_(x > 89.0f, 89.0f, x);
+  xc = sel_(xc < -40.0f, -40.0f, xc);  // e^-40 - 1 rounds to -1
+  const float ax = sel_(xc < 0.0f, -xc, xc);
   const float nr = (xc * kLog2e + kRound) - kRound;
-  const float n = ax < 0.69f ? 0.0f : nr;
+  const float n = sel_(ax < 0.69f, 0.0f, nr);
   const float r = (xc - n * kLn2Hi) - n * kLn2Lo;
   const float u = r + (r * r) * expm1_poly_(r);
   const float s = pow2i_(n - 1.0f);
   const float y = 2.0f * (s * u + (s - 0.5f));
-  const float y0 = ax < 0x1p-25f ? x : y;
-  return x != x ? x + x : y0;
+  const float y0 = sel_(ax < 0x1p-25f, x, y);
+  return sel_(x != x, x, y0);
 }
 BT_HD double expm1_(double x) { return ::expm1(x); }
 BT_HD float log_(float x) { return ::logf(x); }
@@ -131,7 +140,7 @@ BT_HD double sqrt_(double x) { return ::sqrt(x); }
 // -0 and denormals); else sign(x) (1 - 2 / (e^(2|x|) + 1)), which rounds to +-1 for large |x|
 // (e^(2|x|) = inf gives exactly 1).
 BT_HD_FORCE float tanh_(float x) {
-  const float ax = x < 0.0f ? -x : x;
+  const float ax = sel_(x < 0.0f, -x, x);
   const float z = x * x;
   float p = 0x1.18e10ap-9f;
   p = p * z - 0x1.0bf4bep-7f;
@@ -141,9 +150,9 @@ BT_HD_FORCE float tanh_(float x) {
   p = p * z - 0x1.555554p-2f;
   const float small = x + (x * z) * p;
   const float big = 1.0f - 2.0f / (exp_(2.0f * ax) + 1.0f);
-  const float sbig = x < 0.0f ? -big : big;
-  const float y = ax < 0.625f ? small : sbig;  // NaN: the big side, exp_(NaN) = NaN
-  return ax < 0x1p-12f ? x : y;                // tanh x = x in float there; keeps -0
+  const float sbig = sel_(x < 0.0f, -big, big);
+  const float y = sel_(ax < 0.625f, small, sbig);  // NaN: the big side, exp_(NaN) = NaN
+  return sel_(ax < 0x1p-12f, x, y);                // tanh x = x in float there; keeps -0
 }
 BT_HD double tanh_(double x) { return ::tanh(x); }
 BT_HD float sin_(float x) { return ::sinf(x); }
@@ -183,19 +192,20 @@ BT_HD_FORCE T sigmoid(T x) {
 template <>
 BT_HD_FORCE float sigmoid<float>(float x) {
   float el;
-  const float e = exp_parts_(x >= 0.0f ? -x : x, &el);
-  const float nh = x >= 0.0f ? 1.0f : e;
-  const float nl = x >= 0.0f ? 0.0f : el;
+  const bool pos = x >= 0.0f;
+  const float e = exp_parts_(sel_(pos, -x, x), &el);
+  const float nh = sel_(pos, 1.0f, e);
+  const float nl = sel_(pos, 0.0f, el);
   const float d = 1.0f + e;
   const float err = ((1.0f - d) + e) + el;  // 1 + e + el = d + err
   const float q = nh / d;
   const float y = q + (nl - q * err) / d;  // (nh + nl) / (d + err) to first order
-  return x != x ? x + x : y;
+  return sel_(x != x, x, y);
 }
 
 // Normal density N(u; m, sd).
 template <typename T>
-BT_HD T normal_pdf(T u, T m, T sd) {
+BT_HD_FORCE T normal_pdf(T u, T m, T sd) {
   T z = (u - m) / sd;
   return T(kInvSqrt2Pi) / sd * exp_(T(-0.5) * z * z);
 }
