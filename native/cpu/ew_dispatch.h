@@ -4,8 +4,9 @@
 // task's (op, mode, presence of the optional pointers, Spike surrogate kind): it calls the
 // one shared body ew_body (kernels/elementwise.h) with those as compile-time constants, so
 // the op's switch and the null tests fold away and the compiler can vectorise the loop
-// (the transcendental rules still call the same scalar libm functions per element, so the
-// results are the ones ew_apply gives, bit for bit). Combinations the interpreter does not
+// (float32 exp / expm1 / tanh / sigmoid are branch-free inline code, kernels/scalar_math.h;
+// the other transcendental rules call libm per element; either way the results are the
+// ones ew_apply gives, bit for bit). Combinations the interpreter does not
 // hand out (a missing primal output, zero-derivative ops in JVP/VJP form, an unknown
 // surrogate) get the generic loop, which calls ew_apply per element.
 // The loops are instantiated from the BT_OP_LIST x-macro; a header so that
@@ -46,8 +47,11 @@ void ew_loop_fixed(const EwTask<T>& task, int64_t begin, int64_t end) {
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
 #define BT_EW_AVX2 1
 // ew_loop_fixed compiled for AVX2 (only called where the CPU has it). The body and the
-// float32 math it calls (km::) are always inlined, so they are compiled for AVX2 here and
-// no out-of-line copy with AVX2 code is shared with the portable loops.
+// float32 math (km::) are always inlined into it, so they are compiled for AVX2 here. The
+// attribute applies to this function only: a callee that is not inlined (libm) keeps the
+// baseline ISA, so no AVX2 code can end up in an inline function's out-of-line copy that
+// the linker might share with baseline callers (as a #pragma GCC target over the
+// includes could).
 template <typename T, OpCode OP, EwMode M, uint32_t P, int32_t SG>
 __attribute__((target("avx2"))) void ew_loop_fixed_avx2(const EwTask<T>& task, int64_t begin, int64_t end) {
   const EwTask<T> t = task;
