@@ -15,6 +15,7 @@
 
 #include "core/plan.h"
 #include "core/status_util.h"
+#define BT_EW_AVX2_EXTERN  // the AVX2 element-wise table is instantiated in cpu/ew_avx2.cc
 #include "cpu/ew_dispatch.h"
 #include "cpu/jacobian_read.h"
 #include "cpu/parallel_gemm.h"

@@ -2,13 +2,17 @@
 // element-wise op family) forward, with BPTT and online (D_RTRL, pp_prop) in float64 and
 // float32, and prints every result's bytes as JSON. The test runs it with
 // BRAINTRACE_FUSE=0 and without, and compares the two outputs byte for byte. With the
-// argument `info` it prints the fusionInfo() of a LIF3 session instead.
+// argument `info` it prints the fusionInfo() of a LIF3 session instead. test/math.test.ts
+// runs it with BRAINTRACE_EW_ISA=sse2 and without (and `wide`) to compare the loop tables.
 'use strict';
 const bt = require('../..');
 
-const B = 3;
+// With the argument `wide`, tensors of 200 elements (B 5, H 40) instead of 24, so that
+// 8-wide vector loops run several iterations and an epilogue (test/math.test.ts).
+const WIDE = process.argv.includes('wide');
+const B = WIDE ? 5 : 3;
 const IN = 5;
-const H = 8;
+const H = WIDE ? 40 : 8;
 
 class LIFLayer extends bt.Module {
   constructor(nIn, n, sg) {

@@ -4,7 +4,8 @@
 // slots), every Spike surrogate, float32 and float64, on inputs with signed zeros,
 // infinities, NaNs, kinks, ties and ordinary values, and over unaligned ranges (so the
 // vectorised bodies and their scalar epilogues both run). Prints "ok <loops>" or the first
-// mismatch. Built and run by test/fusion.test.ts (no addon needed).
+// mismatch. Both loop tables are checked: the portable one and, where the CPU has AVX2,
+// the AVX2 one (ew_select_isa). Built and run by test/fusion.test.ts (no addon needed).
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -48,12 +49,18 @@ bool same_value(T a, T b) {
 }
 
 int loops = 0;
+EwIsa g_isa = EwIsa::Portable;  // the table under test
+
+template <typename T>
+EwLoop<T> select_loop(const EwTask<T>& task) {
+  return g_isa == EwIsa::Avx2 ? ew_select_isa<T, EwIsa::Avx2>(task) : ew_select_isa<T, EwIsa::Portable>(task);
+}
 
 // Runs `task` over [b, e) with the selected loop and with ew_loop_any, on copies of every
 // writable array, and compares.
 template <typename T>
 bool check(const char* dtype, EwTask<T> task, std::vector<std::vector<T>>& writable, const char* what) {
-  const EwLoop<T> loop = ew_select(task);
+  const EwLoop<T> loop = select_loop(task);
   if (loop == nullptr) {
     std::printf("%s %s: ew_select returned null\n", dtype, what);
     return false;
@@ -163,6 +170,19 @@ bool run_all(const char* dtype) {
 int main() {
   if (!run_all<float>("float32")) return 1;
   if (!run_all<double>("float64")) return 1;
+  if (ew_avx2_supported()) {
+    // The AVX2 table is another set of functions (not the portable loops again).
+    EwTask<float> t;
+    t.op = OpCode::Tanh;
+    t.mode = EwMode::Forward;
+    if (ew_select_isa<float, EwIsa::Avx2>(t) == ew_select_isa<float, EwIsa::Portable>(t)) {
+      std::printf("the AVX2 table returned a portable loop\n");
+      return 1;
+    }
+    g_isa = EwIsa::Avx2;
+    if (!run_all<float>("float32 avx2")) return 1;
+    if (!run_all<double>("float64 avx2")) return 1;
+  }
   std::printf("ok %d loops\n", loops);
   return 0;
 }
