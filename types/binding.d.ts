@@ -254,6 +254,21 @@ export interface NativeOnlineArgs {
   chunk?: number;
 }
 
+/**
+ * The optional second argument of {@link NativeSession.runOnline} (not of runOnlineAsync):
+ * where a streaming step's results go, to save the per-call allocations.
+ */
+export interface NativeOnlineInto {
+  /** One array per param slot, stored before the run with the checks of setParams (as a setParams call just before it would). */
+  params?: NativeArray[];
+  /** With computeGrads: one array per param slot (its numel) that receives the gradients; the result then has no `paramGrads`. */
+  gradsOut?: NativeArray[];
+  /** A Float64Array with one entry per loss of the call (T, or 0 without computeGrads or a loss) that receives them and is the result's `losses`. */
+  lossesOut?: Float64Array;
+  /** false: the result's `outputs` is an empty Array (default true). */
+  outputs?: boolean;
+}
+
 /** Result of {@link NativeSession.runOnline}. */
 export interface NativeOnlineResult {
   /** Per model-output slot: T * numel. */
@@ -312,7 +327,7 @@ export interface NativeSession {
   /** Configures (and zeroes) the eligibility traces. */
   configureOnline(config: NativeOnlineConfig): void;
   /** T steps of online learning in one call, synchronous. */
-  runOnline(args: NativeOnlineArgs): NativeOnlineResult;
+  runOnline(args: NativeOnlineArgs, into?: NativeOnlineInto): NativeOnlineResult;
   /**
    * The same on the native thread pool, with optional progress (see {@link NativeCallControl}).
    * Cancelled by {@link cancelRun}: rejects with ERR_BRAINTRACE_ABORTED; the stored states,

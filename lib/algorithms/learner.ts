@@ -92,7 +92,25 @@ export interface SessionEntry {
   paramVersion: number;
   /** Estimated work of one step (see {@link stepWork}), computed on first use. */
   stepWork?: number;
+  /** Gradient arrays reused by {@link SyncGradInto} `scratch` calls on this session (subclasses). */
+  scratch?: { grads: Record<string, HostTensor>; data: NativeArray[]; losses: Float64Array };
 }
+
+/**
+ * @internal How the learner's own synchronous gradient call ({@link Learner.etraceGradSync},
+ * used by `step`) hands back its result. `scratch`: the gradients (and the losses of a
+ * one-step call) are written into arrays the learner keeps per session and reuses at the
+ * next such call, so the caller must consume them before that (the stream step passes them
+ * to a built-in optimizer, which copies nothing out and keeps nothing); `outputs: false`
+ * leaves `outputs` out of the result. Learners may ignore it (fresh arrays, outputs included).
+ */
+export interface SyncGradInto {
+  scratch: boolean;
+  outputs: boolean;
+}
+
+/** A {@link GradResult} whose `outputs` may be left out (see {@link SyncGradInto}). */
+export type SyncGradResult = Omit<GradResult, 'outputs'> & { outputs?: HostTensor };
 
 /**
  * Largest estimated work (in {@link stepWork} units, about one multiply-add or one value
@@ -609,7 +627,12 @@ export abstract class Learner {
    * undefined when it must run asynchronously (nothing ran then). Learners without one
    * (the default) always run asynchronously.
    */
-  etraceGradSync(_xs: TensorLike, _ys: TensorLike, _options?: GradOptions): (() => GradResult) | undefined {
+  etraceGradSync(
+    _xs: TensorLike,
+    _ys: TensorLike,
+    _options?: GradOptions,
+    _into?: SyncGradInto,
+  ): (() => SyncGradResult) | undefined {
     return undefined;
   }
 
@@ -704,13 +727,23 @@ export abstract class Learner {
     return entry;
   }
 
-  /** Brings weights and states of `entry`'s session up to date. */
-  protected prepare(entry: SessionEntry): void {
+  /**
+   * Brings weights and states of `entry`'s session up to date. With `deferParams`, stale
+   * weights are not pushed: their arrays (slot order) are returned instead, for a native
+   * call that stores them itself before it runs (`runOnline`'s `params`; see
+   * {@link runExclusiveSyncWithParams}); undefined when the session has them already.
+   */
+  protected prepare(entry: SessionEntry, deferParams = false): NativeArray[] | undefined {
+    let deferred: NativeArray[] | undefined;
     if (entry.paramVersion !== this.paramVersion) {
       // Every weight in one native call (slot i <- params[i]; e.g. after each optimizer update).
       const data = entry.traced.params.map((p: ParamState) => p.hostValue.data as NativeArray);
-      this.native(() => entry.session.setParams(data), entry);
-      entry.paramVersion = this.paramVersion;
+      if (deferParams) {
+        deferred = data;
+      } else {
+        this.native(() => entry.session.setParams(data), entry);
+        entry.paramVersion = this.paramVersion;
+      }
     }
     if (this.stateOwner !== entry) {
       this.pullStates();
@@ -719,6 +752,7 @@ export abstract class Learner {
       });
       this.onPush(entry);
     }
+    return deferred;
   }
 
   /** Records that `entry`'s session now holds the newest states (after a synchronous call). */
@@ -778,6 +812,28 @@ export abstract class Learner {
     this.nativeInFlight = true;
     try {
       return syncCall();
+    } catch (e) {
+      throw this.nativeError(e, entry);
+    } finally {
+      this.stateOwner = entry;
+      this.nativeInFlight = false;
+    }
+  }
+
+  /**
+   * {@link runExclusiveSync} for a native call that takes the stale weights itself: `syncCall`
+   * receives the weight arrays to store before it runs (or undefined when the session has
+   * them), e.g. as `runOnline`'s `params`, which saves the separate setParams call. The
+   * session counts as holding the weights once the call has succeeded.
+   */
+  protected runExclusiveSyncWithParams<R>(entry: SessionEntry, syncCall: (params: NativeArray[] | undefined) => R): R {
+    const version = this.paramVersion;
+    const params = this.prepare(entry, true);
+    this.nativeInFlight = true;
+    try {
+      const r = syncCall(params);
+      if (params !== undefined) entry.paramVersion = version;
+      return r;
     } catch (e) {
       throw this.nativeError(e, entry);
     } finally {

@@ -6,7 +6,7 @@
  * traces (whose size does not depend on the sequence length) live in native
  * memory. Equations: native/include/braintrace/online.h and docs/online.md.
  */
-import type { NativeArray, NativeOnlineConfig, NativeOnlineResult } from '../../types/binding';
+import type { NativeArray, NativeOnlineArgs, NativeOnlineConfig, NativeOnlineInto, NativeOnlineResult } from '../../types/binding';
 import { analyseEtraceGraph, type ETraceGraph, type Relation } from '../compiler/etrace';
 import type { Module } from '../dsl/module';
 import type { VjpMethod } from '../executor/executor';
@@ -22,6 +22,8 @@ import {
   type GradResult,
   type RunOptions,
   type SessionEntry,
+  type SyncGradInto,
+  type SyncGradResult,
 } from './learner';
 import { lossCacheKey, lossScaleArg, prepareTargets, resolveLoss } from './losses';
 
@@ -211,10 +213,50 @@ export abstract class OnlineLearner extends Learner {
    * `Learner.etraceGradSync`): the same checks (thrown), then a function making the native
    * call; undefined when the call is too large for the JS thread or asks for progress.
    */
-  override etraceGradSync(xs: TensorLike, ys: TensorLike, options: OnlineGradOptions = {}): (() => GradResult) | undefined {
+  override etraceGradSync(
+    xs: TensorLike,
+    ys: TensorLike,
+    options: OnlineGradOptions = {},
+    into?: SyncGradInto,
+  ): (() => SyncGradResult) | undefined {
     const c = this.gradCall(xs, ys, options);
     if (!c.sync || options.onProgress !== undefined) return undefined;
-    return () => this.gradResult(c.entry, this.runExclusiveSync(c.entry, () => c.entry.session.runOnline(c.args)), c.steps);
+    if (into === undefined) {
+      return () => this.gradResult(c.entry, this.runExclusiveSync(c.entry, () => c.entry.session.runOnline(c.args)), c.steps);
+    }
+    return () => this.gradInto(c.entry, c.args, c.steps, into);
+  }
+
+  /**
+   * The synchronous native call of {@link etraceGradSync} with `into` (see SyncGradInto): one
+   * runOnline that also stores stale weights (its `into.params`), writes the gradients (and a
+   * one-step call's loss) into the session's scratch arrays when `into.scratch` (`gradsOut`,
+   * `lossesOut`) and leaves the outputs out when `into.outputs` is false.
+   */
+  private gradInto(entry: SessionEntry, args: NativeOnlineArgs, steps: number, into: SyncGradInto): SyncGradResult {
+    const scratch = into.scratch ? (entry.scratch ??= this.makeScratch(entry)) : undefined;
+    const res = this.runExclusiveSyncWithParams(entry, (params) => {
+      const where: NativeOnlineInto = {
+        params,
+        gradsOut: scratch?.data,
+        lossesOut: scratch !== undefined && steps === 1 ? scratch.losses : undefined,
+        outputs: into.outputs,
+      };
+      return entry.session.runOnline(args, where);
+    });
+    const grads = scratch !== undefined ? scratch.grads : this.gradResult(entry, res, steps).grads;
+    return { grads, losses: res.losses, outputs: into.outputs ? this.sequenceOutput(res.outputs[0], steps) : undefined };
+  }
+
+  /** Gradient arrays (one per weight, slot order) and a one-step loss array for scratch calls on `entry`. */
+  private makeScratch(entry: SessionEntry): NonNullable<SessionEntry['scratch']> {
+    const grads: Record<string, HostTensor> = {};
+    const data = entry.traced.params.map((p) => {
+      const d = (this.dtype === 'float64' ? new Float64Array(numel(p.shape)) : new Float32Array(numel(p.shape))) as NativeArray;
+      grads[p.path] = { data: d, shape: p.shape.slice(), dtype: this.dtype };
+      return d;
+    });
+    return { grads, data, losses: new Float64Array(1) };
   }
 
   /** Checks the arguments of {@link etraceGrad}; returns its session, native arguments and whether it is small. */

@@ -584,6 +584,15 @@ abstract class NativeBackedOptimizer implements Optimizer {
   }
 }
 
+/**
+ * True for an optimizer of this module (SGD, Adam, AdamW, RMSProp): its `step` reads the
+ * gradients once, natively, and keeps no reference to them (so a caller may pass arrays it
+ * reuses afterwards). False for any other object, e.g. a user's own OptimizerLike.
+ */
+export function isBuiltinOptimizer(o: unknown): boolean {
+  return o instanceof NativeBackedOptimizer;
+}
+
 function call<R>(fn: () => R): R {
   try {
     return fn();

@@ -211,13 +211,44 @@ bool OptionalJacobians(Napi::Env env, const Napi::Value& v, const std::string& n
 // copied). Wrong types: TypeError; out-of-range numbers: RangeError; consistency with
 // the plan is checked by the core (INVALID_ARGUMENT).
 void ParseOnlineConfig(Napi::Env env, const Napi::Value& v, bt::OnlineConfig* out);
+// runOnline's optional second argument `into` (NativeOnlineInto; the per-call overhead of
+// streaming steps; runOnlineAsync has none): `params` (one array per param slot, stored with
+// the checks of setParams before the run, as one setParams call just before would), `gradsOut`
+// (one array per param slot: the gradients are written there instead of into fresh arrays;
+// needs computeGrads), `lossesOut` (a Float64Array with one entry per loss of the call: the
+// losses are written there and it is the result's `losses`), `outputs` (false: the result's
+// `outputs` is an empty Array). Their arrays are pinned with the inputs (phase 1 reads them,
+// phase 2 takes their pointers).
+struct OnlineExtras {
+  bool has_params = false;
+  std::vector<const void*> params;  // per param slot, pinned
+  std::vector<size_t> param_sizes;  // numel per param slot
+  bool has_grads_out = false;
+  std::vector<const void*> grads_out;  // per param slot, pinned (written after the run)
+  const void* losses_out = nullptr;    // pinned, or null
+  Napi::Value losses_out_value;        // the lossesOut array (returned as `losses`)
+  bool outputs = true;
+};
+
 // NativeOnlineArgs, phase 1: numbers into *out; the inputs go into `pins` (pointers
 // into out->inputs) and lossScale, when given, into `pins` with *loss_scale as its
 // destination. After pins->Pin(), FinishOnlineArgs copies lossScale into out->loss_scale.
 void ParseOnlineArgs(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt::DType dtype, PinnedArrays* pins,
                      bt::OnlineArgs* out, const void** loss_scale);
+// runOnline's `into` (undefined: no extras), phase 1, after ParseOnlineArgs filled `args`:
+// its arrays go into `pins` with destinations in *extras. Wrong types: TypeError; wrong
+// lengths: RangeError (named into.params[i], into.gradsOut[i], into.lossesOut).
+void ParseOnlineExtras(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt::DType dtype, PinnedArrays* pins,
+                       const bt::OnlineArgs& args, OnlineExtras* extras);
 void FinishOnlineArgs(bt::OnlineArgs* out, const void* loss_scale);
 Napi::Object OnlineResultToJs(Napi::Env env, const bt::OnlineResult& r, bt::DType dtype, bool grads);
+// The result of a runOnline call with `extras` (gradsOut / lossesOut / outputs): phase 2,
+// while the arrays are pinned, WriteOnlineExtras copies the gradients and losses into the
+// caller's arrays; after Unpin, OnlineExtrasResultToJs builds the result object
+// ({ outputs, losses, paramGrads? }: paramGrads only without gradsOut).
+void WriteOnlineExtras(const bt::OnlineResult& r, bt::DType dtype, const OnlineExtras& extras);
+Napi::Object OnlineExtrasResultToJs(Napi::Env env, const bt::OnlineResult& r, bt::DType dtype, bool grads,
+                                    const OnlineExtras& extras);
 
 // ---------------------------------------------------------------------------------------------
 // Cancellation and progress of async calls (control.cc; the design is described there)

@@ -622,6 +622,78 @@ void ParseOnlineArgs(Napi::Env env, const Napi::Value& v, const bt::Session& s, 
                                                  : CheckInteger(env, ch, "chunk", "an integer >= 1", 1, 9007199254740992.0);
 }
 
+void ParseOnlineExtras(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt::DType dtype, PinnedArrays* pins,
+                       const bt::OnlineArgs& args, OnlineExtras* extras) {
+  if (v.IsEmpty() || v.IsUndefined()) return;
+  Napi::Object o = CheckObject(env, v, "into", "an object { params?, gradsOut?, lossesOut?, outputs? } or undefined");
+  // Every key is read (phase 1) before any array is pinned.
+  Napi::Value pv = o.Get("params");
+  Napi::Value gv = o.Get("gradsOut");
+  Napi::Value lv = o.Get("lossesOut");
+  Napi::Value ov = o.Get("outputs");
+  auto given = [](const Napi::Value& x) { return !x.IsUndefined() && !x.IsNull(); };
+  const int np = s.num_params();
+  if (given(pv)) {
+    Napi::Array a = CheckArrayOf(env, pv, "into.params", static_cast<size_t>(np));
+    extras->has_params = true;
+    extras->params.assign(static_cast<size_t>(np), nullptr);
+    extras->param_sizes.assign(static_cast<size_t>(np), 0);
+    for (int i = 0; i < np; ++i) {
+      const size_t k = static_cast<size_t>(i);
+      extras->param_sizes[k] = static_cast<size_t>(Numel(s.param_shape(i)));
+      pins->Add(a.Get(static_cast<uint32_t>(i)), "into.params[" + std::to_string(i) + "]", dtype,
+                extras->param_sizes[k], &extras->params[k]);
+    }
+  }
+  if (given(gv)) {
+    if (!args.compute_grads) {
+      throw ArgTypeError(env, "into.gradsOut needs computeGrads: true (got computeGrads false and gradsOut " +
+                                  Describe(gv) + ")");
+    }
+    Napi::Array a = CheckArrayOf(env, gv, "into.gradsOut", static_cast<size_t>(np));
+    extras->has_grads_out = true;
+    extras->grads_out.assign(static_cast<size_t>(np), nullptr);
+    for (int i = 0; i < np; ++i) {
+      pins->Add(a.Get(static_cast<uint32_t>(i)), "into.gradsOut[" + std::to_string(i) + "]", dtype,
+                static_cast<size_t>(Numel(s.param_shape(i))), &extras->grads_out[static_cast<size_t>(i)]);
+    }
+  }
+  if (given(lv)) {
+    const size_t n = (args.compute_grads && s.has_loss()) ? static_cast<size_t>(args.steps) : 0;
+    pins->Add(lv, "into.lossesOut", napi_float64_array, n, &extras->losses_out);
+    extras->losses_out_value = lv;
+  }
+  extras->outputs = OptionalBool(env, ov, "into.outputs", true);
+}
+
+void WriteOnlineExtras(const bt::OnlineResult& r, bt::DType dtype, const OnlineExtras& extras) {
+  const size_t es = ElementSize(dtype);
+  if (extras.has_grads_out) {
+    for (size_t k = 0; k < extras.grads_out.size() && k < r.param_grads.size(); ++k) {
+      const size_t bytes = r.param_grads[k].numel * es;
+      if (bytes != 0) std::memcpy(const_cast<void*>(extras.grads_out[k]), r.param_grads[k].bytes.data(), bytes);
+    }
+  }
+  if (extras.losses_out != nullptr && !r.losses.empty()) {
+    std::memcpy(const_cast<void*>(extras.losses_out), r.losses.data(), r.losses.size() * sizeof(double));
+  }
+}
+
+Napi::Object OnlineExtrasResultToJs(Napi::Env env, const bt::OnlineResult& r, bt::DType dtype, bool grads,
+                                    const OnlineExtras& extras) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("outputs", extras.outputs ? BuffersToJs(env, r.outputs, dtype) : Napi::Array::New(env, 0));
+  if (extras.losses_out != nullptr) {
+    o.Set("losses", extras.losses_out_value);
+  } else {
+    Napi::Float64Array losses = Napi::Float64Array::New(env, r.losses.size());
+    if (!r.losses.empty()) std::memcpy(losses.Data(), r.losses.data(), r.losses.size() * sizeof(double));
+    o.Set("losses", losses);
+  }
+  if (grads && !extras.has_grads_out) o.Set("paramGrads", BuffersToJs(env, r.param_grads, dtype));
+  return o;
+}
+
 void FinishOnlineArgs(bt::OnlineArgs* out, const void* loss_scale) {
   if (loss_scale == nullptr) return;
   const double* ls = static_cast<const double*>(loss_scale);

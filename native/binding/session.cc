@@ -678,15 +678,23 @@ Napi::Value SessionWrap::RunOnline(const Napi::CallbackInfo& info) {
     PinnedArrays pins(env);
     bt::OnlineArgs args;
     const void* loss_scale = nullptr;
+    OnlineExtras extras;
     ParseOnlineArgs(env, info[0], *held, dtype_, &pins, &args, &loss_scale);
+    ParseOnlineExtras(env, info[1], *held, dtype_, &pins, args, &extras);
     Live(env, false);
     pins.Pin();
     FinishOnlineArgs(&args, loss_scale);
     bt::OnlineResult r;
-    const bt::Status st = held->run_online(args, &r);
+    bt::Status st;
+    // `params`: stored first, slot by slot with setParam's checks (as setParams would).
+    for (size_t i = 0; extras.has_params && i < extras.params.size() && st.ok(); ++i) {
+      st = held->set_param(static_cast<int>(i), extras.params[i], extras.param_sizes[i]);
+    }
+    if (st.ok()) st = held->run_online(args, &r);
+    if (st.ok()) WriteOnlineExtras(r, dtype_, extras);  // still pinned: no JS has run
     pins.Unpin();
     ThrowIfError(env, st);
-    return OnlineResultToJs(env, r, dtype_, args.compute_grads);
+    return OnlineExtrasResultToJs(env, r, dtype_, args.compute_grads, extras);
   });
 }
 
