@@ -263,11 +263,18 @@ export interface NativeOnlineInto {
   params?: NativeArray[];
   /** With computeGrads: one array per param slot (its numel) that receives the gradients; the result then has no `paramGrads`. */
   gradsOut?: NativeArray[];
-  /** A Float64Array with one entry per loss of the call (T, or 0 without computeGrads or a loss) that receives them and is the result's `losses`. */
+  /** A Float64Array with one entry per loss of the call (T, or 0 without computeGrads or a loss) that receives them. */
   lossesOut?: Float64Array;
-  /** false: the result's `outputs` is an empty Array (default true). */
+  /** false: no outputs (default true). */
   outputs?: boolean;
 }
+
+/**
+ * Result of {@link NativeSession.runOnline} with `into`: only what the `into` arrays did not
+ * take (`outputs` unless `outputs: false`, `losses` without `lossesOut`, `paramGrads` with
+ * computeGrads and without `gradsOut`).
+ */
+export type NativeOnlineIntoResult = Partial<NativeOnlineResult>;
 
 /** Result of {@link NativeSession.runOnline}. */
 export interface NativeOnlineResult {
@@ -327,7 +334,9 @@ export interface NativeSession {
   /** Configures (and zeroes) the eligibility traces. */
   configureOnline(config: NativeOnlineConfig): void;
   /** T steps of online learning in one call, synchronous. */
-  runOnline(args: NativeOnlineArgs, into?: NativeOnlineInto): NativeOnlineResult;
+  runOnline(args: NativeOnlineArgs): NativeOnlineResult;
+  /** The same, with the results (and the weights to store first) in the caller's arrays: see {@link NativeOnlineInto}. */
+  runOnline(args: NativeOnlineArgs, into: NativeOnlineInto | undefined): NativeOnlineIntoResult;
   /**
    * The same on the native thread pool, with optional progress (see {@link NativeCallControl}).
    * Cancelled by {@link cancelRun}: rejects with ERR_BRAINTRACE_ABORTED; the stored states,

@@ -244,8 +244,18 @@ export abstract class OnlineLearner extends Learner {
       };
       return entry.session.runOnline(args, where);
     });
-    const grads = scratch !== undefined ? scratch.grads : this.gradResult(entry, res, steps).grads;
-    return { grads, losses: res.losses, outputs: into.outputs ? this.sequenceOutput(res.outputs[0], steps) : undefined };
+    let grads: Record<string, HostTensor>;
+    if (scratch !== undefined) {
+      grads = scratch.grads;
+    } else {
+      grads = {};
+      const fresh = res.paramGrads as NativeArray[];
+      entry.traced.params.forEach((p, i) => {
+        grads[p.path] = { data: fresh[i], shape: p.shape.slice(), dtype: this.dtype };
+      });
+    }
+    const losses = res.losses ?? (scratch as NonNullable<typeof scratch>).losses; // absent: written into lossesOut
+    return { grads, losses, outputs: res.outputs !== undefined ? this.sequenceOutput(res.outputs[0], steps) : undefined };
   }
 
   /** Gradient arrays (one per weight, slot order) and a one-step loss array for scratch calls on `entry`. */

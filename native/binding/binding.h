@@ -216,17 +216,18 @@ void ParseOnlineConfig(Napi::Env env, const Napi::Value& v, bt::OnlineConfig* ou
 // the checks of setParams before the run, as one setParams call just before would), `gradsOut`
 // (one array per param slot: the gradients are written there instead of into fresh arrays;
 // needs computeGrads), `lossesOut` (a Float64Array with one entry per loss of the call: the
-// losses are written there and it is the result's `losses`), `outputs` (false: the result's
-// `outputs` is an empty Array). Their arrays are pinned with the inputs (phase 1 reads them,
-// phase 2 takes their pointers).
+// losses are written there), `outputs` (false: no outputs). The result then holds only the
+// fields these did not take (`outputs` unless false, `losses` without lossesOut, `paramGrads`
+// with computeGrads and without gradsOut). Their arrays are pinned with the inputs (phase 1
+// reads them, phase 2 takes their pointers).
 struct OnlineExtras {
   bool has_params = false;
   std::vector<const void*> params;  // per param slot, pinned
   std::vector<size_t> param_sizes;  // numel per param slot
   bool has_grads_out = false;
   std::vector<const void*> grads_out;  // per param slot, pinned (written after the run)
-  const void* losses_out = nullptr;    // pinned, or null
-  Napi::Value losses_out_value;        // the lossesOut array (returned as `losses`)
+  bool has_losses_out = false;
+  const void* losses_out = nullptr;    // pinned (null again after Unpin)
   bool outputs = true;
 };
 
@@ -244,8 +245,8 @@ void FinishOnlineArgs(bt::OnlineArgs* out, const void* loss_scale);
 Napi::Object OnlineResultToJs(Napi::Env env, const bt::OnlineResult& r, bt::DType dtype, bool grads);
 // The result of a runOnline call with `extras` (gradsOut / lossesOut / outputs): phase 2,
 // while the arrays are pinned, WriteOnlineExtras copies the gradients and losses into the
-// caller's arrays; after Unpin, OnlineExtrasResultToJs builds the result object
-// ({ outputs, losses, paramGrads? }: paramGrads only without gradsOut).
+// caller's arrays; after Unpin, OnlineExtrasResultToJs builds the result object (the fields
+// the caller's arrays did not take; see OnlineExtras).
 void WriteOnlineExtras(const bt::OnlineResult& r, bt::DType dtype, const OnlineExtras& extras);
 Napi::Object OnlineExtrasResultToJs(Napi::Env env, const bt::OnlineResult& r, bt::DType dtype, bool grads,
                                     const OnlineExtras& extras);

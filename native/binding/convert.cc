@@ -157,10 +157,14 @@ size_t CheckTypedArray(Napi::Env env, const Napi::Value& v, const std::string& n
     const char* want = TypedArrayTypeName(type);
     return Article(want) + (length == PinnedArrays::kAnyLength ? std::string(want) : Expected(want, length));
   };
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) {
+  // One Node-API call answers "a typed array?", its type and its length (it fails for
+  // anything that is not a typed array, raising no JS exception); the checks below are
+  // those of IsTypedArray / TypedArrayType / ElementLength, with the same messages.
+  napi_typedarray_type got = napi_int8_array;
+  size_t n = 0;
+  if (v.IsEmpty() || napi_get_typedarray_info(env, v, &got, &n, nullptr, nullptr, nullptr) != napi_ok || got != type) {
     throw ArgTypeError(env, name + " must be " + expected() + " (got " + Describe(v) + ")");
   }
-  const size_t n = v.As<Napi::TypedArray>().ElementLength();
   // A detached buffer has length 0; only then is it worth asking.
   if (n == 0 && IsDetached(env, v)) {
     throw ArgTypeError(env, name + " must be " + expected() + " (got a typed array whose buffer is detached)");
@@ -661,7 +665,7 @@ void ParseOnlineExtras(Napi::Env env, const Napi::Value& v, const bt::Session& s
   if (given(lv)) {
     const size_t n = (args.compute_grads && s.has_loss()) ? static_cast<size_t>(args.steps) : 0;
     pins->Add(lv, "into.lossesOut", napi_float64_array, n, &extras->losses_out);
-    extras->losses_out_value = lv;
+    extras->has_losses_out = true;
   }
   extras->outputs = OptionalBool(env, ov, "into.outputs", true);
 }
@@ -674,18 +678,18 @@ void WriteOnlineExtras(const bt::OnlineResult& r, bt::DType dtype, const OnlineE
       if (bytes != 0) std::memcpy(const_cast<void*>(extras.grads_out[k]), r.param_grads[k].bytes.data(), bytes);
     }
   }
-  if (extras.losses_out != nullptr && !r.losses.empty()) {
+  if (extras.has_losses_out && extras.losses_out != nullptr && !r.losses.empty()) {
     std::memcpy(const_cast<void*>(extras.losses_out), r.losses.data(), r.losses.size() * sizeof(double));
   }
 }
 
 Napi::Object OnlineExtrasResultToJs(Napi::Env env, const bt::OnlineResult& r, bt::DType dtype, bool grads,
                                     const OnlineExtras& extras) {
+  // Only what the `into` arrays did not receive (each field costs an allocation and a
+  // property definition, a good part of a tiny streaming step).
   Napi::Object o = Napi::Object::New(env);
-  o.Set("outputs", extras.outputs ? BuffersToJs(env, r.outputs, dtype) : Napi::Array::New(env, 0));
-  if (extras.losses_out != nullptr) {
-    o.Set("losses", extras.losses_out_value);
-  } else {
+  if (extras.outputs) o.Set("outputs", BuffersToJs(env, r.outputs, dtype));
+  if (!extras.has_losses_out) {
     Napi::Float64Array losses = Napi::Float64Array::New(env, r.losses.size());
     if (!r.losses.empty()) std::memcpy(losses.Data(), r.losses.data(), r.losses.size() * sizeof(double));
     o.Set("losses", losses);
