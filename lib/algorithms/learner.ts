@@ -821,6 +821,20 @@ export abstract class Learner {
   }
 
   /**
+   * {@link native} for a synchronous call on `entry` that takes the stale weights itself:
+   * prepares `entry` with deferred weights (see {@link prepare}) and hands them to `call`
+   * (e.g. as `runOnline`'s `into.params`); the session counts as holding them once the call
+   * has succeeded. The caller records the state owner (as after prepare + native).
+   */
+  protected nativeWithParams<R>(entry: SessionEntry, call: (params: NativeArray[] | undefined) => R): R {
+    const version = this.paramVersion;
+    const params = this.prepare(entry, true);
+    const r = this.native(() => call(params), entry);
+    if (params !== undefined) entry.paramVersion = version;
+    return r;
+  }
+
+  /**
    * {@link runExclusiveSync} for a native call that takes the stale weights itself: `syncCall`
    * receives the weight arrays to store before it runs (or undefined when the session has
    * them), e.g. as `runOnline`'s `params`, which saves the separate setParams call. The

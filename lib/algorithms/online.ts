@@ -49,6 +49,9 @@ export interface EvolveOptions extends CallOptions {
   chunkSize?: number;
 }
 
+/** The `into.lossesOut` of a call without losses (computeGrads false): nothing is written to it. */
+const NO_LOSSES = new Float64Array(0);
+
 /** The option keys of {@link OnlineGradOptions}. */
 const ONLINE_GRAD_OPTION_KEYS = [...GRAD_OPTION_KEYS, 'chunkSize'] as const;
 
@@ -122,13 +125,15 @@ export abstract class OnlineLearner extends Learner {
     this.checkUsable('update');
     const xt = this.asData('x', x, [this.batchSize, ...this.inputShape]);
     const entry = this.session('', () => this.stepTrace);
-    this.prepare(entry);
-    const res = this.native(
-      () => entry.session.runOnline({ steps: 1, inputs: [xt.data as NativeArray], computeGrads: false }),
-      entry,
+    // One native call: stale weights stored first (into.params), no losses array (none).
+    const res = this.nativeWithParams(entry, (params) =>
+      entry.session.runOnline(
+        { steps: 1, inputs: [xt.data as NativeArray], computeGrads: false },
+        { params, gradsOut: undefined, lossesOut: NO_LOSSES, outputs: true },
+      ),
     );
     this.markOwner(entry);
-    return { data: res.outputs[0], shape: [this.batchSize, ...this.outputShape], dtype: this.dtype };
+    return { data: (res.outputs as NativeArray[])[0], shape: [this.batchSize, ...this.outputShape], dtype: this.dtype };
   }
 
   /**

@@ -353,7 +353,9 @@ abstract class NativeBackedOptimizer implements Optimizer {
         return m === null || Number(m[2]) >= paths.length ? undefined : `${m[1]}.${paths[Number(m[2])]}`;
       });
     }
-    const skipped = call(() => native.lastStepSkipped);
+    // Only the 'skipUpdate' policy skips a step (the native step never does otherwise): the
+    // flag is read back then only (one native call less per step).
+    const skipped = nonFinite === 'skipUpdate' ? call(() => native.lastStepSkipped) : false;
     if (this.bound === null) this.bound = { paths, shapes, dtype: dtype as unknown as DType };
     if (fast === null) {
       // The layout these records passed the full checks with (for the fast path of the next step).
