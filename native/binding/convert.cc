@@ -259,11 +259,12 @@ int CheckSlot(Napi::Env env, const Napi::Value& v, const std::string& name, int 
 }
 
 Napi::Array CheckArrayOf(Napi::Env env, const Napi::Value& v, const std::string& name, size_t length) {
-  const std::string want = "an Array of length " + std::to_string(length);
-  if (!v.IsArray()) throw ArgTypeError(env, name + " must be " + want + " (got " + Describe(v) + ")");
+  // The message is built only on failure (this runs for the array lists of every call).
+  auto want = [&] { return "an Array of length " + std::to_string(length); };
+  if (!v.IsArray()) throw ArgTypeError(env, name + " must be " + want() + " (got " + Describe(v) + ")");
   Napi::Array a = v.As<Napi::Array>();
   if (a.Length() != length) {
-    throw ArgRangeError(env, name + " must be " + want + " (got " + Describe(v) + ")");
+    throw ArgRangeError(env, name + " must be " + want() + " (got " + Describe(v) + ")");
   }
   return a;
 }
