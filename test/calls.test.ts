@@ -210,3 +210,76 @@ test('binding: runOnline(args, into) writes what a plain call returns; bad into 
   a.l.dispose();
   b.l.dispose();
 });
+
+test('D_RTRL: an update that would overflow rejects a synchronous step as it rejects a queued one', async () => {
+  const run = async (queued: boolean) => {
+    const l = make('D_RTRL');
+    const opt = new bt.optim.SGD({ lr: (t: number) => (t < 3 ? 0.01 : 1e308) });
+    const seen: unknown[] = [];
+    for (let i = 0; i < 5; i++) {
+      const gate = queued ? l.enqueue(() => undefined) : undefined;
+      try {
+        const r = await l.step(x(i), y(i), { optimizer: opt, output: false });
+        seen.push(r.loss, r.gradNorm, r.lr);
+      } catch (e) {
+        const err = e as bt.NonFiniteError;
+        seen.push(err.constructor.name, err.tensor, err.message);
+      }
+      await gate;
+    }
+    seen.push(opt.stepCount, Object.values(l.params()).map((t) => Array.from(t.data)));
+    opt.dispose();
+    l.dispose();
+    return seen;
+  };
+  const sync = await run(false);
+  expect(sync).toEqual(await run(true));
+  expect(sync[9]).toBe('NonFiniteError'); // the 4th step (lr 1e308) names the weight by path
+  expect(sync[10]).toMatch(/^params\.(w|b|wd|ro)$/);
+});
+
+test('binding: into.update takes only a bound NativeOptimizer, slots a permutation of the param slots', async () => {
+  const l = make('D_RTRL');
+  const opt = new bt.optim.SGD({ lr: 0.01 });
+  await l.step(x(0), y(0), { optimizer: opt, output: false }); // binds opt (the queued path)
+  const sessions = (l as unknown as { sessions: Map<string, { session: NativeSession }> }).sessions;
+  const s = [...sessions.values()].map((e) => e.session).find((t) => t.hasLoss)!;
+  const { nativeObject } = await import('../lib/runtime/native');
+  const native = nativeObject((opt as unknown as { native: object }).native);
+  const n = s.numParams;
+  const args = { steps: 1, inputs: [x(1).data, y(1).data], computeGrads: true };
+  const code = 'ERR_BRAINTRACE_INVALID_ARGUMENT';
+  const typeErr = expect.objectContaining({ name: 'TypeError', code });
+  const rangeErr = expect.objectContaining({ name: 'RangeError', code });
+  const slots = [1, 3, 0, 2]; // the optimizer's sorted paths b, ro, w, wd -> param slots (w, b, wd, ro)
+  expect(slots.length).toBe(n);
+  const params = slots.map((slot) => s.getParam(slot).slice()); // in the optimizer's order
+  const update = (u: object) => ({ update: { optimizer: native, params, slots, lr: 0.01, ...u } as never });
+  // An object that only claims the optimizer's prototype has no type tag: TypeError.
+  expect(() => s.runOnline(args, update({ optimizer: Object.create(Object.getPrototypeOf(native)) }))).toThrow(typeErr);
+  expect(() => s.runOnline(args, update({ optimizer: s }))).toThrow(typeErr);
+  const fresh = loadBindingOptimizer();
+  expect(() => s.runOnline(args, update({ optimizer: fresh }))).toThrow(typeErr); // never stepped: unbound
+  expect(() => s.runOnline(args, update({ slots: [1, 1, 0, 2] }))).toThrow(rangeErr); // repeated
+  expect(() => s.runOnline(args, update({ slots: [0, 3, 1, 2] }))).toThrow(rangeErr); // sizes differ
+  expect(() => s.runOnline(args, update({ slots: [0, 1, 2] }))).toThrow(rangeErr);
+  expect(() => s.runOnline(args, update({ lr: -1 }))).toThrow(rangeErr);
+  expect(() => s.runOnline({ ...args, computeGrads: false }, update({}))).toThrow(typeErr);
+  expect(opt.stepCount).toBe(1); // nothing ran
+  const r = s.runOnline(args, update({}));
+  expect(opt.stepCount).toBe(2);
+  expect(r.skipped).toBe(false);
+  expect(r.gradNorm).toBeGreaterThan(0);
+  // The updated weights are stored in the session (slot slots[k] <- params[k]).
+  slots.forEach((slot, k) => expect(s.getParam(slot)).toEqual(params[k]));
+  fresh.dispose();
+  opt.dispose();
+  l.dispose();
+});
+
+/** A NativeOptimizer of float64 that has taken no step. */
+function loadBindingOptimizer(): { dispose(): void } {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const { loadBinding, nativeObject } = require('../lib/runtime/native');
+  return nativeObject(loadBinding().createOptimizer('sgd', {}, 'float64'));
+}

@@ -267,6 +267,22 @@ export interface NativeOnlineInto {
   lossesOut?: Float64Array;
   /** false: no outputs (default true). */
   outputs?: boolean;
+  /**
+   * With computeGrads: after the run, one step of `optimizer` (bound by an earlier step, of the
+   * session's dtype) on `params` (its bound path order; updated in place) from the call's
+   * gradients, `slots[k]` the param slot of its path k, as `optimizer.step(params, grads, lr,
+   * maxNorm, nonFinite)` would; then, unless skipped, the updated params are stored into the
+   * session. The result carries `gradNorm` and `skipped`. A failed step throws its error with
+   * `stage: 'update'` (its names are the optimizer's: params[k] / grads[k]).
+   */
+  update?: {
+    optimizer: NativeOptimizer;
+    params: NativeArray[];
+    slots: number[];
+    lr: number;
+    maxNorm?: number;
+    nonFinite?: 'error' | 'skipUpdate' | 'allow';
+  };
 }
 
 /**
@@ -274,7 +290,7 @@ export interface NativeOnlineInto {
  * take (`outputs` unless `outputs: false`, `losses` without `lossesOut`, `paramGrads` with
  * computeGrads and without `gradsOut`).
  */
-export type NativeOnlineIntoResult = Partial<NativeOnlineResult>;
+export type NativeOnlineIntoResult = Partial<NativeOnlineResult> & { gradNorm?: number; skipped?: boolean };
 
 /** Result of {@link NativeSession.runOnline}. */
 export interface NativeOnlineResult {

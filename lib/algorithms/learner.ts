@@ -94,6 +94,8 @@ export interface SessionEntry {
   stepWork?: number;
   /** Gradient arrays reused by {@link SyncGradInto} `scratch` calls on this session (subclasses). */
   scratch?: { grads: Record<string, HostTensor>; data: NativeArray[]; losses: Float64Array };
+  /** The param slots of an optimizer's bound paths (runOnline's `into.update.slots`), per paths array. */
+  updateSlots?: { paths: readonly string[]; slots: number[] };
 }
 
 /**
@@ -107,10 +109,16 @@ export interface SessionEntry {
 export interface SyncGradInto {
   scratch: boolean;
   outputs: boolean;
+  /**
+   * The stream step's optimizer: a learner may run its update in the same native call (when
+   * `fusedStepOf` accepts it, with `scratch`); the result then carries `update` (and its
+   * `grads` are not written: nothing is left to apply).
+   */
+  optimizer?: unknown;
 }
 
 /** A {@link GradResult} whose `outputs` may be left out (see {@link SyncGradInto}). */
-export type SyncGradResult = Omit<GradResult, 'outputs'> & { outputs?: HostTensor };
+export type SyncGradResult = Omit<GradResult, 'outputs'> & { outputs?: HostTensor; update?: StepResult };
 
 /**
  * Largest estimated work (in {@link stepWork} units, about one multiply-add or one value
@@ -266,8 +274,7 @@ export abstract class Learner {
     if (typeof optimizer !== 'object' || optimizer === null || typeof optimizer.step !== 'function') {
       throw new ArgumentError(`applyGradients: optimizer must be a bt.optim optimizer; got ${String(optimizer)}`);
     }
-    const weights: Record<string, HostTensor> = {};
-    for (const p of this.stepTrace.params) weights[p.path] = p.hostValue;
+    const weights = this.weightTensors();
     // The one dtype rule: gradients of the other float dtype are converted (as data is
     // everywhere else); anything that is not a host tensor is left for the optimizer to reject.
     let converted = grads;
@@ -280,6 +287,23 @@ export abstract class Learner {
     const result = optimizer.step(weights, converted, { nonFinite: this.nonFinite });
     if (!result.skipped) this.paramVersion++;
     return result;
+  }
+
+  /** The learner's own weight tensors by path (what {@link applyGradients} hands the optimizer). */
+  protected weightTensors(): Record<string, HostTensor> {
+    const weights: Record<string, HostTensor> = {};
+    for (const p of this.stepTrace.params) weights[p.path] = p.hostValue;
+    return weights;
+  }
+
+  /**
+   * Records an optimizer update of the weights made in place by a native call on `holder`'s
+   * session, which stored the updated weights too: every other session receives them on its
+   * next call (as after {@link applyGradients}), `holder` already has them.
+   */
+  protected weightsUpdatedIn(holder: SessionEntry): void {
+    this.paramVersion++;
+    holder.paramVersion = this.paramVersion;
   }
 
   /**

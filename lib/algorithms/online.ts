@@ -13,6 +13,8 @@ import type { VjpMethod } from '../executor/executor';
 import { CALL_OPTION_KEYS, checkCallOptions, checkFiniteData, type CallOptions } from '../runtime/control';
 import { ArgumentError, NotSupportedError, ShapeError, checkOptionKeys, fmtShape } from '../runtime/errors';
 import { asDType, isHostTensor, numel, tensor, type HostTensor, type TensorLike } from '../tensor';
+import { fusedStepOf, type StepResult } from '../optim/optimizers';
+import { nativeObject } from '../runtime/native';
 import {
   GRAD_OPTION_KEYS,
   Learner,
@@ -236,19 +238,44 @@ export abstract class OnlineLearner extends Learner {
    * The synchronous native call of {@link etraceGradSync} with `into` (see SyncGradInto): one
    * runOnline that also stores stale weights (its `into.params`), writes the gradients (and a
    * one-step call's loss) into the session's scratch arrays when `into.scratch` (`gradsOut`,
-   * `lossesOut`) and leaves the outputs out when `into.outputs` is false.
+   * `lossesOut`), leaves the outputs out when `into.outputs` is false, and runs the update of
+   * `into.optimizer` in the call when {@link fusedStepOf} accepts it (`into.update`: the
+   * result's `update`; the gradients then stay native).
    */
   private gradInto(entry: SessionEntry, args: NativeOnlineArgs, steps: number, into: SyncGradInto): SyncGradResult {
     const scratch = into.scratch ? (entry.scratch ??= this.makeScratch(entry)) : undefined;
+    // The optimizer's update in the same call (its fast path only; otherwise the caller applies
+    // the gradients): checked and its learning rate taken before anything runs.
+    const fused = scratch !== undefined && into.optimizer !== undefined
+      ? fusedStepOf(into.optimizer, this.weightTensors(), scratch.grads, this.nonFinite)
+      : null;
     const res = this.runExclusiveSyncWithParams(entry, (params) => {
       const where: NativeOnlineInto = {
         params,
-        gradsOut: scratch?.data,
+        gradsOut: fused === null ? scratch?.data : undefined,
         lossesOut: scratch !== undefined && steps === 1 ? scratch.losses : undefined,
         outputs: into.outputs,
+        update: fused === null ? undefined : {
+          optimizer: nativeObject(fused.native), // the addon's object (the native call checks its type tag)
+          params: fused.params,
+          slots: this.slotsOf(entry, fused.paths),
+          lr: fused.lr,
+          maxNorm: fused.clipNorm,
+          nonFinite: fused.nonFinite,
+        },
       };
-      return entry.session.runOnline(args, where);
+      try {
+        return entry.session.runOnline(args, where);
+      } catch (e) {
+        // A failed update names the optimizer's slots (its path order): renamed as step() does.
+        throw fused !== null && (e as { stage?: unknown } | null)?.stage === 'update' ? fused.rename(e) : e;
+      }
     });
+    let update: StepResult | undefined;
+    if (fused !== null) {
+      update = { lr: fused.lr, gradNorm: res.gradNorm as number, skipped: res.skipped === true };
+      if (!update.skipped) this.weightsUpdatedIn(entry);
+    }
     let grads: Record<string, HostTensor>;
     if (scratch !== undefined) {
       grads = scratch.grads;
@@ -260,7 +287,16 @@ export abstract class OnlineLearner extends Learner {
       });
     }
     const losses = res.losses ?? (scratch as NonNullable<typeof scratch>).losses; // absent: written into lossesOut
-    return { grads, losses, outputs: res.outputs !== undefined ? this.sequenceOutput(res.outputs[0], steps) : undefined };
+    return { grads, losses, outputs: res.outputs !== undefined ? this.sequenceOutput(res.outputs[0], steps) : undefined, update };
+  }
+
+  /** The param slot of each of `paths` (an optimizer's bound order) in `entry`'s session, cached per paths array. */
+  private slotsOf(entry: SessionEntry, paths: readonly string[]): number[] {
+    const c = entry.updateSlots;
+    if (c !== undefined && c.paths === paths) return c.slots;
+    const slots = paths.map((p) => entry.traced.params.findIndex((q) => q.path === p));
+    entry.updateSlots = { paths, slots };
+    return slots;
   }
 
   /** Gradient arrays (one per weight, slot order) and a one-step loss array for scratch calls on `entry`. */

@@ -97,7 +97,8 @@ export function streamStepSync(learner: Learner, x: TensorLike, y: TensorLike, o
   const c = checkStep(learner, x, y, options);
   // The gradients go straight into a built-in optimizer (which keeps no reference to them):
   // the learner may hand them back in its reused scratch arrays; the output only when wanted.
-  const into = { scratch: isBuiltinOptimizer(c.optimizer), outputs: c.wantOutput };
+  // A learner may also run the optimizer's update in its native call (the result's `update`).
+  const into = { scratch: isBuiltinOptimizer(c.optimizer), outputs: c.wantOutput, optimizer: c.optimizer };
   const grad = learner.etraceGradSync(asOneStep(c.xt), asOneStep(c.yt), { loss: c.loss }, into);
   if (grad === undefined) return undefined;
   const peeked = c.wantOutput && givesOutputs.get(learner) !== true ? peekOutput(learner, c.xt) : null;
@@ -135,7 +136,7 @@ function finishStep(learner: Learner, c: CheckedStep, peeked: HostTensor | null,
     givesOutputs.set(learner, true);
     if (c.wantOutput) output = { data: res.outputs.data, shape: res.outputs.shape.slice(1), dtype: res.outputs.dtype };
   }
-  const info = applyGradients(learner, r.grads, c.optimizer);
+  const info = res.update ?? applyGradients(learner, r.grads, c.optimizer);
   return { output, loss: r.losses[0], lr: info.lr, gradNorm: info.gradNorm, skipped: info.skipped === true };
 }
 

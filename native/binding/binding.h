@@ -55,6 +55,7 @@
 
 #include "braintrace/api.h"
 #include "braintrace/online.h"
+#include "core/optim.h"  // bt::NonFinitePolicy, bt::Optimizer (runOnline's into.update)
 
 namespace btnode {
 
@@ -229,6 +230,19 @@ struct OnlineExtras {
   bool has_losses_out = false;
   const void* losses_out = nullptr;    // pinned (null again after Unpin)
   bool outputs = true;
+  // into.update { optimizer, params, slots, lr, maxNorm?, nonFinite? }: after the run, one step
+  // of the optimizer on `params` (its bound path order; slots[k]: the param slot of path k)
+  // from the call's gradients, then the updated params stored into the session (unless the
+  // step was skipped). The result then carries `gradNorm` and `skipped`.
+  bool has_update = false;
+  void* optimizer = nullptr;               // UnwrapOptimizer
+  std::vector<int64_t> update_sizes;       // the optimizer's bound sizes
+  std::vector<const void*> update_params;  // pinned, written by the step
+  std::vector<int> update_slots;
+  double lr = 0, max_norm = 0;
+  bt::NonFinitePolicy policy = bt::NonFinitePolicy::Error;
+  double grad_norm = 0;
+  bool skipped = false;
 };
 
 // NativeOnlineArgs, phase 1: numbers into *out; the inputs go into `pins` (pointers
@@ -382,6 +396,18 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
 // ---------------------------------------------------------------------------------------------
 // Optimizer (optim.cc): the class of createOptimizer's objects (NativeOptimizer).
 Napi::Function DefineOptimizer(Napi::Env env);
+// The optimizer step runOnline's into.update runs after the online step. Phase 1:
+// UnwrapOptimizer checks that `v` is a NativeOptimizer (by its type tag; TypeError otherwise,
+// DISPOSED when disposed), bound by a first step, of `dtype`, and returns it (opaque) with its
+// bound sizes. Phase 2: StepUnwrappedOptimizer re-checks that it is live and runs its step
+// (as NativeOptimizer.step would, lastStepSkipped included).
+void* UnwrapOptimizer(Napi::Env env, const Napi::Value& v, const std::string& name, bt::DType dtype,
+                      std::vector<int64_t>* sizes);
+bt::Status StepUnwrappedOptimizer(Napi::Env env, void* wrap, const std::vector<void*>& params,
+                                  const std::vector<const void*>& grads, const std::vector<int64_t>& sizes, double lr,
+                                  double max_norm, bt::NonFinitePolicy policy, double* norm, bool* skipped);
+// 'error' (undefined too) | 'skipUpdate' | 'allow' (TypeError / RangeError otherwise).
+bt::NonFinitePolicy ParseNonFinitePolicy(Napi::Env env, const Napi::Value& v);
 
 // ---------------------------------------------------------------------------------------------
 // The addon instance (addon.cc): one per Node environment (main thread or worker).

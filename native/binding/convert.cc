@@ -669,6 +669,57 @@ void ParseOnlineExtras(Napi::Env env, const Napi::Value& v, const bt::Session& s
     extras->has_losses_out = true;
   }
   extras->outputs = OptionalBool(env, ov, "into.outputs", true);
+  Napi::Value uv = o.Get("update");
+  if (!given(uv)) return;
+  if (!args.compute_grads) {
+    throw ArgTypeError(env, "into.update needs computeGrads: true (got computeGrads false and update " + Describe(uv) + ")");
+  }
+  Napi::Object u = CheckObject(env, uv, "into.update", "an object { optimizer, params, slots, lr, maxNorm?, nonFinite? }");
+  Napi::Value opt_v = u.Get("optimizer");
+  Napi::Value up_v = u.Get("params");
+  Napi::Value sl_v = u.Get("slots");
+  Napi::Value lr_v = u.Get("lr");
+  Napi::Value mn_v = u.Get("maxNorm");
+  Napi::Value nf_v = u.Get("nonFinite");
+  extras->optimizer = UnwrapOptimizer(env, opt_v, "into.update.optimizer", dtype, &extras->update_sizes);
+  const size_t n = extras->update_sizes.size();
+  if (n != static_cast<size_t>(np)) {
+    throw ArgRangeError(env, "into.update.optimizer must be bound to " + std::to_string(np) +
+                                 " parameters, one per param slot (it is bound to " + std::to_string(n) + ")");
+  }
+  Napi::Array sa = CheckArrayOf(env, sl_v, "into.update.slots", n);
+  extras->update_slots.assign(n, -1);
+  std::vector<char> seen(n, 0);
+  for (size_t k = 0; k < n; ++k) {
+    const std::string sn = "into.update.slots[" + std::to_string(k) + "]";
+    const int slot = static_cast<int>(CheckInteger(env, sa.Get(static_cast<uint32_t>(k)), sn,
+                                                   "a param slot in [0, " + std::to_string(np) + ")", 0, np - 1));
+    if (seen[static_cast<size_t>(slot)]) throw ArgRangeError(env, sn + " repeats param slot " + std::to_string(slot));
+    seen[static_cast<size_t>(slot)] = 1;
+    if (Numel(s.param_shape(slot)) != extras->update_sizes[k]) {
+      throw ArgRangeError(env, sn + " is param slot " + std::to_string(slot) + " of " +
+                                   std::to_string(Numel(s.param_shape(slot))) + " values, but the optimizer's parameter " +
+                                   std::to_string(k) + " has " + std::to_string(extras->update_sizes[k]));
+    }
+    extras->update_slots[k] = slot;
+  }
+  auto nonneg = [&](const Napi::Value& x, const char* what, bool optional) {
+    if (optional && x.IsUndefined()) return 0.0;
+    if (!x.IsNumber()) throw ArgTypeError(env, std::string(what) + " must be a finite number >= 0 (got " + Describe(x) + ")");
+    const double d = x.As<Napi::Number>().DoubleValue();
+    if (!std::isfinite(d) || d < 0) throw ArgRangeError(env, std::string(what) + " must be a finite number >= 0 (got " + Describe(x) + ")");
+    return d;
+  };
+  extras->lr = nonneg(lr_v, "into.update.lr", false);
+  extras->max_norm = nonneg(mn_v, "into.update.maxNorm", true);
+  extras->policy = ParseNonFinitePolicy(env, nf_v);
+  Napi::Array pa = CheckArrayOf(env, up_v, "into.update.params", n);
+  extras->update_params.assign(n, nullptr);
+  for (size_t k = 0; k < n; ++k) {
+    pins->Add(pa.Get(static_cast<uint32_t>(k)), "into.update.params[" + std::to_string(k) + "]", dtype,
+              static_cast<size_t>(extras->update_sizes[k]), &extras->update_params[k]);
+  }
+  extras->has_update = true;
 }
 
 void WriteOnlineExtras(const bt::OnlineResult& r, bt::DType dtype, const OnlineExtras& extras) {
@@ -696,6 +747,10 @@ Napi::Object OnlineExtrasResultToJs(Napi::Env env, const bt::OnlineResult& r, bt
     o.Set("losses", losses);
   }
   if (grads && !extras.has_grads_out) o.Set("paramGrads", BuffersToJs(env, r.param_grads, dtype));
+  if (extras.has_update) {
+    o.Set("gradNorm", Napi::Number::New(env, extras.grad_norm));
+    o.Set("skipped", Napi::Boolean::New(env, extras.skipped));
+  }
   return o;
 }
 
