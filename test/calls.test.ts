@@ -272,6 +272,17 @@ test('binding: into.update takes only a bound NativeOptimizer, slots a permutati
   expect(r.gradNorm).toBeGreaterThan(0);
   // The updated weights are stored in the session (slot slots[k] <- params[k]).
   slots.forEach((slot, k) => expect(s.getParam(slot)).toEqual(params[k]));
+  // An optimizer disposed by a getter after it was checked: DISPOSED, and nothing ran.
+  const steps0 = s.traceSteps();
+  const trap = params.slice();
+  Object.defineProperty(trap, 0, {
+    get() {
+      opt.dispose();
+      return params[0];
+    },
+  });
+  expect(() => s.runOnline(args, update({ params: trap }))).toThrow(expect.objectContaining({ code: 'ERR_BRAINTRACE_DISPOSED' }));
+  expect(s.traceSteps()).toBe(steps0);
   fresh.dispose();
   opt.dispose();
   l.dispose();

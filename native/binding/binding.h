@@ -403,6 +403,8 @@ Napi::Function DefineOptimizer(Napi::Env env);
 // (as NativeOptimizer.step would, lastStepSkipped included).
 void* UnwrapOptimizer(Napi::Env env, const Napi::Value& v, const std::string& name, bt::DType dtype,
                       std::vector<int64_t>* sizes);
+// Throws DISPOSED when the optimizer UnwrapOptimizer returned has been disposed since.
+void CheckOptimizerLive(Napi::Env env, void* wrap);
 bt::Status StepUnwrappedOptimizer(Napi::Env env, void* wrap, const std::vector<void*>& params,
                                   const std::vector<const void*>& grads, const std::vector<int64_t>& sizes, double lr,
                                   double max_norm, bt::NonFinitePolicy policy, double* norm, bool* skipped);

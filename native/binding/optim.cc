@@ -346,6 +346,8 @@ void* UnwrapOptimizer(Napi::Env env, const Napi::Value& v, const std::string& na
   return w;
 }
 
+void CheckOptimizerLive(Napi::Env env, void* wrap) { static_cast<OptimizerWrap*>(wrap)->LiveFor(env); }
+
 bt::Status StepUnwrappedOptimizer(Napi::Env env, void* wrap, const std::vector<void*>& params,
                                   const std::vector<const void*>& grads, const std::vector<int64_t>& sizes, double lr,
                                   double max_norm, bt::NonFinitePolicy policy, double* norm, bool* skipped) {

@@ -682,6 +682,8 @@ Napi::Value SessionWrap::RunOnline(const Napi::CallbackInfo& info) {
     ParseOnlineArgs(env, info[0], *held, dtype_, &pins, &args, &loss_scale);
     ParseOnlineExtras(env, info[1], *held, dtype_, &pins, args, &extras);
     Live(env, false);
+    // A getter of phase 1 may have disposed the update's optimizer: DISPOSED before anything runs.
+    if (extras.has_update) CheckOptimizerLive(env, extras.optimizer);
     pins.Pin();
     FinishOnlineArgs(&args, loss_scale);
     bt::OnlineResult r;
