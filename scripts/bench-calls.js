@@ -3,7 +3,8 @@
 // I 2, H 4, B 1; float32) and of one GRU BPTT call (B 64, I 64, H 256, T 100), plus the
 // native memory a BPTT call keeps between calls (the tape arena) and its per-step size.
 //   learner.update(x)                     forward only, synchronous
-//   learner.step(x, y, { optimizer })     streaming: one D_RTRL step + an SGD update
+//   learner.step(x, y, { optimizer })     streaming: one D_RTRL step + an SGD update (output: true,
+//                                         and output: false: the issue 9 target row)
 //   learner.etraceGrad(xs, ys) (T 1)      one online gradient step, no update
 //   etraceGrad of T 1000 / 1000           the same step inside one long call
 //   GRU BPTT etraceGrad, T 100            one call (forward + reverse)
@@ -79,6 +80,7 @@ async function tiny() {
     out['update (D_RTRL learner), us/call'] = await perCallSync(2000, () => l.update(x));
     const optimizer = new bt.optim.SGD({ lr: 1e-3 });
     out['step (D_RTRL + SGD), us/call'] = await perCall(1000, () => l.step(x, y, { optimizer, output: true }));
+    out['step output: false (D_RTRL + SGD), us/call'] = await perCall(1000, () => l.step(x, y, { optimizer, output: false }));
     out['etraceGrad T 1 (D_RTRL), us/call'] = await perCall(1000, () => l.etraceGrad(xs1, ys1));
     const long = await perCall(3, () => l.etraceGrad(xsT, ysT));
     out['etraceGrad T 1000 (D_RTRL), us/step'] = { wall: long.wall / T, cpu: long.cpu / T, cpuMin: long.cpuMin / T };

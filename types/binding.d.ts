@@ -254,6 +254,44 @@ export interface NativeOnlineArgs {
   chunk?: number;
 }
 
+/**
+ * The optional second argument of {@link NativeSession.runOnline} (not of runOnlineAsync):
+ * where a streaming step's results go, to save the per-call allocations.
+ */
+export interface NativeOnlineInto {
+  /** One array per param slot, stored before the run with the checks of setParams (as a setParams call just before it would). */
+  params?: NativeArray[];
+  /** With computeGrads: one array per param slot (its numel) that receives the gradients; the result then has no `paramGrads`. */
+  gradsOut?: NativeArray[];
+  /** A Float64Array with one entry per loss of the call (T, or 0 without computeGrads or a loss) that receives them. */
+  lossesOut?: Float64Array;
+  /** false: no outputs (default true). */
+  outputs?: boolean;
+  /**
+   * With computeGrads: after the run, one step of `optimizer` (bound by an earlier step, of the
+   * session's dtype) on `params` (its bound path order; updated in place) from the call's
+   * gradients, `slots[k]` the param slot of its path k, as `optimizer.step(params, grads, lr,
+   * maxNorm, nonFinite)` would; then, unless skipped, the updated params are stored into the
+   * session. The result carries `gradNorm` and `skipped`. A failed step throws its error with
+   * `stage: 'update'` (its names are the optimizer's: params[k] / grads[k]).
+   */
+  update?: {
+    optimizer: NativeOptimizer;
+    params: NativeArray[];
+    slots: number[];
+    lr: number;
+    maxNorm?: number;
+    nonFinite?: 'error' | 'skipUpdate' | 'allow';
+  };
+}
+
+/**
+ * Result of {@link NativeSession.runOnline} with `into`: only what the `into` arrays did not
+ * take (`outputs` unless `outputs: false`, `losses` without `lossesOut`, `paramGrads` with
+ * computeGrads and without `gradsOut`).
+ */
+export type NativeOnlineIntoResult = Partial<NativeOnlineResult> & { gradNorm?: number; skipped?: boolean };
+
 /** Result of {@link NativeSession.runOnline}. */
 export interface NativeOnlineResult {
   /** Per model-output slot: T * numel. */
@@ -313,6 +351,8 @@ export interface NativeSession {
   configureOnline(config: NativeOnlineConfig): void;
   /** T steps of online learning in one call, synchronous. */
   runOnline(args: NativeOnlineArgs): NativeOnlineResult;
+  /** The same, with the results (and the weights to store first) in the caller's arrays: see {@link NativeOnlineInto}. */
+  runOnline(args: NativeOnlineArgs, into: NativeOnlineInto | undefined): NativeOnlineIntoResult;
   /**
    * The same on the native thread pool, with optional progress (see {@link NativeCallControl}).
    * Cancelled by {@link cancelRun}: rejects with ERR_BRAINTRACE_ABORTED; the stored states,

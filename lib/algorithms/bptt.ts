@@ -4,7 +4,7 @@
  */
 import type { Module } from '../dsl/module';
 import type { TensorLike } from '../tensor';
-import { Learner, signalOf, type CompileOptions, type GradOptions, type GradResult } from './learner';
+import { Learner, signalOf, type CompileOptions, type GradOptions, type GradResult, type SyncGradInto, type SyncGradResult } from './learner';
 
 /**
  * Exact gradients by reverse mode through the whole `(T, B, ...)` sequence.
@@ -41,7 +41,7 @@ export class BPTT extends Learner {
   }
 
   /** @internal The synchronous form of {@link etraceGrad} for small calls (see `Learner.etraceGradSync`). */
-  override etraceGradSync(xs: TensorLike, ys: TensorLike, options: GradOptions = {}): (() => GradResult) | undefined {
-    return this.bpttGradSync(xs, ys, options);
+  override etraceGradSync(xs: TensorLike, ys: TensorLike, options: GradOptions = {}, _into?: SyncGradInto): (() => SyncGradResult) | undefined {
+    return this.bpttGradSync(xs, ys, options); // fresh arrays, outputs included (`_into` allows both)
   }
 }

@@ -92,7 +92,33 @@ export interface SessionEntry {
   paramVersion: number;
   /** Estimated work of one step (see {@link stepWork}), computed on first use. */
   stepWork?: number;
+  /** Gradient arrays reused by {@link SyncGradInto} `scratch` calls on this session (subclasses). */
+  scratch?: { grads: Record<string, HostTensor>; data: NativeArray[]; losses: Float64Array };
+  /** The param slots of an optimizer's bound paths (runOnline's `into.update.slots`), per paths array. */
+  updateSlots?: { paths: readonly string[]; slots: number[] };
 }
+
+/**
+ * @internal How the learner's own synchronous gradient call ({@link Learner.etraceGradSync},
+ * used by `step`) hands back its result. `scratch`: the gradients (and the losses of a
+ * one-step call) are written into arrays the learner keeps per session and reuses at the
+ * next such call, so the caller must consume them before that (the stream step passes them
+ * to a built-in optimizer, which copies nothing out and keeps nothing); `outputs: false`
+ * leaves `outputs` out of the result. Learners may ignore it (fresh arrays, outputs included).
+ */
+export interface SyncGradInto {
+  scratch: boolean;
+  outputs: boolean;
+  /**
+   * The stream step's optimizer: a learner may run its update in the same native call (when
+   * `fusedStepOf` accepts it, with `scratch`); the result then carries `update` (and its
+   * `grads` are not written: nothing is left to apply).
+   */
+  optimizer?: unknown;
+}
+
+/** A {@link GradResult} whose `outputs` may be left out (see {@link SyncGradInto}). */
+export type SyncGradResult = Omit<GradResult, 'outputs'> & { outputs?: HostTensor; update?: StepResult };
 
 /**
  * Largest estimated work (in {@link stepWork} units, about one multiply-add or one value
@@ -248,8 +274,7 @@ export abstract class Learner {
     if (typeof optimizer !== 'object' || optimizer === null || typeof optimizer.step !== 'function') {
       throw new ArgumentError(`applyGradients: optimizer must be a bt.optim optimizer; got ${String(optimizer)}`);
     }
-    const weights: Record<string, HostTensor> = {};
-    for (const p of this.stepTrace.params) weights[p.path] = p.hostValue;
+    const weights = this.weightTensors();
     // The one dtype rule: gradients of the other float dtype are converted (as data is
     // everywhere else); anything that is not a host tensor is left for the optimizer to reject.
     let converted = grads;
@@ -262,6 +287,23 @@ export abstract class Learner {
     const result = optimizer.step(weights, converted, { nonFinite: this.nonFinite });
     if (!result.skipped) this.paramVersion++;
     return result;
+  }
+
+  /** The learner's own weight tensors by path (what {@link applyGradients} hands the optimizer). */
+  protected weightTensors(): Record<string, HostTensor> {
+    const weights: Record<string, HostTensor> = {};
+    for (const p of this.stepTrace.params) weights[p.path] = p.hostValue;
+    return weights;
+  }
+
+  /**
+   * Records an optimizer update of the weights made in place by a native call on `holder`'s
+   * session, which stored the updated weights too: every other session receives them on its
+   * next call (as after {@link applyGradients}), `holder` already has them.
+   */
+  protected weightsUpdatedIn(holder: SessionEntry): void {
+    this.paramVersion++;
+    holder.paramVersion = this.paramVersion;
   }
 
   /**
@@ -609,7 +651,12 @@ export abstract class Learner {
    * undefined when it must run asynchronously (nothing ran then). Learners without one
    * (the default) always run asynchronously.
    */
-  etraceGradSync(_xs: TensorLike, _ys: TensorLike, _options?: GradOptions): (() => GradResult) | undefined {
+  etraceGradSync(
+    _xs: TensorLike,
+    _ys: TensorLike,
+    _options?: GradOptions,
+    _into?: SyncGradInto,
+  ): (() => SyncGradResult) | undefined {
     return undefined;
   }
 
@@ -704,13 +751,23 @@ export abstract class Learner {
     return entry;
   }
 
-  /** Brings weights and states of `entry`'s session up to date. */
-  protected prepare(entry: SessionEntry): void {
+  /**
+   * Brings weights and states of `entry`'s session up to date. With `deferParams`, stale
+   * weights are not pushed: their arrays (slot order) are returned instead, for a native
+   * call that stores them itself before it runs (`runOnline`'s `params`; see
+   * {@link runExclusiveSyncWithParams}); undefined when the session has them already.
+   */
+  protected prepare(entry: SessionEntry, deferParams = false): NativeArray[] | undefined {
+    let deferred: NativeArray[] | undefined;
     if (entry.paramVersion !== this.paramVersion) {
       // Every weight in one native call (slot i <- params[i]; e.g. after each optimizer update).
       const data = entry.traced.params.map((p: ParamState) => p.hostValue.data as NativeArray);
-      this.native(() => entry.session.setParams(data), entry);
-      entry.paramVersion = this.paramVersion;
+      if (deferParams) {
+        deferred = data;
+      } else {
+        this.native(() => entry.session.setParams(data), entry);
+        entry.paramVersion = this.paramVersion;
+      }
     }
     if (this.stateOwner !== entry) {
       this.pullStates();
@@ -719,6 +776,7 @@ export abstract class Learner {
       });
       this.onPush(entry);
     }
+    return deferred;
   }
 
   /** Records that `entry`'s session now holds the newest states (after a synchronous call). */
@@ -778,6 +836,42 @@ export abstract class Learner {
     this.nativeInFlight = true;
     try {
       return syncCall();
+    } catch (e) {
+      throw this.nativeError(e, entry);
+    } finally {
+      this.stateOwner = entry;
+      this.nativeInFlight = false;
+    }
+  }
+
+  /**
+   * {@link native} for a synchronous call on `entry` that takes the stale weights itself:
+   * prepares `entry` with deferred weights (see {@link prepare}) and hands them to `call`
+   * (e.g. as `runOnline`'s `into.params`); the session counts as holding them once the call
+   * has succeeded. The caller records the state owner (as after prepare + native).
+   */
+  protected nativeWithParams<R>(entry: SessionEntry, call: (params: NativeArray[] | undefined) => R): R {
+    const version = this.paramVersion;
+    const params = this.prepare(entry, true);
+    const r = this.native(() => call(params), entry);
+    if (params !== undefined) entry.paramVersion = version;
+    return r;
+  }
+
+  /**
+   * {@link runExclusiveSync} for a native call that takes the stale weights itself: `syncCall`
+   * receives the weight arrays to store before it runs (or undefined when the session has
+   * them), e.g. as `runOnline`'s `params`, which saves the separate setParams call. The
+   * session counts as holding the weights once the call has succeeded.
+   */
+  protected runExclusiveSyncWithParams<R>(entry: SessionEntry, syncCall: (params: NativeArray[] | undefined) => R): R {
+    const version = this.paramVersion;
+    const params = this.prepare(entry, true);
+    this.nativeInFlight = true;
+    try {
+      const r = syncCall(params);
+      if (params !== undefined) entry.paramVersion = version;
+      return r;
     } catch (e) {
       throw this.nativeError(e, entry);
     } finally {

@@ -6,13 +6,15 @@
  * traces (whose size does not depend on the sequence length) live in native
  * memory. Equations: native/include/braintrace/online.h and docs/online.md.
  */
-import type { NativeArray, NativeOnlineConfig, NativeOnlineResult } from '../../types/binding';
+import type { NativeArray, NativeOnlineArgs, NativeOnlineConfig, NativeOnlineInto, NativeOnlineResult } from '../../types/binding';
 import { analyseEtraceGraph, type ETraceGraph, type Relation } from '../compiler/etrace';
 import type { Module } from '../dsl/module';
 import type { VjpMethod } from '../executor/executor';
 import { CALL_OPTION_KEYS, checkCallOptions, checkFiniteData, type CallOptions } from '../runtime/control';
 import { ArgumentError, NotSupportedError, ShapeError, checkOptionKeys, fmtShape } from '../runtime/errors';
 import { asDType, isHostTensor, numel, tensor, type HostTensor, type TensorLike } from '../tensor';
+import { fusedStepOf, type StepResult } from '../optim/optimizers';
+import { nativeObject } from '../runtime/native';
 import {
   GRAD_OPTION_KEYS,
   Learner,
@@ -22,6 +24,8 @@ import {
   type GradResult,
   type RunOptions,
   type SessionEntry,
+  type SyncGradInto,
+  type SyncGradResult,
 } from './learner';
 import { lossCacheKey, lossScaleArg, prepareTargets, resolveLoss } from './losses';
 
@@ -46,6 +50,9 @@ export interface EvolveOptions extends CallOptions {
   /** Window length (only changes how the call is split; states and traces advance the same). */
   chunkSize?: number;
 }
+
+/** The `into.lossesOut` of a call without losses (computeGrads false): nothing is written to it. */
+const NO_LOSSES = new Float64Array(0);
 
 /** The option keys of {@link OnlineGradOptions}. */
 const ONLINE_GRAD_OPTION_KEYS = [...GRAD_OPTION_KEYS, 'chunkSize'] as const;
@@ -120,13 +127,15 @@ export abstract class OnlineLearner extends Learner {
     this.checkUsable('update');
     const xt = this.asData('x', x, [this.batchSize, ...this.inputShape]);
     const entry = this.session('', () => this.stepTrace);
-    this.prepare(entry);
-    const res = this.native(
-      () => entry.session.runOnline({ steps: 1, inputs: [xt.data as NativeArray], computeGrads: false }),
-      entry,
+    // One native call: stale weights stored first (into.params), no losses array (none).
+    const res = this.nativeWithParams(entry, (params) =>
+      entry.session.runOnline(
+        { steps: 1, inputs: [xt.data as NativeArray], computeGrads: false },
+        { params, gradsOut: undefined, lossesOut: NO_LOSSES, outputs: true },
+      ),
     );
     this.markOwner(entry);
-    return { data: res.outputs[0], shape: [this.batchSize, ...this.outputShape], dtype: this.dtype };
+    return { data: (res.outputs as NativeArray[])[0], shape: [this.batchSize, ...this.outputShape], dtype: this.dtype };
   }
 
   /**
@@ -211,10 +220,94 @@ export abstract class OnlineLearner extends Learner {
    * `Learner.etraceGradSync`): the same checks (thrown), then a function making the native
    * call; undefined when the call is too large for the JS thread or asks for progress.
    */
-  override etraceGradSync(xs: TensorLike, ys: TensorLike, options: OnlineGradOptions = {}): (() => GradResult) | undefined {
+  override etraceGradSync(
+    xs: TensorLike,
+    ys: TensorLike,
+    options: OnlineGradOptions = {},
+    into?: SyncGradInto,
+  ): (() => SyncGradResult) | undefined {
     const c = this.gradCall(xs, ys, options);
     if (!c.sync || options.onProgress !== undefined) return undefined;
-    return () => this.gradResult(c.entry, this.runExclusiveSync(c.entry, () => c.entry.session.runOnline(c.args)), c.steps);
+    if (into === undefined) {
+      return () => this.gradResult(c.entry, this.runExclusiveSync(c.entry, () => c.entry.session.runOnline(c.args)), c.steps);
+    }
+    return () => this.gradInto(c.entry, c.args, c.steps, into);
+  }
+
+  /**
+   * The synchronous native call of {@link etraceGradSync} with `into` (see SyncGradInto): one
+   * runOnline that also stores stale weights (its `into.params`), writes the gradients (and a
+   * one-step call's loss) into the session's scratch arrays when `into.scratch` (`gradsOut`,
+   * `lossesOut`), leaves the outputs out when `into.outputs` is false, and runs the update of
+   * `into.optimizer` in the call when {@link fusedStepOf} accepts it (`into.update`: the
+   * result's `update`; the gradients then stay native).
+   */
+  private gradInto(entry: SessionEntry, args: NativeOnlineArgs, steps: number, into: SyncGradInto): SyncGradResult {
+    const scratch = into.scratch ? (entry.scratch ??= this.makeScratch(entry)) : undefined;
+    // The optimizer's update in the same call (its fast path only; otherwise the caller applies
+    // the gradients): checked and its learning rate taken before anything runs.
+    const fused = scratch !== undefined && into.optimizer !== undefined
+      ? fusedStepOf(into.optimizer, this.weightTensors(), scratch.grads, this.nonFinite)
+      : null;
+    const res = this.runExclusiveSyncWithParams(entry, (params) => {
+      const where: NativeOnlineInto = {
+        params,
+        gradsOut: fused === null ? scratch?.data : undefined,
+        lossesOut: scratch !== undefined && steps === 1 ? scratch.losses : undefined,
+        outputs: into.outputs,
+        update: fused === null ? undefined : {
+          optimizer: nativeObject(fused.native), // the addon's object (the native call checks its type tag)
+          params: fused.params,
+          slots: this.slotsOf(entry, fused.paths),
+          lr: fused.lr,
+          maxNorm: fused.clipNorm,
+          nonFinite: fused.nonFinite,
+        },
+      };
+      try {
+        return entry.session.runOnline(args, where);
+      } catch (e) {
+        // A failed update names the optimizer's slots (its path order): renamed as step() does.
+        throw fused !== null && (e as { stage?: unknown } | null)?.stage === 'update' ? fused.rename(e) : e;
+      }
+    });
+    let update: StepResult | undefined;
+    if (fused !== null) {
+      update = { lr: fused.lr, gradNorm: res.gradNorm as number, skipped: res.skipped === true };
+      if (!update.skipped) this.weightsUpdatedIn(entry);
+    }
+    let grads: Record<string, HostTensor>;
+    if (scratch !== undefined) {
+      grads = scratch.grads;
+    } else {
+      grads = {};
+      const fresh = res.paramGrads as NativeArray[];
+      entry.traced.params.forEach((p, i) => {
+        grads[p.path] = { data: fresh[i], shape: p.shape.slice(), dtype: this.dtype };
+      });
+    }
+    const losses = res.losses ?? (scratch as NonNullable<typeof scratch>).losses; // absent: written into lossesOut
+    return { grads, losses, outputs: res.outputs !== undefined ? this.sequenceOutput(res.outputs[0], steps) : undefined, update };
+  }
+
+  /** The param slot of each of `paths` (an optimizer's bound order) in `entry`'s session, cached per paths array. */
+  private slotsOf(entry: SessionEntry, paths: readonly string[]): number[] {
+    const c = entry.updateSlots;
+    if (c !== undefined && c.paths === paths) return c.slots;
+    const slots = paths.map((p) => entry.traced.params.findIndex((q) => q.path === p));
+    entry.updateSlots = { paths, slots };
+    return slots;
+  }
+
+  /** Gradient arrays (one per weight, slot order) and a one-step loss array for scratch calls on `entry`. */
+  private makeScratch(entry: SessionEntry): NonNullable<SessionEntry['scratch']> {
+    const grads: Record<string, HostTensor> = {};
+    const data = entry.traced.params.map((p) => {
+      const d = (this.dtype === 'float64' ? new Float64Array(numel(p.shape)) : new Float32Array(numel(p.shape))) as NativeArray;
+      grads[p.path] = { data: d, shape: p.shape.slice(), dtype: this.dtype };
+      return d;
+    });
+    return { grads, data, losses: new Float64Array(1) };
   }
 
   /** Checks the arguments of {@link etraceGrad}; returns its session, native arguments and whether it is small. */

@@ -353,7 +353,9 @@ abstract class NativeBackedOptimizer implements Optimizer {
         return m === null || Number(m[2]) >= paths.length ? undefined : `${m[1]}.${paths[Number(m[2])]}`;
       });
     }
-    const skipped = call(() => native.lastStepSkipped);
+    // Only the 'skipUpdate' policy skips a step (the native step never does otherwise): the
+    // flag is read back then only (one native call less per step).
+    const skipped = nonFinite === 'skipUpdate' ? call(() => native.lastStepSkipped) : false;
     if (this.bound === null) this.bound = { paths, shapes, dtype: dtype as unknown as DType };
     if (fast === null) {
       // The layout these records passed the full checks with (for the fast path of the next step).
@@ -362,6 +364,28 @@ abstract class NativeBackedOptimizer implements Optimizer {
       this.bound.sizes = this.bound.shapes.map(numel);
     }
     return { lr, gradNorm, skipped };
+  }
+
+  /** @internal See {@link fusedStepOf}. */
+  fusedStep(params: Record<string, HostTensor>, grads: Record<string, HostTensor>, nonFinite: NonFinitePolicy): FusedStep | null {
+    const native = this.native;
+    const b = this.bound;
+    if (this.disposed || native === null || b === null) return null;
+    const fast = boundArrays(b, params, grads);
+    if (fast === null) return null;
+    let lr: number;
+    try {
+      lr = this.currentLr();
+    } catch {
+      return null; // step() throws it (after the caller's gradient call, as before)
+    }
+    const paths = b.paths;
+    const rename = (e: unknown): unknown =>
+      renameNonFinite(wrapNativeError(e), (name) => {
+        const m = /^(params|grads)\[(\d+)\]$/.exec(name);
+        return m === null || Number(m[2]) >= paths.length ? undefined : `${m[1]}.${paths[Number(m[2])]}`;
+      });
+    return { native, params: fast.pdata, paths, lr, clipNorm: this.clipNorm, nonFinite, rename };
   }
 
   /** The full argument checks of {@link step} (its typed errors); the data arrays in sorted path order. */
@@ -582,6 +606,52 @@ abstract class NativeBackedOptimizer implements Optimizer {
   private checkUsable(what: string): void {
     if (this.disposed) throw new DisposedError(`${this.name}.${what}: the optimizer has been disposed`);
   }
+}
+
+/**
+ * True for an optimizer of this module (SGD, Adam, AdamW, RMSProp): its `step` reads the
+ * gradients once, natively, and keeps no reference to them (so a caller may pass arrays it
+ * reuses afterwards). False for any other object, e.g. a user's own OptimizerLike.
+ */
+export function isBuiltinOptimizer(o: unknown): boolean {
+  // A subclass (or an object) that overrides step() is not trusted with either promise.
+  return o instanceof NativeBackedOptimizer && o.step === NativeBackedOptimizer.prototype.step;
+}
+
+/**
+ * @internal One optimizer step run by another native call (runOnline's `into.update`, the
+ * stream step): what that call needs, prepared by {@link fusedStepOf}.
+ */
+export interface FusedStep {
+  /** The native optimizer (bound). */
+  native: NativeOptimizer;
+  /** The parameters' data arrays in the bound (sorted) path order, updated in place. */
+  params: NativeArray[];
+  /** The bound paths (sorted). */
+  paths: readonly string[];
+  lr: number;
+  clipNorm: number;
+  nonFinite: NonFinitePolicy;
+  /** The error of a failed native step as step() throws it (params[k] / grads[k] named by path). */
+  rename(e: unknown): unknown;
+}
+
+/**
+ * @internal The native half of `opt.step(params, grads, { nonFinite })` for a call that runs it
+ * itself, when that step would take the fast path: a built-in optimizer (see
+ * {@link isBuiltinOptimizer}) already bound by a step, not disposed, `params` / `grads` records
+ * its bound-layout check accepts, and a learning rate the schedule gives without throwing.
+ * Null otherwise (then call step(), which throws what it throws). The caller must run the
+ * native step exactly once with these values (its stepCount and state advance natively).
+ */
+export function fusedStepOf(
+  opt: unknown,
+  params: Record<string, HostTensor>,
+  grads: Record<string, HostTensor>,
+  nonFinite: NonFinitePolicy,
+): FusedStep | null {
+  if (!isBuiltinOptimizer(opt)) return null;
+  return (opt as NativeBackedOptimizer).fusedStep(params, grads, nonFinite);
 }
 
 function call<R>(fn: () => R): R {

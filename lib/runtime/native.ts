@@ -292,9 +292,21 @@ function localizeError(e: unknown): unknown {
   const Ctor = src.name === 'TypeError' ? TypeError : src.name === 'RangeError' ? RangeError : Error;
   const err = new Ctor(src.message) as Error & Record<string, unknown>;
   // The code and the structured fields of NON_FINITE / ABORTED errors (types/binding.d.ts).
-  for (const k of ['code', 'tensor', 'step', 'index', 'stepsDone']) if (src[k] !== undefined) err[k] = src[k];
+  for (const k of ['code', 'tensor', 'step', 'index', 'stepsDone', 'stage']) if (src[k] !== undefined) err[k] = src[k];
   if (typeof src.stack === 'string') err.stack = src.stack;
   return err;
+}
+
+/** The addon object behind each proxy of {@link adaptObject}. */
+const proxyTargets = new WeakMap<object, object>();
+
+/**
+ * The addon's own object for `v` when `v` is one of this module's realm proxies (see
+ * adaptObject), else `v`: what a native call that receives an addon object as an argument
+ * (runOnline's `into.update.optimizer`, checked by its native type tag) must be given.
+ */
+export function nativeObject<T>(v: T): T {
+  return (typeof v === 'object' && v !== null ? (proxyTargets.get(v) as T | undefined) : undefined) ?? v;
 }
 
 /** A proxy whose methods and getters return values (and throw errors) of this realm. */
@@ -303,7 +315,7 @@ function adaptObject<T extends object>(target: T): T {
   const t = target;
   // The proxy's own target is a blank stand-in: the addon defines its exports as
   // non-configurable, and a proxy must return those unchanged from its target.
-  return new Proxy({} as T, {
+  const proxy = new Proxy({} as T, {
     has: (_s, prop) => Reflect.has(t, prop),
     set: (_s, prop, value) => {
       try {
@@ -336,6 +348,8 @@ function adaptObject<T extends object>(target: T): T {
       return f;
     },
   });
+  proxyTargets.set(proxy, t);
+  return proxy;
 }
 
 function adaptRealm(b: NativeBinding): NativeBinding {

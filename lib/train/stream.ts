@@ -3,7 +3,8 @@
  * use case: the weights change with every observation and memory stays
  * constant (states and eligibility traces carry across calls; nothing grows).
  */
-import type { GradResult, Learner } from '../algorithms/learner';
+import type { GradResult, Learner, SyncGradResult } from '../algorithms/learner';
+import { isBuiltinOptimizer } from '../optim/optimizers';
 import { OnlineLearner } from '../algorithms/online';
 import type { Loss } from '../algorithms/losses';
 import { ShapeError, checkOptionKeys, fmtShape } from '../runtime/errors';
@@ -94,7 +95,11 @@ export function streamStep(
  */
 export function streamStepSync(learner: Learner, x: TensorLike, y: TensorLike, options: StreamStepOptions): StreamStepResult | undefined {
   const c = checkStep(learner, x, y, options);
-  const grad = learner.etraceGradSync(asOneStep(c.xt), asOneStep(c.yt), { loss: c.loss });
+  // The gradients go straight into a built-in optimizer (which keeps no reference to them):
+  // the learner may hand them back in its reused scratch arrays; the output only when wanted.
+  // A learner may also run the optimizer's update in its native call (the result's `update`).
+  const into = { scratch: isBuiltinOptimizer(c.optimizer), outputs: c.wantOutput, optimizer: c.optimizer };
+  const grad = learner.etraceGradSync(asOneStep(c.xt), asOneStep(c.yt), { loss: c.loss }, into);
   if (grad === undefined) return undefined;
   const peeked = c.wantOutput && givesOutputs.get(learner) !== true ? peekOutput(learner, c.xt) : null;
   return finishStep(learner, c, peeked, grad());
@@ -124,14 +129,14 @@ function checkStep(learner: Learner, x: TensorLike, y: TensorLike, options: Stre
 }
 
 /** The output, then the optimizer update, of one stream step whose gradient is `r`. */
-function finishStep(learner: Learner, c: CheckedStep, peeked: HostTensor | null, r: GradResult): StreamStepResult {
-  const res = r as GradResult & { outputs?: HostTensor };
+function finishStep(learner: Learner, c: CheckedStep, peeked: HostTensor | null, r: GradResult | SyncGradResult): StreamStepResult {
+  const res = r as SyncGradResult;
   let output: HostTensor | null = peeked;
   if (res.outputs !== undefined) {
     givesOutputs.set(learner, true);
     if (c.wantOutput) output = { data: res.outputs.data, shape: res.outputs.shape.slice(1), dtype: res.outputs.dtype };
   }
-  const info = applyGradients(learner, r.grads, c.optimizer);
+  const info = res.update ?? applyGradients(learner, r.grads, c.optimizer);
   return { output, loss: r.losses[0], lr: info.lr, gradNorm: info.gradNorm, skipped: info.skipped === true };
 }
 

@@ -55,6 +55,7 @@
 
 #include "braintrace/api.h"
 #include "braintrace/online.h"
+#include "core/optim.h"  // bt::NonFinitePolicy, bt::Optimizer (runOnline's into.update)
 
 namespace btnode {
 
@@ -211,13 +212,58 @@ bool OptionalJacobians(Napi::Env env, const Napi::Value& v, const std::string& n
 // copied). Wrong types: TypeError; out-of-range numbers: RangeError; consistency with
 // the plan is checked by the core (INVALID_ARGUMENT).
 void ParseOnlineConfig(Napi::Env env, const Napi::Value& v, bt::OnlineConfig* out);
+// runOnline's optional second argument `into` (NativeOnlineInto; the per-call overhead of
+// streaming steps; runOnlineAsync has none): `params` (one array per param slot, stored with
+// the checks of setParams before the run, as one setParams call just before would), `gradsOut`
+// (one array per param slot: the gradients are written there instead of into fresh arrays;
+// needs computeGrads), `lossesOut` (a Float64Array with one entry per loss of the call: the
+// losses are written there), `outputs` (false: no outputs). The result then holds only the
+// fields these did not take (`outputs` unless false, `losses` without lossesOut, `paramGrads`
+// with computeGrads and without gradsOut). Their arrays are pinned with the inputs (phase 1
+// reads them, phase 2 takes their pointers).
+struct OnlineExtras {
+  bool has_params = false;
+  std::vector<const void*> params;  // per param slot, pinned
+  std::vector<size_t> param_sizes;  // numel per param slot
+  bool has_grads_out = false;
+  std::vector<const void*> grads_out;  // per param slot, pinned (written after the run)
+  bool has_losses_out = false;
+  const void* losses_out = nullptr;    // pinned (null again after Unpin)
+  bool outputs = true;
+  // into.update { optimizer, params, slots, lr, maxNorm?, nonFinite? }: after the run, one step
+  // of the optimizer on `params` (its bound path order; slots[k]: the param slot of path k)
+  // from the call's gradients, then the updated params stored into the session (unless the
+  // step was skipped). The result then carries `gradNorm` and `skipped`.
+  bool has_update = false;
+  void* optimizer = nullptr;               // UnwrapOptimizer
+  std::vector<int64_t> update_sizes;       // the optimizer's bound sizes
+  std::vector<const void*> update_params;  // pinned, written by the step
+  std::vector<int> update_slots;
+  double lr = 0, max_norm = 0;
+  bt::NonFinitePolicy policy = bt::NonFinitePolicy::Error;
+  double grad_norm = 0;
+  bool skipped = false;
+};
+
 // NativeOnlineArgs, phase 1: numbers into *out; the inputs go into `pins` (pointers
 // into out->inputs) and lossScale, when given, into `pins` with *loss_scale as its
 // destination. After pins->Pin(), FinishOnlineArgs copies lossScale into out->loss_scale.
 void ParseOnlineArgs(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt::DType dtype, PinnedArrays* pins,
                      bt::OnlineArgs* out, const void** loss_scale);
+// runOnline's `into` (undefined: no extras), phase 1, after ParseOnlineArgs filled `args`:
+// its arrays go into `pins` with destinations in *extras. Wrong types: TypeError; wrong
+// lengths: RangeError (named into.params[i], into.gradsOut[i], into.lossesOut).
+void ParseOnlineExtras(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt::DType dtype, PinnedArrays* pins,
+                       const bt::OnlineArgs& args, OnlineExtras* extras);
 void FinishOnlineArgs(bt::OnlineArgs* out, const void* loss_scale);
 Napi::Object OnlineResultToJs(Napi::Env env, const bt::OnlineResult& r, bt::DType dtype, bool grads);
+// The result of a runOnline call with `extras` (gradsOut / lossesOut / outputs): phase 2,
+// while the arrays are pinned, WriteOnlineExtras copies the gradients and losses into the
+// caller's arrays; after Unpin, OnlineExtrasResultToJs builds the result object (the fields
+// the caller's arrays did not take; see OnlineExtras).
+void WriteOnlineExtras(const bt::OnlineResult& r, bt::DType dtype, const OnlineExtras& extras);
+Napi::Object OnlineExtrasResultToJs(Napi::Env env, const bt::OnlineResult& r, bt::DType dtype, bool grads,
+                                    const OnlineExtras& extras);
 
 // ---------------------------------------------------------------------------------------------
 // Cancellation and progress of async calls (control.cc; the design is described there)
@@ -350,6 +396,20 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
 // ---------------------------------------------------------------------------------------------
 // Optimizer (optim.cc): the class of createOptimizer's objects (NativeOptimizer).
 Napi::Function DefineOptimizer(Napi::Env env);
+// The optimizer step runOnline's into.update runs after the online step. Phase 1:
+// UnwrapOptimizer checks that `v` is a NativeOptimizer (by its type tag; TypeError otherwise,
+// DISPOSED when disposed), bound by a first step, of `dtype`, and returns it (opaque) with its
+// bound sizes. Phase 2: StepUnwrappedOptimizer re-checks that it is live and runs its step
+// (as NativeOptimizer.step would, lastStepSkipped included).
+void* UnwrapOptimizer(Napi::Env env, const Napi::Value& v, const std::string& name, bt::DType dtype,
+                      std::vector<int64_t>* sizes);
+// Throws DISPOSED when the optimizer UnwrapOptimizer returned has been disposed since.
+void CheckOptimizerLive(Napi::Env env, void* wrap);
+bt::Status StepUnwrappedOptimizer(Napi::Env env, void* wrap, const std::vector<void*>& params,
+                                  const std::vector<const void*>& grads, const std::vector<int64_t>& sizes, double lr,
+                                  double max_norm, bt::NonFinitePolicy policy, double* norm, bool* skipped);
+// 'error' (undefined too) | 'skipUpdate' | 'allow' (TypeError / RangeError otherwise).
+bt::NonFinitePolicy ParseNonFinitePolicy(Napi::Env env, const Napi::Value& v);
 
 // ---------------------------------------------------------------------------------------------
 // The addon instance (addon.cc): one per Node environment (main thread or worker).

@@ -157,10 +157,14 @@ size_t CheckTypedArray(Napi::Env env, const Napi::Value& v, const std::string& n
     const char* want = TypedArrayTypeName(type);
     return Article(want) + (length == PinnedArrays::kAnyLength ? std::string(want) : Expected(want, length));
   };
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) {
+  // One Node-API call answers "a typed array?", its type and its length (it fails for
+  // anything that is not a typed array, raising no JS exception); the checks below are
+  // those of IsTypedArray / TypedArrayType / ElementLength, with the same messages.
+  napi_typedarray_type got = napi_int8_array;
+  size_t n = 0;
+  if (v.IsEmpty() || napi_get_typedarray_info(env, v, &got, &n, nullptr, nullptr, nullptr) != napi_ok || got != type) {
     throw ArgTypeError(env, name + " must be " + expected() + " (got " + Describe(v) + ")");
   }
-  const size_t n = v.As<Napi::TypedArray>().ElementLength();
   // A detached buffer has length 0; only then is it worth asking.
   if (n == 0 && IsDetached(env, v)) {
     throw ArgTypeError(env, name + " must be " + expected() + " (got a typed array whose buffer is detached)");
@@ -255,11 +259,12 @@ int CheckSlot(Napi::Env env, const Napi::Value& v, const std::string& name, int 
 }
 
 Napi::Array CheckArrayOf(Napi::Env env, const Napi::Value& v, const std::string& name, size_t length) {
-  const std::string want = "an Array of length " + std::to_string(length);
-  if (!v.IsArray()) throw ArgTypeError(env, name + " must be " + want + " (got " + Describe(v) + ")");
+  // The message is built only on failure (this runs for the array lists of every call).
+  auto want = [&] { return "an Array of length " + std::to_string(length); };
+  if (!v.IsArray()) throw ArgTypeError(env, name + " must be " + want() + " (got " + Describe(v) + ")");
   Napi::Array a = v.As<Napi::Array>();
   if (a.Length() != length) {
-    throw ArgRangeError(env, name + " must be " + want + " (got " + Describe(v) + ")");
+    throw ArgRangeError(env, name + " must be " + want() + " (got " + Describe(v) + ")");
   }
   return a;
 }
@@ -620,6 +625,133 @@ void ParseOnlineArgs(Napi::Env env, const Napi::Value& v, const bt::Session& s, 
   Napi::Value ch = o.Get("chunk");
   out->chunk = (ch.IsUndefined() || ch.IsNull()) ? 1
                                                  : CheckInteger(env, ch, "chunk", "an integer >= 1", 1, 9007199254740992.0);
+}
+
+void ParseOnlineExtras(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt::DType dtype, PinnedArrays* pins,
+                       const bt::OnlineArgs& args, OnlineExtras* extras) {
+  if (v.IsEmpty() || v.IsUndefined()) return;
+  Napi::Object o = CheckObject(env, v, "into", "an object { params?, gradsOut?, lossesOut?, outputs? } or undefined");
+  // Every key is read (phase 1) before any array is pinned.
+  Napi::Value pv = o.Get("params");
+  Napi::Value gv = o.Get("gradsOut");
+  Napi::Value lv = o.Get("lossesOut");
+  Napi::Value ov = o.Get("outputs");
+  auto given = [](const Napi::Value& x) { return !x.IsUndefined() && !x.IsNull(); };
+  const int np = s.num_params();
+  if (given(pv)) {
+    Napi::Array a = CheckArrayOf(env, pv, "into.params", static_cast<size_t>(np));
+    extras->has_params = true;
+    extras->params.assign(static_cast<size_t>(np), nullptr);
+    extras->param_sizes.assign(static_cast<size_t>(np), 0);
+    for (int i = 0; i < np; ++i) {
+      const size_t k = static_cast<size_t>(i);
+      extras->param_sizes[k] = static_cast<size_t>(Numel(s.param_shape(i)));
+      pins->Add(a.Get(static_cast<uint32_t>(i)), "into.params[" + std::to_string(i) + "]", dtype,
+                extras->param_sizes[k], &extras->params[k]);
+    }
+  }
+  if (given(gv)) {
+    if (!args.compute_grads) {
+      throw ArgTypeError(env, "into.gradsOut needs computeGrads: true (got computeGrads false and gradsOut " +
+                                  Describe(gv) + ")");
+    }
+    Napi::Array a = CheckArrayOf(env, gv, "into.gradsOut", static_cast<size_t>(np));
+    extras->has_grads_out = true;
+    extras->grads_out.assign(static_cast<size_t>(np), nullptr);
+    for (int i = 0; i < np; ++i) {
+      pins->Add(a.Get(static_cast<uint32_t>(i)), "into.gradsOut[" + std::to_string(i) + "]", dtype,
+                static_cast<size_t>(Numel(s.param_shape(i))), &extras->grads_out[static_cast<size_t>(i)]);
+    }
+  }
+  if (given(lv)) {
+    const size_t n = (args.compute_grads && s.has_loss()) ? static_cast<size_t>(args.steps) : 0;
+    pins->Add(lv, "into.lossesOut", napi_float64_array, n, &extras->losses_out);
+    extras->has_losses_out = true;
+  }
+  extras->outputs = OptionalBool(env, ov, "into.outputs", true);
+  Napi::Value uv = o.Get("update");
+  if (!given(uv)) return;
+  if (!args.compute_grads) {
+    throw ArgTypeError(env, "into.update needs computeGrads: true (got computeGrads false and update " + Describe(uv) + ")");
+  }
+  Napi::Object u = CheckObject(env, uv, "into.update", "an object { optimizer, params, slots, lr, maxNorm?, nonFinite? }");
+  Napi::Value opt_v = u.Get("optimizer");
+  Napi::Value up_v = u.Get("params");
+  Napi::Value sl_v = u.Get("slots");
+  Napi::Value lr_v = u.Get("lr");
+  Napi::Value mn_v = u.Get("maxNorm");
+  Napi::Value nf_v = u.Get("nonFinite");
+  extras->optimizer = UnwrapOptimizer(env, opt_v, "into.update.optimizer", dtype, &extras->update_sizes);
+  const size_t n = extras->update_sizes.size();
+  if (n != static_cast<size_t>(np)) {
+    throw ArgRangeError(env, "into.update.optimizer must be bound to " + std::to_string(np) +
+                                 " parameters, one per param slot (it is bound to " + std::to_string(n) + ")");
+  }
+  Napi::Array sa = CheckArrayOf(env, sl_v, "into.update.slots", n);
+  extras->update_slots.assign(n, -1);
+  std::vector<char> seen(n, 0);
+  for (size_t k = 0; k < n; ++k) {
+    const std::string sn = "into.update.slots[" + std::to_string(k) + "]";
+    const int slot = static_cast<int>(CheckInteger(env, sa.Get(static_cast<uint32_t>(k)), sn,
+                                                   "a param slot in [0, " + std::to_string(np) + ")", 0, np - 1));
+    if (seen[static_cast<size_t>(slot)]) throw ArgRangeError(env, sn + " repeats param slot " + std::to_string(slot));
+    seen[static_cast<size_t>(slot)] = 1;
+    if (Numel(s.param_shape(slot)) != extras->update_sizes[k]) {
+      throw ArgRangeError(env, sn + " is param slot " + std::to_string(slot) + " of " +
+                                   std::to_string(Numel(s.param_shape(slot))) + " values, but the optimizer's parameter " +
+                                   std::to_string(k) + " has " + std::to_string(extras->update_sizes[k]));
+    }
+    extras->update_slots[k] = slot;
+  }
+  auto nonneg = [&](const Napi::Value& x, const char* what, bool optional) {
+    if (optional && x.IsUndefined()) return 0.0;
+    if (!x.IsNumber()) throw ArgTypeError(env, std::string(what) + " must be a finite number >= 0 (got " + Describe(x) + ")");
+    const double d = x.As<Napi::Number>().DoubleValue();
+    if (!std::isfinite(d) || d < 0) throw ArgRangeError(env, std::string(what) + " must be a finite number >= 0 (got " + Describe(x) + ")");
+    return d;
+  };
+  extras->lr = nonneg(lr_v, "into.update.lr", false);
+  extras->max_norm = nonneg(mn_v, "into.update.maxNorm", true);
+  extras->policy = ParseNonFinitePolicy(env, nf_v);
+  Napi::Array pa = CheckArrayOf(env, up_v, "into.update.params", n);
+  extras->update_params.assign(n, nullptr);
+  for (size_t k = 0; k < n; ++k) {
+    pins->Add(pa.Get(static_cast<uint32_t>(k)), "into.update.params[" + std::to_string(k) + "]", dtype,
+              static_cast<size_t>(extras->update_sizes[k]), &extras->update_params[k]);
+  }
+  extras->has_update = true;
+}
+
+void WriteOnlineExtras(const bt::OnlineResult& r, bt::DType dtype, const OnlineExtras& extras) {
+  const size_t es = ElementSize(dtype);
+  if (extras.has_grads_out) {
+    for (size_t k = 0; k < extras.grads_out.size() && k < r.param_grads.size(); ++k) {
+      const size_t bytes = r.param_grads[k].numel * es;
+      if (bytes != 0) std::memcpy(const_cast<void*>(extras.grads_out[k]), r.param_grads[k].bytes.data(), bytes);
+    }
+  }
+  if (extras.has_losses_out && extras.losses_out != nullptr && !r.losses.empty()) {
+    std::memcpy(const_cast<void*>(extras.losses_out), r.losses.data(), r.losses.size() * sizeof(double));
+  }
+}
+
+Napi::Object OnlineExtrasResultToJs(Napi::Env env, const bt::OnlineResult& r, bt::DType dtype, bool grads,
+                                    const OnlineExtras& extras) {
+  // Only what the `into` arrays did not receive (each field costs an allocation and a
+  // property definition, a good part of a tiny streaming step).
+  Napi::Object o = Napi::Object::New(env);
+  if (extras.outputs) o.Set("outputs", BuffersToJs(env, r.outputs, dtype));
+  if (!extras.has_losses_out) {
+    Napi::Float64Array losses = Napi::Float64Array::New(env, r.losses.size());
+    if (!r.losses.empty()) std::memcpy(losses.Data(), r.losses.data(), r.losses.size() * sizeof(double));
+    o.Set("losses", losses);
+  }
+  if (grads && !extras.has_grads_out) o.Set("paramGrads", BuffersToJs(env, r.param_grads, dtype));
+  if (extras.has_update) {
+    o.Set("gradNorm", Napi::Number::New(env, extras.grad_norm));
+    o.Set("skipped", Napi::Boolean::New(env, extras.skipped));
+  }
+  return o;
 }
 
 void FinishOnlineArgs(bt::OnlineArgs* out, const void* loss_scale) {

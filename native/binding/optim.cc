@@ -18,6 +18,9 @@ namespace {
 
 constexpr double kMaxSafeInteger = 9007199254740991.0;
 
+// The type tag of NativeOptimizer objects (napi_type_tag_object, Node-API 8).
+const napi_type_tag kOptimizerTag = {0x6274726163656f70ULL, 0x74696d697a657231ULL};
+
 const char* DTypeName(bt::DType d) { return d == bt::DType::F64 ? "float64" : "float32"; }
 
 bt::DType ParseDType(Napi::Env env, const Napi::Value& v) {
@@ -119,7 +122,26 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
       if (s.code == bt::StatusCode::InvalidArgument) throw ArgRangeError(env, s.message);
       ThrowIfError(env, s);
       opt_ = std::move(created);
+      // The tag says "a NativeOptimizer" to UnwrapOptimizer (runOnline's into.update), which
+      // must not trust the prototype chain (any object can claim this class's prototype).
+      if (napi_type_tag_object(env, info.This(), &kOptimizerTag) != napi_ok)
+        throw CodeError(env, kCodeInternal, "could not tag the optimizer object");
     });
+  }
+
+  // runOnline's fused optimizer step (binding.h, UnwrapOptimizer / StepUnwrappedOptimizer).
+  static OptimizerWrap* FromValue(Napi::Env env, const Napi::Value& v, const std::string& name) {
+    bool tagged = false;
+    if (!v.IsObject() || napi_check_object_type_tag(env, v, &kOptimizerTag, &tagged) != napi_ok || !tagged)
+      throw ArgTypeError(env, name + " must be a NativeOptimizer (got " + Describe(v) + ")");
+    OptimizerWrap* w = Napi::ObjectWrap<OptimizerWrap>::Unwrap(v.As<Napi::Object>());
+    if (w == nullptr) throw ArgTypeError(env, name + " must be a NativeOptimizer (got " + Describe(v) + ")");
+    return w;
+  }
+  bt::Optimizer& LiveFor(Napi::Env env) { return Live(env); }
+  void AfterFusedStep(Napi::Env env, bool skipped) {
+    last_skipped_ = skipped;
+    SyncExternal(env);
   }
 
   void Finalize(Napi::Env env) override { Release(env); }
@@ -311,6 +333,41 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
 }  // namespace
 
 Napi::Function DefineOptimizer(Napi::Env env) { return OptimizerWrap::Define(env); }
+
+void* UnwrapOptimizer(Napi::Env env, const Napi::Value& v, const std::string& name, bt::DType dtype,
+                      std::vector<int64_t>* sizes) {
+  OptimizerWrap* w = OptimizerWrap::FromValue(env, v, name);
+  bt::Optimizer& o = w->LiveFor(env);
+  if (!o.bound()) throw ArgTypeError(env, name + " must be bound by a first step (it has taken none)");
+  if (o.dtype() != dtype)
+    throw ArgTypeError(env, name + " must be an optimizer of the session's dtype " +
+                                std::string(dtype == bt::DType::F64 ? "float64" : "float32"));
+  *sizes = o.sizes();
+  return w;
+}
+
+void CheckOptimizerLive(Napi::Env env, void* wrap) { static_cast<OptimizerWrap*>(wrap)->LiveFor(env); }
+
+bt::Status StepUnwrappedOptimizer(Napi::Env env, void* wrap, const std::vector<void*>& params,
+                                  const std::vector<const void*>& grads, const std::vector<int64_t>& sizes, double lr,
+                                  double max_norm, bt::NonFinitePolicy policy, double* norm, bool* skipped) {
+  OptimizerWrap* w = static_cast<OptimizerWrap*>(wrap);
+  bt::Optimizer& o = w->LiveFor(env);  // DISPOSED if a getter of phase 1 disposed it
+  const bt::Status st = o.step(params, grads, sizes, lr, max_norm, norm, policy, skipped);
+  if (st.ok()) w->AfterFusedStep(env, *skipped);
+  return st;
+}
+
+bt::NonFinitePolicy ParseNonFinitePolicy(Napi::Env env, const Napi::Value& v) {
+  if (v.IsUndefined()) return bt::NonFinitePolicy::Error;
+  const std::string want = "nonFinite must be 'error', 'skipUpdate' or 'allow'";
+  if (!v.IsString()) throw ArgTypeError(env, want + " (got " + Describe(v) + ")");
+  const std::string s = v.As<Napi::String>().Utf8Value();
+  if (s == "error") return bt::NonFinitePolicy::Error;
+  if (s == "skipUpdate") return bt::NonFinitePolicy::Skip;
+  if (s == "allow") return bt::NonFinitePolicy::Allow;
+  throw ArgRangeError(env, want + " (got '" + s + "')");
+}
 
 Napi::Value Addon::CreateOptimizer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

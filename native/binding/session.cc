@@ -678,15 +678,48 @@ Napi::Value SessionWrap::RunOnline(const Napi::CallbackInfo& info) {
     PinnedArrays pins(env);
     bt::OnlineArgs args;
     const void* loss_scale = nullptr;
+    OnlineExtras extras;
     ParseOnlineArgs(env, info[0], *held, dtype_, &pins, &args, &loss_scale);
+    ParseOnlineExtras(env, info[1], *held, dtype_, &pins, args, &extras);
     Live(env, false);
+    // A getter of phase 1 may have disposed the update's optimizer: DISPOSED before anything runs.
+    if (extras.has_update) CheckOptimizerLive(env, extras.optimizer);
     pins.Pin();
     FinishOnlineArgs(&args, loss_scale);
     bt::OnlineResult r;
-    const bt::Status st = held->run_online(args, &r);
+    bt::Status st;
+    // `params`: stored first, slot by slot with setParam's checks (as setParams would).
+    for (size_t i = 0; extras.has_params && i < extras.params.size() && st.ok(); ++i) {
+      st = held->set_param(static_cast<int>(i), extras.params[i], extras.param_sizes[i]);
+    }
+    if (st.ok()) st = held->run_online(args, &r);
+    if (st.ok()) WriteOnlineExtras(r, dtype_, extras);  // still pinned: no JS has run
+    bool update_failed = false;
+    if (st.ok() && extras.has_update) {
+      // The optimizer step on the caller's arrays (its path order) from the call's gradients,
+      // then the updated weights stored (as NativeOptimizer.step followed by setParams).
+      const size_t n = extras.update_params.size();
+      std::vector<void*> w(n, nullptr);
+      std::vector<const void*> g(n, nullptr);
+      for (size_t k = 0; k < n; ++k) {
+        w[k] = const_cast<void*>(extras.update_params[k]);
+        g[k] = r.param_grads[static_cast<size_t>(extras.update_slots[k])].bytes.data();
+      }
+      st = StepUnwrappedOptimizer(env, extras.optimizer, w, g, extras.update_sizes, extras.lr, extras.max_norm,
+                                  extras.policy, &extras.grad_norm, &extras.skipped);
+      update_failed = !st.ok();
+      for (size_t k = 0; k < n && st.ok() && !extras.skipped; ++k) {
+        st = held->set_param(extras.update_slots[k], w[k], static_cast<size_t>(extras.update_sizes[k]));
+      }
+    }
     pins.Unpin();
-    ThrowIfError(env, st);
-    return OnlineResultToJs(env, r, dtype_, args.compute_grads);
+    if (!st.ok()) {
+      Napi::Error err = StatusError(env, st);
+      // The optimizer's own names (params[k] / grads[k] in its path order), not the session's.
+      if (update_failed) err.Set("stage", Napi::String::New(env, "update"));
+      throw err;
+    }
+    return OnlineExtrasResultToJs(env, r, dtype_, args.compute_grads, extras);
   });
 }
 
