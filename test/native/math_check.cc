@@ -11,7 +11,9 @@
 // "<name> max_ulp <e> at <input bits> exact <fraction> ok|FAIL ...", and exits non-zero
 // when any function fails. The functions named bad_* are deliberately wrong variants
 // (the negative controls of test/math.test.ts: the check must reject them).
-// Built and run by test/math.test.ts (no addon needed).
+// Built and run by test/math.test.ts (no addon needed). Exhaustive sweep (stride 1) of the
+// current implementations, max ulp: exp 0.966, expm1 1.402, tanh 1.330, sigmoid 1.462, no
+// wrong special value.
 #include <math.h>
 
 #include <atomic>
