@@ -215,7 +215,7 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
       const std::shared_ptr<bt::Optimizer> held = Hold(env);
       bt::Optimizer& o = *held;
       const bt::DType dtype = o.dtype();
-      const bt::NonFinitePolicy policy = ParsePolicy(env, info[4]);
+      const bt::NonFinitePolicy policy = ParseNonFinitePolicy(env, info[4]);
       Napi::Value pv = info[0];
       if (!pv.IsArray())
         throw ArgTypeError(env, std::string("params must be an Array of ") + ArrayTypeName(dtype) + " (got " +
@@ -312,19 +312,6 @@ class OptimizerWrap : public Napi::ObjectWrap<OptimizerWrap> {
     });
   }
 
-  // nonFinite: 'error' (default) | 'skipUpdate' | 'allow' (bt::NonFinitePolicy). A primitive
-  // argument: reading it runs no JS.
-  static bt::NonFinitePolicy ParsePolicy(Napi::Env env, const Napi::Value& v) {
-    if (v.IsUndefined()) return bt::NonFinitePolicy::Error;
-    const std::string want = "nonFinite must be 'error', 'skipUpdate' or 'allow'";
-    if (!v.IsString()) throw ArgTypeError(env, want + " (got " + Describe(v) + ")");
-    const std::string s = v.As<Napi::String>().Utf8Value();
-    if (s == "error") return bt::NonFinitePolicy::Error;
-    if (s == "skipUpdate") return bt::NonFinitePolicy::Skip;
-    if (s == "allow") return bt::NonFinitePolicy::Allow;
-    throw ArgRangeError(env, want + " (got '" + s + "')");
-  }
-
   std::shared_ptr<bt::Optimizer> opt_;  // shared only with in-progress calls (Hold)
   int64_t external_bytes_ = 0;
   bool last_skipped_ = false;  // whether the last step() skipped its update (policy 'skipUpdate')
@@ -358,6 +345,8 @@ bt::Status StepUnwrappedOptimizer(Napi::Env env, void* wrap, const std::vector<v
   return st;
 }
 
+// nonFinite: 'error' (default) | 'skipUpdate' | 'allow' (bt::NonFinitePolicy). A primitive
+// argument: reading it runs no JS.
 bt::NonFinitePolicy ParseNonFinitePolicy(Napi::Env env, const Napi::Value& v) {
   if (v.IsUndefined()) return bt::NonFinitePolicy::Error;
   const std::string want = "nonFinite must be 'error', 'skipUpdate' or 'allow'";
