@@ -28,6 +28,7 @@
 
 #include "braintrace/ops.h"
 #include "core/executor.h"
+#include "cpu/cpu_features.h"
 #include "kernels/elementwise.h"
 
 namespace bt {
@@ -65,7 +66,7 @@ enum class EwIsa : int { Portable = 0, Avx2 = 1 };
 // True when this build has the AVX2 table and this CPU (and OS) runs AVX2 code.
 inline bool ew_avx2_supported() {
 #ifdef BT_EW_AVX2
-  return __builtin_cpu_supports("avx2") != 0;
+  return cpu_has_avx2();
 #else
   return false;
 #endif

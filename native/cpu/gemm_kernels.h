@@ -29,12 +29,12 @@ using GemmTileFn = void (*)(const GemmDims& d, T alpha, const T* A, const T* B, 
 
 // One micro-kernel family: its name, its register tile (MR x NR) per dtype, and the
 // tile functions. Thread splits align tile edges to MR / NR.
-// A tile over a prepacked op(B) (kernels/gemm.h gemm_pack_b's layout for this kernel);
-// the tile's first column n0 must be a multiple of the kernel's NR (else B is unused and
-// the tile is wrong: the packed panels start at column 0).
+// A tile over a prepacked op(B) (kernels/gemm.h gemm_pack_b's layout for this kernel, made
+// from B): the packed panels start at column 0, so a tile whose first column n0 is not a
+// multiple of the kernel's NR packs from B instead (same values).
 template <typename T>
-using GemmTilePreFn = void (*)(const GemmDims& d, T alpha, const T* A, const T* Bpacked, T beta, T* C, int64_t m0,
-                               int64_t m1, int64_t n0, int64_t n1);
+using GemmTilePreFn = void (*)(const GemmDims& d, T alpha, const T* A, const T* B, const T* Bpacked, T beta, T* C,
+                               int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 
 // Packs the whole op(B) of d for this kernel's GemmTilePreFn into dst
 // (gemm_packed_b_size(d, nr) values).

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "core/executor.h"
 
@@ -50,24 +51,26 @@ inline void column(T* __restrict d, const T* __restrict s, int64_t q0, int64_t q
     for (int j = 0; j < kW; ++j) d[(p * kS + j) * kS] = s[p * kW + j];
 }
 
-// Member width w as a template argument for a group of kS <= 4 states; false: w is not
-// in [1, kS] (the caller falls back to the run-time loop).
+// Calls f(std::integral_constant<int, W>()) with W = w, for w in [1, kS] (kS <= 4); false
+// when w is outside (the caller falls back to the run-time loop).
+template <int kS, typename F>
+inline bool with_width(int64_t w, F&& f) {
+  if (w == 1) { f(std::integral_constant<int, 1>()); return true; }
+  if constexpr (kS >= 2) { if (w == 2) { f(std::integral_constant<int, 2>()); return true; } }
+  if constexpr (kS >= 3) { if (w == 3) { f(std::integral_constant<int, 3>()); return true; } }
+  if constexpr (kS >= 4) { if (w == 4) { f(std::integral_constant<int, 4>()); return true; } }
+  return false;
+}
+
+// rows / column with the member width w as a template argument (false: w not in [1, kS]).
 template <typename T, int kS>
 inline bool rows_s(int64_t w, T* d, const T* s, int64_t q0, int64_t q1) {
-  if (w == 1) { rows<T, kS, 1>(d, s, q0, q1); return true; }
-  if constexpr (kS >= 2) { if (w == 2) { rows<T, kS, 2>(d, s, q0, q1); return true; } }
-  if constexpr (kS >= 3) { if (w == 3) { rows<T, kS, 3>(d, s, q0, q1); return true; } }
-  if constexpr (kS >= 4) { if (w == 4) { rows<T, kS, 4>(d, s, q0, q1); return true; } }
-  return false;
+  return with_width<kS>(w, [&](auto W) { rows<T, kS, decltype(W)::value>(d, s, q0, q1); });
 }
 
 template <typename T, int kS>
 inline bool column_s(int64_t w, T* d, const T* s, int64_t q0, int64_t q1) {
-  if (w == 1) { column<T, kS, 1>(d, s, q0, q1); return true; }
-  if constexpr (kS >= 2) { if (w == 2) { column<T, kS, 2>(d, s, q0, q1); return true; } }
-  if constexpr (kS >= 3) { if (w == 3) { column<T, kS, 3>(d, s, q0, q1); return true; } }
-  if constexpr (kS >= 4) { if (w == 4) { column<T, kS, 4>(d, s, q0, q1); return true; } }
-  return false;
+  return with_width<kS>(w, [&](auto W) { column<T, kS, decltype(W)::value>(d, s, q0, q1); });
 }
 
 }  // namespace jacobian_read_detail

@@ -33,7 +33,7 @@ struct TileCall {
   void operator()(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* C, int64_t m0, int64_t m1,
                   int64_t n0, int64_t n1) const {
     if (Bp != nullptr)
-      tilep(d, alpha, A, Bp, beta, C, m0, m1, n0, n1);
+      tilep(d, alpha, A, B, Bp, beta, C, m0, m1, n0, n1);
     else
       tile(d, alpha, A, B, beta, C, m0, m1, n0, n1);
   }

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "cpu/cpu_features.h"
 #include "cpu/parallel_gemm.h"
 #include "cpu/thread_pool.h"
 
@@ -59,13 +60,6 @@ __attribute__((target("avx2"), flatten)) void dense_rows_avx2(const DenseTraceTa
   dense_rows(t, i0, i1, tmp);
 }
 
-bool cpu_has_avx2() {
-  static const bool has = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") != 0;
-  }();
-  return has;
-}
 #endif
 
 template <typename T>

@@ -192,7 +192,8 @@ void gemm_blocked(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T*
   const int64_t mc_max = std::min(MC, (m1 - m0 + MR - 1) / MR * MR);
   const int64_t nc_max = std::min(NC, (n1 - n0 + NR - 1) / NR * NR);
   // A prepacked op(B) (gemm_pack_b's layout) is read in place; its panels start at column 0,
-  // so it serves tiles whose first column is a multiple of NR (parallel_gemm's splits are).
+  // so it serves tiles whose first column is a multiple of NR (parallel_gemm's splits are);
+  // another tile packs from B as usual (the same values).
   if (Bpre != nullptr && n0 % NR != 0) Bpre = nullptr;
   const int64_t npad = (d.N + NR - 1) / NR * NR;
   thread_local PackBuffer<T> abuf, bbuf;
@@ -257,9 +258,9 @@ void gemm_pack_b(const GemmDims& d, const T* B, const GemmBlocking& bl, T* dst) 
                    int64_t n0, int64_t n1) {                                                                \
     gemm_blocked<T, MR, NR>(d, alpha, A, B, beta, C, m0, m1, n0, n1, BL, UKR);                              \
   }                                                                                                         \
-  void NAME##_tilep(const GemmDims& d, T alpha, const T* A, const T* Bp, T beta, T* C, int64_t m0,          \
-                    int64_t m1, int64_t n0, int64_t n1) {                                                   \
-    gemm_blocked<T, MR, NR>(d, alpha, A, nullptr, beta, C, m0, m1, n0, n1, BL, UKR, Bp);                    \
+  void NAME##_tilep(const GemmDims& d, T alpha, const T* A, const T* B, const T* Bp, T beta, T* C,         \
+                    int64_t m0, int64_t m1, int64_t n0, int64_t n1) {                                       \
+    gemm_blocked<T, MR, NR>(d, alpha, A, B, beta, C, m0, m1, n0, n1, BL, UKR, Bp);                          \
   }                                                                                                         \
   void NAME##_pack(const GemmDims& d, const T* B, T* dst) { gemm_pack_b<T, NR>(d, B, BL, dst); }
 

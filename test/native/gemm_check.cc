@@ -80,12 +80,23 @@ void check_one(const GemmKernelImpl& kern, bool ta, bool tb, int64_t M, int64_t 
   kern.pack(T())(d, B.data(), Bp.data());
   for (int p = 0; p < 2; ++p)
     for (int q = 0; q < 3; ++q)
-      kern.tilep(T())(d, T(alpha), A.data(), Bp.data(), T(beta), Cp.data(), p == 0 ? 0 : mcut, p == 0 ? mcut : M,
-                      ncut[q], ncut[q + 1]);
+      kern.tilep(T())(d, T(alpha), A.data(), B.data(), Bp.data(), T(beta), Cp.data(), p == 0 ? 0 : mcut,
+                      p == 0 ? mcut : M, ncut[q], ncut[q + 1]);
+  // A tile whose first column is not on a panel boundary packs from B itself (same values).
+  std::vector<T> Cu = C0;
+  const int64_t cut = std::min<int64_t>(N, 1);
+  kern.tilep(T())(d, T(alpha), A.data(), B.data(), Bp.data(), T(beta), Cu.data(), 0, M, 0, cut);
+  kern.tilep(T())(d, T(alpha), A.data(), B.data(), Bp.data(), T(beta), Cu.data(), 0, M, cut, N);
   bool ok = true;
   for (int64_t i = 0; i < M && ok; ++i) {
     for (int64_t j = 0; j < d.ldc && ok; ++j) {
       const T got = C[i * d.ldc + j];
+      if (std::memcmp(&got, &Cu[i * d.ldc + j], sizeof(T)) != 0) {
+        std::printf("FAIL %s %s prepacked B, unaligned tile != whole at (%lld,%lld)\n", kern.name,
+                    sizeof(T) == 4 ? "f32" : "f64", (long long)i, (long long)j);
+        ok = false;
+        break;
+      }
       if (std::memcmp(&got, &Cp[i * d.ldc + j], sizeof(T)) != 0) {
         std::printf("FAIL %s %s prepacked B != whole at (%lld,%lld)\n", kern.name, sizeof(T) == 4 ? "f32" : "f64",
                     (long long)i, (long long)j);
