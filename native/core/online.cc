@@ -214,8 +214,25 @@ Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
   on_ppq_ = std::move(ppq);
   on_ppn_.assign(on_.relations.size(), 0);
   trace_n_ = 0;
+  on_swap_ = online_swap_ok();
   online_ = true;
   return Status::Ok();
+}
+
+template <typename T>
+bool SessionImpl<T>::online_swap_ok() const {
+  std::vector<char> taken(n_, 0);
+  for (size_t s = 0; s < plan_.state_nodes.size(); ++s) {
+    const int e = plan_.state_new_entry[s];
+    if (e < 0) return false;  // the leaf is its own new value: nothing writes the other buffer
+    const int node = plan_.outputs[e].node;
+    // A leaf (another state, an input, ...) or a folded node is not written by the forward
+    // sweep; two slots sharing a node would need it in two places.
+    if (is_leaf(plan_.nodes[node].op) || persist_[node] || taken[node] || numel(node) != numel(plan_.state_nodes[s]))
+      return false;
+    taken[node] = 1;
+  }
+  return true;
 }
 
 template <typename T>
@@ -690,12 +707,26 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
   if (!windows) {
     // Single-step: forward, pieces, learning signal, fused trace update + contraction.
     T* block = step_.as<T>();
-    load_states(block);
+    // With on_swap_ the states live in two state-sized buffers that swap roles after each
+    // step (no copy of the new states into the leaves); otherwise in the block.
+    T* leaves = on_state_.as<T>();
+    T* news = on_carry_.as<T>();
     set_value_ptrs(block);
-    // Until a step's staging, the block's state leaves hold the states after the finished
-    // steps, and the traces are updated only by online_trace_step: a call stopped before a
-    // step's trace update keeps exactly the finished steps.
-    auto keep_states = [&]() { keep_states_from(block); };
+    if (on_swap_) {
+      for (size_t s = 0; s < ns; ++s)
+        std::memcpy(leaves + soff_[s], state_store_[s].as<T>(), nbytes(plan_.state_nodes[s]));
+      point_states(leaves, news);
+    } else {
+      load_states(block);
+    }
+    // Until a step's staging, the state leaves hold the states after the finished steps,
+    // and the traces are updated only by online_trace_step: a call stopped before a step's
+    // trace update keeps exactly the finished steps.
+    auto keep_states = [&]() {
+      if (!on_swap_) return keep_states_from(block);
+      for (size_t s = 0; s < ns; ++s)
+        std::memcpy(state_store_[s].as<T>(), vp_[plan_.state_nodes[s]], nbytes(plan_.state_nodes[s]));
+    };
     auto stop = [&](Status st, int64_t done) {
       if (stops_call(st)) {
         keep_states();
@@ -715,7 +746,12 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
       const int64_t n = trace_n_.load();
       BT_RETURN_IF_ERROR(online_trace_step(true, contract, n + 1, &out->param_grads));
       trace_n_ = n + 1;
-      advance_states(block);
+      if (on_swap_) {
+        std::swap(leaves, news);  // this step's new states are the next step's leaves
+        point_states(leaves, news);
+      } else {
+        advance_states(block);
+      }
       // The step is complete (states and traces): a bad gradient now keeps t + 1 steps.
       if (contract) BT_RETURN_IF_ERROR(stop(check_online_grads(out->param_grads, t), t + 1));
       report(t + 1, steps);

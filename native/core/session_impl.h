@@ -820,6 +820,17 @@ class SessionImpl final : public Session {
   // trace with on_g_ when `contract`); !update: contract the current traces only. `n_c` is
   // the trace count entering pp_prop's bias correction c = 1 - decay_f^n_c (0: skip).
   Status online_trace_step(bool update, bool contract, int64_t n_c, std::vector<Buffer>* grads);
+  // on_swap_ (see there): may every state slot s's new value live outside the step block?
+  // Each slot has its own non-leaf, non-folded new-value node, written by every forward.
+  bool online_swap_ok() const;
+  // Points vp_ of every state leaf at leaves + soff_[s] and of its new-value node at
+  // news + soff_[s] (after set_value_ptrs: every other node stays in the step block).
+  void point_states(T* leaves, T* news) {
+    for (size_t s = 0; s < plan_.state_nodes.size(); ++s) {
+      vp_[plan_.state_nodes[s]] = leaves + soff_[s];
+      vp_[plan_.outputs[plan_.state_new_entry[s]].node] = news + soff_[s];
+    }
+  }
   // Transformed relation weights: one reverse sweep seeded at each transformed weight / bias
   // node with the dL/dW_eff summed over the call (on_wscr_ / on_bscr_), adding the param
   // cotangents to grads. Values of the transform nodes are read from vp_ (any step's block).
@@ -960,6 +971,11 @@ class SessionImpl final : public Session {
   std::vector<char> vjp_mask_;      // online_vjp(): the listed nodes of the current sweep
   std::vector<std::vector<DeviceBuffer>> on_df_;
   DeviceBuffer on_q_, on_state_, on_carry_;
+  // Single-step run_online without a state copy per step (on_swap_, decided by
+  // configure_online): the state leaves and the new-state nodes point into two state-sized
+  // buffers, on_state_ and on_carry_ (the windows path's, unused there), that swap roles
+  // after each step, so the new states become the next step's leaves in place.
+  bool on_swap_ = false;
   // Per relation: dL/dW_eff (and dL/db_eff) summed over a run_online call, for a transformed
   // weight (bias) input; empty buffers for raw Param leaves.
   std::vector<DeviceBuffer> on_wscr_, on_bscr_;
