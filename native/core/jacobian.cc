@@ -178,12 +178,17 @@ Status SessionImpl<T>::jacobian(const JacobianRequest& r, T* dst, const std::vec
         const int64_t b = off[m] + j;
         if (!r.probe_positions) {
           // One pass per input state b: 1 at (p, j) for every position p (width 1: the
-          // ones cover the whole seed, no zero fill first).
+          // ones cover the whole seed, no zero fill first). A warm online pass keeps the
+          // ones its seed left earlier in the call (on_seed_ones_: nothing else wrote them).
+          const bool keep = warm && w == 1 && leaf < static_cast<int>(on_seed_ones_.size()) && on_seed_ones_[leaf];
           BT_RETURN_IF_ERROR(jac_pass(
               leaf, end,
               [&](T* t) {
+                if (keep) return Status::Ok();
                 if (w != 1) BT_RETURN_IF_ERROR(fill(t, P * w, T(0)));
-                return fill(t + j, P, T(1), w);
+                BT_RETURN_IF_ERROR(fill(t + j, P, T(1), w));
+                if (w == 1 && leaf < static_cast<int>(on_seed_ok_.size()) && on_seed_ok_[leaf]) on_seed_ones_[leaf] = 1;
+                return Status::Ok();
               },
               pass_nodes(m)));
           BT_RETURN_IF_ERROR(read(0, P, b));

@@ -181,10 +181,23 @@ Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
     }
   }
 
+  std::vector<char> seed_ok(n_, 0);
+  for (size_t g = 0; g < r.groups.size(); ++g)
+    if (r.groups[g].need_d)
+      for (const GroupMember& m : r.groups[g].d_request.members)
+        if (m.width == 1) seed_ok[m.leaf_node] = 1;
+  for (size_t g = 0; g < r.config.groups.size(); ++g) {
+    for (const GroupMember& m : r.config.groups[g].members) seed_ok[m.new_node] = 0;
+    for (int i = 0; i < n_; ++i)
+      if (!g_mask[g].empty() && g_mask[g][i]) seed_ok[i] = 0;
+  }
+
   vstop_ = std::move(stop);
   on_d_static_ = std::move(d_static);
   on_df_static_ = std::move(df_static);
   on_pieces_warm_ = false;
+  on_seed_ok_ = std::move(seed_ok);
+  on_seed_ones_.assign(n_, 0);
   on_d_nodes_ = std::move(d_nodes);
   on_df_nodes_ = std::move(df_nodes);
   on_cross_ = cross;
@@ -303,6 +316,7 @@ Status SessionImpl<T>::online_pieces() {
   // on_df_static_) are skipped and the zero entries of members without a tangent are not
   // rewritten: their values are still in on_D_ / on_df_, the same bits a pass would write.
   const bool warm = on_pieces_warm_;
+  if (!warm) std::fill(on_seed_ones_.begin(), on_seed_ones_.end(), 0);
   for (size_t g = 0; g < on_.groups.size(); ++g)
     if (on_.groups[g].need_d)
       BT_RETURN_IF_ERROR(jacobian(on_.groups[g].d_request, on_D_[g].template as<T>(), &on_d_nodes_[g],

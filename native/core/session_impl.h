@@ -956,6 +956,12 @@ class SessionImpl final : public Session {
   // (on_pieces_warm_ set after it; cleared when a call starts: the params may have changed).
   std::vector<std::vector<char>> on_d_static_, on_df_static_;
   bool on_pieces_warm_ = false;
+  // Per node: a width-1 state leaf whose tangent slot only its own Hid2Hid seed writes during
+  // run_online (it is no member's new value and in no per-group sweep of online_vjp, the
+  // other writer of the tangent arena): on_seed_ok_ (configure_online). on_seed_ones_: the
+  // slot holds that seed's ones from an earlier pass of this call (cleared by online_pieces
+  // at a call's first step), so a warm pass does not refill it.
+  std::vector<char> on_seed_ok_, on_seed_ones_;
   bool vstop_active_ = false;      // vjp_node honours vstop_ only while set
   bool nt_through_h_ = false;      // a non-temporal param reaches a member's new value
   // online_vjp's want_ masks (configure_online): the stopped sweep needs cotangents only on
