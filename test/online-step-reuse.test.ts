@@ -106,3 +106,23 @@ describe('run_online: one T-step call gives the bits of T one-step calls', () =>
         fresh.dispose();
       });
 });
+
+describe('stacked groups: a member the unstopped sweep reaches takes its signal from there', () => {
+  // pp_prop on two stacked LIF layers and a readout of v2, per step: 3 forward matmuls, the
+  // readout's VJP and layer 2's input VJP (the learning signal of layer 1) in the unstopped
+  // sweep. v2's group signal is its cotangent from that sweep (all its consumers lie outside
+  // layer 2's ancestors): its group sweep does not repeat the readout's VJP (6 before).
+  test.each([['float64'], ['float32']] as const)('%s: 5 matmul tasks per step', async (dtype) => {
+    const { loadBinding } = await import('../lib/runtime/native');
+    const binding = loadBinding();
+    const l = bt.compile(new LIF2(), bt.pp_prop, { inputShape: [3], batchSize: B, dtype, seed: 5, decayOrRank: 0.9 });
+    const count = async (T: number) => {
+      const a = binding.taskCounts().matmul;
+      await l.etraceGrad(seq(T, 3, 1, dtype), seq(T, 2, 2, dtype), { loss: 'mse' });
+      return binding.taskCounts().matmul - a;
+    };
+    await count(1);
+    expect((await count(12)) - (await count(2))).toBe(50);
+    l.dispose();
+  });
+});

@@ -119,11 +119,15 @@ Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
   std::vector<int> n_list, stop_list, nt_list;
   std::vector<std::vector<char>> g_mask(r.config.groups.size());
   std::vector<std::vector<int>> g_list(r.config.groups.size());
+  std::vector<std::vector<char>> g_direct(r.config.groups.size());
   if (cross) {
     std::vector<char> inter(n_, 1), dep_member(n_, 0);
+    std::vector<std::vector<char>> anc_of(r.config.groups.size());
     for (size_t g = 0; g < r.config.groups.size(); ++g) {
       if (!r.groups[g].used) continue;
-      std::vector<char> anc(n_, 0), desc(n_, 0), mem(n_, 0);
+      std::vector<char>& anc = anc_of[g];
+      anc.assign(n_, 0);
+      std::vector<char> desc(n_, 0), mem(n_, 0);
       for (const GroupMember& m : r.config.groups[g].members) anc[m.new_node] = desc[m.new_node] = mem[m.new_node] = 1;
       for (int i = n_ - 1; i >= 0; --i)
         if (anc[i])
@@ -148,6 +152,40 @@ Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
     for (int i = 0; i < n_; ++i) n_mask[i] = dep_ps_[i] && (from_nt[i] || (dep_member[i] && !inter[i]));
     for (int i = n_ - 1; i >= 0; --i)
       if (n_mask[i] || i == loss_node) n_list.push_back(i);
+    // A member whose consumers all lie outside A_g and that the unstopped sweep reaches
+    // (n_mask) is *direct*: its group cotangent is the contributions of those consumers
+    // from their ct_N, which the unstopped sweep summed in the same order: gather reads its
+    // ct_N. The group sweep keeps only the nodes whose VJP feeds a node of N_g that leads
+    // to a member that is not direct (leads[j]: such a member, or a non-member of N_g with
+    // an input in N_g that leads).
+    for (size_t g = 0; g < r.config.groups.size(); ++g) {
+      if (!r.groups[g].used) continue;
+      const std::vector<GroupMember>& mem = r.config.groups[g].members;
+      const std::vector<char>& anc = anc_of[g];
+      const std::vector<char>& ng = g_mask[g];
+      std::vector<char> is_mem(n_, 0), leads(n_, 0);
+      for (const GroupMember& m : mem) is_mem[m.new_node] = 1;
+      g_direct[g].assign(mem.size(), 0);
+      for (size_t m = 0; m < mem.size(); ++m) {
+        const int v = mem[m].new_node;
+        bool outside = n_mask[v] != 0 && v != loss_node;
+        for (int i = 0; i < n_ && outside; ++i)
+          for (int j : plan_.nodes[i].inputs)
+            if (j == v && anc[i]) outside = false;
+        g_direct[g][m] = outside ? 1 : 0;
+        if (!outside) leads[v] = 1;
+      }
+      for (int i = 0; i < n_; ++i)
+        if (ng[i] && !is_mem[i])
+          for (int j : plan_.nodes[i].inputs) leads[i] = leads[i] || (ng[j] && leads[j]);
+      std::vector<int> kept;
+      for (int i : g_list[g]) {
+        bool feeds = false;
+        for (int j : plan_.nodes[i].inputs) feeds = feeds || (ng[j] && leads[j]);
+        if (feeds) kept.push_back(i);
+      }
+      g_list[g] = std::move(kept);
+    }
   }
   // The nodes each sweep visits, last first: those that can hold a cotangent.
   for (int i = n_ - 1; i >= 0; --i) {
@@ -205,6 +243,7 @@ Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
   on_nlist_ = std::move(n_list);
   on_gmask_ = std::move(g_mask);
   on_glist_ = std::move(g_list);
+  on_gdirect_ = std::move(g_direct);
   on_stop_list_ = std::move(stop_list);
   on_nt_list_ = std::move(nt_list);
   cp2_.assign(n_, nullptr);
@@ -371,7 +410,9 @@ Status SessionImpl<T>::online_vjp(double scale, std::vector<Buffer>* grads) {
   };
   // g[p, off_m + j] = cotangent of member m's new value at (p, j), from the arena (ptr, has).
   // A member without a cotangent whose columns of g are already zero (on_gzero_) is left out.
-  auto gather = [&](size_t g, const std::vector<T*>& ptr, const std::vector<char>& has) -> Status {
+  // `direct` (or null): per member, read it from the session's arena (cp_, has_c_) instead.
+  auto gather = [&](size_t g, const std::vector<T*>& ptr, const std::vector<char>& has,
+                    const std::vector<char>* direct) -> Status {
     const ResolvedGroup& rg = on_.groups[g];
     const std::vector<GroupMember>& mem = on_.config.groups[g].members;
     std::vector<char>& zero = on_gzero_[g];
@@ -382,7 +423,8 @@ Status SessionImpl<T>::online_vjp(double scale, std::vector<Buffer>* grads) {
     size_t k = 0;
     for (size_t m = 0; m < mem.size(); ++m) {
       const int node = mem[m].new_node;
-      const T* src = has[node] ? ptr[node] : nullptr;
+      const bool d = direct != nullptr && (*direct)[m];
+      const T* src = (d ? has_c_[node] : has[node]) ? (d ? cp_ : ptr)[node] : nullptr;
       if (src == nullptr && zero[m]) continue;
       zero[m] = src == nullptr ? 1 : 0;
       jac_width_[k] = mem[m].width;
@@ -411,7 +453,7 @@ Status SessionImpl<T>::online_vjp(double scale, std::vector<Buffer>* grads) {
     // reaches a member (its exact instantaneous gradient).
     BT_RETURN_IF_ERROR(sweep(want_on_stop_, on_stop_list_, true));
     for (size_t g = 0; g < on_.groups.size(); ++g)
-      if (on_.groups[g].used) BT_RETURN_IF_ERROR(gather(g, cp_, has_c_));
+      if (on_.groups[g].used) BT_RETURN_IF_ERROR(gather(g, cp_, has_c_, nullptr));
     if (nt_through_h_) BT_RETURN_IF_ERROR(sweep(want_on_nt_, on_nt_list_, false));
     BT_RETURN_IF_ERROR(add_non_temporal());
     return Status::Ok();
@@ -441,7 +483,7 @@ Status SessionImpl<T>::online_vjp(double scale, std::vector<Buffer>* grads) {
       return gout != nullptr ? vjp_node_into(i, gout, ng, cp2_, has_c2_) : Status::Ok();
     }));
     BT_RETURN_IF_ERROR(sync());
-    BT_RETURN_IF_ERROR(gather(g, cp2_, has_c2_));
+    BT_RETURN_IF_ERROR(gather(g, cp2_, has_c2_, &on_gdirect_[g]));
   }
   return Status::Ok();
 }

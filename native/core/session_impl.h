@@ -943,6 +943,9 @@ class SessionImpl final : public Session {
   std::vector<int> on_nlist_;
   std::vector<std::vector<char>> on_gmask_;
   std::vector<std::vector<int>> on_glist_;
+  // Per used group and member (on_cross_): its learning signal is its ct_N from the
+  // unstopped sweep (a direct member: see configure_online), not the group sweep's.
+  std::vector<std::vector<char>> on_gdirect_;
   std::vector<T*> cp2_;
   std::vector<char> has_c2_;
   // The nodes the single stopped sweep and the non-temporal sweep visit (last first).
