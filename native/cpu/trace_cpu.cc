@@ -151,12 +151,45 @@ __attribute__((target("avx2"), flatten)) void pp_vec_avx2(const T* q, int64_t B,
 }
 #endif
 
+// An update without contraction (pp_prop's output trace, g null): every position is
+// independent, so the B x O positions run as one flat range (t: B 1, O = B * O), split in
+// long chunks: one contiguous stream of eps, D and df per chunk instead of the column tiles'
+// B runs of kVecTile positions. The same per-position body (vec_trace_row), so the same bits.
+template <typename T>
+void flat_update(const VecTraceTask<T>& t, int64_t p0, int64_t p1) {
+  constexpr int64_t kRun = 4096;  // positions per call: bounded loop trip counts
+  for (int64_t q = p0; q < p1; q += kRun) vec_trace_row(t, int64_t(0), q, std::min(p1, q + kRun), static_cast<T*>(nullptr), static_cast<T*>(nullptr));
+}
+
+#if BT_TRACE_X86_AVX2
+template <typename T>
+__attribute__((target("avx2"), flatten)) void flat_update_avx2(const VecTraceTask<T>& t, int64_t p0, int64_t p1) {
+  flat_update(t, p0, p1);
+}
+#endif
+
 template <typename T>
 void cpu_vec_trace(const VecTraceTask<T>& task) {
   if (task.B <= 0 || task.O <= 0 || task.S <= 0 || (!task.update && !task.g)) return;
 #if BT_TRACE_X86_AVX2
   const bool avx2 = cpu_has_avx2();
 #endif
+  if (!task.g && task.S <= 4) {
+    VecTraceTask<T> flat = task;
+    flat.O = task.B * task.O;
+    flat.B = 1;
+    parallel_for(flat.O, std::max<int64_t>(kVecTile, row_grain(task.S)), [&](int64_t p0, int64_t p1) {
+      const VecTraceTask<T> t = flat;  // local copy: no aliasing through the task
+#if BT_TRACE_X86_AVX2
+      if (avx2) {
+        flat_update_avx2(t, p0, p1);
+        return;
+      }
+#endif
+      flat_update(t, p0, p1);
+    });
+    return;
+  }
   parallel_for(task.O, std::max<int64_t>(kVecTile, row_grain(task.B * task.S)), [&](int64_t k0, int64_t k1) {
     const VecTraceTask<T> t = task;  // local copy: no aliasing through the task
     if (t.S > kMaxStackS) {

@@ -1,7 +1,8 @@
 // The specialised trace loops of the CPU driver give the same bytes (NaNs: both NaN) as the
 // generic per-position bodies of kernels/trace.h, and the jacobian_read copy loops
 // (cpu/jacobian_read.h) write what JacobianReadTask defines:
-//  - cpu_vec_trace (the driver: thread pool, column tiles, the AVX2 clone where the CPU has
+//  - cpu_vec_trace (the driver: thread pool, column tiles or, for an update without g, one
+//    flat range of positions, the AVX2 clone where the CPU has
 //    AVX2) and vec_trace_row called directly (this file's baseline -O3 build) against
 //    vec_trace_col, for S = 1..5, with and without D, g and update, alpha / beta 1 and not 1;
 //  - cpu_pp_project / pp_project_range against pp_project (S = 1..5, accumulate or not),
