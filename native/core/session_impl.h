@@ -726,30 +726,43 @@ class SessionImpl final : public Session {
   // The VJP of non-leaf node i with output cotangent `gout`, accumulated into the
   // cotangents of those inputs j with mask[j], held in the arena (ptrs, has) (zeroed on
   // first use). vjp_node is this with the session's cotangents; online_vjp's per-group
-  // sweeps use a second arena.
+  // sweeps use a second arena. An element-wise or MatMul task zeroes the cotangents it is
+  // the first to write itself (the tasks' zero_gin: the same values, without a separate
+  // fill pass); the other families get them zeroed by ctw_in.
   Status vjp_node_into(int i, const T* gout, const std::vector<char>& mask, std::vector<T*>& ptrs,
                        std::vector<char>& has) {
     const PlanNode& n = plan_.nodes[i];
     if (is_leaf(n.op) || ew_zero_derivative(n.op)) return Status::Ok();
+    const bool ew_op = ew_arity(n.op) > 0;
+    const bool task_zeroes = ew_op || n.op == OpCode::MatMul || n.op == OpCode::EtpMatMul;
     std::vector<T*>& gin = gin_;
     gin.assign(n.inputs.size(), nullptr);
     bool any = false;
+    uint32_t zero = 0;
     for (size_t k = 0; k < n.inputs.size(); ++k) {
       const int j = n.inputs[k];
       if (!mask[j] || (n.op == OpCode::Where && k == 0)) continue;
-      BT_RETURN_IF_ERROR(ctw_in(j, ptrs, has, &gin[k]));
+      if (task_zeroes && !has[j] && k < 3) {
+        has[j] = 1;
+        gin[k] = ptrs[j];
+        zero |= 1u << k;
+      } else {
+        BT_RETURN_IF_ERROR(ctw_in(j, ptrs, has, &gin[k]));
+      }
       any = true;
     }
     if (!any) return Status::Ok();
-    if (ew_arity(n.op) > 0) {
+    if (ew_op) {
       EwTask<T> t = ew_task(i, EwMode::Vjp);
       t.gout = gout;
       for (size_t k = 0; k < n.inputs.size(); ++k) t.gin[k] = gin[k];
+      t.zero_gin = zero;
       return ew(t);
     }
     NodeTask<T> t = node_task(i, EwMode::Vjp);
     t.gout = gout;
     t.gin = gin.data();
+    t.zero_gin = zero;
     return run_node(t);
   }
 
