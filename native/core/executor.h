@@ -114,6 +114,9 @@ struct AxpyTask {
   T alpha = T(1);
   const T* x = nullptr;
   T* y = nullptr;
+  // y holds no value yet: y = 0 + alpha * x (the values of zeroing y first; 0 + x is x
+  // except that -0 becomes +0), y is not read.
+  bool zero_y = false;
 };
 
 // y[k * stride] = value for k in [0, count) (stride 1: a dense fill).

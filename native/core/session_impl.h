@@ -600,12 +600,14 @@ class SessionImpl final : public Session {
       std::memcpy(state_store_[s].as<T>(), value_ptr(plan_.state_nodes[s], block), nbytes(plan_.state_nodes[s]));
   }
 
-  // dst[0, count) += src[0, count) (cotangent and gradient accumulation).
-  Status accumulate(T* dst, const T* src, int64_t count) {
+  // dst[0, count) += src[0, count) (cotangent and gradient accumulation); zero_dst: dst
+  // holds no value yet, dst = 0 + src (the values of zeroing it first, in one pass).
+  Status accumulate(T* dst, const T* src, int64_t count, bool zero_dst = false) {
     AxpyTask<T> a;
     a.n = count;
     a.x = src;
     a.y = dst;
+    a.zero_y = zero_dst;
     dirty_ = true;
     return ex_->axpy(a);
   }

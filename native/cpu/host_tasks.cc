@@ -555,7 +555,13 @@ Status host_axpy(const AxpyTask<T>& task) {
   return guard("axpy", [&] {
     const AxpyTask<T> t = task;
     par(t.n, kGrain, [&t](int64_t b, int64_t e) {
-      if (t.alpha == T(1)) {
+      if (t.zero_y) {
+        if (t.alpha == T(1)) {
+          for (int64_t i = b; i < e; ++i) t.y[i] = T(0) + t.x[i];
+        } else {
+          for (int64_t i = b; i < e; ++i) t.y[i] = T(0) + t.alpha * t.x[i];
+        }
+      } else if (t.alpha == T(1)) {
         for (int64_t i = b; i < e; ++i) t.y[i] += t.x[i];
       } else {
         for (int64_t i = b; i < e; ++i) t.y[i] += t.alpha * t.x[i];
