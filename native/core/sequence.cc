@@ -192,40 +192,61 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
   auto carry_ptr = [&](size_t s) -> T* { return direct ? cp_[plan_.state_nodes[s]] : carry.as<T>() + soff_[s]; };
   std::vector<char> has_carry(ns, 0);
   for (int i = 0; i < n_; ++i) cp_[i] = ct_.as<T>() + aoff_[i];
-  has_c_.assign(n_, 0);
   want_ = dep_ps_;
   const int loss_node = has_loss() ? plan_.outputs[plan_.loss_entry].node : -1;
-  for (int64_t t = steps - 1; t >= 0; --t) {
-    set_step_ptrs(t);
-    BT_RETURN_IF_ERROR(stopped(recompute_untaped()));
-    for (int i = 0; i < n_; ++i)
-      if (plan_.nodes[i].op != OpCode::Param) has_c_[i] = 0;  // param cotangents accumulate over steps
-    if (loss_node >= 0 && want_[loss_node]) {
-      T* c = nullptr;
-      BT_RETURN_IF_ERROR(ctw(loss_node, &c));
-      c[0] += static_cast<T>(a.loss_scale.empty() ? 1.0 : a.loss_scale[t]);
+  // The reverse sweep from the last step to the first, from empty cotangents (`check_steps`:
+  // the non-finite check of the gradient accumulators after every step; `progress`: report).
+  auto sweep_back = [&](bool check_steps, bool progress) -> Status {
+    has_c_.assign(n_, 0);
+    has_carry.assign(ns, 0);
+    for (int64_t t = steps - 1; t >= 0; --t) {
+      set_step_ptrs(t);
+      BT_RETURN_IF_ERROR(stopped(recompute_untaped()));
+      for (int i = 0; i < n_; ++i)
+        if (plan_.nodes[i].op != OpCode::Param) has_c_[i] = 0;  // param cotangents accumulate over steps
+      if (loss_node >= 0 && want_[loss_node]) {
+        T* c = nullptr;
+        BT_RETURN_IF_ERROR(ctw(loss_node, &c));
+        c[0] += static_cast<T>(a.loss_scale.empty() ? 1.0 : a.loss_scale[t]);
+      }
+      for (size_t s = 0; s < ns; ++s) {
+        if (!has_carry[s]) continue;
+        // The state leaf at step t+1 is this step's StateNew value (or, without a
+        // StateNew row, this step's own leaf).
+        const int e = plan_.state_new_entry[s];
+        const int target = e >= 0 ? plan_.outputs[e].node : plan_.state_nodes[s];
+        if (!want_[target]) continue;
+        // First contribution: target = 0 + carry in one pass (the values of a zeroed slot
+        // plus the carry).
+        const bool first = !has_c_[target];
+        has_c_[target] = 1;
+        BT_RETURN_IF_ERROR(accumulate(cp_[target], carry_ptr(s), numel(plan_.state_nodes[s]), first));
+      }
+      BT_RETURN_IF_ERROR(stopped(reverse_all()));
+      if (check_steps) BT_RETURN_IF_ERROR(stopped(check_param_cotangents("run_sequence", t)));
+      for (size_t s = 0; s < ns; ++s) {
+        const int leaf = plan_.state_nodes[s];
+        has_carry[s] = has_c_[leaf];
+        if (has_carry[s] && !direct) std::memcpy(carry.as<T>() + soff_[s], cp_[leaf], nbytes(leaf));
+      }
+      if (progress) report(2 * steps - t, 2 * steps);
     }
-    for (size_t s = 0; s < ns; ++s) {
-      if (!has_carry[s]) continue;
-      // The state leaf at step t+1 is this step's StateNew value (or, without a
-      // StateNew row, this step's own leaf).
-      const int e = plan_.state_new_entry[s];
-      const int target = e >= 0 ? plan_.outputs[e].node : plan_.state_nodes[s];
-      if (!want_[target]) continue;
-      // First contribution: target = 0 + carry in one pass (the values of a zeroed slot
-      // plus the carry).
-      const bool first = !has_c_[target];
-      has_c_[target] = 1;
-      BT_RETURN_IF_ERROR(accumulate(cp_[target], carry_ptr(s), numel(plan_.state_nodes[s]), first));
+    return Status::Ok();
+  };
+  // The gradient check (checks_.results) reports the step whose contribution made an
+  // accumulator non-finite. The accumulators only ever have values added to them, and a sum
+  // with a NaN or an infinity is never finite, so an accumulator finite after the sweep was
+  // finite after every step: one scan after the sweep instead of one per step. When it
+  // fails, the sweep runs again (the same tasks on the same tape: the same values, bit for
+  // bit) with the scan after every step, which stops at that step with the per-step error.
+  BT_RETURN_IF_ERROR(sweep_back(false, true));
+  if (checks_.results) {
+    const Status st = check_param_cotangents("run_sequence", 0);
+    if (!st.ok()) {
+      if (st.code != StatusCode::NonFinite) return stopped(st);
+      BT_RETURN_IF_ERROR(sweep_back(true, false));
+      return stopped(st);  // not reached: the checked sweep fails at step 0 or earlier
     }
-    BT_RETURN_IF_ERROR(stopped(reverse_all()));
-    BT_RETURN_IF_ERROR(stopped(check_param_cotangents("run_sequence", t)));
-    for (size_t s = 0; s < ns; ++s) {
-      const int leaf = plan_.state_nodes[s];
-      has_carry[s] = has_c_[leaf];
-      if (has_carry[s] && !direct) std::memcpy(carry.as<T>() + soff_[s], cp_[leaf], nbytes(leaf));
-    }
-    report(2 * steps - t, 2 * steps);
   }
   out->param_grads.assign(np, Buffer{});
   for (size_t s = 0; s < np; ++s) {
