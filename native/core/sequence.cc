@@ -191,7 +191,8 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
   DeviceBuffer& carry = carry_;
   auto carry_ptr = [&](size_t s) -> T* { return direct ? cp_[plan_.state_nodes[s]] : carry.as<T>() + soff_[s]; };
   std::vector<char> has_carry(ns, 0);
-  for (int i = 0; i < n_; ++i) cp_[i] = ct_.as<T>() + aoff_[i];
+  bptt_ct_layout();
+  for (int i = 0; i < n_; ++i) cp_[i] = ct_.as<T>() + bptt_coff_[i];
   want_ = dep_ps_;
   const int loss_node = has_loss() ? plan_.outputs[plan_.loss_entry].node : -1;
   // The reverse sweep from the last step to the first, from empty cotangents (`check_steps`:

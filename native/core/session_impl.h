@@ -53,6 +53,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <new>
 #include <string>
 
@@ -515,6 +516,71 @@ class SessionImpl final : public Session {
   void set_tape_ptrs(int64_t t) {
     for (int i = 0; i < n_; ++i) vp_[i] = tape_ptr(i, t);
   }
+  // BPTT's cotangent layout (bptt_coff_, bptt_ct_total_; computed on first use, it depends
+  // on the plan and the fusion schedule only). The reverse sweep of one step touches a
+  // node's cotangent from the first VJP that writes it (or the step's seed: the loss and the
+  // carried state cotangents) to its own VJP, which reads it last; two nodes of the same
+  // size whose intervals do not overlap share a slot, so a step's cotangents stay in cache
+  // instead of one slot per node (the sessions' layout, aoff_). Leaves keep their own slots
+  // (Param cotangents accumulate over the steps, State ones are carried to the next step).
+  // A slot is reused only after the VJP that read it last has been handed out (a later
+  // member of the same fusion group may reuse it: the chain is element-wise, every task
+  // reads and writes element i only, in order, so element i is read before it is reused).
+  void bptt_ct_layout() {
+    if (bptt_ct_total_ >= 0) return;
+    const int ni = static_cast<int>(fusion_.items.size());
+    std::vector<int> order;  // the reverse sweep's visiting order
+    order.reserve(static_cast<size_t>(n_));
+    for (int s = 0; s < ni; ++s) {
+      const FusionItem& it = fusion_.items[static_cast<size_t>(ni - 1 - s)];
+      for (int m = it.end - 1; m >= it.begin; --m) order.push_back(fusion_.order[static_cast<size_t>(m)]);
+    }
+    const int L = static_cast<int>(order.size());
+    constexpr int kNever = std::numeric_limits<int>::max();
+    std::vector<int> pos(n_, kNever), first(n_, kNever);
+    for (int p = 0; p < L; ++p) pos[order[static_cast<size_t>(p)]] = p;
+    for (int p = 0; p < L; ++p) {
+      const PlanNode& n = plan_.nodes[order[static_cast<size_t>(p)]];
+      if (is_leaf(n.op) || ew_zero_derivative(n.op)) continue;
+      for (int j : n.inputs) first[j] = std::min(first[j], p);  // a superset of the writes
+    }
+    if (has_loss()) first[plan_.outputs[plan_.loss_entry].node] = -1;
+    for (size_t s = 0; s < plan_.state_nodes.size(); ++s) {
+      const int e = plan_.state_new_entry[s];
+      first[e >= 0 ? plan_.outputs[e].node : plan_.state_nodes[s]] = -1;
+    }
+    bptt_coff_.assign(n_, -1);
+    int64_t total = 0;
+    // alloc_at[p + 1]: nodes first written at p; free_after[p + 1]: nodes last read at p.
+    std::vector<std::vector<int>> alloc_at(static_cast<size_t>(L + 1)), free_after(static_cast<size_t>(L + 1));
+    for (int i = 0; i < n_; ++i) {
+      if (is_leaf(plan_.nodes[i].op) || first[i] == kNever || pos[i] == kNever || first[i] > pos[i]) {
+        bptt_coff_[i] = total;  // own slot (leaves; never written; not in the schedule)
+        total += numel(i);
+        continue;
+      }
+      alloc_at[static_cast<size_t>(first[i] + 1)].push_back(i);
+      free_after[static_cast<size_t>(pos[i] + 1)].push_back(i);
+    }
+    std::vector<std::pair<int64_t, int64_t>> free_slots;  // (numel, offset)
+    for (int p = -1; p < L; ++p) {
+      if (p >= 0)  // slots last read before p are free from p on
+        for (int i : free_after[static_cast<size_t>(p)]) free_slots.emplace_back(numel(i), bptt_coff_[i]);
+      for (int i : alloc_at[static_cast<size_t>(p + 1)]) {
+        auto it = std::find_if(free_slots.begin(), free_slots.end(),
+                               [&](const std::pair<int64_t, int64_t>& f) { return f.first == numel(i); });
+        if (it != free_slots.end()) {
+          bptt_coff_[i] = it->second;
+          free_slots.erase(it);
+        } else {
+          bptt_coff_[i] = total;
+          total += numel(i);
+        }
+      }
+    }
+    bptt_ct_total_ = total;  // <= all_total_: at most one slot of its size per node
+  }
+
   // The reverse sweep's recompute of BPTT step t (vp_ set by set_tape_ptrs(t)): the
   // recomputed nodes, in plan order, from taped, persistent or recomputed inputs.
   Status recompute_untaped() {
@@ -901,6 +967,10 @@ class SessionImpl final : public Session {
   std::vector<int64_t> toff_;
   int64_t tape_total_ = 0;
   std::vector<int> tape_recompute_;
+  // BPTT's cotangent slots (bptt_ct_layout): offset per node in ct_, the values used (-1:
+  // not computed yet).
+  std::vector<int64_t> bptt_coff_;
+  int64_t bptt_ct_total_ = -1;
   std::vector<EwAttrs> attrs_;
   std::vector<char> dep_any_, dep_ps_;  // depends on a non-Const leaf / on a Param or State
   DeviceBuffer pers_, step_, tan_, ct_, stage_;
