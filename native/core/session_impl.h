@@ -46,7 +46,10 @@
 //             and an online session keeps only what configure_online allocated).
 //   tangents / cotangents: one slot per node (all nodes), allocated on first use.
 // A node's tangent or cotangent is "absent" (zero, skipped) until something writes it;
-// cotangent blocks are zeroed lazily on first accumulation.
+// cotangent blocks are zeroed lazily on first accumulation: by ctw, or, for element-wise
+// and MatMul VJPs, by the task itself (zero_gin: no separate fill pass). BPTT lays the
+// cotangents out by liveness (bptt_ct_layout: slots shared between nodes whose reverse-sweep
+// intervals do not overlap); the other passes use one slot per node (aoff_).
 #pragma once
 
 #include <algorithm>
