@@ -70,6 +70,10 @@ struct EwTask {
   T* result = nullptr;                             // Forward: output; Jvp: output tangent
   const T* gout = nullptr;                         // Vjp: output cotangent
   T* gin[3] = {nullptr, nullptr, nullptr};         // Vjp: input cotangents, accumulated into
+  // Vjp: bit k set: gin[k] holds no value yet; the task zeroes gin[k][0, n) before it
+  // accumulates (the result is the one of a fill with zeros followed by this task: a
+  // driver may zero tile by tile just before the tile's accumulation, sparing a pass).
+  uint32_t zero_gin = 0;
 };
 
 
@@ -92,6 +96,11 @@ struct NodeTask {
   T* result = nullptr;          // Forward: the node's value; Jvp: its tangent (overwritten)
   const T* gout = nullptr;      // Vjp: the node's cotangent
   T* const* gin = nullptr;      // Vjp: one per input, accumulated into (+=); null = not wanted
+  // Vjp of a MatMul / EtpMatMul: bit k set: gin[k] holds no value yet; the task writes it
+  // as if it had been zeroed first (the products with beta 0: the same bits as zeros
+  // followed by beta 1, since a product's accumulator starts at +0 and so is never -0).
+  // Other node families do not read it: the session zeroes their inputs' cotangents itself.
+  uint32_t zero_gin = 0;
   // MatMul: nonzero when input 1 (B) is a parameter whose values do not change while the
   // session hands out this number (it takes a new one whenever it loads parameters); a
   // driver may keep data derived from B (packed panels) keyed by B's address and this.
@@ -105,6 +114,9 @@ struct AxpyTask {
   T alpha = T(1);
   const T* x = nullptr;
   T* y = nullptr;
+  // y holds no value yet: y = 0 + alpha * x (the values of zeroing y first; 0 + x is x
+  // except that -0 becomes +0), y is not read.
+  bool zero_y = false;
 };
 
 // y[k * stride] = value for k in [0, count) (stride 1: a dense fill).

@@ -135,19 +135,34 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
   // untaped nodes go to the step block and are recomputed by the reverse sweep), then the
   // reverse sweep.
   BT_RETURN_IF_ERROR(ensure_tape(steps, tape_total_, "the BPTT tape"));
-  // The value state slot s has after BPTT step t.
-  auto new_state_at = [&](size_t s, int64_t t) -> T* {
-    const int e = plan_.state_new_entry[s];
-    return tape_ptr(e >= 0 ? plan_.outputs[e].node : plan_.state_nodes[s], t);
+  // State leaves are not copied from step to step: the leaf of slot s at step t reads the
+  // value where it already is (state_at), and the tape slot the layout keeps for it is left
+  // unused.
+  std::vector<int> state_slot(n_, -1);
+  for (size_t s = 0; s < ns; ++s) state_slot[plan_.state_nodes[s]] = static_cast<int>(s);
+  // The value of state slot s at the start of BPTT step t (t = steps: the final state): the
+  // stored state at t = 0, else the previous step's new value (its StateNew node, taped, or
+  // persistent; a StateNew row naming a state leaf, or none, refers to that leaf a step
+  // earlier).
+  auto state_at = [&](size_t s, int64_t t) -> T* {
+    for (;;) {
+      const int e = plan_.state_new_entry[s];
+      if (e < 0) return state_store_[s].as<T>();  // never assigned: the stored value throughout
+      if (t == 0) return state_store_[s].as<T>();
+      const int src = plan_.outputs[e].node;
+      if (state_slot[src] < 0) return tape_ptr(src, t - 1);
+      s = static_cast<size_t>(state_slot[src]);
+      --t;
+    }
+  };
+  // vp_ for BPTT step t: the compact tape (set_tape_ptrs) with the state leaves at state_at.
+  auto set_step_ptrs = [&](int64_t t) {
+    set_tape_ptrs(t);
+    for (size_t s = 0; s < ns; ++s) vp_[plan_.state_nodes[s]] = state_at(s, t);
   };
   for (int64_t t = 0; t < steps; ++t) {
-    for (size_t s = 0; s < ns; ++s) {
-      const int node = plan_.state_nodes[s];
-      const T* src = t == 0 ? state_store_[s].as<T>() : new_state_at(s, t - 1);
-      std::memcpy(tape_ptr(node, t), src, nbytes(node));
-    }
     if (cancel_requested()) return stopped(cancelled_status());
-    set_tape_ptrs(t);
+    set_step_ptrs(t);
     BT_RETURN_IF_ERROR(stopped(load_step_inputs_vp("run_sequence", a.inputs, t)));
     BT_RETURN_IF_ERROR(stopped(forward_all()));
     BT_RETURN_IF_ERROR(stopped(store_results(t)));
@@ -156,45 +171,83 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
   }
   T* stage = stage_.as<T>();  // final states, written back after the sweep succeeds
   for (size_t s = 0; s < ns; ++s)
-    std::memcpy(stage + soff_[s], new_state_at(s, steps - 1), nbytes(plan_.state_nodes[s]));
+    std::memcpy(stage + soff_[s], state_at(s, steps), nbytes(plan_.state_nodes[s]));
 
   BT_RETURN_IF_ERROR(ensure(ct_, all_total_, "cotangents"));
-  BT_RETURN_IF_ERROR(ensure(carry_, state_total_, "state cotangents"));
+  // The state cotangents carried from step t to step t - 1: the state leaf's cotangent of
+  // step t seeds the cotangent of the node its value came from (the slot's StateNew node).
+  // When no slot's StateNew node is a state leaf (direct), the leaf's cotangent stays in
+  // its slot of the arena until the next step reads it (nothing else writes that slot in
+  // between); otherwise it is staged in carry_ (a seed could overwrite a leaf's cotangent
+  // that another slot still has to read).
+  bool direct = true;
+  for (size_t s = 0; s < ns; ++s) {
+    const int e = plan_.state_new_entry[s];
+    if (e < 0 || plan_.nodes[plan_.outputs[e].node].op == OpCode::State) direct = false;
+  }
+  if (has_loss() && plan_.nodes[plan_.outputs[plan_.loss_entry].node].op == OpCode::State)
+    direct = false;  // the loss seed would overwrite a carried leaf cotangent
+  if (!direct) BT_RETURN_IF_ERROR(ensure(carry_, state_total_, "state cotangents"));
   DeviceBuffer& carry = carry_;
+  auto carry_ptr = [&](size_t s) -> T* { return direct ? cp_[plan_.state_nodes[s]] : carry.as<T>() + soff_[s]; };
   std::vector<char> has_carry(ns, 0);
-  for (int i = 0; i < n_; ++i) cp_[i] = ct_.as<T>() + aoff_[i];
-  has_c_.assign(n_, 0);
+  bptt_ct_layout();
+  for (int i = 0; i < n_; ++i) cp_[i] = ct_.as<T>() + bptt_coff_[i];
   want_ = dep_ps_;
   const int loss_node = has_loss() ? plan_.outputs[plan_.loss_entry].node : -1;
-  for (int64_t t = steps - 1; t >= 0; --t) {
-    set_tape_ptrs(t);
-    BT_RETURN_IF_ERROR(stopped(recompute_untaped()));
-    for (int i = 0; i < n_; ++i)
-      if (plan_.nodes[i].op != OpCode::Param) has_c_[i] = 0;  // param cotangents accumulate over steps
-    if (loss_node >= 0 && want_[loss_node]) {
-      T* c = nullptr;
-      BT_RETURN_IF_ERROR(ctw(loss_node, &c));
-      c[0] += static_cast<T>(a.loss_scale.empty() ? 1.0 : a.loss_scale[t]);
+  // The reverse sweep from the last step to the first, from empty cotangents (`check_steps`:
+  // the non-finite check of the gradient accumulators after every step; `progress`: report).
+  auto sweep_back = [&](bool check_steps, bool progress) -> Status {
+    has_c_.assign(n_, 0);
+    has_carry.assign(ns, 0);
+    for (int64_t t = steps - 1; t >= 0; --t) {
+      set_step_ptrs(t);
+      BT_RETURN_IF_ERROR(stopped(recompute_untaped()));
+      for (int i = 0; i < n_; ++i)
+        if (plan_.nodes[i].op != OpCode::Param) has_c_[i] = 0;  // param cotangents accumulate over steps
+      if (loss_node >= 0 && want_[loss_node]) {
+        T* c = nullptr;
+        BT_RETURN_IF_ERROR(ctw(loss_node, &c));
+        c[0] += static_cast<T>(a.loss_scale.empty() ? 1.0 : a.loss_scale[t]);
+      }
+      for (size_t s = 0; s < ns; ++s) {
+        if (!has_carry[s]) continue;
+        // The state leaf at step t+1 is this step's StateNew value (or, without a
+        // StateNew row, this step's own leaf).
+        const int e = plan_.state_new_entry[s];
+        const int target = e >= 0 ? plan_.outputs[e].node : plan_.state_nodes[s];
+        if (!want_[target]) continue;
+        // First contribution: target = 0 + carry in one pass (the values of a zeroed slot
+        // plus the carry).
+        const bool first = !has_c_[target];
+        has_c_[target] = 1;
+        BT_RETURN_IF_ERROR(accumulate(cp_[target], carry_ptr(s), numel(plan_.state_nodes[s]), first));
+      }
+      BT_RETURN_IF_ERROR(stopped(reverse_all()));
+      if (check_steps) BT_RETURN_IF_ERROR(stopped(check_param_cotangents("run_sequence", t)));
+      for (size_t s = 0; s < ns; ++s) {
+        const int leaf = plan_.state_nodes[s];
+        has_carry[s] = has_c_[leaf];
+        if (has_carry[s] && !direct) std::memcpy(carry.as<T>() + soff_[s], cp_[leaf], nbytes(leaf));
+      }
+      if (progress) report(2 * steps - t, 2 * steps);
     }
-    for (size_t s = 0; s < ns; ++s) {
-      if (!has_carry[s]) continue;
-      // The state leaf at step t+1 is this step's StateNew value (or, without a
-      // StateNew row, this step's own leaf).
-      const int e = plan_.state_new_entry[s];
-      const int target = e >= 0 ? plan_.outputs[e].node : plan_.state_nodes[s];
-      if (!want_[target]) continue;
-      T* c = nullptr;
-      BT_RETURN_IF_ERROR(ctw(target, &c));
-      BT_RETURN_IF_ERROR(accumulate(c, carry.as<T>() + soff_[s], numel(plan_.state_nodes[s])));
+    return Status::Ok();
+  };
+  // The gradient check (checks_.results) reports the step whose contribution made an
+  // accumulator non-finite. The accumulators only ever have values added to them, and a sum
+  // with a NaN or an infinity is never finite, so an accumulator finite after the sweep was
+  // finite after every step: one scan after the sweep instead of one per step. When it
+  // fails, the sweep runs again (the same tasks on the same tape: the same values, bit for
+  // bit) with the scan after every step, which stops at that step with the per-step error.
+  BT_RETURN_IF_ERROR(sweep_back(false, true));
+  if (checks_.results) {
+    const Status st = check_param_cotangents("run_sequence", 0);
+    if (!st.ok()) {
+      if (st.code != StatusCode::NonFinite) return stopped(st);
+      BT_RETURN_IF_ERROR(sweep_back(true, false));
+      return stopped(st);  // not reached: the checked sweep fails at step 0 or earlier
     }
-    BT_RETURN_IF_ERROR(stopped(reverse_all()));
-    BT_RETURN_IF_ERROR(stopped(check_param_cotangents("run_sequence", t)));
-    for (size_t s = 0; s < ns; ++s) {
-      const int leaf = plan_.state_nodes[s];
-      has_carry[s] = has_c_[leaf];
-      if (has_carry[s]) std::memcpy(carry.as<T>() + soff_[s], cp_[leaf], nbytes(leaf));
-    }
-    report(2 * steps - t, 2 * steps);
   }
   out->param_grads.assign(np, Buffer{});
   for (size_t s = 0; s < np; ++s) {
@@ -205,7 +258,7 @@ Status SessionImpl<T>::run_sequence_impl(const SequenceArgs& a, SequenceResult* 
   out->initial_state_grads.assign(ns, Buffer{});
   for (size_t s = 0; s < ns; ++s) {
     const int node = plan_.state_nodes[s];
-    if (has_carry[s]) copy_out(&out->initial_state_grads[s], carry.as<T>() + soff_[s], numel(node));
+    if (has_carry[s]) copy_out(&out->initial_state_grads[s], carry_ptr(s), numel(node));
     else zero_out(&out->initial_state_grads[s], numel(node));
   }
   for (size_t s = 0; s < ns; ++s)

@@ -46,13 +46,17 @@
 //             and an online session keeps only what configure_online allocated).
 //   tangents / cotangents: one slot per node (all nodes), allocated on first use.
 // A node's tangent or cotangent is "absent" (zero, skipped) until something writes it;
-// cotangent blocks are zeroed lazily on first accumulation.
+// cotangent blocks are zeroed lazily on first accumulation: by ctw, or, for element-wise
+// and MatMul VJPs, by the task itself (zero_gin: no separate fill pass). BPTT lays the
+// cotangents out by liveness (bptt_ct_layout: slots shared between nodes whose reverse-sweep
+// intervals do not overlap); the other passes use one slot per node (aoff_).
 #pragma once
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <new>
 #include <string>
 
@@ -515,6 +519,71 @@ class SessionImpl final : public Session {
   void set_tape_ptrs(int64_t t) {
     for (int i = 0; i < n_; ++i) vp_[i] = tape_ptr(i, t);
   }
+  // BPTT's cotangent layout (bptt_coff_, bptt_ct_total_; computed on first use, it depends
+  // on the plan and the fusion schedule only). The reverse sweep of one step touches a
+  // node's cotangent from the first VJP that writes it (or the step's seed: the loss and the
+  // carried state cotangents) to its own VJP, which reads it last; two nodes of the same
+  // size whose intervals do not overlap share a slot, so a step's cotangents stay in cache
+  // instead of one slot per node (the sessions' layout, aoff_). Leaves keep their own slots
+  // (Param cotangents accumulate over the steps, State ones are carried to the next step).
+  // A slot is reused only after the VJP that read it last has been handed out (a later
+  // member of the same fusion group may reuse it: the chain is element-wise, every task
+  // reads and writes element i only, in order, so element i is read before it is reused).
+  void bptt_ct_layout() {
+    if (bptt_ct_total_ >= 0) return;
+    const int ni = static_cast<int>(fusion_.items.size());
+    std::vector<int> order;  // the reverse sweep's visiting order
+    order.reserve(static_cast<size_t>(n_));
+    for (int s = 0; s < ni; ++s) {
+      const FusionItem& it = fusion_.items[static_cast<size_t>(ni - 1 - s)];
+      for (int m = it.end - 1; m >= it.begin; --m) order.push_back(fusion_.order[static_cast<size_t>(m)]);
+    }
+    const int L = static_cast<int>(order.size());
+    constexpr int kNever = std::numeric_limits<int>::max();
+    std::vector<int> pos(n_, kNever), first(n_, kNever);
+    for (int p = 0; p < L; ++p) pos[order[static_cast<size_t>(p)]] = p;
+    for (int p = 0; p < L; ++p) {
+      const PlanNode& n = plan_.nodes[order[static_cast<size_t>(p)]];
+      if (is_leaf(n.op) || ew_zero_derivative(n.op)) continue;
+      for (int j : n.inputs) first[j] = std::min(first[j], p);  // a superset of the writes
+    }
+    if (has_loss()) first[plan_.outputs[plan_.loss_entry].node] = -1;
+    for (size_t s = 0; s < plan_.state_nodes.size(); ++s) {
+      const int e = plan_.state_new_entry[s];
+      first[e >= 0 ? plan_.outputs[e].node : plan_.state_nodes[s]] = -1;
+    }
+    bptt_coff_.assign(n_, -1);
+    int64_t total = 0;
+    // alloc_at[p + 1]: nodes first written at p; free_after[p + 1]: nodes last read at p.
+    std::vector<std::vector<int>> alloc_at(static_cast<size_t>(L + 1)), free_after(static_cast<size_t>(L + 1));
+    for (int i = 0; i < n_; ++i) {
+      if (is_leaf(plan_.nodes[i].op) || first[i] == kNever || pos[i] == kNever || first[i] > pos[i]) {
+        bptt_coff_[i] = total;  // own slot (leaves; never written; not in the schedule)
+        total += numel(i);
+        continue;
+      }
+      alloc_at[static_cast<size_t>(first[i] + 1)].push_back(i);
+      free_after[static_cast<size_t>(pos[i] + 1)].push_back(i);
+    }
+    std::vector<std::pair<int64_t, int64_t>> free_slots;  // (numel, offset)
+    for (int p = -1; p < L; ++p) {
+      if (p >= 0)  // slots last read before p are free from p on
+        for (int i : free_after[static_cast<size_t>(p)]) free_slots.emplace_back(numel(i), bptt_coff_[i]);
+      for (int i : alloc_at[static_cast<size_t>(p + 1)]) {
+        auto it = std::find_if(free_slots.begin(), free_slots.end(),
+                               [&](const std::pair<int64_t, int64_t>& f) { return f.first == numel(i); });
+        if (it != free_slots.end()) {
+          bptt_coff_[i] = it->second;
+          free_slots.erase(it);
+        } else {
+          bptt_coff_[i] = total;
+          total += numel(i);
+        }
+      }
+    }
+    bptt_ct_total_ = total;  // <= all_total_: at most one slot of its size per node
+  }
+
   // The reverse sweep's recompute of BPTT step t (vp_ set by set_tape_ptrs(t)): the
   // recomputed nodes, in plan order, from taped, persistent or recomputed inputs.
   Status recompute_untaped() {
@@ -600,12 +669,14 @@ class SessionImpl final : public Session {
       std::memcpy(state_store_[s].as<T>(), value_ptr(plan_.state_nodes[s], block), nbytes(plan_.state_nodes[s]));
   }
 
-  // dst[0, count) += src[0, count) (cotangent and gradient accumulation).
-  Status accumulate(T* dst, const T* src, int64_t count) {
+  // dst[0, count) += src[0, count) (cotangent and gradient accumulation); zero_dst: dst
+  // holds no value yet, dst = 0 + src (the values of zeroing it first, in one pass).
+  Status accumulate(T* dst, const T* src, int64_t count, bool zero_dst = false) {
     AxpyTask<T> a;
     a.n = count;
     a.x = src;
     a.y = dst;
+    a.zero_y = zero_dst;
     dirty_ = true;
     return ex_->axpy(a);
   }
@@ -726,30 +797,43 @@ class SessionImpl final : public Session {
   // The VJP of non-leaf node i with output cotangent `gout`, accumulated into the
   // cotangents of those inputs j with mask[j], held in the arena (ptrs, has) (zeroed on
   // first use). vjp_node is this with the session's cotangents; online_vjp's per-group
-  // sweeps use a second arena.
+  // sweeps use a second arena. An element-wise or MatMul task zeroes the cotangents it is
+  // the first to write itself (the tasks' zero_gin: the same values, without a separate
+  // fill pass); the other families get them zeroed by ctw_in.
   Status vjp_node_into(int i, const T* gout, const std::vector<char>& mask, std::vector<T*>& ptrs,
                        std::vector<char>& has) {
     const PlanNode& n = plan_.nodes[i];
     if (is_leaf(n.op) || ew_zero_derivative(n.op)) return Status::Ok();
+    const bool ew_op = ew_arity(n.op) > 0;
+    const bool task_zeroes = ew_op || n.op == OpCode::MatMul || n.op == OpCode::EtpMatMul;
     std::vector<T*>& gin = gin_;
     gin.assign(n.inputs.size(), nullptr);
     bool any = false;
+    uint32_t zero = 0;
     for (size_t k = 0; k < n.inputs.size(); ++k) {
       const int j = n.inputs[k];
       if (!mask[j] || (n.op == OpCode::Where && k == 0)) continue;
-      BT_RETURN_IF_ERROR(ctw_in(j, ptrs, has, &gin[k]));
+      if (task_zeroes && !has[j] && k < 3) {
+        has[j] = 1;
+        gin[k] = ptrs[j];
+        zero |= 1u << k;
+      } else {
+        BT_RETURN_IF_ERROR(ctw_in(j, ptrs, has, &gin[k]));
+      }
       any = true;
     }
     if (!any) return Status::Ok();
-    if (ew_arity(n.op) > 0) {
+    if (ew_op) {
       EwTask<T> t = ew_task(i, EwMode::Vjp);
       t.gout = gout;
       for (size_t k = 0; k < n.inputs.size(); ++k) t.gin[k] = gin[k];
+      t.zero_gin = zero;
       return ew(t);
     }
     NodeTask<T> t = node_task(i, EwMode::Vjp);
     t.gout = gout;
     t.gin = gin.data();
+    t.zero_gin = zero;
     return run_node(t);
   }
 
@@ -897,6 +981,10 @@ class SessionImpl final : public Session {
   std::vector<int64_t> toff_;
   int64_t tape_total_ = 0;
   std::vector<int> tape_recompute_;
+  // BPTT's cotangent slots (bptt_ct_layout): offset per node in ct_, the values used (-1:
+  // not computed yet).
+  std::vector<int64_t> bptt_coff_;
+  int64_t bptt_ct_total_ = -1;
   std::vector<EwAttrs> attrs_;
   std::vector<char> dep_any_, dep_ps_;  // depends on a non-Const leaf / on a Param or State
   DeviceBuffer pers_, step_, tan_, ct_, stage_;

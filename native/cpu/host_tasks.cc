@@ -123,25 +123,26 @@ void mm_product(const MM& m, const T* A, const T* B, T beta, T* C, GemmPackCache
   for (int64_t g = 0; g < m.G; ++g) gemm(d, T(1), A + g * m.sa, B + g * m.sb, beta, C + g * m.sc);
 }
 
-// gA += G B^T
+// gA = beta gA + G B^T (beta 1: accumulate; 0: gA is only written)
 template <typename T>
-void mm_grad_a(const MM& m, const T* Gr, const T* B, T* gA, GemmPackCache* cache = nullptr, uint64_t epoch = 0) {
+void mm_grad_a(const MM& m, const T* Gr, const T* B, T* gA, T beta, GemmPackCache* cache = nullptr,
+               uint64_t epoch = 0) {
   GemmDims d;
   d.trans_b = true;
   d.M = m.M; d.N = m.K; d.K = m.N;
   d.lda = m.N; d.ldb = m.N; d.ldc = m.K;
-  if (m.G == 1) return mm_gemm(d, Gr, B, T(1), gA, cache, epoch);
-  for (int64_t g = 0; g < m.G; ++g) gemm(d, T(1), Gr + g * m.sc, B + g * m.sb, T(1), gA + g * m.sa);
+  if (m.G == 1) return mm_gemm(d, Gr, B, beta, gA, cache, epoch);
+  for (int64_t g = 0; g < m.G; ++g) gemm(d, T(1), Gr + g * m.sc, B + g * m.sb, beta, gA + g * m.sa);
 }
 
-// gB += A^T G
+// gB = beta gB + A^T G (beta 1: accumulate; 0: gB is only written)
 template <typename T>
-void mm_grad_b(const MM& m, const T* A, const T* Gr, T* gB) {
+void mm_grad_b(const MM& m, const T* A, const T* Gr, T* gB, T beta) {
   GemmDims d;
   d.trans_a = true;
   d.M = m.K; d.N = m.N; d.K = m.M;
   d.lda = m.K; d.ldb = m.N; d.ldc = m.N;
-  for (int64_t g = 0; g < m.G; ++g) gemm(d, T(1), A + g * m.sa, Gr + g * m.sc, T(1), gB + g * m.sb);
+  for (int64_t g = 0; g < m.G; ++g) gemm(d, T(1), A + g * m.sa, Gr + g * m.sc, beta, gB + g * m.sb);
 }
 
 // Input strides (and base offset) of a BroadcastTo / Transpose / Slice node: output index
@@ -320,11 +321,32 @@ constexpr int64_t kEwGrain = 4096;
 // read by the next) is still in L1 / L2 when it is read: 1024 float64 or 2048 float32.
 constexpr int64_t kEwTileBytes = 8192;
 
-// One loop per (op, mode, presence) chosen once per task (cpu/ew_dispatch.h).
+// The zero_gin slots of `t` (EwTask::zero_gin) over [b, e): zeroed just before the tile's
+// accumulation, while the tile is about to be read and written anyway (no separate pass).
+template <typename T>
+inline void ew_zero_slots(const EwTask<T>& t, int64_t b, int64_t e) {
+  for (int k = 0; k < 3; ++k)
+    if (((t.zero_gin >> k) & 1u) && t.gin[k] != nullptr) std::fill(t.gin[k] + b, t.gin[k] + e, T(0));
+}
+
+// One loop per (op, mode, presence) chosen once per task (cpu/ew_dispatch.h). A task with
+// zero_gin slots runs tile by tile (kEwTileBytes), each tile's slots zeroed just before it.
 template <typename T>
 Status host_elementwise(const EwTask<T>& task) {
   const EwLoop<T> loop = ew_select(task);
   if (loop == nullptr) return wrong_family("elementwise", task.op);
+  if (task.mode == EwMode::Vjp && task.zero_gin != 0) {
+    constexpr int64_t kTile = kEwTileBytes / static_cast<int64_t>(sizeof(T));
+    return guard("elementwise", [&] {
+      parallel_for(task.n, kEwGrain, [&task, loop](int64_t b, int64_t e) {
+        for (int64_t t0 = b; t0 < e; t0 += kTile) {
+          const int64_t t1 = e - t0 < kTile ? e : t0 + kTile;
+          ew_zero_slots(task, t0, t1);
+          loop(task, t0, t1);
+        }
+      });
+    });
+  }
   return guard("elementwise", [&] {
     parallel_for(task.n, kEwGrain, [&task, loop](int64_t b, int64_t e) { loop(task, b, e); });
   });
@@ -352,7 +374,11 @@ Status host_elementwise_chain(const EwChainTask<T>& chain) {
     parallel_for(chain.n, kEwGrain, [&chain, &loops, count](int64_t b, int64_t e) {
       for (int64_t t0 = b; t0 < e; t0 += kTile) {
         const int64_t t1 = e - t0 < kTile ? e : t0 + kTile;
-        for (int k = 0; k < count; ++k) loops[k](chain.tasks[k], t0, t1);
+        for (int k = 0; k < count; ++k) {
+          const EwTask<T>& t = chain.tasks[k];
+          if (t.mode == EwMode::Vjp && t.zero_gin != 0) ew_zero_slots(t, t0, t1);
+          loops[k](t, t0, t1);
+        }
       }
     });
   });
@@ -502,11 +528,15 @@ Status host_matmul_cached(const NodeTask<T>& task, GemmPackCache* cache) {
       }
       case EwMode::Vjp: {
         const T* g = task.gout;
-        if (task.gin[0]) mm_grad_a(m, g, B, task.gin[0], cache, ep);
-        if (task.gin[1]) mm_grad_b(m, A, g, task.gin[1]);
+        // zero_gin: a product with beta 0 gives the bits of zeros followed by beta 1 (its
+        // accumulators start at +0, so a sum is never -0 and 0 + sum == sum).
+        auto beta_of = [&task](int k) { return (task.zero_gin >> k) & 1u ? T(0) : T(1); };
+        if (task.gin[0]) mm_grad_a(m, g, B, task.gin[0], beta_of(0), cache, ep);
+        if (task.gin[1]) mm_grad_b(m, A, g, task.gin[1], beta_of(1));
         if (has_bias && task.gin[2]) {
           // The bias is broadcast over all leading dims: its VJP sums the rows.
           T* gb = task.gin[2];
+          if ((task.zero_gin >> 2) & 1u) std::fill(gb, gb + m.N, T(0));
           par(m.N, 64, [&](int64_t b, int64_t e) {
             for (int64_t row = 0; row < m.M; ++row) {
               const T* gr = g + row * m.N;
@@ -525,7 +555,13 @@ Status host_axpy(const AxpyTask<T>& task) {
   return guard("axpy", [&] {
     const AxpyTask<T> t = task;
     par(t.n, kGrain, [&t](int64_t b, int64_t e) {
-      if (t.alpha == T(1)) {
+      if (t.zero_y) {
+        if (t.alpha == T(1)) {
+          for (int64_t i = b; i < e; ++i) t.y[i] = T(0) + t.x[i];
+        } else {
+          for (int64_t i = b; i < e; ++i) t.y[i] = T(0) + t.alpha * t.x[i];
+        }
+      } else if (t.alpha == T(1)) {
         for (int64_t i = b; i < e; ++i) t.y[i] += t.x[i];
       } else {
         for (int64_t i = b; i < e; ++i) t.y[i] += t.alpha * t.x[i];

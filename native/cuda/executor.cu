@@ -147,6 +147,13 @@ class CudaExecutor final : public Executor {
     // The current device is per host thread (AsyncWorker threads included).
     Status s = cuda_status(cudaSetDevice(device_), "cudaSetDevice");
     if (!s.ok()) return s;
+    // EwTask::zero_gin: the flagged input cotangents are zeroed before the accumulation.
+    if (task.mode == EwMode::Vjp && task.zero_gin != 0)
+      for (int k = 0; k < 3; ++k)
+        if (((task.zero_gin >> k) & 1u) && task.gin[k] != nullptr) {
+          s = cuda_status(cudaMemset(task.gin[k], 0, sizeof(T) * static_cast<size_t>(task.n)), "cudaMemset");
+          if (!s.ok()) return s;
+        }
     ew_kernel<T><<<g.blocks, g.threads>>>(task);
     s = cuda_status(cudaGetLastError(), "element-wise kernel launch");
     if (!s.ok()) return s;
