@@ -327,6 +327,7 @@ void SessionWrap::Release(Napi::Env env) {
   // An in-flight worker holds its own reference; the core session is freed when
   // the last holder lets go.
   if (core_) core_->session.reset();
+  online_scratch_ = bt::OnlineResult{};  // the kept result buffers go with the session
 }
 
 std::shared_ptr<bt::Session> SessionWrap::Hold(Napi::Env env) {
@@ -686,7 +687,14 @@ Napi::Value SessionWrap::RunOnline(const Napi::CallbackInfo& info) {
     if (extras.has_update) CheckOptimizerLive(env, extras.optimizer);
     pins.Pin();
     FinishOnlineArgs(&args, loss_scale);
-    bt::OnlineResult r;
+    // The kept result buffers (see online_scratch_), given back when the call returns.
+    struct Scratch {
+      bt::OnlineResult& home;
+      bt::OnlineResult r;
+      explicit Scratch(bt::OnlineResult& h) : home(h), r(std::move(h)) {}
+      ~Scratch() { home = std::move(r); }
+    } scratch(online_scratch_);
+    bt::OnlineResult& r = scratch.r;
     bt::Status st;
     // `params`: stored first, slot by slot with setParam's checks (as setParams would).
     for (size_t i = 0; extras.has_params && i < extras.params.size() && st.ok(); ++i) {
