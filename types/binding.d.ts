@@ -268,11 +268,18 @@ export interface NativeOnlineInto {
   /** false: no outputs (default true). */
   outputs?: boolean;
   /**
+   * With outputs: one array per model-output slot (steps * its numel) that receives the
+   * outputs; the result then has no `outputs` (a streaming step copies them out in JS, which
+   * is cheaper than a fresh native array per call).
+   */
+  outputsOut?: NativeArray[];
+  /**
    * With computeGrads: after the run, one step of `optimizer` (bound by an earlier step, of the
    * session's dtype) on `params` (its bound path order; updated in place) from the call's
    * gradients, `slots[k]` the param slot of its path k, as `optimizer.step(params, grads, lr,
    * maxNorm, nonFinite)` would; then, unless skipped, the updated params are stored into the
-   * session. The result carries `gradNorm` and `skipped`. A failed step throws its error with
+   * session. The result carries `gradNorm` and `skipped`, and no `paramGrads` (the update
+   * consumed them; `gradsOut` still receives them). A failed step throws its error with
    * `stage: 'update'` (its names are the optimizer's: params[k] / grads[k]).
    */
   update?: {
@@ -287,8 +294,8 @@ export interface NativeOnlineInto {
 
 /**
  * Result of {@link NativeSession.runOnline} with `into`: only what the `into` arrays did not
- * take (`outputs` unless `outputs: false`, `losses` without `lossesOut`, `paramGrads` with
- * computeGrads and without `gradsOut`).
+ * take (`outputs` unless `outputs: false` or `outputsOut`, `losses` without `lossesOut`,
+ * `paramGrads` with computeGrads and without `gradsOut` or `update`).
  */
 export type NativeOnlineIntoResult = Partial<NativeOnlineResult> & { gradNorm?: number; skipped?: boolean };
 

@@ -96,6 +96,8 @@ export interface SessionEntry {
   scratch?: { grads: Record<string, HostTensor>; data: NativeArray[]; losses: Float64Array };
   /** The param slots of an optimizer's bound paths (runOnline's `into.update.slots`), per paths array. */
   updateSlots?: { paths: readonly string[]; slots: number[] };
+  /** The one-step output array per model output that an online `update` has the native call write (runOnline's `into.outputsOut`). */
+  outputsOut?: NativeArray[];
 }
 
 /**

@@ -125,18 +125,30 @@ export abstract class OnlineLearner extends Learner {
    */
   override update(x: TensorLike): HostTensor {
     this.checkUsable('update');
-    const xt = this.asData('x', x, [this.batchSize, ...this.inputShape]);
+    const shapes = (this.updateShapes ??= {
+      input: [this.batchSize, ...this.inputShape],
+      output: [this.batchSize, ...this.outputShape],
+    });
+    const xt = this.asData('x', x, shapes.input);
     const entry = this.session('', () => this.stepTrace);
-    // One native call: stale weights stored first (into.params), no losses array (none).
-    const res = this.nativeWithParams(entry, (params) =>
+    // One native call: stale weights stored first (into.params), no losses array (none), the
+    // output written into an array kept per session (outputsOut) and copied out here: a fresh
+    // array per call (the caller may keep it), cheaper than a native one.
+    const out = (entry.outputsOut ??= this.stepTrace.outputShapes.map(
+      (shape) => (this.dtype === 'float64' ? new Float64Array(numel(shape)) : new Float32Array(numel(shape))) as NativeArray,
+    ));
+    this.nativeWithParams(entry, (params) =>
       entry.session.runOnline(
         { steps: 1, inputs: [xt.data as NativeArray], computeGrads: false },
-        { params, gradsOut: undefined, lossesOut: NO_LOSSES, outputs: true },
+        { params, gradsOut: undefined, lossesOut: NO_LOSSES, outputs: true, outputsOut: out },
       ),
     );
     this.markOwner(entry);
-    return { data: (res.outputs as NativeArray[])[0], shape: [this.batchSize, ...this.outputShape], dtype: this.dtype };
+    return { data: out[0].slice(), shape: shapes.output.slice(), dtype: this.dtype };
   }
+
+  /** `update`'s input and output shapes `(B, ...)`, made once (copied into each result). */
+  private updateShapes?: { input: number[]; output: number[] };
 
   /**
    * Runs a sequence forward (states and traces advance); returns the outputs `(T, B, ...)`.
@@ -252,6 +264,7 @@ export abstract class OnlineLearner extends Learner {
     const res = this.runExclusiveSyncWithParams(entry, (params) => {
       const where: NativeOnlineInto = {
         params,
+        // With the update in the call the gradients stay native (the result has none either).
         gradsOut: fused === null ? scratch?.data : undefined,
         lossesOut: scratch !== undefined && steps === 1 ? scratch.losses : undefined,
         outputs: into.outputs,

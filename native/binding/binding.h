@@ -260,7 +260,8 @@ void ParseOnlineConfig(Napi::Env env, const Napi::Value& v, bt::OnlineConfig* ou
 // losses are written there), `outputs` (false: no outputs), `outputsOut` (one array per
 // model-output slot, steps * its numel: the outputs are written there; needs outputs true).
 // The result then holds only the fields these did not take (`outputs` unless false or given
-// outputsOut, `losses` without lossesOut, `paramGrads` with computeGrads and without gradsOut). Their arrays are pinned with the inputs (phase 1
+// outputsOut, `losses` without lossesOut, `paramGrads` with computeGrads and without gradsOut
+// or `update`: an update consumes the gradients, which then come back only into gradsOut). Their arrays are pinned with the inputs (phase 1
 // reads them, phase 2 takes their pointers).
 struct OnlineExtras {
   bool has_params = false;

@@ -840,7 +840,8 @@ Napi::Object OnlineExtrasResultToJs(Napi::Env env, const bt::OnlineResult& r, bt
     if (!r.losses.empty()) std::memcpy(losses.Data(), r.losses.data(), r.losses.size() * sizeof(double));
     losses_v = losses;
   }
-  if (grads && !extras.has_grads_out) grads_v = BuffersToJs(env, r.param_grads, dtype);
+  // With an update the gradients were consumed by it: returned only into gradsOut.
+  if (grads && !extras.has_grads_out && !extras.has_update) grads_v = BuffersToJs(env, r.param_grads, dtype);
   if (!outputs.IsEmpty()) SetKey(env, o, Key::Outputs, outputs);
   if (!losses_v.IsEmpty()) SetKey(env, o, Key::Losses, losses_v);
   if (!grads_v.IsEmpty()) SetKey(env, o, Key::ParamGrads, grads_v);
