@@ -361,6 +361,29 @@ export interface NativeSession {
   /** The same, with the results (and the weights to store first) in the caller's arrays: see {@link NativeOnlineInto}. */
   runOnline(args: NativeOnlineArgs, into: NativeOnlineInto | undefined): NativeOnlineIntoResult;
   /**
+   * `runOnline({ steps: 1, inputs: y === undefined ? [x] : [x, y], computeGrads }, { params,
+   * gradsOut, lossesOut, outputs, outputsOut, update })` with `update` made of the last six
+   * arguments (`update` absent when `optimizer` is undefined): one step (chunk 1, no
+   * lossScale) with its arguments positional, the per-call path of a streaming step (no
+   * property reads). The same checks, error names, run and result as that runOnline call.
+   */
+  runOnlineStep(
+    x: NativeArray,
+    y: NativeArray | undefined,
+    computeGrads: boolean,
+    params: NativeArray[] | undefined,
+    gradsOut: NativeArray[] | undefined,
+    lossesOut: Float64Array | undefined,
+    outputs: boolean,
+    outputsOut: NativeArray[] | undefined,
+    optimizer?: NativeOptimizer,
+    updateParams?: NativeArray[],
+    slots?: number[],
+    lr?: number,
+    maxNorm?: number,
+    nonFinite?: 'error' | 'skipUpdate' | 'allow',
+  ): NativeOnlineIntoResult;
+  /**
    * The same on the native thread pool, with optional progress (see {@link NativeCallControl}).
    * Cancelled by {@link cancelRun}: rejects with ERR_BRAINTRACE_ABORTED; the stored states,
    * traces and trace step counter are exactly those after `stepsDone` steps of the call

@@ -138,10 +138,7 @@ export abstract class OnlineLearner extends Learner {
       (shape) => (this.dtype === 'float64' ? new Float64Array(numel(shape)) : new Float32Array(numel(shape))) as NativeArray,
     ));
     this.nativeWithParams(entry, (params) =>
-      entry.session.runOnline(
-        { steps: 1, inputs: [xt.data as NativeArray], computeGrads: false },
-        { params, gradsOut: undefined, lossesOut: NO_LOSSES, outputs: true, outputsOut: out },
-      ),
+      entry.session.runOnlineStep(xt.data as NativeArray, undefined, false, params, undefined, NO_LOSSES, true, out),
     );
     this.markOwner(entry);
     return { data: out[0].slice(), shape: shapes.output.slice(), dtype: this.dtype };
@@ -278,6 +275,14 @@ export abstract class OnlineLearner extends Learner {
         },
       };
       try {
+        // One step without lossScale or windows (the stream step): the positional entry point.
+        if (args.steps === 1 && args.lossScale === undefined && (args.chunk ?? 1) === 1 && args.inputs.length === 2) {
+          const u = where.update;
+          return entry.session.runOnlineStep(
+            args.inputs[0], args.inputs[1], args.computeGrads ?? true, where.params, where.gradsOut, where.lossesOut,
+            where.outputs ?? true, undefined, u?.optimizer, u?.params, u?.slots, u?.lr, u?.maxNorm, u?.nonFinite,
+          );
+        }
         return entry.session.runOnline(args, where);
       } catch (e) {
         // A failed update names the optimizer's slots (its path order): renamed as step() does.

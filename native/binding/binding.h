@@ -299,6 +299,18 @@ void ParseOnlineArgs(Napi::Env env, const Napi::Value& v, const bt::Session& s, 
 // lengths: RangeError (named into.params[i], into.gradsOut[i], into.lossesOut).
 void ParseOnlineExtras(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt::DType dtype, PinnedArrays* pins,
                        const bt::OnlineArgs& args, OnlineExtras* extras);
+// The two parts of ParseOnlineExtras on values already read (runOnline reads them from
+// `into` and `into.update`, runOnlineStep takes them as arguments); the same checks and
+// names (into.params[i], into.update.slots[k], ...). ParseOnlineUpdateValues needs
+// computeGrads (checked by the caller).
+void ParseOnlineIntoValues(Napi::Env env, const bt::Session& s, bt::DType dtype, PinnedArrays* pins,
+                           const bt::OnlineArgs& args, const Napi::Value& params, const Napi::Value& grads_out,
+                           const Napi::Value& losses_out, const Napi::Value& outputs, const Napi::Value& outputs_out,
+                           OnlineExtras* extras);
+void ParseOnlineUpdateValues(Napi::Env env, const bt::Session& s, bt::DType dtype, PinnedArrays* pins,
+                             const Napi::Value& optimizer, const Napi::Value& params, const Napi::Value& slots,
+                             const Napi::Value& lr, const Napi::Value& max_norm, const Napi::Value& non_finite,
+                             OnlineExtras* extras);
 void FinishOnlineArgs(bt::OnlineArgs* out, const void* loss_scale);
 Napi::Object OnlineResultToJs(Napi::Env env, const bt::OnlineResult& r, bt::DType dtype, bool grads);
 // The result of a runOnline call with `extras` (gradsOut / lossesOut / outputs): phase 2,
@@ -419,6 +431,13 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
   Napi::Value RunSequenceAsync(const Napi::CallbackInfo& info);
   Napi::Value ConfigureOnline(const Napi::CallbackInfo& info);
   Napi::Value RunOnline(const Napi::CallbackInfo& info);
+  // runOnline of one step (chunk 1, no lossScale) with its arguments positional (no property
+  // reads; see NativeSession.runOnlineStep): the same checks, run and result.
+  Napi::Value RunOnlineStep(const Napi::CallbackInfo& info);
+  // The run and result of RunOnline / RunOnlineStep after their phase 1 (*loss_scale: the
+  // pinned lossScale's destination, read after Pin).
+  Napi::Value RunOnlineParsed(Napi::Env env, const std::shared_ptr<bt::Session>& held, PinnedArrays& pins,
+                              bt::OnlineArgs& args, const void* const* loss_scale, OnlineExtras& extras);
   Napi::Value RunOnlineAsync(const Napi::CallbackInfo& info);
   Napi::Value ResetTraces(const Napi::CallbackInfo& info);
   Napi::Value TraceInfo(const Napi::CallbackInfo& info);

@@ -695,7 +695,26 @@ void ParseOnlineExtras(Napi::Env env, const Napi::Value& v, const bt::Session& s
   Napi::Value lv = GetKey(env, o, Key::LossesOut);
   Napi::Value ov = GetKey(env, o, Key::Outputs);
   Napi::Value oov = GetKey(env, o, Key::OutputsOut);
-  auto given = [](const Napi::Value& x) { return !x.IsUndefined() && !x.IsNull(); };
+  ParseOnlineIntoValues(env, s, dtype, pins, args, pv, gv, lv, ov, oov, extras);
+  Napi::Value uv = GetKey(env, o, Key::Update);
+  if (uv.IsUndefined() || uv.IsNull()) return;
+  if (!args.compute_grads) {
+    throw ArgTypeError(env, "into.update needs computeGrads: true (got computeGrads false and update " + Describe(uv) + ")");
+  }
+  Napi::Object u = FastObject(env, uv, "into.update", "an object { optimizer, params, slots, lr, maxNorm?, nonFinite? }");
+  Napi::Value opt_v = GetKey(env, u, Key::Optimizer);
+  Napi::Value up_v = GetKey(env, u, Key::Params);
+  Napi::Value sl_v = GetKey(env, u, Key::Slots);
+  Napi::Value lr_v = GetKey(env, u, Key::Lr);
+  Napi::Value mn_v = GetKey(env, u, Key::MaxNorm);
+  Napi::Value nf_v = GetKey(env, u, Key::NonFinite);
+  ParseOnlineUpdateValues(env, s, dtype, pins, opt_v, up_v, sl_v, lr_v, mn_v, nf_v, extras);
+}
+
+void ParseOnlineIntoValues(Napi::Env env, const bt::Session& s, bt::DType dtype, PinnedArrays* pins,
+                           const bt::OnlineArgs& args, const Napi::Value& pv, const Napi::Value& gv,
+                           const Napi::Value& lv, const Napi::Value& ov, const Napi::Value& oov, OnlineExtras* extras) {
+  auto given = [](const Napi::Value& x) { return !x.IsEmpty() && !x.IsUndefined() && !x.IsNull(); };
   const int np = s.num_params();
   if (given(pv)) {
     Napi::Array a = FastArrayOf(env, pv, "into.params", static_cast<size_t>(np));
@@ -747,18 +766,13 @@ void ParseOnlineExtras(Napi::Env env, const Napi::Value& v, const bt::Session& s
                 &extras->outputs_out[static_cast<size_t>(i)]);
     }
   }
-  Napi::Value uv = GetKey(env, o, Key::Update);
-  if (!given(uv)) return;
-  if (!args.compute_grads) {
-    throw ArgTypeError(env, "into.update needs computeGrads: true (got computeGrads false and update " + Describe(uv) + ")");
-  }
-  Napi::Object u = FastObject(env, uv, "into.update", "an object { optimizer, params, slots, lr, maxNorm?, nonFinite? }");
-  Napi::Value opt_v = GetKey(env, u, Key::Optimizer);
-  Napi::Value up_v = GetKey(env, u, Key::Params);
-  Napi::Value sl_v = GetKey(env, u, Key::Slots);
-  Napi::Value lr_v = GetKey(env, u, Key::Lr);
-  Napi::Value mn_v = GetKey(env, u, Key::MaxNorm);
-  Napi::Value nf_v = GetKey(env, u, Key::NonFinite);
+}
+
+void ParseOnlineUpdateValues(Napi::Env env, const bt::Session& s, bt::DType dtype, PinnedArrays* pins,
+                             const Napi::Value& opt_v, const Napi::Value& up_v, const Napi::Value& sl_v,
+                             const Napi::Value& lr_v, const Napi::Value& mn_v, const Napi::Value& nf_v,
+                             OnlineExtras* extras) {
+  const int np = s.num_params();
   extras->optimizer = UnwrapOptimizer(env, opt_v, "into.update.optimizer", dtype, &extras->update_sizes);
   const size_t n = extras->update_sizes.size();
   if (n != static_cast<size_t>(np)) {
