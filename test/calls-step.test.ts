@@ -119,6 +119,16 @@ test('runOnlineStep with an update: the fused step, gradients only into gradsOut
   expect(() => s.runOnlineStep(x(2).data, y(2).data, true, undefined, undefined, undefined, false, undefined, native as never, params, slots, -1)).toThrow(
     rangeErr(/^into\.update\.lr must be a finite number >= 0/),
   );
+  // stats: [gradNorm, skipped] there instead of in the result.
+  const stats = new Float64Array([-1, -1]);
+  const rs = s.runOnlineStep(x(4).data, y(4).data, true, undefined, undefined, undefined, false, undefined, native as never, params, slots, 0.01, undefined, undefined, stats);
+  expect(rs.gradNorm).toBeUndefined();
+  expect(rs.skipped).toBeUndefined();
+  expect(stats[0]).toBeGreaterThan(0);
+  expect(stats[1]).toBe(0);
+  expect(() => s.runOnlineStep(x(5).data, y(5).data, true, undefined, undefined, undefined, false, undefined, native as never, params, slots, 0.01, undefined, undefined, new Float64Array(3))).toThrow(
+    rangeErr(/^stats must be a Float64Array of length 2/),
+  );
   // runOnline's object form: no paramGrads with an update either, gradsOut still receives them.
   const gradsOut = Array.from({ length: s.numParams }, (_, i) => new Float64Array(s.getParam(i).length)); // slot order
   const r2 = s.runOnline({ steps: 1, inputs: [x(3).data, y(3).data] }, { gradsOut, update: { optimizer: native as never, params, slots, lr: 0 } });

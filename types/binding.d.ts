@@ -365,7 +365,9 @@ export interface NativeSession {
    * gradsOut, lossesOut, outputs, outputsOut, update })` with `update` made of the last six
    * arguments (`update` absent when `optimizer` is undefined): one step (chunk 1, no
    * lossScale) with its arguments positional, the per-call path of a streaming step (no
-   * property reads). The same checks, error names, run and result as that runOnline call.
+   * property reads). The same checks, error names, run and result as that runOnline call,
+   * except that with an update `stats` (a Float64Array of 2), when given, receives
+   * `[gradNorm, skipped ? 1 : 0]` and the result then carries neither.
    */
   runOnlineStep(
     x: NativeArray,
@@ -382,6 +384,7 @@ export interface NativeSession {
     lr?: number,
     maxNorm?: number,
     nonFinite?: 'error' | 'skipUpdate' | 'allow',
+    stats?: Float64Array,
   ): NativeOnlineIntoResult;
   /**
    * The same on the native thread pool, with optional progress (see {@link NativeCallControl}).

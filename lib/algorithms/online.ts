@@ -278,10 +278,16 @@ export abstract class OnlineLearner extends Learner {
         // One step without lossScale or windows (the stream step): the positional entry point.
         if (args.steps === 1 && args.lossScale === undefined && (args.chunk ?? 1) === 1 && args.inputs.length === 2) {
           const u = where.update;
-          return entry.session.runOnlineStep(
+          const stats = u === undefined ? undefined : (scratch as NonNullable<typeof scratch>).stats;
+          const r = entry.session.runOnlineStep(
             args.inputs[0], args.inputs[1], args.computeGrads ?? true, where.params, where.gradsOut, where.lossesOut,
-            where.outputs ?? true, undefined, u?.optimizer, u?.params, u?.slots, u?.lr, u?.maxNorm, u?.nonFinite,
+            where.outputs ?? true, undefined, u?.optimizer, u?.params, u?.slots, u?.lr, u?.maxNorm, u?.nonFinite, stats,
           );
+          if (stats !== undefined) {
+            r.gradNorm = stats[0];
+            r.skipped = stats[1] !== 0;
+          }
+          return r;
         }
         return entry.session.runOnline(args, where);
       } catch (e) {
@@ -325,7 +331,7 @@ export abstract class OnlineLearner extends Learner {
       grads[p.path] = { data: d, shape: p.shape.slice(), dtype: this.dtype };
       return d;
     });
-    return { grads, data, losses: new Float64Array(1) };
+    return { grads, data, losses: new Float64Array(1), stats: new Float64Array(2) };
   }
 
   /** Checks the arguments of {@link etraceGrad}; returns its session, native arguments and whether it is small. */

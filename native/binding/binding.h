@@ -287,6 +287,10 @@ struct OnlineExtras {
   bt::NonFinitePolicy policy = bt::NonFinitePolicy::Error;
   double grad_norm = 0;
   bool skipped = false;
+  // runOnlineStep's `stats` (a Float64Array of 2, with an update): gradNorm and skipped (1 / 0)
+  // are written there (phase 2) instead of into the result object.
+  bool has_stats_out = false;
+  const void* stats_out = nullptr;  // pinned
 };
 
 // NativeOnlineArgs, phase 1: numbers into *out; the inputs go into `pins` (pointers

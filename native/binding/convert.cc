@@ -859,7 +859,7 @@ Napi::Object OnlineExtrasResultToJs(Napi::Env env, const bt::OnlineResult& r, bt
   if (!outputs.IsEmpty()) SetKey(env, o, Key::Outputs, outputs);
   if (!losses_v.IsEmpty()) SetKey(env, o, Key::Losses, losses_v);
   if (!grads_v.IsEmpty()) SetKey(env, o, Key::ParamGrads, grads_v);
-  if (extras.has_update) {
+  if (extras.has_update && !extras.has_stats_out) {
     SetKey(env, o, Key::GradNorm, Napi::Number::New(env, extras.grad_norm));
     SetKey(env, o, Key::Skipped, Napi::Boolean::New(env, extras.skipped));
   }

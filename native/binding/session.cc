@@ -688,11 +688,12 @@ Napi::Value SessionWrap::RunOnline(const Napi::CallbackInfo& info) {
 }
 
 // runOnlineStep(x, y, computeGrads, params, gradsOut, lossesOut, outputs, outputsOut,
-//               optimizer, updateParams, slots, lr, maxNorm, nonFinite)
+//               optimizer, updateParams, slots, lr, maxNorm, nonFinite, stats)
 // is runOnline({ steps: 1, inputs: [x, y] (y undefined for a session of one input),
 // computeGrads }, { params, gradsOut, lossesOut, outputs, outputsOut, update: optimizer ===
 // undefined ? undefined : { optimizer, params: updateParams, slots, lr, maxNorm, nonFinite } }):
-// the same checks and names, without a property read.
+// the same checks and names, without a property read. With an update, `stats` (a
+// Float64Array of 2, optional) receives [gradNorm, skipped ? 1 : 0] instead of the result.
 Napi::Value SessionWrap::RunOnlineStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guard(env, [&]() -> Napi::Value {
@@ -732,6 +733,11 @@ Napi::Value SessionWrap::RunOnlineStep(const Napi::CallbackInfo& info) {
                                     Describe(opt) + ")");
       }
       ParseOnlineUpdateValues(env, s, dtype_, &pins, opt, info[9], info[10], info[11], info[12], info[13], &extras);
+      const Napi::Value stats = info[14];
+      if (!stats.IsUndefined()) {
+        pins.Add(stats, ArgName{"stats"}, napi_float64_array, 2, &extras.stats_out);
+        extras.has_stats_out = true;
+      }
     }
     const void* no_loss_scale = nullptr;
     return RunOnlineParsed(env, held, pins, args, &no_loss_scale, extras);
@@ -776,6 +782,11 @@ Napi::Value SessionWrap::RunOnlineParsed(Napi::Env env, const std::shared_ptr<bt
     update_failed = !st.ok();
     for (size_t k = 0; k < n && st.ok() && !extras.skipped; ++k) {
       st = held->set_param(extras.update_slots[k], w[k], static_cast<size_t>(extras.update_sizes[k]));
+    }
+    if (st.ok() && extras.has_stats_out) {  // still pinned
+      double* stats = static_cast<double*>(const_cast<void*>(extras.stats_out));
+      stats[0] = extras.grad_norm;
+      stats[1] = extras.skipped ? 1.0 : 0.0;
     }
   }
   pins.Unpin();
