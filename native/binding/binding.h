@@ -459,8 +459,9 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
   int64_t external_bytes_ = 0;  // reported to V8 with AdjustExternalMemory
   bool disposed_ = false;
   // runOnline's result buffers, kept between calls so that a streaming step allocates none
-  // (run_online reuses their storage). A call takes them out for its duration (a call
-  // re-entered from a setter while results are built finds none and uses fresh ones).
+  // (run_online reuses their storage); kept only up to 1 MiB (a larger call frees them). A
+  // call takes them out for its duration (a call re-entered from a setter while results are
+  // built finds none and uses fresh ones).
   bt::OnlineResult online_scratch_;
 };
 

@@ -751,12 +751,19 @@ Napi::Value SessionWrap::RunOnlineParsed(Napi::Env env, const std::shared_ptr<bt
   if (extras.has_update) CheckOptimizerLive(env, extras.optimizer);
   pins.Pin();  // writes *loss_scale (a destination of phase 1)
   FinishOnlineArgs(&args, *loss_scale);
-  // The kept result buffers (see online_scratch_), given back when the call returns.
+  // The kept result buffers (see online_scratch_), given back when the call returns; a large
+  // call's buffers are freed instead (only small results are worth keeping between calls).
   struct Scratch {
     bt::OnlineResult& home;
     bt::OnlineResult r;
     explicit Scratch(bt::OnlineResult& h) : home(h), r(std::move(h)) {}
-    ~Scratch() { home = std::move(r); }
+    ~Scratch() {
+      constexpr size_t kKeepBytes = size_t(1) << 20;
+      size_t bytes = r.losses.capacity() * sizeof(double);
+      for (const bt::Buffer& b : r.outputs) bytes += b.bytes.capacity();
+      for (const bt::Buffer& b : r.param_grads) bytes += b.bytes.capacity();
+      if (bytes <= kKeepBytes) home = std::move(r);
+    }
   } scratch(online_scratch_);
   bt::OnlineResult& r = scratch.r;
   bt::Status st;
