@@ -159,6 +159,22 @@ export function toDType(t: HostTensor, dtype: DType): HostTensor {
  */
 export function asDType(what: string, v: TensorLike, dtype: DType): HostTensor {
   if (isHostTensor(v)) {
+    // The common case first, without building a message: a valid tensor already of `dtype`
+    // (the result then is `v` itself, as below); anything else takes the checks below.
+    if (v.dtype === dtype && (dtype === 'float32' || dtype === 'float64')) {
+      const shape = v.shape as unknown[];
+      let n = 1;
+      let ok = true;
+      for (let i = 0; i < shape.length; i++) {
+        const d = shape[i];
+        if (typeof d !== 'number' || !Number.isInteger(d) || d < 0) {
+          ok = false;
+          break;
+        }
+        n *= d;
+      }
+      if (ok && n === v.data.length) return v;
+    }
     const shape = checkShape(v.shape, `${what}: shape`);
     const n = numel(shape);
     if (n !== v.data.length) {

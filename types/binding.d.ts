@@ -268,11 +268,18 @@ export interface NativeOnlineInto {
   /** false: no outputs (default true). */
   outputs?: boolean;
   /**
+   * With outputs: one array per model-output slot (steps * its numel) that receives the
+   * outputs; the result then has no `outputs` (a streaming step copies them out in JS, which
+   * is cheaper than a fresh native array per call).
+   */
+  outputsOut?: NativeArray[];
+  /**
    * With computeGrads: after the run, one step of `optimizer` (bound by an earlier step, of the
    * session's dtype) on `params` (its bound path order; updated in place) from the call's
    * gradients, `slots[k]` the param slot of its path k, as `optimizer.step(params, grads, lr,
    * maxNorm, nonFinite)` would; then, unless skipped, the updated params are stored into the
-   * session. The result carries `gradNorm` and `skipped`. A failed step throws its error with
+   * session. The result carries `gradNorm` and `skipped`, and no `paramGrads` (the update
+   * consumed them; `gradsOut` still receives them). A failed step throws its error with
    * `stage: 'update'` (its names are the optimizer's: params[k] / grads[k]).
    */
   update?: {
@@ -287,8 +294,8 @@ export interface NativeOnlineInto {
 
 /**
  * Result of {@link NativeSession.runOnline} with `into`: only what the `into` arrays did not
- * take (`outputs` unless `outputs: false`, `losses` without `lossesOut`, `paramGrads` with
- * computeGrads and without `gradsOut`).
+ * take (`outputs` unless `outputs: false` or `outputsOut`, `losses` without `lossesOut`,
+ * `paramGrads` with computeGrads and without `gradsOut` or `update`).
  */
 export type NativeOnlineIntoResult = Partial<NativeOnlineResult> & { gradNorm?: number; skipped?: boolean };
 
@@ -353,6 +360,32 @@ export interface NativeSession {
   runOnline(args: NativeOnlineArgs): NativeOnlineResult;
   /** The same, with the results (and the weights to store first) in the caller's arrays: see {@link NativeOnlineInto}. */
   runOnline(args: NativeOnlineArgs, into: NativeOnlineInto | undefined): NativeOnlineIntoResult;
+  /**
+   * `runOnline({ steps: 1, inputs: y === undefined ? [x] : [x, y], computeGrads }, { params,
+   * gradsOut, lossesOut, outputs, outputsOut, update })` with `update` made of the last six
+   * arguments (`update` absent when `optimizer` is undefined): one step (chunk 1, no
+   * lossScale) with its arguments positional, the per-call path of a streaming step (no
+   * property reads). The same checks, error names, run and result as that runOnline call,
+   * except that with an update `stats` (a Float64Array of 2), when given, receives
+   * `[gradNorm, skipped ? 1 : 0]` and the result then carries neither.
+   */
+  runOnlineStep(
+    x: NativeArray,
+    y: NativeArray | undefined,
+    computeGrads: boolean,
+    params: NativeArray[] | undefined,
+    gradsOut: NativeArray[] | undefined,
+    lossesOut: Float64Array | undefined,
+    outputs: boolean,
+    outputsOut: NativeArray[] | undefined,
+    optimizer?: NativeOptimizer,
+    updateParams?: NativeArray[],
+    slots?: number[],
+    lr?: number,
+    maxNorm?: number,
+    nonFinite?: 'error' | 'skipUpdate' | 'allow',
+    stats?: Float64Array,
+  ): NativeOnlineIntoResult;
   /**
    * The same on the native thread pool, with optional progress (see {@link NativeCallControl}).
    * Cancelled by {@link cancelRun}: rejects with ERR_BRAINTRACE_ABORTED; the stored states,

@@ -93,9 +93,11 @@ export interface SessionEntry {
   /** Estimated work of one step (see {@link stepWork}), computed on first use. */
   stepWork?: number;
   /** Gradient arrays reused by {@link SyncGradInto} `scratch` calls on this session (subclasses). */
-  scratch?: { grads: Record<string, HostTensor>; data: NativeArray[]; losses: Float64Array };
+  scratch?: { grads: Record<string, HostTensor>; data: NativeArray[]; losses: Float64Array; stats: Float64Array };
   /** The param slots of an optimizer's bound paths (runOnline's `into.update.slots`), per paths array. */
   updateSlots?: { paths: readonly string[]; slots: number[] };
+  /** The one-step output array per model output that an online `update` has the native call write (runOnline's `into.outputsOut`). */
+  outputsOut?: NativeArray[];
 }
 
 /**

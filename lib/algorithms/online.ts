@@ -125,18 +125,27 @@ export abstract class OnlineLearner extends Learner {
    */
   override update(x: TensorLike): HostTensor {
     this.checkUsable('update');
-    const xt = this.asData('x', x, [this.batchSize, ...this.inputShape]);
+    const shapes = (this.updateShapes ??= {
+      input: [this.batchSize, ...this.inputShape],
+      output: [this.batchSize, ...this.outputShape],
+    });
+    const xt = this.asData('x', x, shapes.input);
     const entry = this.session('', () => this.stepTrace);
-    // One native call: stale weights stored first (into.params), no losses array (none).
-    const res = this.nativeWithParams(entry, (params) =>
-      entry.session.runOnline(
-        { steps: 1, inputs: [xt.data as NativeArray], computeGrads: false },
-        { params, gradsOut: undefined, lossesOut: NO_LOSSES, outputs: true },
-      ),
+    // One native call: stale weights stored first (into.params), no losses array (none), the
+    // output written into an array kept per session (outputsOut) and copied out here: a fresh
+    // array per call (the caller may keep it), cheaper than a native one.
+    const out = (entry.outputsOut ??= this.stepTrace.outputShapes.map(
+      (shape) => (this.dtype === 'float64' ? new Float64Array(numel(shape)) : new Float32Array(numel(shape))) as NativeArray,
+    ));
+    this.nativeWithParams(entry, (params) =>
+      entry.session.runOnlineStep(xt.data as NativeArray, undefined, false, params, undefined, NO_LOSSES, true, out),
     );
     this.markOwner(entry);
-    return { data: (res.outputs as NativeArray[])[0], shape: [this.batchSize, ...this.outputShape], dtype: this.dtype };
+    return { data: out[0].slice(), shape: shapes.output.slice(), dtype: this.dtype };
   }
+
+  /** `update`'s input and output shapes `(B, ...)`, made once (copied into each result). */
+  private updateShapes?: { input: number[]; output: number[] };
 
   /**
    * Runs a sequence forward (states and traces advance); returns the outputs `(T, B, ...)`.
@@ -252,6 +261,7 @@ export abstract class OnlineLearner extends Learner {
     const res = this.runExclusiveSyncWithParams(entry, (params) => {
       const where: NativeOnlineInto = {
         params,
+        // With the update in the call the gradients stay native (the result has none either).
         gradsOut: fused === null ? scratch?.data : undefined,
         lossesOut: scratch !== undefined && steps === 1 ? scratch.losses : undefined,
         outputs: into.outputs,
@@ -265,6 +275,20 @@ export abstract class OnlineLearner extends Learner {
         },
       };
       try {
+        // One step without lossScale or windows (the stream step): the positional entry point.
+        if (args.steps === 1 && args.lossScale === undefined && (args.chunk ?? 1) === 1 && args.inputs.length === 2) {
+          const u = where.update;
+          const stats = u === undefined ? undefined : (scratch as NonNullable<typeof scratch>).stats;
+          const r = entry.session.runOnlineStep(
+            args.inputs[0], args.inputs[1], args.computeGrads ?? true, where.params, where.gradsOut, where.lossesOut,
+            where.outputs ?? true, undefined, u?.optimizer, u?.params, u?.slots, u?.lr, u?.maxNorm, u?.nonFinite, stats,
+          );
+          if (stats !== undefined) {
+            r.gradNorm = stats[0];
+            r.skipped = stats[1] !== 0;
+          }
+          return r;
+        }
         return entry.session.runOnline(args, where);
       } catch (e) {
         // A failed update names the optimizer's slots (its path order): renamed as step() does.
@@ -307,7 +331,7 @@ export abstract class OnlineLearner extends Learner {
       grads[p.path] = { data: d, shape: p.shape.slice(), dtype: this.dtype };
       return d;
     });
-    return { grads, data, losses: new Float64Array(1) };
+    return { grads, data, losses: new Float64Array(1), stats: new Float64Array(2) };
   }
 
   /** Checks the arguments of {@link etraceGrad}; returns its session, native arguments and whether it is small. */

@@ -11,7 +11,38 @@
 
 namespace btnode {
 
+namespace {
+constexpr const char* kKeyNames[static_cast<int>(Key::Count)] = {
+    "steps",  "inputs",    "lossScale", "computeGrads", "chunk",    "params", "gradsOut",
+    "lossesOut", "outputs", "outputsOut", "update",   "optimizer", "slots",  "lr",
+    "maxNorm", "nonFinite", "losses",    "paramGrads", "gradNorm",  "skipped",
+};
+}  // namespace
+
+const char* KeyName(Key k) { return kKeyNames[static_cast<int>(k)]; }
+
+napi_value KeyValue(Napi::Env env, Key k) {
+  Addon* addon = env.GetInstanceData<Addon>();
+  const int i = static_cast<int>(k);
+  // Before the Addon is registered (never on the call paths), a fresh string.
+  if (addon == nullptr || addon->keys.IsEmpty()) return Napi::String::New(env, KeyName(k));
+  napi_value list = addon->keys.Value();
+  napi_value key = nullptr;
+  if (napi_get_element(env, list, static_cast<uint32_t>(i), &key) != napi_ok) return Napi::String::New(env, KeyName(k));
+  return key;
+}
+
+Napi::Value GetKey(Napi::Env env, const Napi::Object& o, Key k) { return o.Get(KeyValue(env, k)); }
+
+void SetKey(Napi::Env env, Napi::Object& o, Key k, const Napi::Value& v) { o.Set(KeyValue(env, k), v); }
+
 Addon::Addon(Napi::Env env, Napi::Object exports) {
+  {
+    // Node-API keeps references to objects only: the strings live in an Array held by one.
+    Napi::Array list = Napi::Array::New(env, static_cast<size_t>(Key::Count));
+    for (int i = 0; i < static_cast<int>(Key::Count); ++i) list.Set(static_cast<uint32_t>(i), Napi::String::New(env, kKeyNames[i]));
+    keys = Napi::Persistent(list);
+  }
   session_ctor = Napi::Persistent(SessionWrap::Define(env));
   optimizer_ctor = Napi::Persistent(DefineOptimizer(env));
   inflight = InFlightRegistry::ForEnv(env);

@@ -99,6 +99,30 @@ auto Guard(Napi::Env env, F&& f) -> decltype(f()) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Property keys of the per-call hot paths (addon.cc)
+//
+// napi_get_named_property / napi_set_named_property make a fresh V8 string from the C name
+// and look it up in the string table on every read (a good part of a tiny streaming step).
+// The keys below are made once per environment (the Addon instance: an Array of the strings,
+// held by a reference) and passed as values: V8 internalises a key at its first use and later reads
+// take the fast path. Reading a property with them is exactly o.Get(name) (getters and
+// Proxy traps run the same way).
+enum class Key : int {
+  Steps, Inputs, LossScale, ComputeGrads, Chunk,                   // NativeOnlineArgs
+  Params, GradsOut, LossesOut, Outputs, OutputsOut, Update,        // NativeOnlineInto
+  Optimizer, Slots, Lr, MaxNorm, NonFinite,                        // into.update
+  Losses, ParamGrads, GradNorm, Skipped,                           // results
+  Count
+};
+// The key's JS string (this environment's); its C name is KeyName(k).
+napi_value KeyValue(Napi::Env env, Key k);
+const char* KeyName(Key k);
+// o[k] (may run a getter or a Proxy trap, as o.Get(KeyName(k)) would).
+Napi::Value GetKey(Napi::Env env, const Napi::Object& o, Key k);
+// o[k] = v (as o.Set(KeyName(k), v)).
+void SetKey(Napi::Env env, Napi::Object& o, Key k, const Napi::Value& v);
+
+// ---------------------------------------------------------------------------------------------
 // Argument conversion (convert.cc)
 
 // "Float32Array of length 4", "Array of length 2", "number 3.5", "undefined", ...
@@ -120,12 +144,21 @@ int64_t Numel(const std::vector<int64_t>& shape);
 //
 // Destinations must stay where they are between Add() and Unpin(): size the
 // vectors they live in before the first Add() into them.
+// An argument's name for messages, built only when a message needs it: `base`, or
+// `base[index]` when index >= 0 (the hot paths name every array they check, and most
+// names are longer than a short string's inline storage).
+struct ArgName {
+  const char* base;
+  int64_t index = -1;
+  std::string str() const { return index < 0 ? std::string(base) : std::string(base) + "[" + std::to_string(index) + "]"; }
+};
+
 class PinnedArrays {
  public:
   // Any length is accepted (Add returns it; Pin checks it did not change).
   static constexpr size_t kAnyLength = static_cast<size_t>(-1);
 
-  explicit PinnedArrays(Napi::Env env) : env_(env) {}
+  explicit PinnedArrays(Napi::Env env) : env_(env) { entries_.reserve(16); }
   PinnedArrays(const PinnedArrays&) = delete;
   PinnedArrays& operator=(const PinnedArrays&) = delete;
 
@@ -134,6 +167,9 @@ class PinnedArrays {
   size_t Add(const Napi::Value& v, std::string name, bt::DType dtype, size_t length, const void** dst);
   // The same for any element type ("an Int32Array", "a Float64Array", ...).
   size_t Add(const Napi::Value& v, std::string name, napi_typedarray_type type, size_t length, const void** dst);
+  // The same, named lazily (the message is built only on failure).
+  size_t Add(const Napi::Value& v, ArgName name, bt::DType dtype, size_t length, const void** dst);
+  size_t Add(const Napi::Value& v, ArgName name, napi_typedarray_type type, size_t length, const void** dst);
   // Room for n more arrays (avoids re-allocation in loops).
   void Reserve(size_t n) { entries_.reserve(entries_.size() + n); }
 
@@ -149,7 +185,9 @@ class PinnedArrays {
  private:
   struct Entry {
     napi_value value;
-    std::string name;
+    std::string name;  // empty: `lazy` names it
+    ArgName lazy;
+    std::string Name() const { return name.empty() ? lazy.str() : name; }
     napi_typedarray_type type;
     size_t length;  // the element count seen in phase 1
     const void** dst;
@@ -162,6 +200,8 @@ class PinnedArrays {
 // typed array of the type with exactly `length` elements (any with kAnyLength).
 // Wrong type: TypeError; wrong length: RangeError. Returns the element count.
 size_t CheckTypedArray(Napi::Env env, const Napi::Value& v, const std::string& name, napi_typedarray_type type,
+                       size_t length);
+size_t CheckTypedArray(Napi::Env env, const Napi::Value& v, const ArgName& name, napi_typedarray_type type,
                        size_t length);
 // "Float32Array" / "Float64Array" / "Int32Array" / ... for a typed-array type.
 const char* TypedArrayTypeName(napi_typedarray_type type);
@@ -217,9 +257,11 @@ void ParseOnlineConfig(Napi::Env env, const Napi::Value& v, bt::OnlineConfig* ou
 // the checks of setParams before the run, as one setParams call just before would), `gradsOut`
 // (one array per param slot: the gradients are written there instead of into fresh arrays;
 // needs computeGrads), `lossesOut` (a Float64Array with one entry per loss of the call: the
-// losses are written there), `outputs` (false: no outputs). The result then holds only the
-// fields these did not take (`outputs` unless false, `losses` without lossesOut, `paramGrads`
-// with computeGrads and without gradsOut). Their arrays are pinned with the inputs (phase 1
+// losses are written there), `outputs` (false: no outputs), `outputsOut` (one array per
+// model-output slot, steps * its numel: the outputs are written there; needs outputs true).
+// The result then holds only the fields these did not take (`outputs` unless false or given
+// outputsOut, `losses` without lossesOut, `paramGrads` with computeGrads and without gradsOut
+// or `update`: an update consumes the gradients, which then come back only into gradsOut). Their arrays are pinned with the inputs (phase 1
 // reads them, phase 2 takes their pointers).
 struct OnlineExtras {
   bool has_params = false;
@@ -230,6 +272,8 @@ struct OnlineExtras {
   bool has_losses_out = false;
   const void* losses_out = nullptr;    // pinned (null again after Unpin)
   bool outputs = true;
+  bool has_outputs_out = false;
+  std::vector<const void*> outputs_out;  // per model-output slot, pinned (written after the run)
   // into.update { optimizer, params, slots, lr, maxNorm?, nonFinite? }: after the run, one step
   // of the optimizer on `params` (its bound path order; slots[k]: the param slot of path k)
   // from the call's gradients, then the updated params stored into the session (unless the
@@ -243,6 +287,10 @@ struct OnlineExtras {
   bt::NonFinitePolicy policy = bt::NonFinitePolicy::Error;
   double grad_norm = 0;
   bool skipped = false;
+  // runOnlineStep's `stats` (a Float64Array of 2, with an update): gradNorm and skipped (1 / 0)
+  // are written there (phase 2) instead of into the result object.
+  bool has_stats_out = false;
+  const void* stats_out = nullptr;  // pinned
 };
 
 // NativeOnlineArgs, phase 1: numbers into *out; the inputs go into `pins` (pointers
@@ -255,6 +303,18 @@ void ParseOnlineArgs(Napi::Env env, const Napi::Value& v, const bt::Session& s, 
 // lengths: RangeError (named into.params[i], into.gradsOut[i], into.lossesOut).
 void ParseOnlineExtras(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt::DType dtype, PinnedArrays* pins,
                        const bt::OnlineArgs& args, OnlineExtras* extras);
+// The two parts of ParseOnlineExtras on values already read (runOnline reads them from
+// `into` and `into.update`, runOnlineStep takes them as arguments); the same checks and
+// names (into.params[i], into.update.slots[k], ...). ParseOnlineUpdateValues needs
+// computeGrads (checked by the caller).
+void ParseOnlineIntoValues(Napi::Env env, const bt::Session& s, bt::DType dtype, PinnedArrays* pins,
+                           const bt::OnlineArgs& args, const Napi::Value& params, const Napi::Value& grads_out,
+                           const Napi::Value& losses_out, const Napi::Value& outputs, const Napi::Value& outputs_out,
+                           OnlineExtras* extras);
+void ParseOnlineUpdateValues(Napi::Env env, const bt::Session& s, bt::DType dtype, PinnedArrays* pins,
+                             const Napi::Value& optimizer, const Napi::Value& params, const Napi::Value& slots,
+                             const Napi::Value& lr, const Napi::Value& max_norm, const Napi::Value& non_finite,
+                             OnlineExtras* extras);
 void FinishOnlineArgs(bt::OnlineArgs* out, const void* loss_scale);
 Napi::Object OnlineResultToJs(Napi::Env env, const bt::OnlineResult& r, bt::DType dtype, bool grads);
 // The result of a runOnline call with `extras` (gradsOut / lossesOut / outputs): phase 2,
@@ -375,6 +435,13 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
   Napi::Value RunSequenceAsync(const Napi::CallbackInfo& info);
   Napi::Value ConfigureOnline(const Napi::CallbackInfo& info);
   Napi::Value RunOnline(const Napi::CallbackInfo& info);
+  // runOnline of one step (chunk 1, no lossScale) with its arguments positional (no property
+  // reads; see NativeSession.runOnlineStep): the same checks, run and result.
+  Napi::Value RunOnlineStep(const Napi::CallbackInfo& info);
+  // The run and result of RunOnline / RunOnlineStep after their phase 1 (*loss_scale: the
+  // pinned lossScale's destination, read after Pin).
+  Napi::Value RunOnlineParsed(Napi::Env env, const std::shared_ptr<bt::Session>& held, PinnedArrays& pins,
+                              bt::OnlineArgs& args, const void* const* loss_scale, OnlineExtras& extras);
   Napi::Value RunOnlineAsync(const Napi::CallbackInfo& info);
   Napi::Value ResetTraces(const Napi::CallbackInfo& info);
   Napi::Value TraceInfo(const Napi::CallbackInfo& info);
@@ -391,6 +458,11 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
   bt::DType dtype_ = bt::DType::F32;
   int64_t external_bytes_ = 0;  // reported to V8 with AdjustExternalMemory
   bool disposed_ = false;
+  // runOnline's result buffers, kept between calls so that a streaming step allocates none
+  // (run_online reuses their storage); kept only up to 1 MiB (a larger call frees them). A
+  // call takes them out for its duration (a call re-entered from a setter while results are
+  // built finds none and uses fresh ones).
+  bt::OnlineResult online_scratch_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -426,6 +498,8 @@ class Addon : public Napi::Addon<Addon> {
   Napi::FunctionReference optimizer_ctor;
   // The cancel flags of this environment's in-flight async calls (control.cc).
   std::shared_ptr<InFlightRegistry> inflight;
+  // The property keys of the hot paths (see Key): an Array of strings, indexed by Key.
+  Napi::Reference<Napi::Array> keys;
 
  private:
   Napi::Value Info(const Napi::CallbackInfo& info);

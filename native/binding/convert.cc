@@ -150,8 +150,11 @@ napi_typedarray_type TypedArrayTypeOf(bt::DType dtype) {
   return dtype == bt::DType::F64 ? napi_float64_array : napi_float32_array;
 }
 
-size_t CheckTypedArray(Napi::Env env, const Napi::Value& v, const std::string& name, napi_typedarray_type type,
-                       size_t length) {
+namespace {
+// CheckTypedArray's body; `name()` gives the argument's name (called only on failure).
+template <typename Name>
+size_t CheckTypedArrayImpl(Napi::Env env, const Napi::Value& v, const Name& name, napi_typedarray_type type,
+                           size_t length) {
   // The messages are built only on failure (this runs for every array of every call).
   auto expected = [&] {
     const char* want = TypedArrayTypeName(type);
@@ -163,16 +166,27 @@ size_t CheckTypedArray(Napi::Env env, const Napi::Value& v, const std::string& n
   napi_typedarray_type got = napi_int8_array;
   size_t n = 0;
   if (v.IsEmpty() || napi_get_typedarray_info(env, v, &got, &n, nullptr, nullptr, nullptr) != napi_ok || got != type) {
-    throw ArgTypeError(env, name + " must be " + expected() + " (got " + Describe(v) + ")");
+    throw ArgTypeError(env, name() + " must be " + expected() + " (got " + Describe(v) + ")");
   }
   // A detached buffer has length 0; only then is it worth asking.
   if (n == 0 && IsDetached(env, v)) {
-    throw ArgTypeError(env, name + " must be " + expected() + " (got a typed array whose buffer is detached)");
+    throw ArgTypeError(env, name() + " must be " + expected() + " (got a typed array whose buffer is detached)");
   }
   if (length != PinnedArrays::kAnyLength && n != length) {
-    throw ArgRangeError(env, name + " must be " + expected() + " (got " + Describe(v) + ")");
+    throw ArgRangeError(env, name() + " must be " + expected() + " (got " + Describe(v) + ")");
   }
   return n;
+}
+}  // namespace
+
+size_t CheckTypedArray(Napi::Env env, const Napi::Value& v, const std::string& name, napi_typedarray_type type,
+                       size_t length) {
+  return CheckTypedArrayImpl(env, v, [&] { return name; }, type, length);
+}
+
+size_t CheckTypedArray(Napi::Env env, const Napi::Value& v, const ArgName& name, napi_typedarray_type type,
+                       size_t length) {
+  return CheckTypedArrayImpl(env, v, [&] { return name.str(); }, type, length);
 }
 
 size_t PinnedArrays::Add(const Napi::Value& v, std::string name, bt::DType dtype, size_t length, const void** dst) {
@@ -182,7 +196,18 @@ size_t PinnedArrays::Add(const Napi::Value& v, std::string name, bt::DType dtype
 size_t PinnedArrays::Add(const Napi::Value& v, std::string name, napi_typedarray_type type, size_t length,
                          const void** dst) {
   const size_t n = CheckTypedArray(env_, v, name, type, length);
-  entries_.push_back(Entry{static_cast<napi_value>(v), std::move(name), type, n, dst});
+  entries_.push_back(Entry{static_cast<napi_value>(v), std::move(name), ArgName{""}, type, n, dst});
+  return n;
+}
+
+size_t PinnedArrays::Add(const Napi::Value& v, ArgName name, bt::DType dtype, size_t length, const void** dst) {
+  return Add(v, name, TypedArrayTypeOf(dtype), length, dst);
+}
+
+size_t PinnedArrays::Add(const Napi::Value& v, ArgName name, napi_typedarray_type type, size_t length,
+                         const void** dst) {
+  const size_t n = CheckTypedArray(env_, v, name, type, length);
+  entries_.push_back(Entry{static_cast<napi_value>(v), std::string(), name, type, n, dst});
   return n;
 }
 
@@ -202,16 +227,16 @@ void PinnedArrays::Pin(std::vector<std::vector<unsigned char>>* owned) {
     void* ptr = nullptr;
     napi_value ab = nullptr;
     if (napi_get_typedarray_info(env, e.value, &type, &length, &ptr, &ab, &offset) != napi_ok || type != e.type) {
-      throw ArgTypeError(env_, e.name + " must be " + expected() + " (got a value that is no longer that typed array)");
+      throw ArgTypeError(env_, e.Name() + " must be " + expected() + " (got a value that is no longer that typed array)");
     }
     if (length != e.length || (ptr == nullptr && length != 0)) {
       bool detached = false;
       if (napi_is_detached_arraybuffer(env, ab, &detached) != napi_ok) detached = false;
       if (detached || ptr == nullptr) {
-        throw ArgTypeError(env_, e.name + " must be " + expected() +
+        throw ArgTypeError(env_, e.Name() + " must be " + expected() +
                                      " (got a typed array whose buffer was detached during the call)");
       }
-      throw ArgRangeError(env_, e.name + " must be " + expected() + " (got a typed array of length " +
+      throw ArgRangeError(env_, e.Name() + " must be " + expected() + " (got a typed array of length " +
                                     std::to_string(length) + ": its buffer was resized during the call)");
     }
     const size_t bytes = length * ElementSizeOf(e.type);
@@ -221,7 +246,7 @@ void PinnedArrays::Pin(std::vector<std::vector<unsigned char>>* owned) {
       size_t ab_bytes = 0;
       if (napi_get_arraybuffer_info(env, ab, &ab_data, &ab_bytes) != napi_ok || offset > ab_bytes ||
           ab_bytes - offset < bytes) {
-        throw ArgRangeError(env_, e.name + " must be " + expected() + " (got a typed array whose buffer holds " +
+        throw ArgRangeError(env_, e.Name() + " must be " + expected() + " (got a typed array whose buffer holds " +
                                       std::to_string(ab_bytes) + " bytes from offset " + std::to_string(offset) +
                                       ", fewer than its " + std::to_string(bytes) + ": resized during the call)");
       }
@@ -597,57 +622,110 @@ void ParseOnlineConfig(Napi::Env env, const Napi::Value& v, bt::OnlineConfig* ou
   out->non_temporal_slots = SlotList(env, o.Get("nonTemporalSlots"), "config.nonTemporalSlots", "param slots");
 }
 
+namespace {
+// The integer of CheckInteger(env, v, name, what, lo, hi) without building its strings when
+// `v` passes (the hot paths): a failing value goes to CheckInteger, which throws its error.
+int64_t FastInteger(Napi::Env env, const Napi::Value& v, const char* name, const char* what, double lo, double hi) {
+  if (v.IsNumber()) {
+    const double d = v.As<Napi::Number>().DoubleValue();
+    if (d >= lo && d <= hi && std::floor(d) == d) return static_cast<int64_t>(d);
+  }
+  return CheckInteger(env, v, name, what, lo, hi);
+}
+
+// CheckArrayOf without building the name unless it fails.
+Napi::Array FastArrayOf(Napi::Env env, const Napi::Value& v, const char* name, size_t length) {
+  if (v.IsArray()) {
+    Napi::Array a = v.As<Napi::Array>();
+    if (a.Length() == length) return a;
+  }
+  return CheckArrayOf(env, v, name, length);
+}
+
+// OptionalBool without building the name unless it fails.
+bool FastOptionalBool(Napi::Env env, const Napi::Value& v, const char* name, bool dflt) {
+  if (v.IsBoolean()) return v.As<Napi::Boolean>().Value();
+  return OptionalBool(env, v, name, dflt);
+}
+
+// CheckObject without building the name unless it fails.
+Napi::Object FastObject(Napi::Env env, const Napi::Value& v, const char* name, const char* what) {
+  if (v.IsObject() && !v.IsArray() && !v.IsTypedArray() && !v.IsFunction()) return v.As<Napi::Object>();
+  return CheckObject(env, v, name, what);
+}
+}  // namespace
+
 void ParseOnlineArgs(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt::DType dtype, PinnedArrays* pins,
                      bt::OnlineArgs* out, const void** loss_scale) {
-  Napi::Object o = CheckObject(env, v, "args", "an object { steps, inputs, lossScale?, computeGrads?, chunk? }");
-  const int64_t steps = CheckInteger(env, o.Get("steps"), "steps", "an integer >= 1", 1, 9007199254740992.0);
+  // Keys as values (see Key) and names built only on failure: this runs for every call.
+  Napi::Object o = FastObject(env, v, "args", "an object { steps, inputs, lossScale?, computeGrads?, chunk? }");
+  const int64_t steps = FastInteger(env, GetKey(env, o, Key::Steps), "steps", "an integer >= 1", 1, 9007199254740992.0);
   out->steps = steps;
   const int n_in = s.num_inputs();
-  Napi::Array inputs = CheckArrayOf(env, o.Get("inputs"), "inputs", static_cast<size_t>(n_in));
+  Napi::Array inputs = FastArrayOf(env, GetKey(env, o, Key::Inputs), "inputs", static_cast<size_t>(n_in));
   out->inputs.assign(static_cast<size_t>(n_in), nullptr);
   for (int i = 0; i < n_in; ++i) {
     const double total = double(steps) * double(Numel(s.input_shape(i)));
-    const std::string name = "inputs[" + std::to_string(i) + "]";
     if (total > 9007199254740992.0) {
-      throw ArgRangeError(env, name + " would need " + std::to_string(total) +
+      throw ArgRangeError(env, ArgName{"inputs", i}.str() + " would need " + std::to_string(total) +
                                    " elements (steps * numel of the slot): too large");
     }
-    pins->Add(inputs.Get(static_cast<uint32_t>(i)), name, dtype, static_cast<size_t>(total),
+    pins->Add(inputs.Get(static_cast<uint32_t>(i)), ArgName{"inputs", i}, dtype, static_cast<size_t>(total),
               &out->inputs[static_cast<size_t>(i)]);
   }
-  Napi::Value ls = o.Get("lossScale");
+  Napi::Value ls = GetKey(env, o, Key::LossScale);
   out->loss_scale.clear();
   *loss_scale = nullptr;
   if (!ls.IsUndefined() && !ls.IsNull()) {
-    pins->Add(ls, "lossScale", napi_float64_array, static_cast<size_t>(steps), loss_scale);
+    pins->Add(ls, ArgName{"lossScale"}, napi_float64_array, static_cast<size_t>(steps), loss_scale);
   }
-  out->compute_grads = OptionalBool(env, o.Get("computeGrads"), "computeGrads", true);
-  Napi::Value ch = o.Get("chunk");
+  out->compute_grads = FastOptionalBool(env, GetKey(env, o, Key::ComputeGrads), "computeGrads", true);
+  Napi::Value ch = GetKey(env, o, Key::Chunk);
   out->chunk = (ch.IsUndefined() || ch.IsNull()) ? 1
-                                                 : CheckInteger(env, ch, "chunk", "an integer >= 1", 1, 9007199254740992.0);
+                                                 : FastInteger(env, ch, "chunk", "an integer >= 1", 1, 9007199254740992.0);
 }
 
 void ParseOnlineExtras(Napi::Env env, const Napi::Value& v, const bt::Session& s, bt::DType dtype, PinnedArrays* pins,
                        const bt::OnlineArgs& args, OnlineExtras* extras) {
   if (v.IsEmpty() || v.IsUndefined()) return;
-  Napi::Object o = CheckObject(env, v, "into", "an object { params?, gradsOut?, lossesOut?, outputs? } or undefined");
+  Napi::Object o = FastObject(env, v, "into", "an object { params?, gradsOut?, lossesOut?, outputs?, outputsOut? } or undefined");
   // Every key is read (phase 1) before any array is pinned.
-  Napi::Value pv = o.Get("params");
-  Napi::Value gv = o.Get("gradsOut");
-  Napi::Value lv = o.Get("lossesOut");
-  Napi::Value ov = o.Get("outputs");
-  auto given = [](const Napi::Value& x) { return !x.IsUndefined() && !x.IsNull(); };
+  Napi::Value pv = GetKey(env, o, Key::Params);
+  Napi::Value gv = GetKey(env, o, Key::GradsOut);
+  Napi::Value lv = GetKey(env, o, Key::LossesOut);
+  Napi::Value ov = GetKey(env, o, Key::Outputs);
+  Napi::Value oov = GetKey(env, o, Key::OutputsOut);
+  ParseOnlineIntoValues(env, s, dtype, pins, args, pv, gv, lv, ov, oov, extras);
+  Napi::Value uv = GetKey(env, o, Key::Update);
+  if (uv.IsUndefined() || uv.IsNull()) return;
+  if (!args.compute_grads) {
+    throw ArgTypeError(env, "into.update needs computeGrads: true (got computeGrads false and update " + Describe(uv) + ")");
+  }
+  Napi::Object u = FastObject(env, uv, "into.update", "an object { optimizer, params, slots, lr, maxNorm?, nonFinite? }");
+  Napi::Value opt_v = GetKey(env, u, Key::Optimizer);
+  Napi::Value up_v = GetKey(env, u, Key::Params);
+  Napi::Value sl_v = GetKey(env, u, Key::Slots);
+  Napi::Value lr_v = GetKey(env, u, Key::Lr);
+  Napi::Value mn_v = GetKey(env, u, Key::MaxNorm);
+  Napi::Value nf_v = GetKey(env, u, Key::NonFinite);
+  ParseOnlineUpdateValues(env, s, dtype, pins, opt_v, up_v, sl_v, lr_v, mn_v, nf_v, extras);
+}
+
+void ParseOnlineIntoValues(Napi::Env env, const bt::Session& s, bt::DType dtype, PinnedArrays* pins,
+                           const bt::OnlineArgs& args, const Napi::Value& pv, const Napi::Value& gv,
+                           const Napi::Value& lv, const Napi::Value& ov, const Napi::Value& oov, OnlineExtras* extras) {
+  auto given = [](const Napi::Value& x) { return !x.IsEmpty() && !x.IsUndefined() && !x.IsNull(); };
   const int np = s.num_params();
   if (given(pv)) {
-    Napi::Array a = CheckArrayOf(env, pv, "into.params", static_cast<size_t>(np));
+    Napi::Array a = FastArrayOf(env, pv, "into.params", static_cast<size_t>(np));
     extras->has_params = true;
     extras->params.assign(static_cast<size_t>(np), nullptr);
     extras->param_sizes.assign(static_cast<size_t>(np), 0);
     for (int i = 0; i < np; ++i) {
       const size_t k = static_cast<size_t>(i);
       extras->param_sizes[k] = static_cast<size_t>(Numel(s.param_shape(i)));
-      pins->Add(a.Get(static_cast<uint32_t>(i)), "into.params[" + std::to_string(i) + "]", dtype,
-                extras->param_sizes[k], &extras->params[k]);
+      pins->Add(a.Get(static_cast<uint32_t>(i)), ArgName{"into.params", i}, dtype, extras->param_sizes[k],
+                &extras->params[k]);
     }
   }
   if (given(gv)) {
@@ -655,49 +733,70 @@ void ParseOnlineExtras(Napi::Env env, const Napi::Value& v, const bt::Session& s
       throw ArgTypeError(env, "into.gradsOut needs computeGrads: true (got computeGrads false and gradsOut " +
                                   Describe(gv) + ")");
     }
-    Napi::Array a = CheckArrayOf(env, gv, "into.gradsOut", static_cast<size_t>(np));
+    Napi::Array a = FastArrayOf(env, gv, "into.gradsOut", static_cast<size_t>(np));
     extras->has_grads_out = true;
     extras->grads_out.assign(static_cast<size_t>(np), nullptr);
     for (int i = 0; i < np; ++i) {
-      pins->Add(a.Get(static_cast<uint32_t>(i)), "into.gradsOut[" + std::to_string(i) + "]", dtype,
+      pins->Add(a.Get(static_cast<uint32_t>(i)), ArgName{"into.gradsOut", i}, dtype,
                 static_cast<size_t>(Numel(s.param_shape(i))), &extras->grads_out[static_cast<size_t>(i)]);
     }
   }
   if (given(lv)) {
     const size_t n = (args.compute_grads && s.has_loss()) ? static_cast<size_t>(args.steps) : 0;
-    pins->Add(lv, "into.lossesOut", napi_float64_array, n, &extras->losses_out);
+    pins->Add(lv, ArgName{"into.lossesOut"}, napi_float64_array, n, &extras->losses_out);
     extras->has_losses_out = true;
   }
-  extras->outputs = OptionalBool(env, ov, "into.outputs", true);
-  Napi::Value uv = o.Get("update");
-  if (!given(uv)) return;
-  if (!args.compute_grads) {
-    throw ArgTypeError(env, "into.update needs computeGrads: true (got computeGrads false and update " + Describe(uv) + ")");
+  extras->outputs = FastOptionalBool(env, ov, "into.outputs", true);
+  if (given(oov)) {
+    // One array per model-output slot (steps * numel of the slot), written instead of fresh ones.
+    if (!extras->outputs) {
+      throw ArgTypeError(env, "into.outputsOut needs outputs: true (got outputs false and outputsOut " + Describe(oov) + ")");
+    }
+    const int no = s.num_outputs();
+    Napi::Array a = FastArrayOf(env, oov, "into.outputsOut", static_cast<size_t>(no));
+    extras->has_outputs_out = true;
+    extras->outputs_out.assign(static_cast<size_t>(no), nullptr);
+    for (int i = 0; i < no; ++i) {
+      const double total = double(args.steps) * double(Numel(s.output_shape(i)));
+      if (total > 9007199254740992.0) {
+        throw ArgRangeError(env, ArgName{"into.outputsOut", i}.str() + " would need " + std::to_string(total) +
+                                     " elements (steps * numel of the output): too large");
+      }
+      pins->Add(a.Get(static_cast<uint32_t>(i)), ArgName{"into.outputsOut", i}, dtype, static_cast<size_t>(total),
+                &extras->outputs_out[static_cast<size_t>(i)]);
+    }
   }
-  Napi::Object u = CheckObject(env, uv, "into.update", "an object { optimizer, params, slots, lr, maxNorm?, nonFinite? }");
-  Napi::Value opt_v = u.Get("optimizer");
-  Napi::Value up_v = u.Get("params");
-  Napi::Value sl_v = u.Get("slots");
-  Napi::Value lr_v = u.Get("lr");
-  Napi::Value mn_v = u.Get("maxNorm");
-  Napi::Value nf_v = u.Get("nonFinite");
+}
+
+void ParseOnlineUpdateValues(Napi::Env env, const bt::Session& s, bt::DType dtype, PinnedArrays* pins,
+                             const Napi::Value& opt_v, const Napi::Value& up_v, const Napi::Value& sl_v,
+                             const Napi::Value& lr_v, const Napi::Value& mn_v, const Napi::Value& nf_v,
+                             OnlineExtras* extras) {
+  const int np = s.num_params();
   extras->optimizer = UnwrapOptimizer(env, opt_v, "into.update.optimizer", dtype, &extras->update_sizes);
   const size_t n = extras->update_sizes.size();
   if (n != static_cast<size_t>(np)) {
     throw ArgRangeError(env, "into.update.optimizer must be bound to " + std::to_string(np) +
                                  " parameters, one per param slot (it is bound to " + std::to_string(n) + ")");
   }
-  Napi::Array sa = CheckArrayOf(env, sl_v, "into.update.slots", n);
+  Napi::Array sa = FastArrayOf(env, sl_v, "into.update.slots", n);
   extras->update_slots.assign(n, -1);
   std::vector<char> seen(n, 0);
   for (size_t k = 0; k < n; ++k) {
-    const std::string sn = "into.update.slots[" + std::to_string(k) + "]";
-    const int slot = static_cast<int>(CheckInteger(env, sa.Get(static_cast<uint32_t>(k)), sn,
-                                                   "a param slot in [0, " + std::to_string(np) + ")", 0, np - 1));
-    if (seen[static_cast<size_t>(slot)]) throw ArgRangeError(env, sn + " repeats param slot " + std::to_string(slot));
+    auto sn = [&] { return ArgName{"into.update.slots", static_cast<int64_t>(k)}.str(); };
+    const Napi::Value sv = sa.Get(static_cast<uint32_t>(k));
+    int slot = -1;
+    if (sv.IsNumber()) {
+      const double d = sv.As<Napi::Number>().DoubleValue();
+      if (d >= 0 && d <= np - 1 && std::floor(d) == d) slot = static_cast<int>(d);
+    }
+    if (slot < 0) {  // throws the error of the checked form
+      slot = static_cast<int>(CheckInteger(env, sv, sn(), "a param slot in [0, " + std::to_string(np) + ")", 0, np - 1));
+    }
+    if (seen[static_cast<size_t>(slot)]) throw ArgRangeError(env, sn() + " repeats param slot " + std::to_string(slot));
     seen[static_cast<size_t>(slot)] = 1;
     if (Numel(s.param_shape(slot)) != extras->update_sizes[k]) {
-      throw ArgRangeError(env, sn + " is param slot " + std::to_string(slot) + " of " +
+      throw ArgRangeError(env, sn() + " is param slot " + std::to_string(slot) + " of " +
                                    std::to_string(Numel(s.param_shape(slot))) + " values, but the optimizer's parameter " +
                                    std::to_string(k) + " has " + std::to_string(extras->update_sizes[k]));
     }
@@ -713,10 +812,10 @@ void ParseOnlineExtras(Napi::Env env, const Napi::Value& v, const bt::Session& s
   extras->lr = nonneg(lr_v, "into.update.lr", false);
   extras->max_norm = nonneg(mn_v, "into.update.maxNorm", true);
   extras->policy = ParseNonFinitePolicy(env, nf_v);
-  Napi::Array pa = CheckArrayOf(env, up_v, "into.update.params", n);
+  Napi::Array pa = FastArrayOf(env, up_v, "into.update.params", n);
   extras->update_params.assign(n, nullptr);
   for (size_t k = 0; k < n; ++k) {
-    pins->Add(pa.Get(static_cast<uint32_t>(k)), "into.update.params[" + std::to_string(k) + "]", dtype,
+    pins->Add(pa.Get(static_cast<uint32_t>(k)), ArgName{"into.update.params", static_cast<int64_t>(k)}, dtype,
               static_cast<size_t>(extras->update_sizes[k]), &extras->update_params[k]);
   }
   extras->has_update = true;
@@ -730,6 +829,12 @@ void WriteOnlineExtras(const bt::OnlineResult& r, bt::DType dtype, const OnlineE
       if (bytes != 0) std::memcpy(const_cast<void*>(extras.grads_out[k]), r.param_grads[k].bytes.data(), bytes);
     }
   }
+  if (extras.has_outputs_out) {
+    for (size_t k = 0; k < extras.outputs_out.size() && k < r.outputs.size(); ++k) {
+      const size_t bytes = r.outputs[k].numel * es;
+      if (bytes != 0) std::memcpy(const_cast<void*>(extras.outputs_out[k]), r.outputs[k].bytes.data(), bytes);
+    }
+  }
   if (extras.has_losses_out && extras.losses_out != nullptr && !r.losses.empty()) {
     std::memcpy(const_cast<void*>(extras.losses_out), r.losses.data(), r.losses.size() * sizeof(double));
   }
@@ -739,17 +844,24 @@ Napi::Object OnlineExtrasResultToJs(Napi::Env env, const bt::OnlineResult& r, bt
                                     const OnlineExtras& extras) {
   // Only what the `into` arrays did not receive (each field costs an allocation and a
   // property definition, a good part of a tiny streaming step).
+  // Every value is built (copied out of `r`) before the first property is set: a setter on
+  // Object.prototype may run JS, which must not see `r` half read.
   Napi::Object o = Napi::Object::New(env);
-  if (extras.outputs) o.Set("outputs", BuffersToJs(env, r.outputs, dtype));
+  Napi::Value outputs, losses_v, grads_v;
+  if (extras.outputs && !extras.has_outputs_out) outputs = BuffersToJs(env, r.outputs, dtype);
   if (!extras.has_losses_out) {
     Napi::Float64Array losses = Napi::Float64Array::New(env, r.losses.size());
     if (!r.losses.empty()) std::memcpy(losses.Data(), r.losses.data(), r.losses.size() * sizeof(double));
-    o.Set("losses", losses);
+    losses_v = losses;
   }
-  if (grads && !extras.has_grads_out) o.Set("paramGrads", BuffersToJs(env, r.param_grads, dtype));
-  if (extras.has_update) {
-    o.Set("gradNorm", Napi::Number::New(env, extras.grad_norm));
-    o.Set("skipped", Napi::Boolean::New(env, extras.skipped));
+  // With an update the gradients were consumed by it: returned only into gradsOut.
+  if (grads && !extras.has_grads_out && !extras.has_update) grads_v = BuffersToJs(env, r.param_grads, dtype);
+  if (!outputs.IsEmpty()) SetKey(env, o, Key::Outputs, outputs);
+  if (!losses_v.IsEmpty()) SetKey(env, o, Key::Losses, losses_v);
+  if (!grads_v.IsEmpty()) SetKey(env, o, Key::ParamGrads, grads_v);
+  if (extras.has_update && !extras.has_stats_out) {
+    SetKey(env, o, Key::GradNorm, Napi::Number::New(env, extras.grad_norm));
+    SetKey(env, o, Key::Skipped, Napi::Boolean::New(env, extras.skipped));
   }
   return o;
 }

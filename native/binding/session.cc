@@ -277,6 +277,7 @@ Napi::Function SessionWrap::Define(Napi::Env env) {
                          InstanceMethod("runSequenceAsync", &SessionWrap::RunSequenceAsync),
                          InstanceMethod("configureOnline", &SessionWrap::ConfigureOnline),
                          InstanceMethod("runOnline", &SessionWrap::RunOnline),
+                         InstanceMethod("runOnlineStep", &SessionWrap::RunOnlineStep),
                          InstanceMethod("runOnlineAsync", &SessionWrap::RunOnlineAsync),
                          InstanceMethod("resetTraces", &SessionWrap::ResetTraces),
                          InstanceMethod("traceInfo", &SessionWrap::TraceInfo),
@@ -327,6 +328,7 @@ void SessionWrap::Release(Napi::Env env) {
   // An in-flight worker holds its own reference; the core session is freed when
   // the last holder lets go.
   if (core_) core_->session.reset();
+  online_scratch_ = bt::OnlineResult{};  // the kept result buffers go with the session
 }
 
 std::shared_ptr<bt::Session> SessionWrap::Hold(Napi::Env env) {
@@ -681,46 +683,127 @@ Napi::Value SessionWrap::RunOnline(const Napi::CallbackInfo& info) {
     OnlineExtras extras;
     ParseOnlineArgs(env, info[0], *held, dtype_, &pins, &args, &loss_scale);
     ParseOnlineExtras(env, info[1], *held, dtype_, &pins, args, &extras);
-    Live(env, false);
-    // A getter of phase 1 may have disposed the update's optimizer: DISPOSED before anything runs.
-    if (extras.has_update) CheckOptimizerLive(env, extras.optimizer);
-    pins.Pin();
-    FinishOnlineArgs(&args, loss_scale);
-    bt::OnlineResult r;
-    bt::Status st;
-    // `params`: stored first, slot by slot with setParam's checks (as setParams would).
-    for (size_t i = 0; extras.has_params && i < extras.params.size() && st.ok(); ++i) {
-      st = held->set_param(static_cast<int>(i), extras.params[i], extras.param_sizes[i]);
-    }
-    if (st.ok()) st = held->run_online(args, &r);
-    if (st.ok()) WriteOnlineExtras(r, dtype_, extras);  // still pinned: no JS has run
-    bool update_failed = false;
-    if (st.ok() && extras.has_update) {
-      // The optimizer step on the caller's arrays (its path order) from the call's gradients,
-      // then the updated weights stored (as NativeOptimizer.step followed by setParams).
-      const size_t n = extras.update_params.size();
-      std::vector<void*> w(n, nullptr);
-      std::vector<const void*> g(n, nullptr);
-      for (size_t k = 0; k < n; ++k) {
-        w[k] = const_cast<void*>(extras.update_params[k]);
-        g[k] = r.param_grads[static_cast<size_t>(extras.update_slots[k])].bytes.data();
-      }
-      st = StepUnwrappedOptimizer(env, extras.optimizer, w, g, extras.update_sizes, extras.lr, extras.max_norm,
-                                  extras.policy, &extras.grad_norm, &extras.skipped);
-      update_failed = !st.ok();
-      for (size_t k = 0; k < n && st.ok() && !extras.skipped; ++k) {
-        st = held->set_param(extras.update_slots[k], w[k], static_cast<size_t>(extras.update_sizes[k]));
-      }
-    }
-    pins.Unpin();
-    if (!st.ok()) {
-      Napi::Error err = StatusError(env, st);
-      // The optimizer's own names (params[k] / grads[k] in its path order), not the session's.
-      if (update_failed) err.Set("stage", Napi::String::New(env, "update"));
-      throw err;
-    }
-    return OnlineExtrasResultToJs(env, r, dtype_, args.compute_grads, extras);
+    return RunOnlineParsed(env, held, pins, args, &loss_scale, extras);
   });
+}
+
+// runOnlineStep(x, y, computeGrads, params, gradsOut, lossesOut, outputs, outputsOut,
+//               optimizer, updateParams, slots, lr, maxNorm, nonFinite, stats)
+// is runOnline({ steps: 1, inputs: [x, y] (y undefined for a session of one input),
+// computeGrads }, { params, gradsOut, lossesOut, outputs, outputsOut, update: optimizer ===
+// undefined ? undefined : { optimizer, params: updateParams, slots, lr, maxNorm, nonFinite } }):
+// the same checks and names, without a property read. With an update, `stats` (a
+// Float64Array of 2, optional) receives [gradNorm, skipped ? 1 : 0] instead of the result.
+Napi::Value SessionWrap::RunOnlineStep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    const std::shared_ptr<bt::Session> held = Hold(env);
+    const bt::Session& s = *held;
+    PinnedArrays pins(env);
+    bt::OnlineArgs args;
+    OnlineExtras extras;
+    args.steps = 1;
+    args.chunk = 1;
+    const int n_in = s.num_inputs();
+    if (n_in < 1 || n_in > 2) {
+      throw ArgRangeError(env, "runOnlineStep takes a session of 1 or 2 inputs (this one has " + std::to_string(n_in) +
+                                   "): use runOnline");
+    }
+    if (n_in == 1 && !info[1].IsUndefined()) {
+      throw ArgRangeError(env, "inputs[1] must be undefined: the session has 1 input (got " + Describe(info[1]) + ")");
+    }
+    args.inputs.assign(static_cast<size_t>(n_in), nullptr);
+    for (int i = 0; i < n_in; ++i) {
+      pins.Add(info[static_cast<size_t>(i)], ArgName{"inputs", i}, dtype_, static_cast<size_t>(Numel(s.input_shape(i))),
+               &args.inputs[static_cast<size_t>(i)]);
+    }
+    const Napi::Value cg = info[2];
+    if (cg.IsBoolean()) {
+      args.compute_grads = cg.As<Napi::Boolean>().Value();
+    } else if (cg.IsUndefined() || cg.IsNull()) {
+      args.compute_grads = true;
+    } else {
+      throw ArgTypeError(env, "computeGrads must be a boolean (got " + Describe(cg) + ")");
+    }
+    ParseOnlineIntoValues(env, s, dtype_, &pins, args, info[3], info[4], info[5], info[6], info[7], &extras);
+    const Napi::Value opt = info[8];
+    if (!opt.IsUndefined() && !opt.IsNull()) {
+      if (!args.compute_grads) {
+        throw ArgTypeError(env, "into.update needs computeGrads: true (got computeGrads false and update " +
+                                    Describe(opt) + ")");
+      }
+      ParseOnlineUpdateValues(env, s, dtype_, &pins, opt, info[9], info[10], info[11], info[12], info[13], &extras);
+      const Napi::Value stats = info[14];
+      if (!stats.IsUndefined()) {
+        pins.Add(stats, ArgName{"stats"}, napi_float64_array, 2, &extras.stats_out);
+        extras.has_stats_out = true;
+      }
+    }
+    const void* no_loss_scale = nullptr;
+    return RunOnlineParsed(env, held, pins, args, &no_loss_scale, extras);
+  });
+}
+
+Napi::Value SessionWrap::RunOnlineParsed(Napi::Env env, const std::shared_ptr<bt::Session>& held, PinnedArrays& pins,
+                                         bt::OnlineArgs& args, const void* const* loss_scale, OnlineExtras& extras) {
+  Live(env, false);
+  // A getter of phase 1 may have disposed the update's optimizer: DISPOSED before anything runs.
+  if (extras.has_update) CheckOptimizerLive(env, extras.optimizer);
+  pins.Pin();  // writes *loss_scale (a destination of phase 1)
+  FinishOnlineArgs(&args, *loss_scale);
+  // The kept result buffers (see online_scratch_), given back when the call returns; a large
+  // call's buffers are freed instead (only small results are worth keeping between calls).
+  struct Scratch {
+    bt::OnlineResult& home;
+    bt::OnlineResult r;
+    explicit Scratch(bt::OnlineResult& h) : home(h), r(std::move(h)) {}
+    ~Scratch() {
+      constexpr size_t kKeepBytes = size_t(1) << 20;
+      size_t bytes = r.losses.capacity() * sizeof(double);
+      for (const bt::Buffer& b : r.outputs) bytes += b.bytes.capacity();
+      for (const bt::Buffer& b : r.param_grads) bytes += b.bytes.capacity();
+      if (bytes <= kKeepBytes) home = std::move(r);
+    }
+  } scratch(online_scratch_);
+  bt::OnlineResult& r = scratch.r;
+  bt::Status st;
+  // `params`: stored first, slot by slot with setParam's checks (as setParams would).
+  for (size_t i = 0; extras.has_params && i < extras.params.size() && st.ok(); ++i) {
+    st = held->set_param(static_cast<int>(i), extras.params[i], extras.param_sizes[i]);
+  }
+  if (st.ok()) st = held->run_online(args, &r);
+  if (st.ok()) WriteOnlineExtras(r, dtype_, extras);  // still pinned: no JS has run
+  bool update_failed = false;
+  if (st.ok() && extras.has_update) {
+    // The optimizer step on the caller's arrays (its path order) from the call's gradients,
+    // then the updated weights stored (as NativeOptimizer.step followed by setParams).
+    const size_t n = extras.update_params.size();
+    std::vector<void*> w(n, nullptr);
+    std::vector<const void*> g(n, nullptr);
+    for (size_t k = 0; k < n; ++k) {
+      w[k] = const_cast<void*>(extras.update_params[k]);
+      g[k] = r.param_grads[static_cast<size_t>(extras.update_slots[k])].bytes.data();
+    }
+    st = StepUnwrappedOptimizer(env, extras.optimizer, w, g, extras.update_sizes, extras.lr, extras.max_norm,
+                                extras.policy, &extras.grad_norm, &extras.skipped);
+    update_failed = !st.ok();
+    for (size_t k = 0; k < n && st.ok() && !extras.skipped; ++k) {
+      st = held->set_param(extras.update_slots[k], w[k], static_cast<size_t>(extras.update_sizes[k]));
+    }
+    if (st.ok() && extras.has_stats_out) {  // still pinned
+      double* stats = static_cast<double*>(const_cast<void*>(extras.stats_out));
+      stats[0] = extras.grad_norm;
+      stats[1] = extras.skipped ? 1.0 : 0.0;
+    }
+  }
+  pins.Unpin();
+  if (!st.ok()) {
+    Napi::Error err = StatusError(env, st);
+    // The optimizer's own names (params[k] / grads[k] in its path order), not the session's.
+    if (update_failed) err.Set("stage", Napi::String::New(env, "update"));
+    throw err;
+  }
+  return OnlineExtrasResultToJs(env, r, dtype_, args.compute_grads, extras);
 }
 
 Napi::Value SessionWrap::RunOnlineAsync(const Napi::CallbackInfo& info) {

@@ -695,7 +695,29 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
                    std::to_string(steps) + ", got " + std::to_string(a.loss_scale.size()));
   const bool windows = a.compute_grads && a.chunk >= 2;
   on_pieces_warm_ = false;  // the params may have changed since the last call
-  {
+  // The size checks below build their messages as they go; a call that passes them all (the
+  // arithmetic alone, no strings: every call of a streaming step) skips them.
+  auto sizes_fit = [&]() -> bool {
+    int64_t n = 0, total = 0;
+    size_t bytes = 0;
+    auto add = [&](int64_t values, size_t elem) {
+      return checked_bytes(values, elem, &bytes) && checked_add(total, static_cast<int64_t>(bytes), &total) &&
+             total <= kMaxTotalBytes;
+    };
+    for (int s = 0; s < num_outputs(); ++s) {
+      const int64_t per = numel(plan_.outputs[plan_.output_slot_entry[s]].node);
+      if (!checked_product({steps, per}, &n) || !checked_bytes(n, sizeof(T), &bytes) || !add(n, sizeof(T))) return false;
+    }
+    if (windows && (!checked_product({a.chunk, step_total_}, &n) || !checked_bytes(n, sizeof(T), &bytes) ||
+                    !add(n, sizeof(T))))
+      return false;
+    if (has_loss() && !add(steps, sizeof(double))) return false;
+    if (!checked_add(trace_n_.load(), steps, &n)) return false;
+    for (size_t s = 0; s < ni; ++s)
+      if (!checked_product({steps, numel(plan_.input_nodes[s])}, &n) || !checked_bytes(n, sizeof(T), &bytes)) return false;
+    return true;
+  };
+  if (!sizes_fit()) {
     // Products with T (outputs) and with the chunk (the window tape): checked, and the
     // call's results and tape together must fit kMaxTotalBytes.
     ByteBudget b(StatusCode::InvalidArgument, "run_online: the results of " + std::to_string(steps) + " steps");
@@ -720,16 +742,17 @@ Status SessionImpl<T>::run_online_impl(const OnlineArgs& a, OnlineResult* out) {
       BT_RETURN_IF_ERROR(checked_values(StatusCode::InvalidArgument, "run_online: inputs[" + std::to_string(s) +
                                         "] (steps * values per step)", {steps, numel(plan_.input_nodes[s])}, sizeof(T), &n));
   }
+  // The result buffers keep their storage when the caller passes the same result again
+  // (resize / assign reuse capacity: a streaming step allocates nothing here).
   const int nouts = num_outputs();
-  out->outputs.assign(nouts, Buffer{});
+  out->outputs.resize(static_cast<size_t>(nouts));
   for (int s = 0; s < nouts; ++s) {
     const int node = plan_.outputs[plan_.output_slot_entry[s]].node;
     zero_out(&out->outputs[s], numel(node) * steps);
   }
   out->losses.assign((a.compute_grads && has_loss()) ? static_cast<size_t>(steps) : 0, 0.0);
-  out->param_grads.clear();
+  out->param_grads.resize(a.compute_grads ? np : 0);
   if (a.compute_grads) {
-    out->param_grads.assign(np, Buffer{});
     std::fill(on_ppn_.begin(), on_ppn_.end(), 0);  // a stopped call's pending slots are dropped with it
     for (size_t s = 0; s < np; ++s) zero_out(&out->param_grads[s], numel(plan_.param_nodes[s]));
     clear_grad_marks(np);  // all zero: the per-step checks scan what the steps write

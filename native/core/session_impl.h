@@ -281,11 +281,20 @@ class SessionImpl final : public Session {
                     const char* kind, int slot, const void* data, size_t n) {
     BusyGuard guard(busy_);
     if (!guard.ok()) return busy_status(what);
-    BT_RETURN_IF_ERROR(check_copy(what, "slot", slot, nodes.size(), slot_numel(nodes, slot),
-                                  slot_desc(nodes, slot), n, data, true));
-    if (checks_.data)
-      BT_RETURN_IF_ERROR(check_finite(what, std::string(kind) + "[" + std::to_string(slot) + "]",
-                                      static_cast<const T*>(data), static_cast<int64_t>(n), -1));
+    // The checks build their messages (slot_desc, the tensor name) only for a call that
+    // fails them (set_param runs for every weight after each streaming update).
+    const bool copy_ok = slot >= 0 && slot < static_cast<int>(nodes.size()) &&
+                         n == static_cast<size_t>(slot_numel(nodes, slot)) && (data != nullptr || n == 0);
+    if (!copy_ok)
+      BT_RETURN_IF_ERROR(check_copy(what, "slot", slot, nodes.size(), slot_numel(nodes, slot),
+                                    slot_desc(nodes, slot), n, data, true));
+    if (checks_.data) {
+      int64_t bad = -1;
+      BT_RETURN_IF_ERROR(scan_non_finite(static_cast<const T*>(data), static_cast<int64_t>(n), &bad));
+      if (bad >= 0)  // the error of check_finite (it scans again and names the slot)
+        BT_RETURN_IF_ERROR(check_finite(what, std::string(kind) + "[" + std::to_string(slot) + "]",
+                                        static_cast<const T*>(data), static_cast<int64_t>(n), -1));
+    }
     BT_RETURN_IF_ERROR(sync());
     if (n > 0) std::memcpy(store[slot].as<T>(), data, n * sizeof(T));
     return Status::Ok();
