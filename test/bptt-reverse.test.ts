@@ -11,6 +11,7 @@
  *   cotangents alive at once) is compared with a float64 finite-difference check.
  */
 import * as bt from '../lib/index';
+import { Lin } from './helpers/models';
 import type { Tensor } from '../lib/dsl/tensor';
 import { NonFiniteError } from '../lib/runtime/errors';
 
@@ -19,17 +20,6 @@ class Scale extends bt.Module {
   w = new bt.ParamState(bt.init.constant(0.5), [2]);
   update(x: Tensor): Tensor {
     return bt.mul(x, this.w.value);
-  }
-}
-
-/** h = 0.5 h + x W, out = h ro: linear, so a large input overflows where we choose. */
-class Lin extends bt.Module {
-  w = new bt.ParamState(bt.init.constant(1), [1, 1]);
-  ro = new bt.ParamState(bt.init.constant(0.01), [1, 1]);
-  h = new bt.HiddenState([1]);
-  update(x: Tensor): Tensor {
-    this.h.value = bt.add(bt.mul(this.h.value, 0.5), bt.matmul(x, this.w));
-    return bt.matmul(this.h.value, this.ro.value);
   }
 }
 

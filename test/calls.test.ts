@@ -6,25 +6,13 @@
  * binding's `setParams` equals `setParam` slot by slot, with typed argument errors.
  */
 import * as bt from '../lib/index';
+import { CallsRNN, CALLS_B, callsX, callsY } from './helpers/models';
 import type { NativeSession } from '../types/binding';
 
-class DiagRNN extends bt.Module {
-  w = new bt.ParamState(bt.init.xavierNormal(), [2, 4]);
-  b = new bt.ParamState(bt.init.zeros(), [4]);
-  wd = new bt.ParamState(bt.init.uniform({ low: 0.5, high: 0.95 }), [4]);
-  ro = new bt.ParamState(bt.init.xavierNormal(), [4, 1]);
-  h = new bt.HiddenState([4]);
-  update(x: bt.Tensor): bt.Tensor {
-    const h = this.h.value;
-    this.h.value = bt.tanh(bt.add(bt.matmul(x, this.w, this.b), bt.elementWise(this.wd, (y) => bt.mul(y, h))));
-    return bt.matmul(this.h.value, this.ro);
-  }
-}
-
-const B = 2;
-const x = (i: number) => ({ data: Float64Array.from([Math.sin(i), Math.cos(i), 0.5 * Math.sin(2 * i), -0.3]), shape: [B, 2], dtype: 'float64' as const });
-const y = (i: number) => ({ data: Float64Array.from([Math.sin(0.5 * i), Math.cos(0.3 * i)]), shape: [B, 1], dtype: 'float64' as const });
-const make = (algo: 'D_RTRL' | 'BPTT') => bt.compile(new DiagRNN(), bt[algo], { inputShape: [2], batchSize: B, dtype: 'float64' });
+const B = CALLS_B;
+const x = callsX;
+const y = callsY;
+const make = (algo: 'D_RTRL' | 'BPTT') => bt.compile(new CallsRNN(), bt[algo], { inputShape: [2], batchSize: B, dtype: 'float64' });
 
 describe.each(['D_RTRL', 'BPTT'] as const)('%s: synchronous step', (algo) => {
   test('pending until settled, BusyError, call order, rejections', async () => {

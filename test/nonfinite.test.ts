@@ -10,19 +10,9 @@ import * as os from 'os';
 import * as path from 'path';
 
 import * as bt from '../lib/index';
+import { Lin } from './helpers/models';
 import type { Tensor } from '../lib/dsl/tensor';
 import { ArgumentError, NonFiniteError } from '../lib/runtime/errors';
-
-/** h = 0.5 h + x W, out = h ro: linear, so a large input overflows where we choose. */
-class Lin extends bt.Module {
-  w = new bt.ParamState(bt.init.constant(1), [1, 1]);
-  ro = new bt.ParamState(bt.init.constant(0.01), [1, 1]);
-  h = new bt.HiddenState([1]);
-  update(x: Tensor): Tensor {
-    this.h.value = bt.add(bt.mul(this.h.value, 0.5), bt.matmul(x, this.w));
-    return bt.matmul(this.h.value, this.ro.value);
-  }
-}
 
 /** A small tanh RNN (B 2, I 3, H 4) for the data checks. */
 class RNN extends bt.Module {

@@ -53,3 +53,38 @@ export async function rejected<E>(p: Promise<unknown>, cls: new (...a: never[]) 
   expect(err).toBeInstanceOf(cls);
   return err as E;
 }
+
+/**
+ * The per-call tests' model (test/calls.test.ts, test/calls-step.test.ts): a diagonal tanh RNN,
+ * 2 inputs, 4 hidden, 1 output, zero bias and recurrences drawn in [0.5, 0.95].
+ */
+export class CallsRNN extends bt.Module {
+  w = new bt.ParamState(bt.init.xavierNormal(), [2, 4]);
+  b = new bt.ParamState(bt.init.zeros(), [4]);
+  wd = new bt.ParamState(bt.init.uniform({ low: 0.5, high: 0.95 }), [4]);
+  ro = new bt.ParamState(bt.init.xavierNormal(), [4, 1]);
+  h = new bt.HiddenState([4]);
+  update(x: bt.Tensor): bt.Tensor {
+    const h = this.h.value;
+    this.h.value = bt.tanh(bt.add(bt.matmul(x, this.w, this.b), bt.elementWise(this.wd, (y) => bt.mul(y, h))));
+    return bt.matmul(this.h.value, this.ro);
+  }
+}
+
+/** Batch of the CallsRNN fixtures. */
+export const CALLS_B = 2;
+/** Input of step i for CallsRNN: float64, shape [CALLS_B, 2]. */
+export const callsX = (i: number) => ({ data: Float64Array.from([Math.sin(i), Math.cos(i), 0.5 * Math.sin(2 * i), -0.3]), shape: [CALLS_B, 2], dtype: 'float64' as const });
+/** Target of step i for CallsRNN: float64, shape [CALLS_B, 1]. */
+export const callsY = (i: number) => ({ data: Float64Array.from([Math.sin(0.5 * i), Math.cos(0.3 * i)]), shape: [CALLS_B, 1], dtype: 'float64' as const });
+
+/** h = 0.5 h + x W, out = h ro: linear, so a large input overflows where we choose (float64 tests). */
+export class Lin extends bt.Module {
+  w = new bt.ParamState(bt.init.constant(1), [1, 1]);
+  ro = new bt.ParamState(bt.init.constant(0.01), [1, 1]);
+  h = new bt.HiddenState([1]);
+  update(x: bt.Tensor): bt.Tensor {
+    this.h.value = bt.add(bt.mul(this.h.value, 0.5), bt.matmul(x, this.w));
+    return bt.matmul(this.h.value, this.ro.value);
+  }
+}
