@@ -13,6 +13,9 @@ namespace {
 // saves (about 20 us of work at 50 GFLOP/s).
 constexpr double kMinMacsPerThread = double(1 << 19);
 
+// Values packed per chunk when the pack cache packs a B operand over the pool.
+constexpr int64_t kMinPackPerChunk = int64_t(1) << 16;
+
 // Up to this many multiply-adds, kernels/gemm.h's gemm_direct (no packing, the plain
 // loop's rounding) on the calling thread, whatever the kernel.
 constexpr double kDirectMaxMacs = double(1 << 14);
@@ -174,7 +177,26 @@ void GemmPackCache::gemm(const GemmDims& d, T alpha, const T* A, const T* B, T b
     hit = &entries_.back();
   }
   if (hit->epoch != epoch) {
-    kernel.pack(T())(d, B, static_cast<T*>(hit->data));
+    // The panels split over the pool (each chunk packs whole NR-column panels, ~64k values
+    // or more, into their own places): the same bytes as one pack of [0, N).
+    const GemmPackFn<T> pack = kernel.pack(T());
+    T* const dst = static_cast<T*>(hit->data);
+    const int64_t nr = kernel.nr(T());
+    const int64_t panels = (d.N + nr - 1) / nr;
+    const int64_t grain = std::max<int64_t>(1, kMinPackPerChunk / std::max<int64_t>(1, nr * d.K));
+    if (panels <= grain) {
+      pack(d, B, dst, 0, d.N);
+    } else {
+      struct PackJob {  // captured by one pointer: std::function stores it inline
+        GemmPackFn<T> pack;
+        const GemmDims* d;
+        const T* B;
+        T* dst;
+        int64_t nr;
+      } job{pack, &d, B, dst, nr};
+      const PackJob* j = &job;
+      parallel_for(panels, grain, [j](int64_t p0, int64_t p1) { j->pack(*j->d, j->B, j->dst, p0 * j->nr, p1 * j->nr); });
+    }
     hit->epoch = epoch;
     g_packs.fetch_add(1, std::memory_order_relaxed);
   } else {
