@@ -99,6 +99,34 @@ describe('data: xs, ys', () => {
   );
 });
 
+describe('data wider than one scan chunk', () => {
+  /** out = x w with w (I, 1): a step of xs holds B * I values, several chunks of the pool's scan. */
+  class Wide extends bt.Module {
+    w = new bt.ParamState(bt.init.constant(0.001), [40000, 1]);
+    update(x: Tensor): Tensor {
+      return bt.matmul(x, this.w);
+    }
+  }
+  test('the first of several non-finite values in different chunks is the one named', async () => {
+    const l = bt.compile(new Wide(), bt.BPTT, { inputShape: [40000], batchSize: 4, dtype: 'float32', seed: 1 });
+    const n = 4 * 40000;
+    const xs = bt.tensor(new Float32Array(2 * n).fill(0.5), [2, 4, 40000], 'float32');
+    const ys = bt.tensor(new Float32Array(2 * 4), [2, 4, 1], 'float32');
+    // Step 1: bad values at 150000, 100000 and 70000 (chunks of 32768 elements: the 5th, 4th and 3rd).
+    xs.data[n + 150000] = NaN;
+    xs.data[n + 100000] = Infinity;
+    xs.data[n + 70000] = -Infinity;
+    expectNonFinite(await rejection(l.etraceGrad(xs, ys)), 'xs', 1, 70000);
+    expectNonFinite(await rejection(l.run(xs)), 'xs', 1, 70000);
+    xs.data[n + 70000] = 0.5;
+    xs.data[n + 100000] = 0.5;
+    expectNonFinite(await rejection(l.run(xs)), 'xs', 1, 150000);
+    xs.data[n + 150000] = 0.5;
+    expect((await l.etraceGrad(xs, ys)).losses).toHaveLength(2);
+    l.dispose();
+  });
+});
+
 describe('the state a NonFiniteError leaves', () => {
   const traces = (l: bt.Learner) => (l instanceof bt.OnlineLearner ? l.traces() : {});
   async function evolved(algo: Algo, make: () => bt.Learner, xs: bt.HostTensor, n: number): Promise<bt.Learner> {

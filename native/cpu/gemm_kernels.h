@@ -36,10 +36,11 @@ template <typename T>
 using GemmTilePreFn = void (*)(const GemmDims& d, T alpha, const T* A, const T* B, const T* Bpacked, T beta, T* C,
                                int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 
-// Packs the whole op(B) of d for this kernel's GemmTilePreFn into dst
-// (gemm_packed_b_size(d, nr) values).
+// Packs op(B) of d for this kernel's GemmTilePreFn into dst (gemm_packed_b_size(d, nr)
+// values): the panels of columns [j0, j1) (j0 a multiple of nr; j1 one too, or >= N), each in
+// its place of the whole layout; [0, N) packs it all (kernels/gemm.h gemm_pack_b).
 template <typename T>
-using GemmPackFn = void (*)(const GemmDims& d, const T* B, T* dst);
+using GemmPackFn = void (*)(const GemmDims& d, const T* B, T* dst, int64_t j0, int64_t j1);
 
 struct GemmKernelImpl {
   const char* name;

@@ -7,8 +7,10 @@
 #include "cpu/host_tasks.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <new>
 #include <string>
 #include <vector>
@@ -36,6 +38,9 @@ constexpr int64_t kGrain = 16384;
 // (not derived from the thread count) so the norm's summation order never changes.
 constexpr int64_t kOptimGrain = 16384;
 constexpr int64_t kNormBlock = 16384;
+// Elements per chunk of the non-finite scan over the pool (a bandwidth-bound pass: a few
+// microseconds per chunk).
+constexpr int64_t kScanGrain = 32768;
 
 template <typename F>
 void par(int64_t n, int64_t grain, F&& f) {
@@ -607,8 +612,26 @@ Status host_jacobian_read(const JacobianReadTask<T>& task) {
 template <typename T>
 Status host_find_non_finite(const FiniteScanTask<T>& task) {
   if (task.first == nullptr) return Status::Error(StatusCode::Internal, "find_non_finite: no result pointer");
-  *task.first = first_non_finite(task.x, task.n);
-  return Status::Ok();
+  const T* const x = task.x;
+  if (task.n <= kScanGrain) {
+    *task.first = first_non_finite(x, task.n);
+    return Status::Ok();
+  }
+  // Chunks over the pool, each its own first non-finite index; the answer is the smallest,
+  // whatever the split (a chunk that starts past one already found skips its scan).
+  std::atomic<int64_t> first{std::numeric_limits<int64_t>::max()};
+  return guard("find_non_finite", [&] {
+    parallel_for(task.n, kScanGrain, [x, &first](int64_t b, int64_t e) {
+      if (b >= first.load(std::memory_order_relaxed)) return;
+      const int64_t i = first_non_finite(x + b, e - b);
+      if (i < 0) return;
+      int64_t cur = first.load(std::memory_order_relaxed);
+      while (b + i < cur && !first.compare_exchange_weak(cur, b + i, std::memory_order_relaxed)) {
+      }
+    });
+    const int64_t f = first.load();
+    *task.first = f == std::numeric_limits<int64_t>::max() ? -1 : f;
+  });
 }
 
 template <typename T>

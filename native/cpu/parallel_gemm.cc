@@ -13,6 +13,14 @@ namespace {
 // saves (about 20 us of work at 50 GFLOP/s).
 constexpr double kMinMacsPerThread = double(1 << 19);
 
+// The cost of packing one value of op(A) or op(B) in multiply-adds of the micro-kernel (a
+// strided read and a write against ~30 G multiply-adds/s per core; perf of the pp_prop step:
+// about 30), for choosing how a product splits over threads.
+constexpr double kPackMacsPerValue = 24.0;
+
+// Values packed per chunk when the pack cache packs a B operand over the pool.
+constexpr int64_t kMinPackPerChunk = int64_t(1) << 16;
+
 // Up to this many multiply-adds, kernels/gemm.h's gemm_direct (no packing, the plain
 // loop's rounding) on the calling thread, whatever the kernel.
 constexpr double kDirectMaxMacs = double(1 << 14);
@@ -57,16 +65,23 @@ void gemm_run(const GemmKernelImpl& kernel, int max_threads, const GemmDims& d, 
     tile(d, alpha, A, B, beta, C, 0, d.M, 0, d.N);
     return;
   }
-  // A grid of tm x tn tiles (tm * tn <= threads). Every tile packs its rows of op(A) and
-  // its columns of op(B), so pick the grid that packs the least per thread
-  // (M K / tm + K N / tn), with at least one MR (NR) unit per tile row (column).
+  // A grid of tm x tn tiles (tm * tn <= threads), with at least one MR (NR) unit per tile row
+  // (column). The product ends when its largest tile does, and every tile packs its rows of
+  // op(A) and (unless B is prepacked) its columns of op(B), so pick the grid whose largest
+  // tile costs the least: rows * cols * K multiply-adds plus kPackMacsPerValue per packed
+  // value. With B prepacked (the pack cache: a model's weights) a split of M packs no value
+  // twice, a split of N packs all of A on every thread; split_at's first part is the largest.
   const int64_t m_units = (d.M + mr - 1) / mr, n_units = (d.N + nr - 1) / nr;
+  const double K = double(std::max<int64_t>(d.K, 1));
   int64_t tm = 1, tn = 1;
   double best = -1;
   for (int64_t a = 1; a <= threads; ++a) {
     const int64_t b = threads / a;
     if (a > m_units || b > n_units) continue;
-    const double cost = double(d.M) / double(a) + double(d.N) / double(b);
+    const double rows = double(std::min(d.M, (m_units + a - 1) / a * mr));
+    const double cols = double(std::min(d.N, (n_units + b - 1) / b * nr));
+    const double packed = rows * K + (Bpacked != nullptr ? 0.0 : cols * K);
+    const double cost = rows * cols * K + kPackMacsPerValue * packed;
     if (best < 0 || cost < best || (cost == best && a * b > tm * tn)) {
       best = cost;
       tm = a;
@@ -174,7 +189,26 @@ void GemmPackCache::gemm(const GemmDims& d, T alpha, const T* A, const T* B, T b
     hit = &entries_.back();
   }
   if (hit->epoch != epoch) {
-    kernel.pack(T())(d, B, static_cast<T*>(hit->data));
+    // The panels split over the pool (each chunk packs whole NR-column panels, ~64k values
+    // or more, into their own places): the same bytes as one pack of [0, N).
+    const GemmPackFn<T> pack = kernel.pack(T());
+    T* const dst = static_cast<T*>(hit->data);
+    const int64_t nr = kernel.nr(T());
+    const int64_t panels = (d.N + nr - 1) / nr;
+    const int64_t grain = std::max<int64_t>(1, kMinPackPerChunk / std::max<int64_t>(1, nr * d.K));
+    if (panels <= grain) {
+      pack(d, B, dst, 0, d.N);
+    } else {
+      struct PackJob {  // captured by one pointer: std::function stores it inline
+        GemmPackFn<T> pack;
+        const GemmDims* d;
+        const T* B;
+        T* dst;
+        int64_t nr;
+      } job{pack, &d, B, dst, nr};
+      const PackJob* j = &job;
+      parallel_for(panels, grain, [j](int64_t p0, int64_t p1) { j->pack(*j->d, j->B, j->dst, p0 * j->nr, p1 * j->nr); });
+    }
     hit->epoch = epoch;
     g_packs.fetch_add(1, std::memory_order_relaxed);
   } else {

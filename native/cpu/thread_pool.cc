@@ -10,6 +10,10 @@
 #include <thread>
 #include <vector>
 
+#if defined(__linux__)
+#include <pthread.h>
+#endif
+
 #if defined(__x86_64__) || defined(__i386__) || defined(_M_X64) || defined(_M_IX86)
 #include <immintrin.h>
 #define BT_CPU_RELAX() _mm_pause()
@@ -210,6 +214,11 @@ class ThreadPool {
   }
 
   void worker_loop(int self) {
+#if defined(__linux__)
+    // "bt-pool": how a profile or /proc/<pid>/task tells the workers from the host's threads
+    // (scripts/bench-serial.js counts their CPU time).
+    pthread_setname_np(pthread_self(), "bt-pool");
+#endif
     t_in_parallel = true;
     uint64_t seen = 0;  // the initial ticket: generation 0
     for (;;) {

@@ -237,15 +237,20 @@ void gemm_blocked(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T*
 // NR-column panels of all N columns from column 0 in pack_panel's layout (panel j at
 // + j * kc, the last one zero-padded). The same values gemm_blocked packs per block, so a
 // product over a prepacked B is bit for bit the product over B. Size: gemm_packed_b_size.
+//
+// Only the panels of columns [j0, j1) of op(B) are written (j0 a multiple of NR; j1 one too, or
+// N), each in its place of the whole layout, so disjoint column ranges can be packed by
+// different threads into one buffer; [0, N) packs it all.
 inline int64_t gemm_packed_b_size(const GemmDims& d, int64_t nr) { return (d.N + nr - 1) / nr * nr * d.K; }
 
 template <typename T, int NR>
-void gemm_pack_b(const GemmDims& d, const T* B, const GemmBlocking& bl, T* dst) {
+void gemm_pack_b(const GemmDims& d, const T* B, const GemmBlocking& bl, T* dst, int64_t j0, int64_t j1) {
   const int64_t b_k = d.trans_b ? 1 : d.ldb, b_j = d.trans_b ? d.ldb : 1;
   const int64_t npad = (d.N + NR - 1) / NR * NR;
+  j1 = std::min(j1, d.N);
   for (int64_t pc = 0; pc < d.K; pc += bl.kc) {
     const int64_t kc = std::min(bl.kc, d.K - pc);
-    for (int64_t j = 0; j < d.N; j += NR)
+    for (int64_t j = j0; j < j1; j += NR)
       gemm_detail::pack_panel<T, NR>(B + pc * b_k + j * b_j, b_j, b_k, std::min<int64_t>(NR, d.N - j), kc,
                                      dst + pc * npad + j * kc);
   }
@@ -262,7 +267,9 @@ void gemm_pack_b(const GemmDims& d, const T* B, const GemmBlocking& bl, T* dst) 
                     int64_t m0, int64_t m1, int64_t n0, int64_t n1) {                                       \
     gemm_blocked<T, MR, NR>(d, alpha, A, B, beta, C, m0, m1, n0, n1, BL, UKR, Bp);                          \
   }                                                                                                         \
-  void NAME##_pack(const GemmDims& d, const T* B, T* dst) { gemm_pack_b<T, NR>(d, B, BL, dst); }
+  void NAME##_pack(const GemmDims& d, const T* B, T* dst, int64_t j0, int64_t j1) {                       \
+    gemm_pack_b<T, NR>(d, B, BL, dst, j0, j1);                                                              \
+  }
 
 // The portable micro-kernel: plain C++ over an MR x NR accumulator array, which g++/clang
 // -O3 vectorise for the baseline ISA (SSE2 on x86-64, NEON on arm64). Separate multiply

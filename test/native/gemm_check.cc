@@ -77,7 +77,27 @@ void check_one(const GemmKernelImpl& kern, bool ta, bool tb, int64_t M, int64_t 
   // as the same 2 x 3 tiles: bit for bit the whole-matrix result too.
   std::vector<T> Cp = C0;
   std::vector<T> Bp(size_t(std::max<int64_t>((N + nr - 1) / nr * nr * K, 1)), T(-7));
-  kern.pack(T())(d, B.data(), Bp.data());
+  // Packed in two column ranges (as the pack cache splits it over threads), the second first:
+  // each range writes only its own panels, so the buffer is the whole pack's.
+  const int64_t jcut = std::min(N, (N / 2 + nr - 1) / nr * nr);
+  kern.pack(T())(d, B.data(), Bp.data(), jcut, N);
+  kern.pack(T())(d, B.data(), Bp.data(), 0, jcut);
+  {
+    std::vector<T> Bw(Bp.size(), T(-7));
+    kern.pack(T())(d, B.data(), Bw.data(), 0, N);
+    if (std::memcmp(Bw.data(), Bp.data(), sizeof(T) * Bp.size()) != 0) {
+      std::printf("FAIL %s %s pack of two column ranges != pack of [0, N)\n", kern.name, sizeof(T) == 4 ? "f32" : "f64");
+      ++g_failures;
+    }
+    // Negative control: [jcut, N) alone leaves the panels before jcut unwritten.
+    std::vector<T> Bh(Bp.size(), T(-7));
+    kern.pack(T())(d, B.data(), Bh.data(), jcut, N);
+    if (jcut > 0 && jcut < N && K > 0 && std::memcmp(Bw.data(), Bh.data(), sizeof(T) * Bh.size()) == 0) {
+      std::printf("FAIL %s %s pack of [%lld, N) wrote the whole pack\n", kern.name, sizeof(T) == 4 ? "f32" : "f64",
+                  (long long)jcut);
+      ++g_failures;
+    }
+  }
   for (int p = 0; p < 2; ++p)
     for (int q = 0; q < 3; ++q)
       kern.tilep(T())(d, T(alpha), A.data(), B.data(), Bp.data(), T(beta), Cp.data(), p == 0 ? 0 : mcut,
