@@ -92,8 +92,9 @@ async function abortMidway(
 
 const T_LONG = 20000;
 // Calls that keep no tape (forward-only `run`, fit's D_RTRL) take this many steps, so that on a
-// fast machine the call is still in flight when the abort comes (20000 steps of `run` finished
-// within ~100 ms on an Intel AVX-512 machine); their memory does not grow with T.
+// fast machine the call is still in flight when the abort comes (on an Intel AVX-512 machine,
+// 20000 steps of BPTT `run` and of fit finished before the abort fired); their memory does not
+// grow with T.
 const T_FLAT = 200000;
 
 describe('cancel mid-call', () => {
