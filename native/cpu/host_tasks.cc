@@ -34,6 +34,11 @@ namespace bt {
 namespace {
 
 constexpr int64_t kGrain = 16384;
+// Elements per chunk of a copy-like task (layout ops, copy, fill, axpy: bandwidth bound,
+// values independent of the split). GRU's concat blocks and gate slices are (64, 256) =
+// 16384 elements: at kGrain they ran on the caller alone, a third of its serial time on
+// 2 threads.
+constexpr int64_t kCopyGrain = 4096;
 // Elements per work item of the optimizer loops and per partial sum of the norm. Fixed
 // (not derived from the thread count) so the norm's summation order never changes.
 constexpr int64_t kOptimGrain = 16384;
@@ -191,10 +196,10 @@ void layout_apply(const Plan& p, const PlanNode& n, const std::vector<const T*>&
     case OpCode::Reshape: {
       const T* src = x[0];
       if (src == nullptr) {
-        par(n.numel, kGrain, [&](int64_t b, int64_t e) { std::fill(y + b, y + e, T(0)); });
+        par(n.numel, kCopyGrain, [&](int64_t b, int64_t e) { std::fill(y + b, y + e, T(0)); });
         return;
       }
-      par(n.numel, kGrain, [&](int64_t b, int64_t e) { std::memcpy(y + b, src + b, sizeof(T) * (e - b)); });
+      par(n.numel, kCopyGrain, [&](int64_t b, int64_t e) { std::memcpy(y + b, src + b, sizeof(T) * (e - b)); });
       return;
     }
     case OpCode::BroadcastTo:
@@ -203,10 +208,10 @@ void layout_apply(const Plan& p, const PlanNode& n, const std::vector<const T*>&
       const int64_t base = layout_strides(p, n, strides);
       const T* src = x[0];
       if (src == nullptr) {
-        par(n.numel, kGrain, [&](int64_t b, int64_t e) { std::fill(y + b, y + e, T(0)); });
+        par(n.numel, kCopyGrain, [&](int64_t b, int64_t e) { std::fill(y + b, y + e, T(0)); });
         return;
       }
-      par(n.numel, kGrain, [&](int64_t b, int64_t e) {
+      par(n.numel, kCopyGrain, [&](int64_t b, int64_t e) {
         strided_gather(r, n.shape.data(), strides, base, src, y, false, b, e);
       });
       return;
@@ -218,7 +223,7 @@ void layout_apply(const Plan& p, const PlanNode& n, const std::vector<const T*>&
           return;
         }
         const T* src = x[k];
-        par(in.numel, kGrain, [&](int64_t b, int64_t e) {
+        par(in.numel, kCopyGrain, [&](int64_t b, int64_t e) {
           strided_scatter(r, in.shape.data(), strides, base, src, y, false, b, e);
         });
       });
@@ -237,7 +242,7 @@ void layout_vjp(const Plan& p, const PlanNode& n, const T* g, T* const* gin) {
     case OpCode::Reshape: {
       T* gx = gin[0];
       if (!gx) return;
-      par(n.numel, kGrain, [&](int64_t b, int64_t e) {
+      par(n.numel, kCopyGrain, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) gx[i] += g[i];
       });
       return;
@@ -247,7 +252,7 @@ void layout_vjp(const Plan& p, const PlanNode& n, const T* g, T* const* gin) {
       if (!gx) return;
       const auto& is = p.nodes[n.inputs[0]].shape;
       const ReduceGeom geo = make_broadcast_vjp_geom(static_cast<int>(is.size()), is.data(), r, n.shape.data());
-      par(geo.out_numel, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, geo.red_numel)),
+      par(geo.out_numel, std::max<int64_t>(1, kCopyGrain / std::max<int64_t>(1, geo.red_numel)),
           [&](int64_t b, int64_t e) { reduce_forward(ReduceKind::Sum, geo, g, gx, true, b, e); });
       return;
     }
@@ -256,7 +261,7 @@ void layout_vjp(const Plan& p, const PlanNode& n, const T* g, T* const* gin) {
       T* gx = gin[0];
       if (!gx) return;
       const int64_t base = layout_strides(p, n, strides);
-      par(n.numel, kGrain, [&](int64_t b, int64_t e) {
+      par(n.numel, kCopyGrain, [&](int64_t b, int64_t e) {
         strided_scatter(r, n.shape.data(), strides, base, g, gx, true, b, e);
       });
       return;
@@ -265,7 +270,7 @@ void layout_vjp(const Plan& p, const PlanNode& n, const T* g, T* const* gin) {
       concat_blocks(p, n, strides, [&](size_t k, const PlanNode& in, int64_t base) {
         T* gx = gin[k];
         if (!gx) return;
-        par(in.numel, kGrain, [&](int64_t b, int64_t e) {
+        par(in.numel, kCopyGrain, [&](int64_t b, int64_t e) {
           strided_gather(r, in.shape.data(), strides, base, g, gx, true, b, e);
         });
       });
@@ -559,7 +564,7 @@ template <typename T>
 Status host_axpy(const AxpyTask<T>& task) {
   return guard("axpy", [&] {
     const AxpyTask<T> t = task;
-    par(t.n, kGrain, [&t](int64_t b, int64_t e) {
+    par(t.n, kCopyGrain, [&t](int64_t b, int64_t e) {
       if (t.zero_y) {
         if (t.alpha == T(1)) {
           for (int64_t i = b; i < e; ++i) t.y[i] = T(0) + t.x[i];
@@ -579,7 +584,7 @@ template <typename T>
 Status host_copy(const CopyTask<T>& task) {
   return guard("copy", [&] {
     const CopyTask<T> t = task;
-    par(t.n, kGrain, [&t](int64_t b, int64_t e) { std::memcpy(t.y + b, t.x + b, sizeof(T) * static_cast<size_t>(e - b)); });
+    par(t.n, kCopyGrain, [&t](int64_t b, int64_t e) { std::memcpy(t.y + b, t.x + b, sizeof(T) * static_cast<size_t>(e - b)); });
   });
 }
 
@@ -588,7 +593,7 @@ Status host_fill(const FillTask<T>& task) {
   return guard("fill", [&] {
     const FillTask<T> t = task;
     if (t.stride == 1) {
-      par(t.count, kGrain, [&t](int64_t b, int64_t e) { std::fill(t.y + b, t.y + e, t.value); });
+      par(t.count, kCopyGrain, [&t](int64_t b, int64_t e) { std::fill(t.y + b, t.y + e, t.value); });
       return;
     }
     for (int64_t k = 0; k < t.count; ++k) t.y[k * t.stride] = t.value;

@@ -4,10 +4,16 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
 #include <thread>
+#include <map>
+#include <string>
+#if defined(__linux__)
+#include <dlfcn.h>
+#endif
 #include <vector>
 
 #if defined(__linux__)
@@ -72,6 +78,82 @@ bool spin_until(std::chrono::microseconds spin, Done done) {
   }
 }
 
+// Opt-in counters (BRAINTRACE_POOL_STATS=1): where a 2-thread run loses time. Printed to
+// stderr at process exit. Off by default: no clock is read then.
+struct PoolStats {
+  std::atomic<uint64_t> jobs{0}, inline_jobs{0}, joined{0}, missed{0}, woke{0};
+  std::atomic<uint64_t> own_ns{0}, join_wait_ns{0}, caller_slept{0}, worker_lat_ns{0}, worker_work_ns{0};
+  std::atomic<uint64_t> gap_ns{0}, gaps[5]{};  // gaps between jobs: <10us <100us <1ms <10ms more
+  // Per call site (the job's callable type), touched by the run_mutex_ holder only.
+  struct Site {
+    uint64_t jobs = 0, missed = 0, own_ns = 0, wait_ns = 0, gap_ns = 0, n = 0;
+    uint64_t inl_jobs = 0, inl_n = 0, inl_ns = 0;  // run inline (one chunk, or a 1-thread pool)
+  };
+  std::mutex site_m;
+  std::map<const void*, Site> sites;
+};
+bool stats_on() {
+  static const bool on = env_long("BRAINTRACE_POOL_STATS", 0, 1, 0) == 1;
+  return on;
+}
+PoolStats* g_stats = nullptr;
+// The function around a call site and the offset into it (dladdr), or the bare address.
+std::string site_name(const void* pc) {
+  char buf[64];
+#if defined(__linux__)
+  Dl_info info;
+  if (dladdr(pc, &info) != 0) {  // module offset: addr2line -f -C -e <module> <offset>
+    std::snprintf(buf, sizeof buf, "0x%llx ", (unsigned long long)((const char*)pc - (const char*)info.dli_fbase));
+    return std::string(buf) + (info.dli_sname != nullptr ? info.dli_sname : "");
+  }
+#endif
+  std::snprintf(buf, sizeof buf, "%p", pc);
+  return buf;
+}
+void print_stats() {
+      PoolStats& q = *g_stats;
+      const double j = double(std::max<uint64_t>(q.jobs.load(), 1));
+      std::fprintf(stderr,
+                   "bt-pool stats: jobs %llu (inline %llu), worker joined %llu, missed %llu, woke from sleep %llu\n"
+                   "  caller per job: own chunks %.2f us, wait at join %.2f us (slept %llu times)\n"
+                   "  worker per joined job: publish->join %.2f us, work %.2f us\n"
+                   "  gaps between jobs: mean %.2f us; <10us %llu, <100us %llu, <1ms %llu, <10ms %llu, more %llu\n",
+                   (unsigned long long)q.jobs.load(), (unsigned long long)q.inline_jobs.load(),
+                   (unsigned long long)q.joined.load(), (unsigned long long)q.missed.load(),
+                   (unsigned long long)q.woke.load(), q.own_ns.load() / j / 1e3, q.join_wait_ns.load() / j / 1e3,
+                   (unsigned long long)q.caller_slept.load(),
+                   q.worker_lat_ns.load() / double(std::max<uint64_t>(q.joined.load(), 1)) / 1e3,
+                   q.worker_work_ns.load() / double(std::max<uint64_t>(q.joined.load(), 1)) / 1e3,
+                   q.gap_ns.load() / j / 1e3, (unsigned long long)q.gaps[0].load(),
+                   (unsigned long long)q.gaps[1].load(), (unsigned long long)q.gaps[2].load(),
+                   (unsigned long long)q.gaps[3].load(), (unsigned long long)q.gaps[4].load());
+  std::fprintf(stderr,
+               "  per call site: jobs, missed, mean n, own us, wait us, gap before us (total ms) |"
+               " inline: jobs, mean n, us (total ms)\n");
+  for (const auto& kv : q.sites) {
+    const auto& x = kv.second;
+    const double jj = double(std::max<uint64_t>(x.jobs, 1)), ji = double(std::max<uint64_t>(x.inl_jobs, 1));
+    std::fprintf(stderr, "  %8llu %7llu %9.0f %8.2f %7.2f %8.2f (%7.1f) | %8llu %9.0f %8.2f (%7.1f)  %s\n",
+                 (unsigned long long)x.jobs, (unsigned long long)x.missed, x.n / jj, x.own_ns / jj / 1e3,
+                 x.wait_ns / jj / 1e3, x.gap_ns / jj / 1e3, (x.own_ns + x.wait_ns + x.gap_ns) / 1e6,
+                 (unsigned long long)x.inl_jobs, x.inl_n / ji, x.inl_ns / ji / 1e3, x.inl_ns / 1e6,
+                 site_name(kv.first).c_str());
+  }
+}
+PoolStats& stats() {
+  static PoolStats* s = [] {
+    g_stats = new PoolStats();  // intentionally leaked, like the pool
+    std::atexit(print_stats);
+    return g_stats;
+  }();
+  return *s;
+}
+inline uint64_t now_ns() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
 // True on pool workers and on a caller while it runs a parallel job: nested
 // parallel_for calls from there run inline.
 thread_local bool t_in_parallel = false;
@@ -106,11 +188,24 @@ class ThreadPool {
 
   int size() const { return size_; }
 
-  void run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  void run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn, const void* site) {
     if (n <= 0) return;
     grain = std::max<int64_t>(grain, 1);
     const int64_t max_chunks = (n + grain - 1) / grain;
     if (size_ == 1 || max_chunks <= 1 || t_in_parallel) {
+      if (stats_on() && !t_in_parallel) {
+        const uint64_t t0 = now_ns();
+        fn(0, n);
+        const uint64_t dt = now_ns() - t0;
+        PoolStats& q = stats();
+        q.inline_jobs.fetch_add(1, std::memory_order_relaxed);
+        std::lock_guard<std::mutex> lk(q.site_m);
+        PoolStats::Site& rec = q.sites[site];
+        rec.inl_jobs++;
+        rec.inl_n += static_cast<uint64_t>(n);
+        rec.inl_ns += dt;
+        return;
+      }
       fn(0, n);
       return;
     }
@@ -138,6 +233,19 @@ class ThreadPool {
     }
     finished_.store(0, std::memory_order_relaxed);
     error_ = nullptr;
+    const bool st = stats_on();
+    if (st) {
+      publish_ns_ = now_ns();
+      PoolStats& q = stats();
+      q.jobs.fetch_add(1, std::memory_order_relaxed);
+      last_gap_ns_ = last_end_ns_ != 0 ? publish_ns_ - last_end_ns_ : 0;
+      if (last_end_ns_ != 0) {
+        const uint64_t g = publish_ns_ - last_end_ns_;
+        q.gap_ns.fetch_add(g, std::memory_order_relaxed);
+        q.gaps[g < 10000 ? 0 : g < 100000 ? 1 : g < 1000000 ? 2 : g < 10000000 ? 3 : 4].fetch_add(
+            1, std::memory_order_relaxed);
+      }
+    }
     ++gen_;
     // seq_cst store, then seq_cst load of sleepers_ (the worker does the mirror image):
     // either the worker sees the new ticket before it blocks, or we see it sleeping.
@@ -149,15 +257,32 @@ class ThreadPool {
     t_in_parallel = true;
     work(0);
     t_in_parallel = false;
+    const uint64_t own_end = st ? now_ns() : 0;
     // No chunk is left to claim: close the job to late workers and wait for the joined ones.
     const uint64_t t = ticket_.fetch_or(kClosed, std::memory_order_acq_rel);
     const uint64_t joined = t & kJoinedMask;
     auto all_done = [&] { return finished_.load() == joined; };  // seq_cst: see finish()
     if (!spin_until(spin_, all_done)) {
+      if (st) stats().caller_slept.fetch_add(1, std::memory_order_relaxed);
       std::unique_lock<std::mutex> lk(done_m_);
       caller_waiting_.store(true);  // seq_cst, mirrored in finish()
       done_cv_.wait(lk, all_done);
       caller_waiting_.store(false, std::memory_order_relaxed);
+    }
+    if (st) {
+      PoolStats& q = stats();
+      last_end_ns_ = now_ns();
+      q.own_ns.fetch_add(own_end - publish_ns_, std::memory_order_relaxed);
+      q.join_wait_ns.fetch_add(last_end_ns_ - own_end, std::memory_order_relaxed);
+      if (joined == 0) q.missed.fetch_add(1, std::memory_order_relaxed);
+      std::lock_guard<std::mutex> lk(q.site_m);
+      PoolStats::Site& rec = q.sites[site];
+      rec.jobs++;
+      rec.missed += joined == 0;
+      rec.n += static_cast<uint64_t>(n);
+      rec.own_ns += own_end - publish_ns_;
+      rec.wait_ns += last_end_ns_ - own_end;
+      rec.gap_ns += last_gap_ns_;
     }
     fn_ = nullptr;
     std::exception_ptr err = error_;
@@ -202,6 +327,7 @@ class ThreadPool {
       return gen_of(t) != seen;
     });
     sleepers_.fetch_sub(1, std::memory_order_relaxed);
+    if (stats_on()) stats().woke.fetch_add(1, std::memory_order_relaxed);
     return t;
   }
 
@@ -232,7 +358,16 @@ class ThreadPool {
         }
       }
       if (!joined) continue;  // the job was over (or a newer one is up: await_job sees it)
-      work(self);
+      if (stats_on()) {
+        const uint64_t t0 = now_ns();
+        work(self);
+        PoolStats& q = stats();
+        q.joined.fetch_add(1, std::memory_order_relaxed);
+        q.worker_lat_ns.fetch_add(t0 - publish_ns_, std::memory_order_relaxed);
+        q.worker_work_ns.fetch_add(now_ns() - t0, std::memory_order_relaxed);
+      } else {
+        work(self);
+      }
       finish();
     }
   }
@@ -246,6 +381,9 @@ class ThreadPool {
   // The job (written by the run_mutex_ holder before it publishes the ticket).
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t n_ = 0, chunk_ = 1, nchunks_ = 0;
+  uint64_t publish_ns_ = 0;   // stats only: when the job was published
+  uint64_t last_end_ns_ = 0;  // stats only (run_mutex_ holder): when the last job returned
+  uint64_t last_gap_ns_ = 0;
   struct alignas(64) Cursor {
     std::atomic<int64_t> v{0};
   };
@@ -273,7 +411,7 @@ ThreadPool& pool() {
 int thread_pool_size() { return pool().size(); }
 
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
-  pool().run(n, grain, fn);
+  pool().run(n, grain, fn, __builtin_return_address(0));
 }
 
 }  // namespace bt

@@ -15,6 +15,12 @@
 // nothing), spinning for the same window before it blocks. Each thread first runs its own
 // contiguous block of a job's chunks (the same range of every same-sized job), then takes
 // what is left of the others' blocks.
+//
+// Statistics: BRAINTRACE_POOL_STATS=1 counts, per process, the jobs, the ones the worker
+// never joined, wake-ups from sleep, the caller's time in its own chunks and at the join,
+// the worker's start latency, the gaps between jobs (serial time) and the same per call
+// site (the return address of parallel_for: `addr2line -f -C -e braintrace.node <offset>`),
+// jobs run inline included, and prints them to stderr at exit. Off by default (no clock read).
 #pragma once
 
 #include <cstdint>

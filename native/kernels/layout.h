@@ -54,7 +54,11 @@ inline void for_each_strided(int rank, const int64_t* dims, const int64_t* strid
     // Innermost axis as a plain loop (the common contiguous case vectorises).
     int64_t run = dl - idx[last];
     if (run > o1 - o) run = o1 - o;
-    for (int64_t j = 0; j < run; ++j) f(o + j, off + j * sl);
+    if (sl == 1) {  // contiguous innermost axis (a concat block's rows, a slice of columns)
+      for (int64_t j = 0; j < run; ++j) f(o + j, off + j);
+    } else {
+      for (int64_t j = 0; j < run; ++j) f(o + j, off + j * sl);
+    }
     o += run;
     idx[last] += run;
     off += run * sl;

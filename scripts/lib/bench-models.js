@@ -3,28 +3,38 @@
 'use strict';
 const bt = require('../..');
 
-/** One LIF layer (synaptic current i, membrane v), weight w (nIn, n); outputs spikes. */
+/**
+ * One LIF layer (synaptic current i, membrane v); outputs spikes. Feed-forward: weight w
+ * (nIn, n), input current x w. Recurrent (`recurrent: true`): weight w (nIn + n, n), input
+ * current [x, s] w with s the layer's own spikes of the previous step (the reset spikes).
+ */
 class LIFLayer extends bt.Module {
-  constructor(nIn, n) {
+  constructor(nIn, n, { recurrent = false } = {}) {
     super();
-    this.w = new bt.ParamState(bt.init.kaimingNormal(), [nIn, n]);
+    this.recurrent = recurrent;
+    this.w = new bt.ParamState(bt.init.kaimingNormal(), [recurrent ? nIn + n : nIn, n]);
     this.i = new bt.HiddenState([n]);
     this.v = new bt.HiddenState([n]);
   }
   step(x) {
     const s = bt.spike(bt.sub(this.v.value, 1), bt.surrogate.arctan());
-    const iNew = bt.add(bt.mul(this.i.value, 0.8), bt.matmul(x, this.w));
+    const input = this.recurrent ? bt.concat([x, s], -1) : x;
+    const iNew = bt.add(bt.mul(this.i.value, 0.8), bt.matmul(input, this.w));
     this.i.value = iNew;
     this.v.value = bt.sub(bt.add(bt.mul(this.v.value, 0.9), bt.mul(iNew, 0.5)), s);
     return bt.spike(bt.sub(this.v.value, 1), bt.surrogate.arctan());
   }
 }
 
-/** Three LIF layers (inputs → hidden → hidden → hidden) and a linear readout of the last v. */
+/**
+ * Three LIF layers (inputs → hidden → hidden → hidden) and a linear readout of the last v.
+ * `recurrent: true` makes every layer recurrent (LIFLayer): 3 × RLIF, weights (in + hidden, hidden).
+ */
 class LIF3 extends bt.Module {
-  constructor(inputs, hidden, outputs = 4) {
+  constructor(inputs, hidden, outputs = 4, { recurrent = false } = {}) {
     super();
-    this.layers = [new LIFLayer(inputs, hidden), new LIFLayer(hidden, hidden), new LIFLayer(hidden, hidden)];
+    const o = { recurrent };
+    this.layers = [new LIFLayer(inputs, hidden, o), new LIFLayer(hidden, hidden, o), new LIFLayer(hidden, hidden, o)];
     this.ro = new bt.ParamState(bt.init.xavierNormal(), [hidden, outputs]);
   }
   update(x) {
