@@ -421,6 +421,14 @@ export interface NativeSession {
    * `items` (groups and single nodes) of the sweep schedule. Results never depend on it.
    */
   fusionInfo(): { enabled: boolean; groups: number; fusedNodes: number; items: number };
+  /**
+   * The matrix products (MatMul / EtpMatMul nodes) whose VJP writes the cotangents of their
+   * last-axis Concat operand's inputs block by block, skipping the blocks no input wants (an
+   * RNN's [x, h] W never forms G W_x^T), decided when the session was created (0 when the
+   * environment variable BRAINTRACE_SPLIT_CONCAT was "0" then). Results never depend on it,
+   * bit for bit.
+   */
+  splitConcats(): number;
 
   /** Frees native memory now; later calls throw ERR_BRAINTRACE_DISPOSED. Idempotent. */
   dispose(): void;

@@ -452,6 +452,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
   Napi::Value SetFiniteChecks(const Napi::CallbackInfo& info);
   Napi::Value CancelRun(const Napi::CallbackInfo& info);
   Napi::Value FusionInfo(const Napi::CallbackInfo& info);
+  Napi::Value SplitConcats(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   std::shared_ptr<SessionCore> core_;

@@ -288,6 +288,7 @@ Napi::Function SessionWrap::Define(Napi::Env env) {
                          InstanceMethod("setFiniteChecks", &SessionWrap::SetFiniteChecks),
                          InstanceMethod("cancelRun", &SessionWrap::CancelRun),
                          InstanceMethod("fusionInfo", &SessionWrap::FusionInfo),
+                         InstanceMethod("splitConcats", &SessionWrap::SplitConcats),
                          InstanceMethod("dispose", &SessionWrap::Dispose),
                      });
 }
@@ -934,6 +935,14 @@ Napi::Value SessionWrap::CancelRun(const Napi::CallbackInfo& info) {
     const bool in_flight = core_ && core_->control != nullptr;
     if (in_flight) core_->control->Cancel();
     return Napi::Boolean::New(env, in_flight);
+  });
+}
+
+// The number of split concats (bt::FusionInfo::split_concats).
+Napi::Value SessionWrap::SplitConcats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guard(env, [&]() -> Napi::Value {
+    return Napi::Number::New(env, Live(env, true).fusion_info().split_concats);
   });
 }
 

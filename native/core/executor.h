@@ -101,6 +101,15 @@ struct NodeTask {
   // followed by beta 1, since a product's accumulator starts at +0 and so is never -0).
   // Other node families do not read it: the session zeroes their inputs' cotangents itself.
   uint32_t zero_gin = 0;
+  // Vjp of a MatMul / EtpMatMul whose input 0 is a Concat over its last axis that nothing
+  // else reads (the session's split concats, core/session_impl.h): when set, gin[0] is null
+  // and gin_concat[k] (null: not wanted) is the cotangent of the concat's input k, given its
+  // share of G B^T directly (rows off_k .. off_k + n_k of B, n_k the input's last dim), so
+  // the concat's own cotangent is never formed. The values are those of the concat's VJP
+  // after the full product, bit for bit. Bit k of zero_concat: gin_concat[k] holds no value
+  // yet (written as if zeroed first).
+  T* const* gin_concat = nullptr;
+  uint32_t zero_concat = 0;
   // MatMul: nonzero when input 1 (B) is a parameter whose values do not change while the
   // session hands out this number (it takes a new one whenever it loads parameters); a
   // driver may keep data derived from B (packed panels) keyed by B's address and this.

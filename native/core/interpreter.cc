@@ -92,6 +92,26 @@ Status SessionImpl<T>::evaluate_impl(const EvalArgs& a, EvalResult* out) {
     for (int i = 0; i < n_; ++i) cp_[i] = ct_.as<T>() + aoff_[i];
     has_c_.assign(n_, 0);
     want_ = dep_any_;
+    // A fetched or stopping node that is a split concat (plan_split_concats) needs its own
+    // cotangent: this call takes the plain VJPs.
+    std::vector<char> no_split;
+    bool unsplit = false;
+    for (const auto* ids : {&a.fetch_cotangents, &a.stop_cotangents})
+      for (int32_t id : *ids)
+        for (int u = 0; u < n_ && !unsplit; ++u)
+          unsplit = split_concat_[u] && plan_.nodes[u].inputs[0] == id;
+    struct SplitGuard {
+      std::vector<char>& live;
+      std::vector<char>& saved;
+      bool on;
+      ~SplitGuard() {
+        if (on) std::swap(live, saved);
+      }
+    } split_guard{split_concat_, no_split, unsplit};
+    if (unsplit) {
+      no_split.assign(n_, 0);
+      std::swap(split_concat_, no_split);
+    }
     if (!a.fetch_cotangents.empty()) {
       // A fetched node needs a cotangent even when it depends on Consts only: so do the
       // nodes between it and the outputs.

@@ -230,6 +230,14 @@ Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
       if (!g_mask[g].empty() && g_mask[g][i]) seed_ok[i] = 0;
   }
 
+  // A split concat (plan_split_concats) that a group sweep reads as a frontier node needs
+  // the cotangent the unstopped sweep leaves it: its product keeps the plain VJP.
+  split_concat_ = split_base_;
+  for (size_t g = 0; g < g_list.size(); ++g)
+    for (int i : g_list[g])
+      if (!g_mask[g].empty() && !g_mask[g][i] && plan_.nodes[i].op == OpCode::Concat)
+        for (int u = 0; u < n_; ++u)
+          if (split_concat_[u] && plan_.nodes[u].inputs[0] == i) split_concat_[u] = 0;
   vstop_ = std::move(stop);
   on_d_static_ = std::move(d_static);
   on_df_static_ = std::move(df_static);

@@ -134,6 +134,7 @@ Status SessionImpl<T>::init() {
   want_.assign(n_, 0);
   jmark_.assign(n_, 0);
   fusion_ = plan_fusion(plan_, fusion_enabled_by_env());
+  plan_split_concats();
   return Status::Ok();
 }
 

@@ -55,6 +55,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <new>
@@ -266,6 +267,7 @@ class SessionImpl final : public Session {
     f.groups = fusion_.groups;
     f.fused_nodes = fusion_.fused_nodes;
     f.items = static_cast<int>(fusion_.items.size());
+    for (char c : split_concat_) f.split_concats += c != 0;
     return f;
   }
 
@@ -552,9 +554,12 @@ class SessionImpl final : public Session {
     std::vector<int> pos(n_, kNever), first(n_, kNever);
     for (int p = 0; p < L; ++p) pos[order[static_cast<size_t>(p)]] = p;
     for (int p = 0; p < L; ++p) {
-      const PlanNode& n = plan_.nodes[order[static_cast<size_t>(p)]];
+      const int i = order[static_cast<size_t>(p)];
+      const PlanNode& n = plan_.nodes[i];
       if (is_leaf(n.op) || ew_zero_derivative(n.op)) continue;
       for (int j : n.inputs) first[j] = std::min(first[j], p);  // a superset of the writes
+      if (split_base_[i])  // the product writes its concat operand's inputs (vjp_node_into)
+        for (int j : plan_.nodes[n.inputs[0]].inputs) first[j] = std::min(first[j], p);
     }
     if (has_loss()) first[plan_.outputs[plan_.loss_entry].node] = -1;
     for (size_t s = 0; s < plan_.state_nodes.size(); ++s) {
@@ -819,9 +824,27 @@ class SessionImpl final : public Session {
     gin.assign(n.inputs.size(), nullptr);
     bool any = false;
     uint32_t zero = 0;
+    // A split concat operand: its wanted inputs take their blocks of G B^T here, and the
+    // concat (read by nothing else) never gets a cotangent, so its own VJP is skipped.
+    const bool split = split_concat_[i] != 0 && mask[n.inputs[0]];
+    uint32_t zero_concat = 0;
+    if (split) {
+      const PlanNode& c = plan_.nodes[n.inputs[0]];
+      gin_concat_.assign(c.inputs.size(), nullptr);
+      for (size_t k = 0; k < c.inputs.size(); ++k) {
+        const int j = c.inputs[k];
+        if (!mask[j]) continue;
+        if (!has[j]) {
+          has[j] = 1;
+          zero_concat |= 1u << k;
+        }
+        gin_concat_[k] = ptrs[j];
+        any = true;
+      }
+    }
     for (size_t k = 0; k < n.inputs.size(); ++k) {
       const int j = n.inputs[k];
-      if (!mask[j] || (n.op == OpCode::Where && k == 0)) continue;
+      if (!mask[j] || (n.op == OpCode::Where && k == 0) || (split && k == 0)) continue;
       if (task_zeroes && !has[j] && k < 3) {
         has[j] = 1;
         gin[k] = ptrs[j];
@@ -843,7 +866,60 @@ class SessionImpl final : public Session {
     t.gout = gout;
     t.gin = gin.data();
     t.zero_gin = zero;
+    if (split) {
+      t.gin_concat = gin_concat_.data();
+      t.zero_concat = zero_concat;
+    }
     return run_node(t);
+  }
+
+  // The products whose Concat operand is split (split_concat_, NodeTask::gin_concat): a
+  // MatMul / EtpMatMul with a 2-D B whose input 0 is a Concat over its last axis of at most
+  // 32 inputs that nothing else reads and that is no output of the plan, so its cotangent
+  // is this product's VJP alone. Its inputs then take their blocks straight from the
+  // product, one sweep position earlier than through the concat's VJP; that keeps every
+  // cotangent's sum in the same order only when no other consumer of a concat input has
+  // its VJP between the two positions of the reverse sweep, so such a concat is not split.
+  void plan_split_concats() {
+    split_concat_.assign(n_, 0);
+    split_base_ = split_concat_;
+    const char* env = std::getenv("BRAINTRACE_SPLIT_CONCAT");
+    if (env != nullptr && std::strcmp(env, "0") == 0) return;
+    std::vector<int> uses(n_, 0);
+    for (int i = 0; i < n_; ++i)
+      for (int j : plan_.nodes[i].inputs) ++uses[j];
+    std::vector<char> is_out(n_, 0);
+    for (const auto& o : plan_.outputs) is_out[o.node] = 1;
+    for (int s : plan_.state_nodes) is_out[s] = 1;
+    // Reverse-sweep positions (the fusion schedule's order, last first).
+    std::vector<int> rpos(n_, 0);
+    {
+      int p = 0;
+      for (int s = static_cast<int>(fusion_.items.size()) - 1; s >= 0; --s) {
+        const FusionItem& it = fusion_.items[static_cast<size_t>(s)];
+        for (int m = it.end - 1; m >= it.begin; --m) rpos[fusion_.order[static_cast<size_t>(m)]] = p++;
+      }
+    }
+    for (int i = 0; i < n_; ++i) {
+      const PlanNode& n = plan_.nodes[i];
+      if ((n.op != OpCode::MatMul && n.op != OpCode::EtpMatMul) || n.inputs.size() < 2) continue;
+      const int ci = n.inputs[0];
+      const PlanNode& c = plan_.nodes[ci];
+      if (c.op != OpCode::Concat || fold_[ci] || is_out[ci] || uses[ci] != 1 || c.inputs.size() > 32) continue;
+      if (c.ints.empty() || c.ints[0] != static_cast<int>(c.shape.size()) - 1) continue;
+      if (plan_.nodes[n.inputs[1]].shape.size() != 2) continue;
+      bool ok = n.inputs[1] != ci;
+      for (int j : c.inputs) {
+        for (int u = 0; u < n_ && ok; ++u) {
+          if (u == ci) continue;
+          bool reads = false;
+          for (int x : plan_.nodes[u].inputs) reads = reads || x == j;
+          if (reads && rpos[u] > rpos[i] && rpos[u] < rpos[ci]) ok = false;
+        }
+      }
+      split_concat_[i] = ok ? 1 : 0;
+    }
+    split_base_ = split_concat_;
   }
 
   // Computes the value of every folded node (fold_: non-leaf, depends on Consts only) into
@@ -1009,6 +1085,12 @@ class SessionImpl final : public Session {
   std::vector<char> has_t_, has_c_, want_;
   std::vector<char> jmark_;    // per node during Jacobian passes: 0 or kBlocked
   FusionSchedule fusion_;      // the sweeps' order and fusion groups (init)
+  // Per node: a MatMul / EtpMatMul whose VJP writes its Concat operand's inputs' cotangents
+  // block by block (plan_split_concats; cleared by configure_online for a concat that a
+  // group sweep reads as a frontier node). gin_concat_: the task's block pointers.
+  std::vector<char> split_concat_;
+  std::vector<char> split_base_;  // as init decided (a superset of split_concat_)
+  std::vector<T*> gin_concat_;
   EwChainTask<T> chain_;       // the open fusion group's tasks (sweep)
   bool chain_open_ = false;    // ew() appends to chain_ while set
   bool jac_active_ = false;    // jvp_node honours jmark_ only while set

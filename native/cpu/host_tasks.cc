@@ -145,6 +145,78 @@ void mm_grad_a(const MM& m, const T* Gr, const T* B, T* gA, T beta, GemmPackCach
   for (int64_t g = 0; g < m.G; ++g) gemm(d, T(1), Gr + g * m.sc, B + g * m.sb, beta, gA + g * m.sa);
 }
 
+// The VJP of a matmul node into the inputs of its last-axis Concat operand (NodeTask::
+// gin_concat): input k's block of gA = G B^T is G times rows [off_k, off_k + n_k) of B
+// transposed, the same dot products as gA's columns off_k .. off_k + n_k. Values as the full
+// product followed by the concat's VJP, bit for bit: a block written first is the product
+// itself (the VJP's 0 + g; a product never gives -0), a block added to gets the product in
+// a scratch first and then one add per element (gx + g); when the direct / packed choice of
+// some block differs from the full product's (gemm_takes_direct: other rounding), the full
+// product is formed in the scratch and its columns are read.
+template <typename T>
+void mm_grad_a_concat(const Plan& p, const PlanNode& n, const MM& m, const T* G, const T* B, T* const* gx,
+                      uint32_t zero, GemmPackCache* cache, uint64_t epoch) {
+  const PlanNode& c = p.nodes[n.inputs[0]];
+  GemmDims full;
+  full.trans_b = true;
+  full.M = m.M; full.N = m.K; full.K = m.N;
+  full.lda = m.N; full.ldb = m.N; full.ldc = m.K;
+  const bool full_direct = gemm_takes_direct(full);
+  bool same = true;
+  for (size_t k = 0; k < c.inputs.size(); ++k) {
+    GemmDims d = full;
+    d.N = d.ldc = p.nodes[c.inputs[k]].shape.back();
+    if (gx[k] != nullptr && gemm_takes_direct(d) != full_direct) same = false;
+  }
+  thread_local std::vector<T> scratch;  // grown once: no allocation per step
+  int64_t off = 0;
+  if (!same) {
+    scratch.resize(static_cast<size_t>(m.M * m.K));
+    mm_gemm(full, G, B, T(0), scratch.data(), cache, epoch);
+    for (size_t k = 0; k < c.inputs.size(); ++k) {
+      const int64_t w = p.nodes[c.inputs[k]].shape.back();
+      T* y = gx[k];
+      if (y != nullptr) {
+        const T* src = scratch.data() + off;
+        const bool first = (zero >> k) & 1u;
+        par(m.M, std::max<int64_t>(1, kCopyGrain / std::max<int64_t>(1, w)), [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r) {
+            const T* a = src + r * m.K;
+            T* o = y + r * w;
+            if (first) {
+              for (int64_t j = 0; j < w; ++j) o[j] = a[j];
+            } else {
+              for (int64_t j = 0; j < w; ++j) o[j] += a[j];
+            }
+          }
+        });
+      }
+      off += w;
+    }
+    return;
+  }
+  for (size_t k = 0; k < c.inputs.size(); ++k) {
+    const int64_t w = p.nodes[c.inputs[k]].shape.back();
+    T* y = gx[k];
+    if (y != nullptr) {
+      GemmDims d = full;
+      d.N = d.ldc = w;
+      const T* Bk = B + off * m.N;  // rows off .. off + w of B (K x N, row-major)
+      if ((zero >> k) & 1u) {
+        mm_gemm(d, G, Bk, T(0), y, cache, epoch);
+      } else {
+        scratch.resize(static_cast<size_t>(m.M * w));
+        T* tmp = scratch.data();
+        mm_gemm(d, G, Bk, T(0), tmp, cache, epoch);
+        par(m.M * w, kCopyGrain, [&](int64_t b, int64_t e) {
+          for (int64_t q = b; q < e; ++q) y[q] += tmp[q];
+        });
+      }
+    }
+    off += w;
+  }
+}
+
 // gB = beta gB + A^T G (beta 1: accumulate; 0: gB is only written)
 template <typename T>
 void mm_grad_b(const MM& m, const T* A, const T* Gr, T* gB, T beta) {
@@ -541,6 +613,7 @@ Status host_matmul_cached(const NodeTask<T>& task, GemmPackCache* cache) {
         // zero_gin: a product with beta 0 gives the bits of zeros followed by beta 1 (its
         // accumulators start at +0, so a sum is never -0 and 0 + sum == sum).
         auto beta_of = [&task](int k) { return (task.zero_gin >> k) & 1u ? T(0) : T(1); };
+        if (task.gin_concat != nullptr) mm_grad_a_concat(p, n, m, g, B, task.gin_concat, task.zero_concat, cache, ep);
         if (task.gin[0]) mm_grad_a(m, g, B, task.gin[0], beta_of(0), cache, ep);
         if (task.gin[1]) mm_grad_b(m, A, g, task.gin[1], beta_of(1));
         if (has_bias && task.gin[2]) {

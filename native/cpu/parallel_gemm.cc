@@ -55,7 +55,7 @@ void gemm_run(const GemmKernelImpl& kernel, int max_threads, const GemmDims& d, 
   const TileCall<T> tile{kernel.tile(T()), kernel.tilep(T()), Bpacked};
   const int64_t mr = kernel.mr(T()), nr = kernel.nr(T());
   const double macs = double(d.M) * double(d.N) * double(std::max<int64_t>(d.K, 1));
-  if (macs <= kDirectMaxMacs) {
+  if (gemm_takes_direct(d)) {
     gemm_direct(d, alpha, A, B, beta, C, 0, d.M, 0, d.N);
     return;
   }
@@ -128,6 +128,10 @@ void gemm_with_packed(const GemmKernelImpl& kernel, int max_threads, const GemmD
   gemm_run<T>(kernel, max_threads, d, alpha, A, B, Bpacked, beta, C);
 }
 
+bool gemm_takes_direct(const GemmDims& d) {
+  return double(d.M) * double(d.N) * double(std::max<int64_t>(d.K, 1)) <= kDirectMaxMacs;
+}
+
 template <typename T>
 void gemm(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* C) {
   gemm_with(*gemm_kernel_active(), thread_pool_size(), d, alpha, A, B, beta, C);
@@ -153,9 +157,8 @@ GemmPackCache::~GemmPackCache() {
 template <typename T>
 void GemmPackCache::gemm(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* C, uint64_t epoch) {
   const GemmKernelImpl& kernel = *gemm_kernel_active();
-  const double macs = double(d.M) * double(d.N) * double(std::max<int64_t>(d.K, 1));
   // Products gemm_direct takes never pack; alpha == 0 / K == 0 read no B.
-  if (epoch == 0 || macs <= kDirectMaxMacs || d.M <= 0 || d.N <= 0 || d.K <= 0 || alpha == T(0)) {
+  if (epoch == 0 || gemm_takes_direct(d) || d.M <= 0 || d.N <= 0 || d.K <= 0 || alpha == T(0)) {
     bt::gemm(d, alpha, A, B, beta, C);
     return;
   }

@@ -22,6 +22,11 @@ namespace bt {
 template <typename T>
 void gemm(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* C);
 
+// True when gemm() computes `d` with gemm_direct (the plain loop's rounding) rather than a
+// packed kernel: a product of a few multiply-adds. Two products whose elements are the same
+// dot products give the same bits when this agrees for both.
+bool gemm_takes_direct(const GemmDims& d);
+
 // As gemm, with a given kernel and at most max_threads threads (>= 1; 1 = the calling
 // thread only). For tests and benchmarks.
 template <typename T>

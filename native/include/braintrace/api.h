@@ -106,6 +106,10 @@ struct FusionInfo {
   int groups = 0;
   int fused_nodes = 0;
   int items = 0;
+  // Matrix products whose VJP writes the cotangents of their last-axis Concat operand's
+  // inputs directly, block by block, skipping the unwanted blocks (the session's split
+  // concats; BRAINTRACE_SPLIT_CONCAT=0 turns them off when the session is created).
+  int split_concats = 0;
 };
 
 // Size limit. Every size the core computes from a plan, an online configuration or a

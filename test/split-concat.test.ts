@@ -1,0 +1,47 @@
+/**
+ * Split concats (issue 9, item 4: the reverse pass does only what it needs). A matrix
+ * product whose operand is a Concat over its last axis ([x, h] W in a GRU, [x, s] W in a
+ * recurrent spiking layer) writes each concat input's cotangent straight from its block of
+ * G W^T and skips the blocks nobody wants (the data input x; in pp_prop's learning signal
+ * also the previous step's spikes), instead of forming G W^T whole and slicing it.
+ *  - the sessions of such models split their concats (splitConcats), and
+ *    BRAINTRACE_SPLIT_CONCAT=0 (read when a session is created) turns it off;
+ *  - split and unsplit runs give byte-identical results: forward, BPTT, D_RTRL and pp_prop
+ *    of a GRU, two recurrent LIF layers and a concat that repeats an input, in float64 and
+ *    float32 (test/helpers/split-run.js in two child processes, one with the switch off).
+ * The gradients themselves are checked against finite differences and against BPTT by the
+ * rest of the suite, which runs with the split on.
+ */
+import { execFileSync } from 'child_process';
+import * as path from 'path';
+
+const script = path.join(__dirname, 'helpers', 'split-run.js');
+// The script in a child process (the variable must reach the addon's getenv, which jest's
+// process.env does not), with BRAINTRACE_SPLIT_CONCAT set to `split` or unset.
+function child(split: string | undefined, args: string[] = []): unknown {
+  const env = { ...process.env };
+  if (split === undefined) delete env.BRAINTRACE_SPLIT_CONCAT;
+  else env.BRAINTRACE_SPLIT_CONCAT = split;
+  return JSON.parse(execFileSync(process.execPath, [script, ...args], { env, encoding: 'utf8', maxBuffer: 1 << 26 }));
+}
+
+test('sessions split the concat operands of matrix products; BRAINTRACE_SPLIT_CONCAT=0 turns it off', () => {
+  // GRU: [x, h] feeds two products (not split), [x, r h] one; RLIF2: one per layer;
+  // Repeat: [h, u, h].
+  expect(child(undefined, ['info'])).toEqual({ gru: 1, rlif2: 2, repeat: 1 });
+  expect(child('0', ['info'])).toEqual({ gru: 0, rlif2: 0, repeat: 0 });
+  expect(child('1', ['info'])).toEqual({ gru: 1, rlif2: 2, repeat: 1 });
+}, 60000);
+
+test('split and unsplit runs are byte-identical (forward, BPTT, D_RTRL, pp_prop; float64 and float32)', () => {
+  type Results = Record<string, Record<string, string>>;
+  const split = child(undefined) as Results;
+  const plain = child('0') as Results;
+  const keys = Object.keys(split);
+  expect(keys.length).toBe(18); // 2 dtypes x 3 models x 3 algorithms
+  expect(Object.keys(plain)).toEqual(keys);
+  for (const k of keys) {
+    expect(Object.keys(split[k]).length).toBeGreaterThan(8);
+    expect(split[k]).toEqual(plain[k]);
+  }
+}, 120000);
