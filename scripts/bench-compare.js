@@ -238,6 +238,28 @@ function buildRows(o) {
         peerModel: (r) => ({ flops, bytes: (2 * r.peakExtraBytes) / T + F32 * B * (I + O), note: '8 GEMMs + 2x tape' }),
       });
     }
+    // The same layers recurrent (each layer's input current [x, s] W, s its own spikes of the
+    // last step, W (in + H, H)): 3 forward GEMMs of K = in + H; pp_prop's learning signal
+    // needs only the in-step path (the blocks of layers 3 and 2 that read the layer below:
+    // 2 x (B, H, H)), BPTT also the recurrent blocks (layer 1's x block is never formed:
+    // split concats); 3 weight-gradient GEMMs of (in + H) x H over B.
+    const fwd = 3 * gemmFlops(B, H, I + H), dw = 3 * gemmFlops(I + H, H, B), ro = 3 * gemmFlops(B, O, H);
+    const ppFlops = fwd + 2 * gemmFlops(B, H, H) + dw + ro;
+    const bpttFlops = fwd + gemmFlops(B, H, H) + 2 * gemmFlops(B, I + H, H) + dw + ro;
+    for (const threads of [1, 2]) {
+      const p = { B, I, H, O, T, reps: 1, recurrent: true };
+      add({
+        id: `lif3r:t${threads}`,
+        case: 'lif3',
+        label: `pp_prop 3xRLIF(512) B128 T${T}`,
+        threads,
+        unit: 'step',
+        ours: { op: 'lif3', algo: 'pp_prop', ...p },
+        peers: [{ name: 'braintrace BPTT', engine: 'ours', req: { op: 'lif3', algo: 'BPTT', ...p } }],
+        model: (r) => ({ flops: ppFlops, bytes: 2 * (r.traceBytes + r.stateBytes) + F32 * B * (I + O), note: '14 GEMM units + 2x traces' }),
+        peerModel: (r) => ({ flops: bpttFlops, bytes: (2 * r.peakExtraBytes) / T + F32 * B * (I + O), note: '17 GEMM units + 2x tape' }),
+      });
+    }
   }
   if (o.cases.includes('tiny')) {
     const I = 2, H = 4, O = 1, T = q ? 200 : 1000;

@@ -3,7 +3,8 @@
  * product whose operand is a Concat over its last axis ([x, h] W in a GRU, [x, s] W in a
  * recurrent spiking layer) writes each concat input's cotangent straight from its block of
  * G W^T and skips the blocks nobody wants (the data input x; in pp_prop's learning signal
- * also the previous step's spikes), instead of forming G W^T whole and slicing it.
+ * also the previous step's spikes), instead of forming G W^T whole and slicing it (split);
+ * a concat read by several products gets only its wanted columns computed (trimmed).
  *  - the sessions of such models split their concats (splitConcats), and
  *    BRAINTRACE_SPLIT_CONCAT=0 (read when a session is created) turns it off;
  *  - split and unsplit runs give byte-identical results: forward, BPTT, D_RTRL and pp_prop
@@ -26,11 +27,13 @@ function child(split: string | undefined, args: string[] = []): unknown {
 }
 
 test('sessions split the concat operands of matrix products; BRAINTRACE_SPLIT_CONCAT=0 turns it off', () => {
-  // GRU: [x, h] feeds two products (not split), [x, r h] one; RLIF2: one per layer;
+  // GRU: [x, h] feeds two products (trimmed), [x, r h] one (split); RLIF2: one per layer;
   // Repeat: [h, u, h].
-  expect(child(undefined, ['info'])).toEqual({ gru: 1, rlif2: 2, repeat: 1 });
-  expect(child('0', ['info'])).toEqual({ gru: 0, rlif2: 0, repeat: 0 });
-  expect(child('1', ['info'])).toEqual({ gru: 1, rlif2: 2, repeat: 1 });
+  const on = { gru: { split: 1, trimmed: 2 }, rlif2: { split: 2, trimmed: 0 }, repeat: { split: 1, trimmed: 0 } };
+  const off = { split: 0, trimmed: 0 };
+  expect(child(undefined, ['info'])).toEqual(on);
+  expect(child('0', ['info'])).toEqual({ gru: off, rlif2: off, repeat: off });
+  expect(child('1', ['info'])).toEqual(on);
 }, 60000);
 
 test('split and unsplit runs are byte-identical (forward, BPTT, D_RTRL, pp_prop; float64 and float32)', () => {

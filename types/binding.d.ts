@@ -422,13 +422,15 @@ export interface NativeSession {
    */
   fusionInfo(): { enabled: boolean; groups: number; fusedNodes: number; items: number };
   /**
-   * The matrix products (MatMul / EtpMatMul nodes) whose VJP writes the cotangents of their
-   * last-axis Concat operand's inputs block by block, skipping the blocks no input wants (an
-   * RNN's [x, h] W never forms G W_x^T), decided when the session was created (0 when the
-   * environment variable BRAINTRACE_SPLIT_CONCAT was "0" then). Results never depend on it,
-   * bit for bit.
+   * Matrix products (MatMul / EtpMatMul nodes) with a last-axis Concat operand whose VJP
+   * skips the blocks of G W^T no concat input wants (an RNN's [x, h] W never forms G W_x^T),
+   * decided when the session was created: `split`, the product writes the inputs'
+   * cotangents directly (the concat is read by nothing else); `trimmed`, it computes only the
+   * wanted columns of the concat's cotangent (the concat has other readers). Both 0 when the
+   * environment variable BRAINTRACE_SPLIT_CONCAT was "0" then. Results never depend on
+   * them, bit for bit.
    */
-  splitConcats(): number;
+  splitConcats(): { split: number; trimmed: number };
 
   /** Frees native memory now; later calls throw ERR_BRAINTRACE_DISPOSED. Idempotent. */
   dispose(): void;

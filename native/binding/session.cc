@@ -938,11 +938,15 @@ Napi::Value SessionWrap::CancelRun(const Napi::CallbackInfo& info) {
   });
 }
 
-// The number of split concats (bt::FusionInfo::split_concats).
+// { split, trimmed }: the session's split and trimmed concats (bt::FusionInfo).
 Napi::Value SessionWrap::SplitConcats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guard(env, [&]() -> Napi::Value {
-    return Napi::Number::New(env, Live(env, true).fusion_info().split_concats);
+    const bt::FusionInfo f = Live(env, true).fusion_info();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("split", Napi::Number::New(env, f.split_concats));
+    o.Set("trimmed", Napi::Number::New(env, f.trimmed_concats));
+    return o;
   });
 }
 

@@ -268,6 +268,7 @@ class SessionImpl final : public Session {
     f.fused_nodes = fusion_.fused_nodes;
     f.items = static_cast<int>(fusion_.items.size());
     for (char c : split_concat_) f.split_concats += c != 0;
+    for (char c : trim_concat_) f.trimmed_concats += c != 0;
     return f;
   }
 
@@ -869,6 +870,14 @@ class SessionImpl final : public Session {
     if (split) {
       t.gin_concat = gin_concat_.data();
       t.zero_concat = zero_concat;
+    } else if (trim_concat_[i] && gin[0] != nullptr) {
+      const PlanNode& c = plan_.nodes[n.inputs[0]];
+      uint32_t blocks = 0;
+      for (size_t k = 0; k < c.inputs.size(); ++k)
+        if (mask[c.inputs[k]]) blocks |= 1u << k;
+      // All wanted: the plain product (gin0_blocks 0); none: no product.
+      if (blocks != (c.inputs.size() == 32 ? ~0u : (1u << c.inputs.size()) - 1u)) t.gin0_blocks = blocks;
+      if (blocks == 0) gin[0] = nullptr;
     }
     return run_node(t);
   }
@@ -883,6 +892,8 @@ class SessionImpl final : public Session {
   void plan_split_concats() {
     split_concat_.assign(n_, 0);
     split_base_ = split_concat_;
+    trim_concat_.assign(n_, 0);
+    trim_base_ = trim_concat_;
     const char* env = std::getenv("BRAINTRACE_SPLIT_CONCAT");
     if (env != nullptr && std::strcmp(env, "0") == 0) return;
     std::vector<int> uses(n_, 0);
@@ -905,9 +916,13 @@ class SessionImpl final : public Session {
       if ((n.op != OpCode::MatMul && n.op != OpCode::EtpMatMul) || n.inputs.size() < 2) continue;
       const int ci = n.inputs[0];
       const PlanNode& c = plan_.nodes[ci];
-      if (c.op != OpCode::Concat || fold_[ci] || is_out[ci] || uses[ci] != 1 || c.inputs.size() > 32) continue;
+      if (c.op != OpCode::Concat || fold_[ci] || is_out[ci] || c.inputs.size() > 32) continue;
       if (c.ints.empty() || c.ints[0] != static_cast<int>(c.shape.size()) - 1) continue;
-      if (plan_.nodes[n.inputs[1]].shape.size() != 2) continue;
+      if (plan_.nodes[n.inputs[1]].shape.size() != 2 || n.inputs[1] == ci) continue;
+      if (uses[ci] != 1) {
+        trim_concat_[i] = 1;  // read elsewhere too: compute only the wanted columns
+        continue;
+      }
       bool ok = n.inputs[1] != ci;
       for (int j : c.inputs) {
         for (int u = 0; u < n_ && ok; ++u) {
@@ -918,8 +933,10 @@ class SessionImpl final : public Session {
         }
       }
       split_concat_[i] = ok ? 1 : 0;
+      trim_concat_[i] = ok ? 0 : 1;
     }
     split_base_ = split_concat_;
+    trim_base_ = trim_concat_;
   }
 
   // Computes the value of every folded node (fold_: non-leaf, depends on Consts only) into
@@ -1090,6 +1107,9 @@ class SessionImpl final : public Session {
   // group sweep reads as a frontier node). gin_concat_: the task's block pointers.
   std::vector<char> split_concat_;
   std::vector<char> split_base_;  // as init decided (a superset of split_concat_)
+  // Per node: a product whose Concat operand has other readers (no split): its VJP computes
+  // only the wanted inputs' columns of the concat's cotangent (NodeTask::gin0_blocks).
+  std::vector<char> trim_concat_, trim_base_;
   std::vector<T*> gin_concat_;
   EwChainTask<T> chain_;       // the open fusion group's tasks (sweep)
   bool chain_open_ = false;    // ew() appends to chain_ while set

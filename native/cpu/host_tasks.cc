@@ -217,6 +217,37 @@ void mm_grad_a_concat(const Plan& p, const PlanNode& n, const MM& m, const T* G,
   }
 }
 
+// gA = beta gA + G B^T on the column blocks of gA (A a last-axis Concat: one block per
+// input) whose bit is set in `blocks` (NodeTask::gin0_blocks): each block is G times its rows
+// of B transposed, written at its column offset with gA's row stride, the full product's
+// values for those columns (the whole product instead when a block's direct / packed choice
+// differs from the full product's).
+template <typename T>
+void mm_grad_a_blocks(const Plan& p, const PlanNode& n, const MM& m, const T* G, const T* B, T* gA, T beta,
+                      uint32_t blocks, GemmPackCache* cache, uint64_t epoch) {
+  const PlanNode& c = p.nodes[n.inputs[0]];
+  GemmDims full;
+  full.trans_b = true;
+  full.M = m.M; full.N = m.K; full.K = m.N;
+  full.lda = m.N; full.ldb = m.N; full.ldc = m.K;
+  const bool full_direct = gemm_takes_direct(full);
+  for (size_t k = 0; k < c.inputs.size(); ++k) {
+    GemmDims d = full;
+    d.N = p.nodes[c.inputs[k]].shape.back();
+    if (((blocks >> k) & 1u) && gemm_takes_direct(d) != full_direct) return mm_grad_a(m, G, B, gA, beta, cache, epoch);
+  }
+  int64_t off = 0;
+  for (size_t k = 0; k < c.inputs.size(); ++k) {
+    const int64_t w = p.nodes[c.inputs[k]].shape.back();
+    if ((blocks >> k) & 1u) {
+      GemmDims d = full;
+      d.N = w;  // ldc stays gA's row stride
+      mm_gemm(d, G, B + off * m.N, beta, gA + off, cache, epoch);
+    }
+    off += w;
+  }
+}
+
 // gB = beta gB + A^T G (beta 1: accumulate; 0: gB is only written)
 template <typename T>
 void mm_grad_b(const MM& m, const T* A, const T* Gr, T* gB, T beta) {
@@ -614,7 +645,10 @@ Status host_matmul_cached(const NodeTask<T>& task, GemmPackCache* cache) {
         // accumulators start at +0, so a sum is never -0 and 0 + sum == sum).
         auto beta_of = [&task](int k) { return (task.zero_gin >> k) & 1u ? T(0) : T(1); };
         if (task.gin_concat != nullptr) mm_grad_a_concat(p, n, m, g, B, task.gin_concat, task.zero_concat, cache, ep);
-        if (task.gin[0]) mm_grad_a(m, g, B, task.gin[0], beta_of(0), cache, ep);
+        if (task.gin[0] && task.gin0_blocks != 0)
+          mm_grad_a_blocks(p, n, m, g, B, task.gin[0], beta_of(0), task.gin0_blocks, cache, ep);
+        else if (task.gin[0])
+          mm_grad_a(m, g, B, task.gin[0], beta_of(0), cache, ep);
         if (task.gin[1]) mm_grad_b(m, A, g, task.gin[1], beta_of(1));
         if (has_bias && task.gin[2]) {
           // The bias is broadcast over all leading dims: its VJP sums the rows.

@@ -138,12 +138,15 @@ const ops = {
     return { seconds: r.secondsPerStep, cpuSeconds: null, bytesMoved: r.bytesMoved };
   },
 
-  /** 3 × LIF layers: etraceGrad of `algo` ('pp_prop' | 'BPTT') over T steps; seconds per step. */
-  async lif3({ algo, B, I, H, O, T, reps }) {
-    const s = await setup(`lif3:${algo}:${B}:${I}:${H}:${O}:${T}`, () => {
+  /**
+   * 3 × LIF layers (`recurrent`: each layer also reads its own last spikes): etraceGrad of
+   * `algo` ('pp_prop' | 'BPTT') over T steps; seconds per step.
+   */
+  async lif3({ algo, B, I, H, O, T, reps, recurrent = false }) {
+    const s = await setup(`lif3:${algo}:${B}:${I}:${H}:${O}:${T}:${recurrent}`, () => {
       const Algo = algo === 'pp_prop' ? bt.pp_prop : bt.BPTT;
       const opts = algo === 'pp_prop' ? { decayOrRank: 0.9 } : {};
-      const learner = bt.compile(new LIF3(I, H, O), Algo, { inputShape: [I], batchSize: B, seed: 9, ...opts });
+      const learner = bt.compile(new LIF3(I, H, O, { recurrent }), Algo, { inputShape: [I], batchSize: B, seed: 9, ...opts });
       const xs = seq(T, B, I, 10, 1.5);
       const ys = seq(T, B, O, 11);
       return { learner, call: () => learner.etraceGrad(xs, ys, { loss: 'mse' }) };

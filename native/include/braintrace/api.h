@@ -107,9 +107,12 @@ struct FusionInfo {
   int fused_nodes = 0;
   int items = 0;
   // Matrix products whose VJP writes the cotangents of their last-axis Concat operand's
-  // inputs directly, block by block, skipping the unwanted blocks (the session's split
-  // concats; BRAINTRACE_SPLIT_CONCAT=0 turns them off when the session is created).
+  // inputs directly, block by block, skipping the unwanted blocks (split), and those whose
+  // VJP computes only the wanted inputs' columns of the concat's cotangent (trimmed: the
+  // concat has other readers); BRAINTRACE_SPLIT_CONCAT=0 turns both off when the session is
+  // created.
   int split_concats = 0;
+  int trimmed_concats = 0;
 };
 
 // Size limit. Every size the core computes from a plan, an online configuration or a
