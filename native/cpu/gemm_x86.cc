@@ -5,6 +5,9 @@
 // Other architectures and compilers without target attributes get null kernels.
 #include "cpu/gemm_kernels.h"
 
+#include <array>
+#include <utility>
+
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define BT_GEMM_X86 1
 #include <cpuid.h>
@@ -93,10 +96,27 @@ constexpr GemmBlocking kAvx2F64{256, 72, 1536};
 constexpr GemmBlocking kAvx512F32{256, 144, 3072};
 constexpr GemmBlocking kAvx512F64{256, 72, 1536};
 
-BT_GEMM_KERNEL_FNS(avx2_f32, float, kAvx2Mr, 16, kAvx2F32, (&ukr_avx2<Avx2F32, kAvx2Mr, 2>))
-BT_GEMM_KERNEL_FNS(avx2_f64, double, kAvx2Mr, 8, kAvx2F64, (&ukr_avx2<Avx2F64, kAvx2Mr, 2>))
-BT_GEMM_KERNEL_FNS(avx512_f32, float, kAvx512Mr, 32, kAvx512F32, (&ukr_avx512<Avx512F32, kAvx512Mr, 2>))
-BT_GEMM_KERNEL_FNS(avx512_f64, double, kAvx512Mr, 16, kAvx512F64, (&ukr_avx512<Avx512F64, kAvx512Mr, 2>))
+// Row-edge kernels: entry r - 1 computes the first r rows of an MR-row panel (gemm_blocked's
+// `rows`), the same operations per element as the full kernel.
+template <class S, int MR, size_t... R>
+constexpr std::array<GemmMicroKernel<typename S::T>, MR - 1> avx2_rows(std::index_sequence<R...>) {
+  return {{&ukr_avx2<S, int(R) + 1, 2, MR>...}};
+}
+template <class S, int MR, size_t... R>
+constexpr std::array<GemmMicroKernel<typename S::T>, MR - 1> avx512_rows(std::index_sequence<R...>) {
+  return {{&ukr_avx512<S, int(R) + 1, 2, MR>...}};
+}
+constexpr auto kAvx2RowsF32 = avx2_rows<Avx2F32, kAvx2Mr>(std::make_index_sequence<kAvx2Mr - 1>());
+constexpr auto kAvx2RowsF64 = avx2_rows<Avx2F64, kAvx2Mr>(std::make_index_sequence<kAvx2Mr - 1>());
+constexpr auto kAvx512RowsF32 = avx512_rows<Avx512F32, kAvx512Mr>(std::make_index_sequence<kAvx512Mr - 1>());
+constexpr auto kAvx512RowsF64 = avx512_rows<Avx512F64, kAvx512Mr>(std::make_index_sequence<kAvx512Mr - 1>());
+
+BT_GEMM_KERNEL_FNS(avx2_f32, float, kAvx2Mr, 16, kAvx2F32, (&ukr_avx2<Avx2F32, kAvx2Mr, 2>), kAvx2RowsF32.data())
+BT_GEMM_KERNEL_FNS(avx2_f64, double, kAvx2Mr, 8, kAvx2F64, (&ukr_avx2<Avx2F64, kAvx2Mr, 2>), kAvx2RowsF64.data())
+BT_GEMM_KERNEL_FNS(avx512_f32, float, kAvx512Mr, 32, kAvx512F32, (&ukr_avx512<Avx512F32, kAvx512Mr, 2>),
+                   kAvx512RowsF32.data())
+BT_GEMM_KERNEL_FNS(avx512_f64, double, kAvx512Mr, 16, kAvx512F64, (&ukr_avx512<Avx512F64, kAvx512Mr, 2>),
+                   kAvx512RowsF64.data())
 
 const GemmKernelImpl kAvx2{"avx2",           kAvx2Mr,          16, kAvx2Mr, 8, &avx2_f32_tile, &avx2_f64_tile,
                            &avx2_f32_tilep,  &avx2_f64_tilep,  &avx2_f32_pack, &avx2_f64_pack};

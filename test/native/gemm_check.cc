@@ -159,6 +159,55 @@ void check_one(const GemmKernelImpl& kern, bool ta, bool tb, int64_t M, int64_t 
   if (!ok) ++g_failures;
 }
 
+// A row of C has the same bits whatever rows surround it: the first M rows of a product of
+// Mp = M rounded up to MR rows (full MR-row micro-kernels) against the M-row product, whose
+// last M % MR rows are a tile's row edge (gemm_blocked's row kernels, or the edge buffer),
+// over whole and prepacked B, with beta 0 (NaN in C) and beta != 0.
+template <typename T>
+void check_rows(const GemmKernelImpl& kern, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
+                double beta, std::mt19937_64& rng) {
+  const int64_t mr = kern.mr(T()), nr = kern.nr(T());
+  const int64_t Mp = (M + mr - 1) / mr * mr;
+  GemmDims d;
+  d.trans_a = ta;
+  d.trans_b = tb;
+  d.N = N;
+  d.K = K;
+  d.lda = ta ? Mp : K;
+  d.ldb = tb ? K : N;
+  d.ldc = N;
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  std::vector<T> A(size_t(std::max<int64_t>(Mp * K, 1))), B(size_t(std::max<int64_t>(K * N, 1)));
+  std::vector<T> C0(size_t(std::max<int64_t>(Mp * N, 1)));
+  for (auto& x : A) x = T(u(rng));
+  for (auto& x : B) x = T(u(rng));
+  for (auto& x : C0) x = beta == 0 ? T(NAN) : T(u(rng));
+  std::vector<T> Bp(size_t(std::max<int64_t>((N + nr - 1) / nr * nr * K, 1)));
+  kern.pack(T())(d, B.data(), Bp.data(), 0, N);
+  for (int packed = 0; packed < 2; ++packed) {
+    std::vector<T> Cf = C0, Ce = C0;
+    GemmDims df = d, de = d;
+    df.M = Mp;
+    de.M = M;
+    if (packed) {
+      kern.tilep(T())(df, T(alpha), A.data(), B.data(), Bp.data(), T(beta), Cf.data(), 0, Mp, 0, N);
+      kern.tilep(T())(de, T(alpha), A.data(), B.data(), Bp.data(), T(beta), Ce.data(), 0, M, 0, N);
+    } else {
+      kern.tile(T())(df, T(alpha), A.data(), B.data(), T(beta), Cf.data(), 0, Mp, 0, N);
+      kern.tile(T())(de, T(alpha), A.data(), B.data(), T(beta), Ce.data(), 0, M, 0, N);
+    }
+    ++g_checks;
+    if (std::memcmp(Cf.data(), Ce.data(), sizeof(T) * size_t(M * N)) != 0 ||
+        std::memcmp(Ce.data() + M * N, C0.data() + M * N, sizeof(T) * size_t((Mp - M) * N)) != 0) {
+      std::printf("FAIL %s %s rows: M=%lld of %lld N=%lld K=%lld ta=%d tb=%d beta=%g packed=%d differ from the "
+                  "full-height product (or wrote past row M)\n",
+                  kern.name, sizeof(T) == 4 ? "f32" : "f64", (long long)M, (long long)Mp, (long long)N, (long long)K,
+                  ta, tb, beta, packed);
+      ++g_failures;
+    }
+  }
+}
+
 template <typename T>
 void check_kernel(const GemmKernelImpl& kern) {
   std::mt19937_64 rng(1234);
@@ -191,6 +240,11 @@ void check_kernel(const GemmKernelImpl& kern) {
   // Several NC column blocks and KC slices (the prepacked layout across both).
   check_one<T>(kern, false, true, 7, 3100, 260, 1, 1, 0, rng);
   check_one<T>(kern, false, false, 7, 3100, 260, 2.5, 0, 1, rng);
+  // Every row-edge height, full-width and ragged columns, one and two KC slices.
+  const int64_t mr = kern.mr(T()), nr = kern.nr(T());
+  for (int64_t m = 1; m < 2 * mr; ++m)
+    for (int64_t nn : {nr, 2 * nr + 3})
+      for (int64_t k : {int64_t(9), int64_t(300)}) check_rows<T>(kern, m % 2, m % 3 == 0, m, nn, k, 1, m % 2 ? 0 : 2.5, rng);
 }
 
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
