@@ -8,7 +8,7 @@
  *  - the sessions of such models split their concats (splitConcats), and
  *    BRAINTRACE_SPLIT_CONCAT=0 (read when a session is created) turns it off;
  *  - split and unsplit runs give byte-identical results: forward, BPTT, D_RTRL and pp_prop
- *    of a GRU, two recurrent LIF layers and a concat that repeats an input, in float64 and
+ *    of a GRU, three recurrent LIF layers and a concat that repeats an input, in float64 and
  *    float32 (test/helpers/split-run.js in two child processes, one with the switch off).
  * The gradients themselves are checked against finite differences and against BPTT by the
  * rest of the suite, which runs with the split on.
@@ -27,12 +27,12 @@ function child(split: string | undefined, args: string[] = []): unknown {
 }
 
 test('sessions split the concat operands of matrix products; BRAINTRACE_SPLIT_CONCAT=0 turns it off', () => {
-  // GRU: [x, h] feeds two products (trimmed), [x, r h] one (split); RLIF2: one per layer;
+  // GRU: [x, h] feeds two products (trimmed), [x, r h] one (split); RLIF3: one per layer;
   // Repeat: [h, u, h].
-  const on = { gru: { split: 1, trimmed: 2 }, rlif2: { split: 2, trimmed: 0 }, repeat: { split: 1, trimmed: 0 } };
+  const on = { gru: { split: 1, trimmed: 2 }, rlif3: { split: 3, trimmed: 0 }, repeat: { split: 1, trimmed: 0 } };
   const off = { split: 0, trimmed: 0 };
   expect(child(undefined, ['info'])).toEqual(on);
-  expect(child('0', ['info'])).toEqual({ gru: off, rlif2: off, repeat: off });
+  expect(child('0', ['info'])).toEqual({ gru: off, rlif3: off, repeat: off });
   expect(child('1', ['info'])).toEqual(on);
 }, 60000);
 

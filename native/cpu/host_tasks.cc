@@ -133,14 +133,20 @@ void mm_product(const MM& m, const T* A, const T* B, T beta, T* C, GemmPackCache
   for (int64_t g = 0; g < m.G; ++g) gemm(d, T(1), A + g * m.sa, B + g * m.sb, beta, C + g * m.sc);
 }
 
-// gA = beta gA + G B^T (beta 1: accumulate; 0: gA is only written)
-template <typename T>
-void mm_grad_a(const MM& m, const T* Gr, const T* B, T* gA, T beta, GemmPackCache* cache = nullptr,
-               uint64_t epoch = 0) {
+// The GemmDims of one group's gA = G B^T (G (M, N), B (K, N) read transposed, gA (M, K)).
+GemmDims mm_grad_a_dims(const MM& m) {
   GemmDims d;
   d.trans_b = true;
   d.M = m.M; d.N = m.K; d.K = m.N;
   d.lda = m.N; d.ldb = m.N; d.ldc = m.K;
+  return d;
+}
+
+// gA = beta gA + G B^T (beta 1: accumulate; 0: gA is only written)
+template <typename T>
+void mm_grad_a(const MM& m, const T* Gr, const T* B, T* gA, T beta, GemmPackCache* cache = nullptr,
+               uint64_t epoch = 0) {
+  const GemmDims d = mm_grad_a_dims(m);
   if (m.G == 1) return mm_gemm(d, Gr, B, beta, gA, cache, epoch);
   for (int64_t g = 0; g < m.G; ++g) gemm(d, T(1), Gr + g * m.sc, B + g * m.sb, beta, gA + g * m.sa);
 }
@@ -157,10 +163,7 @@ template <typename T>
 void mm_grad_a_concat(const Plan& p, const PlanNode& n, const MM& m, const T* G, const T* B, T* const* gx,
                       uint32_t zero, GemmPackCache* cache, uint64_t epoch) {
   const PlanNode& c = p.nodes[n.inputs[0]];
-  GemmDims full;
-  full.trans_b = true;
-  full.M = m.M; full.N = m.K; full.K = m.N;
-  full.lda = m.N; full.ldb = m.N; full.ldc = m.K;
+  const GemmDims full = mm_grad_a_dims(m);
   const bool full_direct = gemm_takes_direct(full);
   bool same = true;
   for (size_t k = 0; k < c.inputs.size(); ++k) {
@@ -226,10 +229,7 @@ template <typename T>
 void mm_grad_a_blocks(const Plan& p, const PlanNode& n, const MM& m, const T* G, const T* B, T* gA, T beta,
                       uint32_t blocks, GemmPackCache* cache, uint64_t epoch) {
   const PlanNode& c = p.nodes[n.inputs[0]];
-  GemmDims full;
-  full.trans_b = true;
-  full.M = m.M; full.N = m.K; full.K = m.N;
-  full.lda = m.N; full.ldb = m.N; full.ldc = m.K;
+  const GemmDims full = mm_grad_a_dims(m);
   const bool full_direct = gemm_takes_direct(full);
   for (size_t k = 0; k < c.inputs.size(); ++k) {
     GemmDims d = full;

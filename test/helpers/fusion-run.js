@@ -6,6 +6,7 @@
 // runs it with BRAINTRACE_EW_ISA=sse2 and without (and `wide`) to compare the loop tables.
 'use strict';
 const bt = require('../..');
+const { runAll, runMain } = require('./byte-runs');
 
 // With the argument `wide`, tensors of 200 elements (B 5, H 40) instead of 24, so that
 // 8-wide vector loops run several iterations and an epilogue (test/math.test.ts).
@@ -90,21 +91,6 @@ class Mix extends bt.Module {
   }
 }
 
-function seq(T, width, seed, dtype) {
-  let a = seed >>> 0;
-  const rnd = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const Ctor = dtype === 'float64' ? Float64Array : Float32Array;
-  return { data: Ctor.from({ length: T * B * width }, () => rnd() * 2 - 0.5), shape: [T, B, width], dtype };
-}
-
-const hex = (t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString('hex');
-
 // `node fusion-run.js info`: the fusion decided for a traced LIF3 session.
 function info() {
   const { encodePlan } = require('../../dist/compiler/plan');
@@ -122,40 +108,12 @@ async function main() {
     process.stdout.write(JSON.stringify(info()));
     return;
   }
-  const out = {};
   const models = [
     ['lif3', () => new LIF3()],
     ['gru', () => new GRU()],
     ['mix', () => new Mix()],
   ];
-  const algos = [
-    ['bptt', bt.BPTT, {}],
-    ['d_rtrl', bt.D_RTRL, {}],
-    ['pp_prop', bt.pp_prop, { decayOrRank: 0.9 }],
-  ];
-  for (const dtype of ['float64', 'float32']) {
-    for (const [mname, make] of models) {
-      for (const [aname, algo, opts] of algos) {
-        const key = `${dtype}/${mname}/${aname}`;
-        const learner = bt.compile(make(), algo, { inputShape: [IN], batchSize: B, dtype, seed: 7, ...opts });
-        const rec = {};
-        for (let call = 0; call < 2; call++) {
-          const r = await learner.etraceGrad(seq(6, IN, 11 + call, dtype), seq(6, 2, 23 + call, dtype));
-          rec[`losses${call}`] = Buffer.from(r.losses.buffer).toString('hex');
-          rec[`outputs${call}`] = hex(r.outputs);
-          for (const [p, g] of Object.entries(r.grads)) rec[`grad${call}.${p}`] = hex(g);
-          for (const [p, s] of Object.entries(learner.states())) rec[`state${call}.${p}`] = hex(s);
-        }
-        rec.run = hex(await learner.run(seq(4, IN, 31, dtype)));
-        out[key] = rec;
-        learner.dispose();
-      }
-    }
-  }
-  process.stdout.write(JSON.stringify(out));
+  process.stdout.write(JSON.stringify(await runAll(models, { B, IN, T: 6, runT: 4 })));
 }
 
-main().catch((e) => {
-  process.stderr.write(String(e && e.stack ? e.stack : e));
-  process.exit(1);
-});
+runMain(main);
