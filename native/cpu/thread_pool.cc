@@ -111,25 +111,26 @@ std::string site_name(const void* pc) {
   return buf;
 }
 void print_stats() {
-      PoolStats& q = *g_stats;
-      const double j = double(std::max<uint64_t>(q.jobs.load(), 1));
-      std::fprintf(stderr,
-                   "bt-pool stats: jobs %llu (inline %llu), worker joined %llu, missed %llu, woke from sleep %llu\n"
-                   "  caller per job: own chunks %.2f us, wait at join %.2f us (slept %llu times)\n"
-                   "  worker per joined job: publish->join %.2f us, work %.2f us\n"
-                   "  gaps between jobs: mean %.2f us; <10us %llu, <100us %llu, <1ms %llu, <10ms %llu, more %llu\n",
-                   (unsigned long long)q.jobs.load(), (unsigned long long)q.inline_jobs.load(),
-                   (unsigned long long)q.joined.load(), (unsigned long long)q.missed.load(),
-                   (unsigned long long)q.woke.load(), q.own_ns.load() / j / 1e3, q.join_wait_ns.load() / j / 1e3,
-                   (unsigned long long)q.caller_slept.load(),
-                   q.worker_lat_ns.load() / double(std::max<uint64_t>(q.joined.load(), 1)) / 1e3,
-                   q.worker_work_ns.load() / double(std::max<uint64_t>(q.joined.load(), 1)) / 1e3,
-                   q.gap_ns.load() / j / 1e3, (unsigned long long)q.gaps[0].load(),
-                   (unsigned long long)q.gaps[1].load(), (unsigned long long)q.gaps[2].load(),
-                   (unsigned long long)q.gaps[3].load(), (unsigned long long)q.gaps[4].load());
+  PoolStats& q = *g_stats;
+  const double j = double(std::max<uint64_t>(q.jobs.load(), 1));
+  std::fprintf(stderr,
+               "bt-pool stats: jobs %llu (inline %llu), worker joined %llu, missed %llu, woke from sleep %llu\n"
+               "  caller per job: own chunks %.2f us, wait at join %.2f us (slept %llu times)\n"
+               "  worker per joined job: publish->join %.2f us, work %.2f us\n"
+               "  gaps between jobs: mean %.2f us; <10us %llu, <100us %llu, <1ms %llu, <10ms %llu, more %llu\n",
+               (unsigned long long)q.jobs.load(), (unsigned long long)q.inline_jobs.load(),
+               (unsigned long long)q.joined.load(), (unsigned long long)q.missed.load(),
+               (unsigned long long)q.woke.load(), q.own_ns.load() / j / 1e3, q.join_wait_ns.load() / j / 1e3,
+               (unsigned long long)q.caller_slept.load(),
+               q.worker_lat_ns.load() / double(std::max<uint64_t>(q.joined.load(), 1)) / 1e3,
+               q.worker_work_ns.load() / double(std::max<uint64_t>(q.joined.load(), 1)) / 1e3,
+               q.gap_ns.load() / j / 1e3, (unsigned long long)q.gaps[0].load(),
+               (unsigned long long)q.gaps[1].load(), (unsigned long long)q.gaps[2].load(),
+               (unsigned long long)q.gaps[3].load(), (unsigned long long)q.gaps[4].load());
   std::fprintf(stderr,
                "  per call site: jobs, missed, mean n, own us, wait us, gap before us (total ms) |"
                " inline: jobs, mean n, us (total ms)\n");
+  std::lock_guard<std::mutex> lk(q.site_m);  // a call may still be running at exit
   for (const auto& kv : q.sites) {
     const auto& x = kv.second;
     const double jj = double(std::max<uint64_t>(x.jobs, 1)), ji = double(std::max<uint64_t>(x.inl_jobs, 1));
