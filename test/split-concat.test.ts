@@ -8,8 +8,10 @@
  *  - the sessions of such models split their concats (splitConcats), and
  *    BRAINTRACE_SPLIT_CONCAT=0 (read when a session is created) turns it off;
  *  - split and unsplit runs give byte-identical results: forward, BPTT, D_RTRL and pp_prop
- *    of a GRU, three recurrent LIF layers and a concat that repeats an input, in float64 and
- *    float32 (test/helpers/split-run.js in two child processes, one with the switch off).
+ *    of a GRU, three recurrent LIF layers, a concat that repeats an input and two stacked GRU
+ *    cells (layer 2's [h1', h2] is a frontier node of layer 1's online group sweep: without
+ *    the plain VJP there its gradients are NaN), in float64 and float32
+ *    (test/helpers/split-run.js in two child processes, one with the switch off).
  * The gradients themselves are checked against finite differences and against BPTT by the
  * rest of the suite, which runs with the split on.
  */
@@ -28,11 +30,16 @@ function child(split: string | undefined, args: string[] = []): unknown {
 
 test('sessions split the concat operands of matrix products; BRAINTRACE_SPLIT_CONCAT=0 turns it off', () => {
   // GRU: [x, h] feeds two products (trimmed), [x, r h] one (split); RLIF3: one per layer;
-  // Repeat: [h, u, h].
-  const on = { gru: { split: 1, trimmed: 2 }, rlif3: { split: 3, trimmed: 0 }, repeat: { split: 1, trimmed: 0 } };
+  // Repeat: [h, u, h]; GRU2: two [x, h] per layer.
+  const on = {
+    gru: { split: 1, trimmed: 2 },
+    rlif3: { split: 3, trimmed: 0 },
+    repeat: { split: 1, trimmed: 0 },
+    gru2: { split: 0, trimmed: 4 },
+  };
   const off = { split: 0, trimmed: 0 };
   expect(child(undefined, ['info'])).toEqual(on);
-  expect(child('0', ['info'])).toEqual({ gru: off, rlif3: off, repeat: off });
+  expect(child('0', ['info'])).toEqual({ gru: off, rlif3: off, repeat: off, gru2: off });
   expect(child('1', ['info'])).toEqual(on);
 }, 60000);
 
@@ -41,7 +48,7 @@ test('split and unsplit runs are byte-identical (forward, BPTT, D_RTRL, pp_prop;
   const split = child(undefined) as Results;
   const plain = child('0') as Results;
   const keys = Object.keys(split);
-  expect(keys.length).toBe(18); // 2 dtypes x 3 models x 3 algorithms
+  expect(keys.length).toBe(24); // 2 dtypes x 4 models x 3 algorithms
   expect(Object.keys(plain)).toEqual(keys);
   for (const k of keys) {
     expect(Object.keys(split[k]).length).toBeGreaterThan(8);

@@ -34,10 +34,42 @@ class Repeat extends bt.Module {
   }
 }
 
+// Two stacked GRU cells: layer 2's [h1', h2] reads layer 1's new state directly, so in the
+// online group sweeps that concat is a frontier node of layer 1's group (its products keep
+// the plain VJP there, core/online.cc).
+class Cell extends bt.Module {
+  constructor(nIn, n) {
+    super();
+    this.wz = new bt.ParamState(bt.init.xavierNormal(), [nIn + n, n]);
+    this.wh = new bt.ParamState(bt.init.xavierNormal(), [nIn + n, n]);
+    this.h = new bt.HiddenState([n]);
+  }
+  step(x) {
+    const h = this.h.value;
+    const xh = bt.concat([x, h], -1);
+    const z = bt.sigmoid(bt.matmul(xh, this.wz));
+    const c = bt.tanh(bt.matmul(xh, this.wh));
+    this.h.value = bt.add(bt.mul(bt.sub(1, z), h), bt.mul(z, c));
+    return this.h.value;
+  }
+}
+class GRU2 extends bt.Module {
+  constructor() {
+    super();
+    this.l1 = new Cell(IN, H);
+    this.l2 = new Cell(H, H);
+    this.ro = new bt.ParamState(bt.init.xavierNormal(), [H, 2]);
+  }
+  update(x) {
+    return bt.matmul(this.l2.step(this.l1.step(x)), this.ro.value);
+  }
+}
+
 const models = [
   ['gru', () => new GRU(IN, H, 2)],
   ['rlif3', () => new LIF3(IN, H, 2, { recurrent: true })],
   ['repeat', () => new Repeat()],
+  ['gru2', () => new GRU2()],
 ];
 
 // `node split-run.js info`: splitConcats() of each model's session.
