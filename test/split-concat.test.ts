@@ -11,7 +11,9 @@
  *    of a GRU, three recurrent LIF layers, a concat that repeats an input and two stacked GRU
  *    cells (layer 2's [h1', h2] is a frontier node of layer 1's online group sweep: without
  *    the plain VJP there its gradients are NaN), in float64 and float32
- *    (test/helpers/split-run.js in two child processes, one with the switch off).
+ *    (test/helpers/split-run.js in two child processes, one with the switch off);
+ *  - a VJP that fetches a concat's cotangent, or stops at it, gets the plain VJP: the same
+ *    bytes with the switch on and off (without that exclusion they differ).
  * The gradients themselves are checked against finite differences and against BPTT by the
  * rest of the suite, which runs with the split on.
  */
@@ -55,3 +57,13 @@ test('split and unsplit runs are byte-identical (forward, BPTT, D_RTRL, pp_prop;
     expect(split[k]).toEqual(plain[k]);
   }
 }, 120000);
+
+test('a fetched or stopping concat cotangent is the plain one (evaluate with fetchCotangents / stopCotangents)', () => {
+  type Results = Record<string, Record<string, string>>;
+  const split = child(undefined, ['evaluate']) as Results;
+  const plain = child('0', ['evaluate']) as Results;
+  expect(Object.keys(split).length).toBe(8); // 4 models x (fetch, stop)
+  expect(split).toEqual(plain);
+  for (const k of Object.keys(split)) expect(Object.keys(split[k])).toContain('fetched0');
+}, 60000);
+

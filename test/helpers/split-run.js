@@ -9,7 +9,7 @@
 'use strict';
 const bt = require('../..');
 const { GRU, LIF3 } = require('../../scripts/lib/bench-models');
-const { runAll, runMain } = require('./byte-runs');
+const { hex, runAll, runMain, seq } = require('./byte-runs');
 
 const B = 16;
 const IN = 16;
@@ -87,9 +87,48 @@ function info() {
   return out;
 }
 
+// `node split-run.js evaluate`: one raw session step of each model (float64, given params
+// and states) with a VJP that fetches every Concat's cotangent, and one that also stops at
+// the first concat: the fetched and leaf cotangents' bytes. A fetched or stopping concat
+// takes the plain VJP (core/interpreter.cc), so these must not depend on the split either.
+function evaluate() {
+  const { encodePlan } = require('../../dist/compiler/plan');
+  const { loadBinding } = require('../../dist/runtime/native');
+  const out = {};
+  for (const [name, make] of models) {
+    const { graph } = bt.traceModel(make(), { dtype: 'float64', inputShapes: [[IN]], batchSize: B });
+    const plan = encodePlan(graph);
+    const session = loadBinding().createSession(plan.code, plan.fattr);
+    const numel = (id) => graph.nodes[id].shape.reduce((a, b) => a * b, 1);
+    const arr = (id, seed) => seq(1, 1, numel(id), seed, 'float64').data;
+    const concats = graph.nodes.filter((n) => n.op === 'Concat').map((n) => n.id);
+    const base = {
+      inputs: graph.inputs.map((x, k) => arr(x.nodeId, 41 + k)),
+      params: graph.params.map((x, k) => arr(x.nodeId, 51 + k).map((v) => v * 0.2)),
+      states: graph.states.map((x, k) => arr(x.nodeId, 61 + k)),
+      outputCotangents: graph.outputs.map((o, k) => arr(o.nodeId, 71 + k)),
+      fetchCotangents: concats,
+    };
+    for (const [mode, extra] of [['fetch', {}], ['stop', { stopCotangents: concats.slice(0, 1) }]]) {
+      const r = session.evaluate({ ...base, ...extra });
+      const rec = {};
+      r.fetchedCotangents.forEach((t, k) => (rec[`fetched${k}`] = hex({ data: t })));
+      for (const key of ['inputCotangents', 'paramCotangents', 'stateCotangents'])
+        r[key].forEach((t, k) => (rec[`${key}${k}`] = hex({ data: t })));
+      out[`${name}/${mode}`] = rec;
+    }
+    session.dispose();
+  }
+  return out;
+}
+
 async function main() {
   if (process.argv[2] === 'info') {
     process.stdout.write(JSON.stringify(info()));
+    return;
+  }
+  if (process.argv[2] === 'evaluate') {
+    process.stdout.write(JSON.stringify(evaluate()));
     return;
   }
   process.stdout.write(JSON.stringify(await runAll(models, { B, IN, T: 5, runT: 3 })));
