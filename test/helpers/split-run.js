@@ -65,11 +65,35 @@ class GRU2 extends bt.Module {
   }
 }
 
+// h is read by the concat, by the product u (between the concat and its own product in the
+// step, so between them in the reverse sweep) and after the product: its cotangent sums three
+// terms, and a split would add the concat's block before u's (another rounding), so the
+// concat is only trimmed (plan_split_concats' order rule; with the rule off BPTT's bytes
+// differ).
+class Order extends bt.Module {
+  constructor() {
+    super();
+    this.w = new bt.ParamState(bt.init.xavierNormal(), [H + IN, H]);
+    this.wu = new bt.ParamState(bt.init.xavierNormal(), [H, H]);
+    this.ro = new bt.ParamState(bt.init.xavierNormal(), [H, 2]);
+    this.h = new bt.HiddenState([H]);
+  }
+  update(x) {
+    const h = this.h.value;
+    const c = bt.concat([h, x], -1);
+    const u = bt.matmul(h, this.wu);
+    const m = bt.matmul(c, this.w);
+    this.h.value = bt.add(bt.tanh(bt.add(m, u)), bt.mul(h, 0.1));
+    return bt.matmul(this.h.value, this.ro.value);
+  }
+}
+
 const models = [
   ['gru', () => new GRU(IN, H, 2)],
   ['rlif3', () => new LIF3(IN, H, 2, { recurrent: true })],
   ['repeat', () => new Repeat()],
   ['gru2', () => new GRU2()],
+  ['order', () => new Order()],
 ];
 
 // `node split-run.js info`: splitConcats() of each model's session.
