@@ -882,13 +882,16 @@ class SessionImpl final : public Session {
     return run_node(t);
   }
 
-  // The products whose Concat operand is split (split_concat_, NodeTask::gin_concat): a
-  // MatMul / EtpMatMul with a 2-D B whose input 0 is a Concat over its last axis of at most
-  // 32 inputs that nothing else reads and that is no output of the plan, so its cotangent
-  // is this product's VJP alone. Its inputs then take their blocks straight from the
-  // product, one sweep position earlier than through the concat's VJP; that keeps every
-  // cotangent's sum in the same order only when no other consumer of a concat input has
-  // its VJP between the two positions of the reverse sweep, so such a concat is not split.
+  // The products whose Concat operand is split or trimmed (docs/architecture.md, "Split
+  // concats"): a MatMul / EtpMatMul with a 2-D B whose input 0 is a Concat over its last axis
+  // of at most 32 inputs, not folded and no output or state of the plan. Split
+  // (split_concat_, NodeTask::gin_concat) when nothing else reads the concat, so its
+  // cotangent is this product's VJP alone: its inputs take their blocks straight from the
+  // product, one sweep position earlier than through the concat's VJP. That keeps every
+  // cotangent's sum in the same order only when no other reader of a concat input has its
+  // VJP between the two positions of the reverse sweep; otherwise, and when the concat has
+  // other readers, trimmed (trim_concat_, NodeTask::gin0_blocks): the product computes only
+  // the wanted inputs' columns of the concat's cotangent, and the concat's VJP runs as usual.
   void plan_split_concats() {
     split_concat_.assign(n_, 0);
     split_base_ = split_concat_;
@@ -923,7 +926,7 @@ class SessionImpl final : public Session {
         trim_concat_[i] = 1;  // read elsewhere too: compute only the wanted columns
         continue;
       }
-      bool ok = n.inputs[1] != ci;
+      bool ok = true;
       for (int j : c.inputs) {
         for (int u = 0; u < n_ && ok; ++u) {
           if (u == ci) continue;
