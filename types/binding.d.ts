@@ -426,7 +426,8 @@ export interface NativeSession {
    * skips the blocks of G W^T no concat input wants (an RNN's [x, h] W never forms G W_x^T),
    * decided when the session was created: `split`, the product writes the inputs'
    * cotangents directly (the concat is read by nothing else); `trimmed`, it computes only the
-   * wanted columns of the concat's cotangent (the concat has other readers). Both 0 when the
+   * wanted columns of the concat's cotangent (the concat has other readers, or a split would
+   * reorder a cotangent's sum). Both 0 when the
    * environment variable BRAINTRACE_SPLIT_CONCAT was "0" then. Results never depend on
    * them, bit for bit.
    */

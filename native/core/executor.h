@@ -110,8 +110,9 @@ struct NodeTask {
   // yet (written as if zeroed first).
   T* const* gin_concat = nullptr;
   uint32_t zero_concat = 0;
-  // Vjp of a MatMul / EtpMatMul whose input 0 is a last-axis Concat with other readers (the
-  // session's trimmed concats): nonzero = bit k set for each concat input k whose columns of
+  // Vjp of a MatMul / EtpMatMul whose input 0 is a last-axis Concat that is not split (it has
+  // other readers, or splitting would reorder a sum: the session's trimmed concats):
+  // nonzero = bit k set for each concat input k whose columns of
   // gin[0] = G B^T are wanted; only those columns are computed (the others stay as they
   // were and nothing reads them). Their values are the full product's, bit for bit.
   uint32_t gin0_blocks = 0;

@@ -109,8 +109,8 @@ struct FusionInfo {
   // Matrix products whose VJP writes the cotangents of their last-axis Concat operand's
   // inputs directly, block by block, skipping the unwanted blocks (split), and those whose
   // VJP computes only the wanted inputs' columns of the concat's cotangent (trimmed: the
-  // concat has other readers); BRAINTRACE_SPLIT_CONCAT=0 turns both off when the session is
-  // created.
+  // concat has other readers, or a split would reorder a sum); BRAINTRACE_SPLIT_CONCAT=0
+  // turns both off when the session is created.
   int split_concats = 0;
   int trimmed_concats = 0;
 };
