@@ -10,8 +10,9 @@ namespace {
 constexpr GemmBlocking kPortableF32{256, 128, 3072};
 constexpr GemmBlocking kPortableF64{256, 128, 1536};
 
-BT_GEMM_KERNEL_FNS(portable_f32, float, 4, 8, kPortableF32, (&gemm_ukr_portable<float, 4, 8>), nullptr)
-BT_GEMM_KERNEL_FNS(portable_f64, double, 4, 4, kPortableF64, (&gemm_ukr_portable<double, 4, 4>), nullptr)
+BT_GEMM_KERNEL_FNS(portable_f32, float, 4, 8, kPortableF32, (&gemm_ukr_portable<float, 4, 8>), nullptr, nullptr)
+BT_GEMM_KERNEL_FNS(portable_f64, double, 4, 4, kPortableF64, (&gemm_ukr_portable<double, 4, 4>), nullptr,
+                   nullptr)
 
 const GemmKernelImpl kPortable{"portable",          4, 8, 4, 4, &portable_f32_tile, &portable_f64_tile,
                                &portable_f32_tilep, &portable_f64_tilep, &portable_f32_pack, &portable_f64_pack};

@@ -51,8 +51,8 @@ struct NeonF64 {
 constexpr GemmBlocking kNeonF32{256, 128, 3072};
 constexpr GemmBlocking kNeonF64{256, 72, 1536};
 
-BT_GEMM_KERNEL_FNS(neon_f32, float, 8, 12, kNeonF32, (&ukr_neon<NeonF32, 8, 3>), nullptr)
-BT_GEMM_KERNEL_FNS(neon_f64, double, 6, 8, kNeonF64, (&ukr_neon<NeonF64, 6, 4>), nullptr)
+BT_GEMM_KERNEL_FNS(neon_f32, float, 8, 12, kNeonF32, (&ukr_neon<NeonF32, 8, 3>), nullptr, nullptr)
+BT_GEMM_KERNEL_FNS(neon_f64, double, 6, 8, kNeonF64, (&ukr_neon<NeonF64, 6, 4>), nullptr, nullptr)
 
 const GemmKernelImpl kNeon{"neon",          8, 12, 6, 8, &neon_f32_tile, &neon_f64_tile,
                            &neon_f32_tilep, &neon_f64_tilep, &neon_f32_pack, &neon_f64_pack};

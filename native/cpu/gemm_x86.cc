@@ -111,12 +111,15 @@ constexpr auto kAvx2RowsF64 = avx2_rows<Avx2F64, kAvx2Mr>(std::make_index_sequen
 constexpr auto kAvx512RowsF32 = avx512_rows<Avx512F32, kAvx512Mr>(std::make_index_sequence<kAvx512Mr - 1>());
 constexpr auto kAvx512RowsF64 = avx512_rows<Avx512F64, kAvx512Mr>(std::make_index_sequence<kAvx512Mr - 1>());
 
-BT_GEMM_KERNEL_FNS(avx2_f32, float, kAvx2Mr, 16, kAvx2F32, (&ukr_avx2<Avx2F32, kAvx2Mr, 2>), kAvx2RowsF32.data())
-BT_GEMM_KERNEL_FNS(avx2_f64, double, kAvx2Mr, 8, kAvx2F64, (&ukr_avx2<Avx2F64, kAvx2Mr, 2>), kAvx2RowsF64.data())
+// Half-width kernels: one vector of columns of the two-vector panel (gemm_blocked's `half`).
+BT_GEMM_KERNEL_FNS(avx2_f32, float, kAvx2Mr, 16, kAvx2F32, (&ukr_avx2<Avx2F32, kAvx2Mr, 2>), kAvx2RowsF32.data(),
+                   (&ukr_avx2<Avx2F32, kAvx2Mr, 1, kAvx2Mr, 16>))
+BT_GEMM_KERNEL_FNS(avx2_f64, double, kAvx2Mr, 8, kAvx2F64, (&ukr_avx2<Avx2F64, kAvx2Mr, 2>), kAvx2RowsF64.data(),
+                   (&ukr_avx2<Avx2F64, kAvx2Mr, 1, kAvx2Mr, 8>))
 BT_GEMM_KERNEL_FNS(avx512_f32, float, kAvx512Mr, 32, kAvx512F32, (&ukr_avx512<Avx512F32, kAvx512Mr, 2>),
-                   kAvx512RowsF32.data())
+                   kAvx512RowsF32.data(), (&ukr_avx512<Avx512F32, kAvx512Mr, 1, kAvx512Mr, 32>))
 BT_GEMM_KERNEL_FNS(avx512_f64, double, kAvx512Mr, 16, kAvx512F64, (&ukr_avx512<Avx512F64, kAvx512Mr, 2>),
-                   kAvx512RowsF64.data())
+                   kAvx512RowsF64.data(), (&ukr_avx512<Avx512F64, kAvx512Mr, 1, kAvx512Mr, 16>))
 
 const GemmKernelImpl kAvx2{"avx2",           kAvx2Mr,          16, kAvx2Mr, 8, &avx2_f32_tile, &avx2_f64_tile,
                            &avx2_f32_tilep,  &avx2_f64_tilep,  &avx2_f32_pack, &avx2_f64_pack};

@@ -178,10 +178,13 @@ void gemm_direct(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* 
 // MR-row panel, with the same operations per element as `ukr` (gemm_ukr_simd.inc's AS), so a
 // tile's row edge is written straight into C instead of through gemm_edge_tile's buffer (a
 // whole MR-row kernel's work for a few rows: the 4-row edge of every B = 64 product).
+// `half` (optional): the first NR / 2 columns of an NR-wide panel, the same operations per
+// element as `ukr` (gemm_ukr_simd.inc's BS): a column edge of at most NR / 2 columns (a
+// readout's 4 outputs) runs it into gemm_edge_tile's buffer instead of the whole kernel.
 template <typename T, int MR, int NR>
 void gemm_blocked(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* C, int64_t m0, int64_t m1,
                   int64_t n0, int64_t n1, const GemmBlocking& bl, GemmMicroKernel<T> ukr, const T* Bpre = nullptr,
-                  const GemmMicroKernel<T>* rows = nullptr) {
+                  const GemmMicroKernel<T>* rows = nullptr, GemmMicroKernel<T> half = nullptr) {
   using namespace gemm_detail;
   if (m0 >= m1 || n0 >= n1) return;
   if (d.K <= 0 || alpha == T(0)) {
@@ -230,6 +233,8 @@ void gemm_blocked(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T*
               ukr(kc, Ap + ir * kc, Bs + jr * kc, alpha, beta_k, c, d.ldc);
             else if (nr == NR && rows != nullptr)
               rows[mr - 1](kc, Ap + ir * kc, Bs + jr * kc, alpha, beta_k, c, d.ldc);
+            else if (2 * nr <= NR && half != nullptr)
+              gemm_edge_tile<T, MR, NR>(half, kc, Ap + ir * kc, Bs + jr * kc, alpha, beta_k, c, d.ldc, mr, nr);
             else
               gemm_edge_tile<T, MR, NR>(ukr, kc, Ap + ir * kc, Bs + jr * kc, alpha, beta_k, c, d.ldc, mr, nr);
           }
@@ -264,16 +269,16 @@ void gemm_pack_b(const GemmDims& d, const T* B, const GemmBlocking& bl, T* dst, 
 }
 
 // One kernel's entry points for a dtype (cpu/gemm_kernels.h's GemmKernelImpl): NAME##_tile
-// (packs as it goes), NAME##_tilep (a gemm_pack_b-packed B) and NAME##_pack. ROWS: the row
-// edge kernels (gemm_blocked's `rows`) or nullptr.
-#define BT_GEMM_KERNEL_FNS(NAME, T, MR, NR, BL, UKR, ROWS)                                                  \
+// (packs as it goes), NAME##_tilep (a gemm_pack_b-packed B) and NAME##_pack. ROWS, HALF: the
+// row-edge and half-width kernels (gemm_blocked's `rows`, `half`) or nullptr.
+#define BT_GEMM_KERNEL_FNS(NAME, T, MR, NR, BL, UKR, ROWS, HALF)                                            \
   void NAME##_tile(const GemmDims& d, T alpha, const T* A, const T* B, T beta, T* C, int64_t m0, int64_t m1, \
                    int64_t n0, int64_t n1) {                                                                \
-    gemm_blocked<T, MR, NR>(d, alpha, A, B, beta, C, m0, m1, n0, n1, BL, UKR, nullptr, ROWS);               \
+    gemm_blocked<T, MR, NR>(d, alpha, A, B, beta, C, m0, m1, n0, n1, BL, UKR, nullptr, ROWS, HALF);         \
   }                                                                                                         \
   void NAME##_tilep(const GemmDims& d, T alpha, const T* A, const T* B, const T* Bp, T beta, T* C,         \
                     int64_t m0, int64_t m1, int64_t n0, int64_t n1) {                                       \
-    gemm_blocked<T, MR, NR>(d, alpha, A, B, beta, C, m0, m1, n0, n1, BL, UKR, Bp, ROWS);                    \
+    gemm_blocked<T, MR, NR>(d, alpha, A, B, beta, C, m0, m1, n0, n1, BL, UKR, Bp, ROWS, HALF);              \
   }                                                                                                         \
   void NAME##_pack(const GemmDims& d, const T* B, T* dst, int64_t j0, int64_t j1) {                       \
     gemm_pack_b<T, NR>(d, B, BL, dst, j0, j1);                                                              \

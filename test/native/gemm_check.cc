@@ -3,7 +3,9 @@
 // gemm_x86.cc and gemm_neon.cc (scripts/test-gemm-arm64.sh cross-compiles it for arm64
 // and runs it under qemu; it builds natively the same way). Every usable kernel is run
 // on odd shapes, the four transpose combinations, alpha / beta in {0, 1, 2.5}, leading
-// dimensions wider than the matrices and NaN in C with beta == 0; the product is also
+// dimensions wider than the matrices and NaN in C with beta == 0; rows and columns of C whose
+// bits must not depend on the rows / columns around them (row-edge and half-width kernels);
+// the product is also
 // computed as a 2 x 3 grid of tiles (what the thread split does), and as that grid over a
 // prepacked op(B) (kernel.pack + kernel.tilep, the pack cache's path), and both must match the
 // whole-matrix result bit for bit. Exit status 0 when every check passes.
@@ -208,6 +210,59 @@ void check_rows(const GemmKernelImpl& kern, bool ta, bool tb, int64_t M, int64_t
   }
 }
 
+// A column of C has the same bits whatever columns surround it: the first N columns of a
+// product of Np = N rounded up to NR columns (full-width micro-kernels) against the N-column
+// product, whose last N % NR columns are a column edge (the half-width kernel when at most
+// NR / 2, else the whole kernel into the edge buffer); C's columns past N stay untouched.
+template <typename T>
+void check_cols(const GemmKernelImpl& kern, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double beta,
+                std::mt19937_64& rng) {
+  const int64_t nr = kern.nr(T());
+  const int64_t Np = (N + nr - 1) / nr * nr;
+  GemmDims d;
+  d.trans_a = ta;
+  d.trans_b = tb;
+  d.M = M;
+  d.K = K;
+  d.lda = ta ? M : K;
+  d.ldb = tb ? K : Np;
+  d.ldc = Np;
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  std::vector<T> A(size_t(std::max<int64_t>(M * K, 1))), B(size_t(std::max<int64_t>(K * Np, 1)));
+  std::vector<T> C0(size_t(std::max<int64_t>(M * Np, 1)));
+  for (auto& x : A) x = T(u(rng));
+  for (auto& x : B) x = T(u(rng));
+  for (auto& x : C0) x = beta == 0 ? T(NAN) : T(u(rng));
+  for (int packed = 0; packed < 2; ++packed) {
+    std::vector<T> Cf = C0, Ce = C0;
+    GemmDims df = d, de = d;
+    df.N = Np;
+    de.N = N;
+    std::vector<T> Bf(size_t(std::max<int64_t>(Np * K, 1))), Be(Bf.size());
+    if (packed) {
+      kern.pack(T())(df, B.data(), Bf.data(), 0, Np);
+      kern.pack(T())(de, B.data(), Be.data(), 0, N);
+      kern.tilep(T())(df, T(1), A.data(), B.data(), Bf.data(), T(beta), Cf.data(), 0, M, 0, Np);
+      kern.tilep(T())(de, T(1), A.data(), B.data(), Be.data(), T(beta), Ce.data(), 0, M, 0, N);
+    } else {
+      kern.tile(T())(df, T(1), A.data(), B.data(), T(beta), Cf.data(), 0, M, 0, Np);
+      kern.tile(T())(de, T(1), A.data(), B.data(), T(beta), Ce.data(), 0, M, 0, N);
+    }
+    ++g_checks;
+    bool ok = true;
+    for (int64_t i = 0; i < M && ok; ++i)
+      ok = std::memcmp(&Cf[size_t(i * Np)], &Ce[size_t(i * Np)], sizeof(T) * size_t(N)) == 0 &&
+           std::memcmp(&C0[size_t(i * Np + N)], &Ce[size_t(i * Np + N)], sizeof(T) * size_t(Np - N)) == 0;
+    if (!ok) {
+      std::printf("FAIL %s %s cols: N=%lld of %lld M=%lld K=%lld ta=%d tb=%d beta=%g packed=%d differ from the "
+                  "full-width product (or wrote past column N)\n",
+                  kern.name, sizeof(T) == 4 ? "f32" : "f64", (long long)N, (long long)Np, (long long)M, (long long)K,
+                  ta, tb, beta, packed);
+      ++g_failures;
+    }
+  }
+}
+
 template <typename T>
 void check_kernel(const GemmKernelImpl& kern) {
   std::mt19937_64 rng(1234);
@@ -245,6 +300,10 @@ void check_kernel(const GemmKernelImpl& kern) {
   for (int64_t m = 1; m < 2 * mr; ++m)
     for (int64_t nn : {nr, 2 * nr + 3})
       for (int64_t k : {int64_t(9), int64_t(300)}) check_rows<T>(kern, m % 2, m % 3 == 0, m, nn, k, 1, m % 2 ? 0 : 2.5, rng);
+  // Every column-edge width (the half-width kernel up to NR / 2), on row edges too.
+  for (int64_t nn = 1; nn < 2 * nr; ++nn)
+    for (int64_t m : {mr, 2 * mr + 5})
+      for (int64_t k : {int64_t(9), int64_t(300)}) check_cols<T>(kern, nn % 2, nn % 3 == 0, m, nn, k, nn % 2 ? 0 : 2.5, rng);
 }
 
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
