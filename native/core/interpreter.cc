@@ -94,30 +94,15 @@ Status SessionImpl<T>::evaluate_impl(const EvalArgs& a, EvalResult* out) {
     want_ = dep_any_;
     // A fetched or stopping node that is a split or trimmed concat (plan_split_concats)
     // needs its whole cotangent: this call takes the plain VJPs.
-    std::vector<char> no_split, no_trim;
     bool unsplit = false;
     for (const auto* ids : {&a.fetch_cotangents, &a.stop_cotangents})
       for (int32_t id : *ids)
-        for (int u = 0; u < n_ && !unsplit; ++u)
-          unsplit = (split_concat_[u] || trim_concat_[u]) && plan_.nodes[u].inputs[0] == id;
+        for (int u : concat_products_[id]) unsplit = unsplit || split_concat_[u] || trim_concat_[u];
     struct SplitGuard {
-      std::vector<char>& split;
-      std::vector<char>& trim;
-      std::vector<char>& saved_split;
-      std::vector<char>& saved_trim;
-      bool on;
-      ~SplitGuard() {
-        if (!on) return;
-        std::swap(split, saved_split);
-        std::swap(trim, saved_trim);
-      }
-    } split_guard{split_concat_, trim_concat_, no_split, no_trim, unsplit};
-    if (unsplit) {
-      no_split.assign(n_, 0);
-      no_trim.assign(n_, 0);
-      std::swap(split_concat_, no_split);
-      std::swap(trim_concat_, no_trim);
-    }
+      bool& off;
+      ~SplitGuard() { off = false; }
+    } split_guard{splits_off_};
+    splits_off_ = unsplit;
     if (!a.fetch_cotangents.empty()) {
       // A fetched node needs a cotangent even when it depends on Consts only: so do the
       // nodes between it and the outputs.

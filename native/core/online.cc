@@ -237,9 +237,8 @@ Status SessionImpl<T>::configure_online_impl(const OnlineConfig& c) {
   trim_concat_ = trim_base_;
   for (size_t g = 0; g < g_list.size(); ++g)
     for (int i : g_list[g])
-      if (!g_mask[g].empty() && !g_mask[g][i] && plan_.nodes[i].op == OpCode::Concat)
-        for (int u = 0; u < n_; ++u)
-          if ((split_concat_[u] || trim_concat_[u]) && plan_.nodes[u].inputs[0] == i) split_concat_[u] = trim_concat_[u] = 0;
+      if (!g_mask[g].empty() && !g_mask[g][i])
+        for (int u : concat_products_[i]) split_concat_[u] = trim_concat_[u] = 0;
   vstop_ = std::move(stop);
   on_d_static_ = std::move(d_static);
   on_df_static_ = std::move(df_static);

@@ -827,7 +827,7 @@ class SessionImpl final : public Session {
     uint32_t zero = 0;
     // A split concat operand: its wanted inputs take their blocks of G B^T here, and the
     // concat (read by nothing else) never gets a cotangent, so its own VJP is skipped.
-    const bool split = split_concat_[i] != 0 && mask[n.inputs[0]];
+    const bool split = !splits_off_ && split_concat_[i] != 0 && mask[n.inputs[0]];
     uint32_t zero_concat = 0;
     if (split) {
       const PlanNode& c = plan_.nodes[n.inputs[0]];
@@ -870,7 +870,7 @@ class SessionImpl final : public Session {
     if (split) {
       t.gin_concat = gin_concat_.data();
       t.zero_concat = zero_concat;
-    } else if (trim_concat_[i] && gin[0] != nullptr) {
+    } else if (!splits_off_ && trim_concat_[i] && gin[0] != nullptr) {
       const PlanNode& c = plan_.nodes[n.inputs[0]];
       uint32_t blocks = 0;
       for (size_t k = 0; k < c.inputs.size(); ++k)
@@ -897,6 +897,7 @@ class SessionImpl final : public Session {
     split_base_ = split_concat_;
     trim_concat_.assign(n_, 0);
     trim_base_ = trim_concat_;
+    concat_products_.assign(n_, {});
     const char* env = std::getenv("BRAINTRACE_SPLIT_CONCAT");
     if (env != nullptr && std::strcmp(env, "0") == 0) return;
     std::vector<int> uses(n_, 0);
@@ -922,6 +923,7 @@ class SessionImpl final : public Session {
       if (c.op != OpCode::Concat || fold_[ci] || is_out[ci] || c.inputs.size() > 32) continue;
       if (c.ints.empty() || c.ints[0] != static_cast<int>(c.shape.size()) - 1) continue;
       if (plan_.nodes[n.inputs[1]].shape.size() != 2 || n.inputs[1] == ci) continue;
+      concat_products_[ci].push_back(i);
       if (uses[ci] != 1) {
         trim_concat_[i] = 1;  // read elsewhere too: compute only the wanted columns
         continue;
@@ -1113,6 +1115,10 @@ class SessionImpl final : public Session {
   // Per node: a product whose Concat operand has other readers (no split): its VJP computes
   // only the wanted inputs' columns of the concat's cotangent (NodeTask::gin0_blocks).
   std::vector<char> trim_concat_, trim_base_;
+  // Per Concat node: the products split or trimmed over it when the session was created.
+  std::vector<std::vector<int>> concat_products_;
+  // True while a call takes the plain VJPs everywhere (a fetched or stopping concat cotangent).
+  bool splits_off_ = false;
   std::vector<T*> gin_concat_;
   EwChainTask<T> chain_;       // the open fusion group's tasks (sweep)
   bool chain_open_ = false;    // ew() appends to chain_ while set

@@ -151,6 +151,19 @@ void mm_grad_a(const MM& m, const T* Gr, const T* B, T* gA, T beta, GemmPackCach
   for (int64_t g = 0; g < m.G; ++g) gemm(d, T(1), Gr + g * m.sc, B + g * m.sb, beta, gA + g * m.sa);
 }
 
+// True when every block of `full` (gA = G B^T over a Concat `c`: one block of columns per
+// input) whose bit is set in `wanted` takes the same direct / packed path as `full` itself
+// (gemm_takes_direct), so the block products give the full product's columns bit for bit.
+bool blocks_like_full(const Plan& p, const PlanNode& c, const GemmDims& full, uint32_t wanted) {
+  const bool full_direct = gemm_takes_direct(full);
+  for (size_t k = 0; k < c.inputs.size(); ++k) {
+    GemmDims d = full;
+    d.N = p.nodes[c.inputs[k]].shape.back();
+    if (((wanted >> k) & 1u) && gemm_takes_direct(d) != full_direct) return false;
+  }
+  return true;
+}
+
 // The VJP of a matmul node into the inputs of its last-axis Concat operand (NodeTask::
 // gin_concat): input k's block of gA = G B^T is G times rows [off_k, off_k + n_k) of B
 // transposed, the same dot products as gA's columns off_k .. off_k + n_k. Values as the full
@@ -164,16 +177,12 @@ void mm_grad_a_concat(const Plan& p, const PlanNode& n, const MM& m, const T* G,
                       uint32_t zero, GemmPackCache* cache, uint64_t epoch) {
   const PlanNode& c = p.nodes[n.inputs[0]];
   const GemmDims full = mm_grad_a_dims(m);
-  const bool full_direct = gemm_takes_direct(full);
-  bool same = true;
-  for (size_t k = 0; k < c.inputs.size(); ++k) {
-    GemmDims d = full;
-    d.N = d.ldc = p.nodes[c.inputs[k]].shape.back();
-    if (gx[k] != nullptr && gemm_takes_direct(d) != full_direct) same = false;
-  }
+  uint32_t wanted = 0;
+  for (size_t k = 0; k < c.inputs.size(); ++k)
+    if (gx[k] != nullptr) wanted |= 1u << k;
   thread_local std::vector<T> scratch;  // grown once: no allocation per step
   int64_t off = 0;
-  if (!same) {
+  if (!blocks_like_full(p, c, full, wanted)) {
     scratch.resize(static_cast<size_t>(m.M * m.K));
     mm_gemm(full, G, B, T(0), scratch.data(), cache, epoch);
     for (size_t k = 0; k < c.inputs.size(); ++k) {
@@ -230,12 +239,7 @@ void mm_grad_a_blocks(const Plan& p, const PlanNode& n, const MM& m, const T* G,
                       uint32_t blocks, GemmPackCache* cache, uint64_t epoch) {
   const PlanNode& c = p.nodes[n.inputs[0]];
   const GemmDims full = mm_grad_a_dims(m);
-  const bool full_direct = gemm_takes_direct(full);
-  for (size_t k = 0; k < c.inputs.size(); ++k) {
-    GemmDims d = full;
-    d.N = p.nodes[c.inputs[k]].shape.back();
-    if (((blocks >> k) & 1u) && gemm_takes_direct(d) != full_direct) return mm_grad_a(m, G, B, gA, beta, cache, epoch);
-  }
+  if (!blocks_like_full(p, c, full, blocks)) return mm_grad_a(m, G, B, gA, beta, cache, epoch);
   int64_t off = 0;
   for (size_t k = 0; k < c.inputs.size(); ++k) {
     const int64_t w = p.nodes[c.inputs[k]].shape.back();
