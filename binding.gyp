@@ -2,6 +2,10 @@
 # when no prebuild fits). The CUDA build is CMakeLists.txt (cmake-js), which
 # compiles the same sources plus native/cuda/*.cu into build-cuda/.
 #
+# -ffp-contract=off: no a * b + c is fused into one multiply-add behind the code's back.
+# The run-time ISA clones (AVX2, AVX-512) and the baseline code then round every operation
+# the same way, so results do not depend on the CPU (docs/architecture.md, "Exactness").
+#
 # Sources are listed by globbing the source folders, so a new .cc file in
 # native/{binding,core,cpu} needs no edit here (CMakeLists.txt globs the same folders).
 {
@@ -22,7 +26,7 @@
         "NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED"
       ],
       "cflags_cc!": ["-std=gnu++17", "-std=gnu++1y", "-O2", "-O0"],
-      "cflags_cc": ["-std=c++17", "-O3", "-fvisibility=hidden", "-fvisibility-inlines-hidden"],
+      "cflags_cc": ["-std=c++17", "-O3", "-ffp-contract=off", "-fvisibility=hidden", "-fvisibility-inlines-hidden"],
       "cflags!": ["-O2", "-O0"],
       "cflags": ["-O3"],
       "ldflags": ["-pthread"],
@@ -30,6 +34,7 @@
         "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
         "GCC_SYMBOLS_PRIVATE_EXTERN": "YES",
         "GCC_OPTIMIZATION_LEVEL": "3",
+        "OTHER_CPLUSPLUSFLAGS": ["-ffp-contract=off"],
         "MACOSX_DEPLOYMENT_TARGET": "11.0"
       },
       "msvs_settings": {

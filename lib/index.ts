@@ -42,7 +42,7 @@ export {
   type ErrorDetails,
   type NonFiniteDetails,
 } from './runtime/errors';
-export { info, type BraintraceInfo } from './runtime/info';
+export { info, type BraintraceInfo, type CpuKernels } from './runtime/info';
 export { compile, type AlgorithmClass } from './compile';
 export { Learner, type CompileOptions, type GradOptions, type GradResult, type RunOptions } from './algorithms/learner';
 export { type CallOptions, type CallProgress, type NonFinitePolicy } from './runtime/control';

@@ -56,7 +56,7 @@ command -v "$cxx" >/dev/null 2>&1 || { echo "!! $cxx not found (Debian: apt-get 
 out="$root/build-fuzz"
 mkdir -p "$out/obj" "$out/artifacts"
 san=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
-cflags=(-std=c++17 -O1 -g "${san[@]}" -Inative/include -Inative -Ifuzz -pthread)
+cflags=(-std=c++17 -O1 -g -ffp-contract=off "${san[@]}" -Inative/include -Inative -Ifuzz -pthread)
 
 # Core objects (instrumented for coverage, not linked with the fuzzer main), rebuilt when
 # the source or any header is newer.

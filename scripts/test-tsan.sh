@@ -25,7 +25,7 @@ bin="$out/tsan_threads"
 srcs=(test/native/tsan_threads.cc native/core/*.cc native/cpu/*.cc native/cuda/cuda_stub.cc)
 if [[ ! -f $bin || -n $(find native test/native fuzz -newer "$bin" -type f -print -quit) ]]; then
   echo "== building $bin with $cxx -fsanitize=thread"
-  "$cxx" -std=c++17 -O1 -g -fsanitize=thread -fno-omit-frame-pointer -Inative/include -Inative -Ifuzz -pthread \
+  "$cxx" -std=c++17 -O1 -g -ffp-contract=off -fsanitize=thread -fno-omit-frame-pointer -Inative/include -Inative -Ifuzz -pthread \
     "${srcs[@]}" -o "$bin"
 fi
 log=$(mktemp)

@@ -131,9 +131,15 @@ describe('info()', () => {
   test('the native info() has the contract fields', () => {
     const n = binding.info();
     expect(Object.keys(n).sort()).toEqual(
-      ['backend', 'cudaCompiled', 'cudaRuntimeVersion', 'deviceCount', 'fallbackReason', 'threads'].sort(),
+      ['backend', 'cpuKernels', 'cudaCompiled', 'cudaRuntimeVersion', 'deviceCount', 'fallbackReason', 'threads'].sort(),
     );
     expect(typeof n.cudaRuntimeVersion).toBe('number');
+    // The CPU kernels' run-time choices; the GEMM one is the kernel gemmKernels() reports.
+    expect(Object.keys(n.cpuKernels).sort()).toEqual(['elementWise', 'gemm', 'trace']);
+    expect(n.cpuKernels.gemm).toBe(binding.gemmKernels().active);
+    expect(['avx2', 'portable']).toContain(n.cpuKernels.elementWise);
+    expect(['avx512', 'avx2', 'portable']).toContain(n.cpuKernels.trace);
+    expect(info().cpuKernels).toEqual(n.cpuKernels);
     if (!n.cudaCompiled) {
       expect(n.cudaRuntimeVersion).toBe(0);
       expect(n.deviceCount).toBe(0);

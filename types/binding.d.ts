@@ -81,6 +81,15 @@ export interface NativeInfo {
   fallbackReason: string;
   /** Size of the native CPU thread pool. */
   threads: number;
+  /**
+   * The CPU kernels' run-time choices: the widest instruction set this CPU runs for each
+   * family, unless BRAINTRACE_GEMM_KERNEL, BRAINTRACE_EW_ISA or BRAINTRACE_TRACE_ISA caps it.
+   */
+  cpuKernels: {
+    gemm: 'avx512' | 'avx2' | 'neon' | 'portable';
+    elementWise: 'avx2' | 'portable';
+    trace: 'avx512' | 'avx2' | 'portable';
+  };
 }
 
 /** Native allocation counters (bytes held by sessions' buffers). */

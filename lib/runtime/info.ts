@@ -26,6 +26,21 @@ export interface BraintraceInfo {
   threads: number;
   /** The binary that was loaded: the node-gyp CPU build or the cmake-js CUDA build. */
   build: 'cpu' | 'cuda';
+  /**
+   * The CPU kernels chosen at run time for this CPU, each the widest instruction set it runs
+   * unless an environment variable caps it: `gemm` the matrix-product kernel ('avx512',
+   * 'avx2', 'neon' or 'portable'; BRAINTRACE_GEMM_KERNEL), `elementWise` the element-wise
+   * loops ('avx2' or 'portable'; BRAINTRACE_EW_ISA), `trace` the eligibility-trace loops
+   * ('avx512', 'avx2' or 'portable'; BRAINTRACE_TRACE_ISA). Results do not depend on them.
+   */
+  cpuKernels: CpuKernels;
+}
+
+/** See `BraintraceInfo.cpuKernels`. */
+export interface CpuKernels {
+  gemm: 'avx512' | 'avx2' | 'neon' | 'portable';
+  elementWise: 'avx2' | 'portable';
+  trace: 'avx512' | 'avx2' | 'portable';
 }
 
 let version: string | undefined;
@@ -62,5 +77,6 @@ export function info(): BraintraceInfo {
     fallbackReason: backend === 'cuda' ? '' : facts.fallbackReason || n.fallbackReason,
     threads: n.threads,
     build: facts.build,
+    cpuKernels: n.cpuKernels,
   };
 }

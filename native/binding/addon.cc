@@ -78,6 +78,11 @@ Napi::Value Addon::Info(const Napi::CallbackInfo& info) {
     o.Set("backend", Napi::String::New(env, ri.backend == bt::Backend::Cuda ? "cuda" : "cpu"));
     o.Set("fallbackReason", Napi::String::New(env, ri.fallback_reason));
     o.Set("threads", Napi::Number::New(env, ri.threads));
+    Napi::Object k = Napi::Object::New(env);
+    k.Set("gemm", Napi::String::New(env, ri.gemm_kernel));
+    k.Set("elementWise", Napi::String::New(env, ri.elementwise_isa));
+    k.Set("trace", Napi::String::New(env, ri.trace_isa));
+    o.Set("cpuKernels", k);
     return o;
   });
 }

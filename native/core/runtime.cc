@@ -5,7 +5,10 @@
 
 #include "braintrace/api.h"
 #include "core/executor.h"
+#include "cpu/ew_dispatch.h"
+#include "cpu/gemm_kernels.h"
 #include "cpu/thread_pool.h"
+#include "cpu/trace_cpu.h"
 
 namespace bt {
 namespace {
@@ -45,6 +48,9 @@ Status runtime_info(const std::string& preference, RuntimeInfo* out) {
     info.device_count = p.device_count;
     info.cuda_runtime_version = p.runtime_version;
     info.threads = thread_pool_size();
+    info.gemm_kernel = gemm_kernel_active()->name;
+    info.elementwise_isa = cpu_isa_name(ew_isa_active() == EwIsa::Avx2 ? CpuIsa::Avx2 : CpuIsa::Portable);
+    info.trace_isa = cpu_isa_name(trace_isa());
     if (preference == "cpu") {
       info.backend = Backend::Cpu;
       info.fallback_reason = "BRAINTRACE_DEVICE=cpu";

@@ -8,16 +8,41 @@
 #include "cpu/parallel_gemm.h"
 #include "cpu/thread_pool.h"
 
-// x86-64 GCC / Clang: an AVX2 clone of the dense trace rows, picked at run time (the
-// build itself targets baseline x86-64, so prebuilt binaries run on any x86-64 CPU).
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
-#define BT_TRACE_X86_AVX2 1
-#else
-#define BT_TRACE_X86_AVX2 0
-#endif
-
 namespace bt {
 namespace {
+
+// The loops below run through on_isa: x86-64 GCC / Clang compile each of them three times,
+// for the baseline ISA (SSE2: 4 floats / 2 doubles per instruction), for AVX2 (8 / 4) and
+// for AVX-512F with 512-bit vectors (16 / 8), and pick one at run time (the build itself
+// targets baseline x86-64, so prebuilt binaries run on any x86-64 CPU). `flatten` inlines
+// the whole body of kernels/trace.h into each clone, so it is generated for that target.
+// No clone may fuse a * b + c into one multiply-add (rounded once instead of twice): the
+// AVX2 target leaves FMA out, and AVX-512F, which has it, is held off by the build's
+// -ffp-contract=off (binding.gyp, CMakeLists.txt). Every clone then rounds every operation
+// the same way, so results are bit for bit the same on every CPU (test/trace-isa.test.ts).
+// BRAINTRACE_TRACE_ISA=portable|avx2|avx512 caps the choice (cpu_isa_capped).
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+template <typename F>
+__attribute__((target("avx2"), flatten)) void run_avx2(const F& f) {
+  f();
+}
+template <typename F>
+__attribute__((target("avx512f,prefer-vector-width=512"), flatten)) void run_avx512(const F& f) {
+  f();
+}
+#endif
+
+// Runs f() compiled for `isa` (an ISA this CPU has: trace_isa()).
+template <typename F>
+void on_isa(CpuIsa isa, const F& f) {
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+  if (isa == CpuIsa::Avx512) return run_avx512(f);
+  if (isa == CpuIsa::Avx2) return run_avx2(f);
+#else
+  (void)isa;
+#endif
+  f();
+}
 
 // Rows per chunk such that a chunk moves at least ~64k trace values: the pool's dispatch
 // cost (microseconds) stays small against the work.
@@ -30,12 +55,46 @@ constexpr int64_t kMaxStackS = 64;
 
 }  // namespace
 
+CpuIsa trace_isa() {
+  static const CpuIsa isa = cpu_isa_capped("BRAINTRACE_TRACE_ISA");
+  return isa;
+}
+
 // Rows [i0, i1) of the dense D_RTRL step, in tiles of R rows: inside a tile, batch row b
 // outermost, so the trace streams in contiguous runs of R segments (R*O*S values: the
 // hardware prefetcher sees long streams, not one 4 KiB page per segment) while the tile's
 // dW rows (R*O values) stay in L1/L2 across the batch. Each dW[i, k] still sums over b in
 // order, segment by segment, so the result does not depend on the tiling.
 constexpr int64_t kTileBytes = 32 << 10;
+
+// Software prefetch distance along the walk (bytes). The hardware prefetchers stop at 4 KiB
+// page edges and restart on each run, so a trace larger than the last-level cache streamed
+// from memory at ~30 GB/s on one core; prefetching the lines the walk reaches kPrefetchBytes
+// later (across page and run edges) keeps enough misses in flight to stream at ~57 GB/s
+// (64 MiB trace, AMD Zen 5, docs/benchmarks.md). Prefetches never fault and change no value.
+constexpr int64_t kPrefetchBytes = 16 << 10;
+
+// The first of the `seg` bytes that the walk of dense_rows reaches kPrefetchBytes after the
+// start of segment (b, i) of the tile [r0, r1): further along the same b-run, else in the
+// next b-run, else in the next tile's first run (rows below i1); null past the walk's rows.
+// (Only the address: the prefetch instructions are issued by dense_rows itself, since GCC
+// takes a helper that only prefetches for a function without effects and drops its calls.)
+template <typename T>
+inline const char* prefetch_target(const DenseTraceTask<T>& t, int64_t b, int64_t i, int64_t r0, int64_t r1,
+                                   int64_t R, int64_t i1, int64_t seg) {
+  int64_t p = (i - r0) * seg + kPrefetchBytes;
+  int64_t run0 = r0, run1 = r1;
+  if (p >= (r1 - r0) * seg) {
+    p -= (r1 - r0) * seg;
+    if (++b == t.B) {
+      b = 0;
+      run0 = r1;
+      run1 = std::min(i1, r1 + R);
+    }
+  }
+  if (p + seg > (run1 - run0) * seg) return nullptr;
+  return reinterpret_cast<const char*>(t.eps + (b * t.I + run0) * t.O * t.S) + p;
+}
 
 template <typename T>
 void dense_rows(const DenseTraceTask<T>& t, int64_t i0, int64_t i1, T* tmp) {
@@ -44,23 +103,15 @@ void dense_rows(const DenseTraceTask<T>& t, int64_t i0, int64_t i1, T* tmp) {
   for (int64_t r0 = i0; r0 < i1; r0 += R) {
     const int64_t r1 = std::min(i1, r0 + R);
     for (int64_t b = 0; b < t.B; ++b)
-      for (int64_t i = r0; i < r1; ++i) drtrl_dense_segment(t, b, i, tmp);
+      for (int64_t i = r0; i < r1; ++i) {
+#if defined(__GNUC__) || defined(__clang__)
+        if (const char* at = prefetch_target(t, b, i, r0, r1, R, i1, seg))
+          for (int64_t o = 0; o < seg; o += 64) __builtin_prefetch(at + o, 1, 3);
+#endif
+        drtrl_dense_segment(t, b, i, tmp);
+      }
   }
 }
-
-#if BT_TRACE_X86_AVX2
-// The same rows compiled for AVX2 (8 floats / 4 doubles per instruction instead of SSE2's
-// 4 / 2): `flatten` inlines the whole body of kernels/trace.h here, so it is generated for
-// this target. AVX2 only, not FMA: GCC would contract a * b + c into one fused
-// multiply-add (rounded once), so the two versions would round differently; without it
-// they compute bit for bit the same, and results do not depend on the CPU.
-template <typename T>
-__attribute__((target("avx2"), flatten)) void dense_rows_avx2(const DenseTraceTask<T>& t, int64_t i0,
-                                                                   int64_t i1, T* tmp) {
-  dense_rows(t, i0, i1, tmp);
-}
-
-#endif
 
 template <typename T>
 void cpu_drtrl_dense(const DenseTraceTask<T>& task) {
@@ -81,19 +132,11 @@ void cpu_drtrl_dense(const DenseTraceTask<T>& task) {
   const int64_t grain = std::max<int64_t>(row_grain(task.B * task.O * task.S),
                                           (task.I + kDenseChunksPerThread * threads - 1) /
                                               (kDenseChunksPerThread * threads));
-#if BT_TRACE_X86_AVX2
-  const bool avx2 = cpu_has_avx2();
-#endif
+  const CpuIsa isa = trace_isa();
   parallel_for(task.I, grain, [&](int64_t i0, int64_t i1) {
     const DenseTraceTask<T> t = task;  // local copy: no aliasing through the task
     T tmp[kMaxStackS];
-#if BT_TRACE_X86_AVX2
-    if (avx2) {
-      dense_rows_avx2(t, i0, i1, tmp);
-      return;
-    }
-#endif
-    dense_rows(t, i0, i1, tmp);
+    on_isa(isa, [&] { dense_rows(t, i0, i1, tmp); });
   });
 }
 
@@ -123,34 +166,6 @@ void pp_vec_tiles(const T* q, int64_t B, int64_t O, T* dp, int64_t k0, int64_t k
   for (int64_t c0 = k0; c0 < k1; c0 += kVecTile) pp_vec_cols(q, B, O, dp, c0, std::min(k1, c0 + kVecTile), acc);
 }
 
-#if BT_TRACE_X86_AVX2
-// AVX2 clones of the vector-trace, projection, input-trace and bias-gradient loops (the
-// same reasoning as dense_rows_avx2: flatten compiles the bodies of kernels/trace.h for
-// AVX2 here; no FMA, so the results are bit for bit the baseline build's).
-template <typename T>
-__attribute__((target("avx2"), flatten)) void vec_cols_avx2(const VecTraceTask<T>& t, int64_t k0, int64_t k1,
-                                                               T* tmp) {
-  vec_cols(t, k0, k1, tmp);
-}
-
-template <typename T>
-__attribute__((target("avx2"), flatten)) void pp_project_avx2(const T* g, const T* epsf, int64_t S, T inv_c, T* q,
-                                                                 int64_t p0, int64_t p1, bool accumulate) {
-  pp_project_range(g, epsf, S, inv_c, q, p0, p1, accumulate);
-}
-
-template <typename T>
-__attribute__((target("avx2"), flatten)) void pp_input_avx2(int64_t n, T* xbar, const T* x, T decay_x) {
-  pp_input_run(n, xbar, x, decay_x);
-}
-
-template <typename T>
-__attribute__((target("avx2"), flatten)) void pp_vec_avx2(const T* q, int64_t B, int64_t O, T* dp, int64_t k0,
-                                                             int64_t k1) {
-  pp_vec_tiles(q, B, O, dp, k0, k1);
-}
-#endif
-
 // An update without contraction (pp_prop's output trace, g null): every position is
 // independent, so the B x O positions run as one flat range (t: B 1, O = B * O), split in
 // long chunks: one contiguous stream of eps, D and df per chunk instead of the column tiles'
@@ -161,32 +176,17 @@ void flat_update(const VecTraceTask<T>& t, int64_t p0, int64_t p1) {
   for (int64_t q = p0; q < p1; q += kRun) vec_trace_row(t, int64_t(0), q, std::min(p1, q + kRun), static_cast<T*>(nullptr), static_cast<T*>(nullptr));
 }
 
-#if BT_TRACE_X86_AVX2
-template <typename T>
-__attribute__((target("avx2"), flatten)) void flat_update_avx2(const VecTraceTask<T>& t, int64_t p0, int64_t p1) {
-  flat_update(t, p0, p1);
-}
-#endif
-
 template <typename T>
 void cpu_vec_trace(const VecTraceTask<T>& task) {
   if (task.B <= 0 || task.O <= 0 || task.S <= 0 || (!task.update && !task.g)) return;
-#if BT_TRACE_X86_AVX2
-  const bool avx2 = cpu_has_avx2();
-#endif
+  const CpuIsa isa = trace_isa();
   if (!task.g && task.S <= 4) {
     VecTraceTask<T> flat = task;
     flat.O = task.B * task.O;
     flat.B = 1;
     parallel_for(flat.O, std::max<int64_t>(kVecTile, row_grain(task.S)), [&](int64_t p0, int64_t p1) {
       const VecTraceTask<T> t = flat;  // local copy: no aliasing through the task
-#if BT_TRACE_X86_AVX2
-      if (avx2) {
-        flat_update_avx2(t, p0, p1);
-        return;
-      }
-#endif
-      flat_update(t, p0, p1);
+      on_isa(isa, [&] { flat_update(t, p0, p1); });
     });
     return;
   }
@@ -199,61 +199,29 @@ void cpu_vec_trace(const VecTraceTask<T>& task) {
       return;
     }
     T tmp[kMaxStackS];
-#if BT_TRACE_X86_AVX2
-    if (avx2) {
-      vec_cols_avx2(t, k0, k1, tmp);
-      return;
-    }
-#endif
-    vec_cols(t, k0, k1, tmp);
+    on_isa(isa, [&] { vec_cols(t, k0, k1, tmp); });
   });
 }
 
 template <typename T>
 void cpu_pp_input(T* xbar, const T* x, T decay_x, int64_t n) {
-#if BT_TRACE_X86_AVX2
-  const bool avx2 = cpu_has_avx2();
-#endif
-  parallel_for(n, 65536, [=](int64_t b, int64_t e) {
-#if BT_TRACE_X86_AVX2
-    if (avx2) {
-      pp_input_avx2(e - b, xbar + b, x + b, decay_x);
-      return;
-    }
-#endif
-    pp_input_run(e - b, xbar + b, x + b, decay_x);
-  });
+  const CpuIsa isa = trace_isa();
+  parallel_for(n, 65536, [=](int64_t b, int64_t e) { on_isa(isa, [&] { pp_input_run(e - b, xbar + b, x + b, decay_x); }); });
 }
 
 template <typename T>
 void cpu_pp_project(const T* g, const T* epsf, int64_t P, int64_t S, T inv_c, T* q, bool accumulate) {
-#if BT_TRACE_X86_AVX2
-  const bool avx2 = cpu_has_avx2();
-#endif
+  const CpuIsa isa = trace_isa();
   parallel_for(P, row_grain(S), [=](int64_t p0, int64_t p1) {
-#if BT_TRACE_X86_AVX2
-    if (avx2) {
-      pp_project_avx2(g, epsf, S, inv_c, q, p0, p1, accumulate);
-      return;
-    }
-#endif
-    pp_project_range(g, epsf, S, inv_c, q, p0, p1, accumulate);
+    on_isa(isa, [&] { pp_project_range(g, epsf, S, inv_c, q, p0, p1, accumulate); });
   });
 }
 
 template <typename T>
 void cpu_pp_vec_grad(const T* q, int64_t B, int64_t O, T* dp) {
-#if BT_TRACE_X86_AVX2
-  const bool avx2 = cpu_has_avx2();
-#endif
+  const CpuIsa isa = trace_isa();
   parallel_for(O, std::max<int64_t>(kVecTile, row_grain(B)), [=](int64_t k0, int64_t k1) {
-#if BT_TRACE_X86_AVX2
-    if (avx2) {
-      pp_vec_avx2(q, B, O, dp, k0, k1);
-      return;
-    }
-#endif
-    pp_vec_tiles(q, B, O, dp, k0, k1);
+    on_isa(isa, [&] { pp_vec_tiles(q, B, O, dp, k0, k1); });
   });
 }
 

@@ -4,12 +4,17 @@
 
 #include <stdint.h>
 
+#include "cpu/cpu_features.h"
 #include "kernels/trace.h"
 
 namespace bt {
 
 template <typename T>
 void cpu_drtrl_dense(const DenseTraceTask<T>& t);
+
+// The instruction set of the trace loops in this process (trace_cpu.cc), decided once: the
+// widest this CPU runs, capped by BRAINTRACE_TRACE_ISA.
+CpuIsa trace_isa();
 // One vector trace step (kernels/trace.h: VecTraceTask): the columns k split over the pool,
 // each chunk in tiles of batch rows run by vec_trace_row (compile-time S <= 4 loops, an
 // AVX2 clone where the CPU has it); bit for bit the generic vec_trace_col.

@@ -147,6 +147,10 @@ struct RuntimeInfo {
   Backend backend = Backend::Cpu; // the backend new sessions use
   std::string fallback_reason;    // why backend is Cpu ("" when Cuda); e.g. "built without CUDA"
   int threads = 1;                // size of the CPU thread pool
+  // The CPU kernels' run-time choices (the widest clone this CPU runs, unless capped):
+  std::string gemm_kernel;        // "avx512" | "avx2" | "neon" | "portable" (BRAINTRACE_GEMM_KERNEL)
+  std::string elementwise_isa;    // "avx2" | "portable" (BRAINTRACE_EW_ISA)
+  std::string trace_isa;          // "avx512" | "avx2" | "portable" (BRAINTRACE_TRACE_ISA)
 };
 
 // Probes CUDA lazily on first call (and caches the result). `preference` is
