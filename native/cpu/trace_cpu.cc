@@ -14,8 +14,11 @@ namespace {
 // The loops below run through on_isa: x86-64 GCC / Clang compile each of them three times,
 // for the baseline ISA (SSE2: 4 floats / 2 doubles per instruction), for AVX2 (8 / 4) and
 // for AVX-512F with 512-bit vectors (16 / 8), and pick one at run time (the build itself
-// targets baseline x86-64, so prebuilt binaries run on any x86-64 CPU). `flatten` inlines
-// the whole body of kernels/trace.h into each clone, so it is generated for that target.
+// targets baseline x86-64, so prebuilt binaries run on any x86-64 CPU). GCC's `flatten`
+// inlines the whole body of kernels/trace.h into each clone, so it is generated for that
+// target. (Clang's flatten inlines one level only: a clang build, such as the fuzz and TSan
+// builds, runs the dense and vector-trace bodies at the baseline ISA inside the clones; the
+// results are the same.)
 // No clone may fuse a * b + c into one multiply-add (rounded once instead of twice): the
 // AVX2 target leaves FMA out, and AVX-512F, which has it, is held off by the build's
 // -ffp-contract=off (binding.gyp, CMakeLists.txt). Every clone then rounds every operation
@@ -82,8 +85,8 @@ constexpr int64_t kTileBytes = 32 << 10;
 // (64 MiB trace, AMD Zen 5, docs/benchmarks.md). Prefetches never fault and change no value.
 constexpr int64_t kPrefetchBytes = 16 << 10;
 // Traces of at most this many bytes are walked without the prefetches: they mostly stay in
-// the caches from step to step, where the extra instructions only cost (4 MiB: 15% slower with
-// them on the AVX2 loop; from 16 MiB on they pay off).
+// the caches from step to step, where the extra instructions only cost (2-8 MiB traces ran
+// 25-50% slower with them, AVX2 and AVX-512; from 16 MiB on they pay off).
 constexpr double kPrefetchMinBytes = 8 << 20;
 
 // The first of the `seg` bytes that the walk of dense_rows reaches kPrefetchBytes after the
