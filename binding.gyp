@@ -4,7 +4,8 @@
 #
 # -ffp-contract=off: no a * b + c is fused into one multiply-add behind the code's back.
 # The run-time ISA clones (AVX2, AVX-512) and the baseline code then round every operation
-# the same way, so results do not depend on the CPU (docs/architecture.md, "Exactness").
+# the same way, so results do not depend on the CPU (docs/architecture.md, "Exactness across
+# CPUs").
 #
 # Sources are listed by globbing the source folders, so a new .cc file in
 # native/{binding,core,cpu} needs no edit here (CMakeLists.txt globs the same folders).
