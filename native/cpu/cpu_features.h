@@ -7,32 +7,22 @@
 
 namespace bt {
 
-// True when this CPU (and its OS) runs AVX2 code; decided once per process. Always false
-// off x86.
-inline bool cpu_has_avx2() {
+// True when this CPU (and its OS) runs code of the x86 feature named by the string literal
+// `feature` (as __builtin_cpu_supports takes it); false off x86 and off GCC / Clang.
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-  static const bool has = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") != 0;
-  }();
-  return has;
+#define BT_CPU_SUPPORTS(feature) (__builtin_cpu_init(), __builtin_cpu_supports(feature) != 0)
 #else
-  return false;
+#define BT_CPU_SUPPORTS(feature) false
 #endif
-}
 
-// True when this CPU (and its OS) runs AVX-512 Foundation code; decided once per process.
-// Always false off x86.
-inline bool cpu_has_avx512f() {
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-  static const bool has = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") != 0;
-  }();
+// AVX2 / AVX-512 Foundation on this CPU (and its OS), decided once per process.
+inline bool cpu_has_avx2() {
+  static const bool has = BT_CPU_SUPPORTS("avx2");
   return has;
-#else
-  return false;
-#endif
+}
+inline bool cpu_has_avx512f() {
+  static const bool has = BT_CPU_SUPPORTS("avx512f");
+  return has;
 }
 
 // The instruction sets of the CPU driver's run-time clones, narrowest first.

@@ -77,9 +77,9 @@ inline bool ew_avx2_supported() {
 // or any other value: AVX2 where supported.
 inline EwIsa ew_isa_active() {
   static const EwIsa isa = [] {
-    const char* e = getenv("BRAINTRACE_EW_ISA");
-    if (e != nullptr && (strcmp(e, "sse2") == 0 || strcmp(e, "portable") == 0)) return EwIsa::Portable;
-    return ew_avx2_supported() ? EwIsa::Avx2 : EwIsa::Portable;
+    // The variable read as every run-time clone's cap (cpu_isa_capped); this table stops at AVX2.
+    return ew_avx2_supported() && cpu_isa_capped("BRAINTRACE_EW_ISA") != CpuIsa::Portable ? EwIsa::Avx2
+                                                                                         : EwIsa::Portable;
   }();
   return isa;
 }
