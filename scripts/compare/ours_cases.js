@@ -22,6 +22,11 @@ function seq(T, B, width, seed, scale = 1, dtype = 'float32') {
   return { data: randomArray(T * B * width, seed, scale, Ctor), shape: [T, B, width], dtype };
 }
 
+/** Whether `v` is a Promise (or another thenable): what `timed` awaits. */
+function isThenable(v) {
+  return v !== null && typeof v === 'object' && typeof v.then === 'function';
+}
+
 /**
  * Wall and CPU seconds of `fn()` run `reps` times, divided by `reps * units`. A Promise that
  * `fn` returns is awaited; a synchronous call (`learner.update`) is not: awaiting a plain
@@ -32,7 +37,7 @@ async function timed(reps, units, fn) {
   const t0 = process.hrtime.bigint();
   for (let r = 0; r < reps; r++) {
     const p = fn();
-    if (p !== null && typeof p === 'object' && typeof p.then === 'function') await p;
+    if (isThenable(p)) await p; // never `await` a plain value: that is a microtask turn too
   }
   const wall = Number(process.hrtime.bigint() - t0) / 1e9;
   const c = process.cpuUsage(c0);
@@ -190,7 +195,7 @@ const ops = {
     if (mode !== 'gradT' && !s.warmed) {
       for (let r = 0; r < 4000; r++) {
         const p = s.call();
-        if (p !== null && typeof p === 'object' && typeof p.then === 'function') await p;
+        if (isThenable(p)) await p;
       }
       s.warmed = true;
     }
